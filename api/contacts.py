@@ -1,0 +1,197 @@
+"""Contacts, their conversations and messages, as the workers left them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel
+from sqlalchemy import select, tuple_
+
+from api.auth import require_admin
+from domain import phones, service_window
+from models import Company, Contact, ContactIdentity, Conversation, Deal, Message
+from models.base import utcnow
+from models.contacts import current_contact
+from models.db import session_scope
+from settings import settings
+
+router = APIRouter(prefix="/api", tags=["contacts"], dependencies=[Depends(require_admin)])
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+class ContactOut(BaseModel):
+    id: int
+    phone: str | None
+    phone_invalid_reason: str | None
+    name: str | None
+    company: str | None
+    lead_source: str
+    window_open: bool
+    last_inbound_at: datetime | None
+    last_outbound_at: datetime | None
+    created_at: datetime
+
+
+class ContactPage(BaseModel):
+    items: list[ContactOut]
+    next_cursor: str | None
+
+
+class DealOut(BaseModel):
+    id: int
+    title: str
+    stage: str
+    status: str
+
+
+class ConversationOut(BaseModel):
+    id: int
+    started_at: datetime
+    last_message_at: datetime
+    last_inbound_at: datetime | None
+    last_outbound_at: datetime | None
+    window_expires_at: datetime | None
+    window_open: bool
+    awaiting_reply_since: datetime | None
+    last_response_seconds: float | None
+    message_count: int
+
+
+class IdentityOut(BaseModel):
+    kind: str
+    value: str
+
+
+class ContactDetail(ContactOut):
+    identities: list[IdentityOut]
+    referral: dict[str, Any] | None
+    open_deal: DealOut | None
+    conversations: list[ConversationOut]
+
+
+class MessageOut(BaseModel):
+    id: int
+    external_id: str | None
+    conversation_id: int
+    direction: str
+    type: str
+    raw_type: str | None
+    text: str | None
+    occurred_at: datetime
+    status: str | None
+    status_at: datetime | None
+    error: dict[str, Any] | None
+    referral: dict[str, Any] | None
+
+
+class MessagePage(BaseModel):
+    items: list[MessageOut]
+    next_cursor: str | None
+
+
+@router.get("/contacts", response_model=ContactPage)
+def list_contacts(phone: str | None = None, limit: Limit = 50, cursor: int | None = None) -> ContactPage:
+    """Contacts by id; ``phone`` in any common form narrows to that number."""
+    query = select(Contact).where(Contact.merged_into_id.is_(None)).order_by(Contact.id).limit(limit)
+    if phone:
+        parsed = phones.from_user_input(phone, settings.default_region)
+        if not parsed.is_valid:
+            raise HTTPException(422, f"phone: {parsed.invalid_reason}")
+        query = query.where(Contact.phone_e164 == parsed.e164)
+    if cursor is not None:
+        query = query.where(Contact.id > cursor)
+    with session_scope() as session:
+        contacts = session.scalars(query).all()
+        items = [_contact_out(session, c) for c in contacts]
+    return ContactPage(items=items, next_cursor=str(contacts[-1].id) if len(contacts) == limit else None)
+
+
+@router.get("/contacts/{contact_id}", response_model=ContactDetail)
+def get_contact(contact_id: int) -> ContactDetail:
+    """One contact (a merged id answers with the contact it became) with its context."""
+    with session_scope() as session:
+        contact = current_contact(session, contact_id)
+        if contact is None:
+            raise HTTPException(404, f"no contact {contact_id}")
+        identities = session.scalars(
+            select(ContactIdentity)
+            .where(ContactIdentity.contact_id == contact.id)
+            .order_by(ContactIdentity.id)
+        ).all()
+        deal = session.scalars(
+            select(Deal).where(Deal.contact_id == contact.id, Deal.status == "open")
+        ).first()
+        conversations = session.scalars(
+            select(Conversation)
+            .where(Conversation.contact_id == contact.id)
+            .order_by(Conversation.last_message_at.desc())
+        ).all()
+        now = utcnow()
+        return ContactDetail(
+            **_contact_out(session, contact).model_dump(),
+            identities=[IdentityOut(kind=i.kind, value=i.value) for i in identities],
+            referral=contact.referral,
+            open_deal=DealOut(id=deal.id, title=deal.title, stage=deal.stage, status=deal.status)
+            if deal
+            else None,
+            conversations=[
+                ConversationOut.model_validate(
+                    {**_columns(c), "window_open": service_window.is_open(c.last_inbound_at, now)}
+                )
+                for c in conversations
+            ],
+        )
+
+
+@router.get("/contacts/{contact_id}/messages", response_model=MessagePage)
+def list_messages(contact_id: int, limit: Limit = 100, cursor: str | None = None) -> MessagePage:
+    """Inbound and outbound messages, oldest first, with delivery status."""
+    with session_scope() as session:
+        contact = current_contact(session, contact_id)
+        if contact is None:
+            raise HTTPException(404, f"no contact {contact_id}")
+        query = (
+            select(Message)
+            .where(Message.contact_id == contact.id)
+            .order_by(Message.occurred_at, Message.id)
+            .limit(limit)
+        )
+        if cursor:
+            query = query.where(tuple_(Message.occurred_at, Message.id) > _decode_cursor(cursor))
+        messages = session.scalars(query).all()
+        items = [MessageOut.model_validate(_columns(m)) for m in messages]
+    next_cursor = (
+        f"{messages[-1].occurred_at.isoformat()}|{messages[-1].id}" if len(messages) == limit else None
+    )
+    return MessagePage(items=items, next_cursor=next_cursor)
+
+
+def _contact_out(session: Any, contact: Contact) -> ContactOut:
+    company = session.get(Company, contact.company_id) if contact.company_id else None
+    return ContactOut(
+        id=contact.id,
+        phone=contact.phone_e164,
+        phone_invalid_reason=contact.phone_invalid_reason,
+        name=contact.name,
+        company=company.name if company else None,
+        lead_source=contact.lead_source,
+        window_open=service_window.is_open(contact.last_inbound_at, utcnow()),
+        last_inbound_at=contact.last_inbound_at,
+        last_outbound_at=contact.last_outbound_at,
+        created_at=contact.created_at,
+    )
+
+
+def _columns(row: Any) -> dict[str, Any]:
+    return {column.key: getattr(row, column.key) for column in row.__table__.columns}
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        moment, _, message_id = cursor.partition("|")
+        return datetime.fromisoformat(moment), int(message_id)
+    except ValueError as exc:
+        raise HTTPException(422, "cursor: not a cursor this API gave out") from exc

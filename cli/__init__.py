@@ -1,0 +1,1 @@
+"""Command line: ``python -m cli up|demo|migrate`` (the ``./run`` script calls it)."""

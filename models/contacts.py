@@ -1,0 +1,106 @@
+"""People and the businesses around them: contacts, their identities, companies and deals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, select, text
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from models.base import Base, utcnow
+from models.types import BigId
+
+
+class Company(Base):
+    __tablename__ = "companies"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Contact(Base):
+    """A person. When two contacts turn out to be one, the younger points at the survivor."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    phone_e164: Mapped[str | None] = mapped_column(String(20), index=True)
+    # Set when the only number we have for this person is not a valid phone number.
+    phone_invalid_reason: Mapped[str | None] = mapped_column(String(255))
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id"))
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    # Click-to-WhatsApp attribution, kept from the first message that carried it.
+    referral: Mapped[dict[str, Any] | None]
+    lead_source: Mapped[str] = mapped_column(String(64), default="organic")
+    last_inbound_at: Mapped[datetime | None]
+    last_outbound_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    company: Mapped[Company | None] = relationship()
+    identities: Mapped[list[ContactIdentity]] = relationship(back_populates="contact")
+
+
+class ContactIdentity(Base):
+    """One way of recognising a contact: E.164 phone, wa_id, BSUID, gateway LID, order-system id.
+
+    The unique (kind, value) pair is what makes find-or-create race-free: two workers that see
+    a new number at once both try to insert it, and the database lets exactly one win.
+    """
+
+    __tablename__ = "contact_identities"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    contact: Mapped[Contact] = relationship(back_populates="identities")
+
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+
+
+class Deal(Base):
+    """A sales opportunity; a contact has at most one open deal at a time."""
+
+    __tablename__ = "deals"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id"))
+    title: Mapped[str] = mapped_column(String(255))
+    stage: Mapped[str] = mapped_column(String(32), default="new")
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | won | lost
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index(
+            "uq_deals_open_per_contact",
+            "contact_id",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status = 'open'"),
+        ),
+    )
+
+
+def current_contact(session: Session, contact_id: int) -> Contact | None:
+    """The contact an id stands for today, following merges to the survivor."""
+    contact = session.get(Contact, contact_id)
+    for _ in range(32):
+        if contact is None or contact.merged_into_id is None:
+            return contact
+        contact = session.get(Contact, contact.merged_into_id)
+    raise RuntimeError("merge chain too long")
+
+
+def find_by_identity(session: Session, kind: str, value: str) -> Contact | None:
+    return session.scalars(
+        select(Contact)
+        .join(ContactIdentity)
+        .where(ContactIdentity.kind == kind, ContactIdentity.value == value)
+    ).first()

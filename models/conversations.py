@@ -1,0 +1,78 @@
+"""Conversations, the messages in them, and the delivery receipts of outbound messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, JSONType, utcnow
+from models.types import BigId
+
+INBOUND, OUTBOUND = "inbound", "outbound"
+
+
+class Conversation(Base):
+    """A contact's chat session; a new one starts after CONVERSATION_IDLE_HOURS of silence."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    started_at: Mapped[datetime]
+    last_message_at: Mapped[datetime]
+    last_inbound_at: Mapped[datetime | None]
+    last_outbound_at: Mapped[datetime | None]
+    # The customer-service window: free-form replies are allowed until this moment.
+    window_expires_at: Mapped[datetime | None]
+    # Oldest customer message not yet answered; cleared (and timed) by our next reply.
+    awaiting_reply_since: Mapped[datetime | None]
+    last_response_seconds: Mapped[float | None]
+    message_count: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_conversations_contact_last", "contact_id", "last_message_at"),)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # The WhatsApp message id (wamid); outbound messages get theirs when the gateway accepts.
+    external_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    direction: Mapped[str] = mapped_column(String(8))
+    type: Mapped[str] = mapped_column(String(24))
+    # The type exactly as the source named it, when we store it under another (unsupported).
+    raw_type: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]]
+    referral: Mapped[dict[str, Any] | None]
+    reply_to: Mapped[str | None] = mapped_column(String(255))
+    occurred_at: Mapped[datetime]
+    # Delivery state of outbound messages; only ever moves forward (see domain.statuses).
+    status: Mapped[str | None] = mapped_column(String(16))
+    status_rank: Mapped[int] = mapped_column(default=0)
+    status_at: Mapped[datetime | None]
+    error: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_messages_conversation_time", "conversation_id", "occurred_at"),)
+
+
+class DeliveryStatus(Base):
+    """Every receipt we were told about, kept even before its message row exists."""
+
+    __tablename__ = "delivery_statuses"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime]
+    errors: Mapped[list[Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("external_id", "status"),)

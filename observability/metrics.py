@@ -1,0 +1,50 @@
+"""Prometheus metrics.
+
+Counters live in each process. With ``PROMETHEUS_MULTIPROC_DIR`` set (the embedded runner and
+docker compose set it), prometheus_client writes them to shared files and ``/metrics`` on the API
+sums every process on the machine: producers, worker children and beat alike.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.registry import REGISTRY
+
+EVENTS_ACCEPTED = Counter(
+    "wacrm_events_accepted_total", "Webhook events committed to the inbox.", ["source", "kind"]
+)
+EVENTS_DUPLICATE = Counter(
+    "wacrm_events_duplicate_total", "Replayed webhook events acknowledged, not stored.", ["source"]
+)
+EVENTS_REJECTED = Counter(
+    "wacrm_events_rejected_total", "Webhook requests refused, by reason.", ["source", "reason"]
+)
+EVENTS_PROCESSED = Counter(
+    "wacrm_events_processed_total", "Inbox events processed by workers.", ["kind", "outcome"]
+)
+TASK_SECONDS = Histogram("wacrm_task_duration_seconds", "Time a worker spent on one task.", ["task"])
+EVENT_LATENCY_SECONDS = Histogram(
+    "wacrm_event_latency_seconds",
+    "From webhook accepted to event processed.",
+    ["kind"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+INBOX_REQUEUED = Counter("wacrm_inbox_requeued_total", "Inbox events the sweeper put back on the queue.")
+
+
+def render() -> tuple[bytes, str]:
+    """The text exposition of this machine's metrics, and its content type."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,1 @@
+"""Webhook producers: verify, validate, persist to the inbox, enqueue. Nothing of routing."""

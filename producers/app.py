@@ -1,0 +1,30 @@
+"""The ASGI app (``uvicorn producers.app:app``): webhook producers, operations endpoints, and the
+query API. OpenAPI schema at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api import contacts
+from observability.logs import configure_logging
+from producers import health, whatsapp
+from producers.rejections import Rejected, rejected_handler
+from settings import Settings, settings
+
+
+def create_app(config: Settings = settings) -> FastAPI:
+    configure_logging(config.log_level)
+    application = FastAPI(
+        title="WhatsApp CRM automation",
+        version="0.1.0",
+        description="Webhook producers (WhatsApp Cloud API, WAHA, order system) and the query API.",
+    )
+    application.state.settings = config
+    application.add_exception_handler(Rejected, rejected_handler)
+    application.include_router(whatsapp.router)
+    application.include_router(health.router)
+    application.include_router(contacts.router)
+    return application
+
+
+app = create_app()

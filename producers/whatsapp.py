@@ -1,0 +1,202 @@
+"""``/webhooks/whatsapp``: the Meta Cloud API webhook (verification handshake, messages, statuses).
+
+Every message and every status of a (possibly batched) payload becomes one inbox event, keyed by
+the wamid (messages) or by wamid and status (receipts: Meta sends each once per status).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy.exc import DBAPIError
+
+from producers.inbox import NewEvent, store_and_enqueue
+from producers.rejections import Rejected
+from producers.security import read_body, verify_signature
+from settings import Settings
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+EpochSeconds = Annotated[str, Field(pattern=r"^\d{1,12}$")]
+
+
+class _Open(BaseModel):
+    # Meta adds fields often; unknown ones are kept, never a reason to refuse.
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class CloudMessage(_Open):
+    id: str = Field(min_length=1, max_length=255)
+    timestamp: EpochSeconds
+    type: str = Field(min_length=1)
+    from_: str | None = Field(default=None, alias="from")
+    from_user_id: str | None = None
+
+    @model_validator(mode="after")
+    def _has_sender(self) -> CloudMessage:
+        if not (self.from_ or self.from_user_id):
+            raise ValueError("a message needs 'from' or 'from_user_id'")
+        return self
+
+
+class CloudStatus(_Open):
+    id: str = Field(min_length=1, max_length=200)
+    status: str = Field(min_length=1, max_length=16)
+    timestamp: EpochSeconds
+
+
+class CloudContact(_Open):
+    wa_id: str | None = None
+    user_id: str | None = None
+
+
+class MessagesValue(_Open):
+    contacts: list[CloudContact] = []
+    messages: list[CloudMessage] = []
+    statuses: list[CloudStatus] = []
+
+
+class Change(_Open):
+    field: str
+    value: dict[str, Any]
+
+
+class Entry(_Open):
+    id: str
+    changes: list[Change]
+
+
+class Envelope(_Open):
+    object: Literal["whatsapp_business_account"]
+    entry: list[Entry]
+
+
+@router.get("/webhooks/whatsapp", response_class=PlainTextResponse)
+def verify_subscription(
+    request: Request,
+    mode: Annotated[str | None, Query(alias="hub.mode")] = None,
+    token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
+    challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
+) -> PlainTextResponse:
+    """Meta's subscription handshake: echo the challenge when the verify token matches."""
+    expected: str | None = request.app.state.settings.whatsapp_verify_token
+    if not expected:
+        return PlainTextResponse("WHATSAPP_VERIFY_TOKEN is not set", status_code=403)
+    if mode != "subscribe" or not hmac.compare_digest((token or "").encode(), expected.encode()):
+        return PlainTextResponse("verification token does not match", status_code=403)
+    return PlainTextResponse(challenge or "")
+
+
+@router.post("/webhooks/whatsapp")
+async def receive(request: Request) -> JSONResponse:
+    settings: Settings = request.app.state.settings
+    body = await read_body(request, settings.max_body_bytes)
+    verify_signature(
+        settings.whatsapp_app_secret,
+        body,
+        request.headers.get("x-hub-signature-256"),
+        header="X-Hub-Signature-256",
+    )
+    envelope = _parse(body)
+    events = inbox_events(envelope)
+    try:
+        stored = await run_in_threadpool(store_and_enqueue, events)
+    except DBAPIError:
+        log.exception("inbox unavailable")
+        return JSONResponse({"error": "the database is unavailable; retry later"}, status_code=503)
+    return JSONResponse({"accepted": stored.accepted, "duplicates": stored.duplicates})
+
+
+def _parse(body: bytes) -> Envelope:
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Rejected(400, f"body is not JSON: {exc}", reason="not_json") from exc
+    try:
+        envelope = Envelope.model_validate(document)
+    except ValidationError as exc:
+        raise _shape_error(exc, ()) from exc
+    for e, entry in enumerate(envelope.entry):
+        for c, change in enumerate(entry.changes):
+            if change.field != "messages":
+                continue
+            try:
+                MessagesValue.model_validate(change.value)
+            except ValidationError as exc:
+                raise _shape_error(exc, ("entry", e, "changes", c, "value")) from exc
+    return envelope
+
+
+def _shape_error(exc: ValidationError, prefix: tuple[int | str, ...]) -> Rejected:
+    error = exc.errors()[0]
+    field = _path(prefix + tuple(error["loc"]))
+    return Rejected(400, f"not a WhatsApp webhook: {field}: {error['msg']}", field=field, reason="shape")
+
+
+def _path(location: tuple[int | str, ...]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
+
+
+def inbox_events(envelope: Envelope) -> list[NewEvent]:
+    """One inbox event per message and per status; other webhook fields are acknowledged only."""
+    events: list[NewEvent] = []
+    for entry in envelope.entry:
+        for change in entry.changes:
+            if change.field != "messages":
+                log.info("ignored webhook field", extra={"field": change.field})
+                continue
+            value = change.value
+            metadata = value.get("metadata") or {}
+            profiles = value.get("contacts") or []
+            for message in value.get("messages") or []:
+                events.append(
+                    NewEvent(
+                        source="whatsapp",
+                        kind="message",
+                        dedupe_key=message["id"],
+                        payload={
+                            "message": message,
+                            "contact": _profile_of(message, profiles),
+                            "metadata": metadata,
+                        },
+                        occurred_at=_epoch(message["timestamp"]),
+                    )
+                )
+            for status in value.get("statuses") or []:
+                events.append(
+                    NewEvent(
+                        source="whatsapp",
+                        kind="status",
+                        dedupe_key=f"{status['id']}:{status['status']}",
+                        payload={"status": status, "metadata": metadata},
+                        occurred_at=_epoch(status["timestamp"]),
+                    )
+                )
+            for error in value.get("errors") or []:
+                log.warning(
+                    "WhatsApp reported an error",
+                    extra={"code": error.get("code"), "title": error.get("title")},
+                )
+    return events
+
+
+def _profile_of(message: dict[str, Any], profiles: list[dict[str, Any]]) -> dict[str, Any] | None:
+    for profile in profiles:
+        if (message.get("from") and profile.get("wa_id") == message.get("from")) or (
+            message.get("from_user_id") and profile.get("user_id") == message.get("from_user_id")
+        ):
+            return profile
+    return profiles[0] if len(profiles) == 1 else None
+
+
+def _epoch(value: str) -> datetime:
+    return datetime.fromtimestamp(int(value), UTC)

@@ -1,0 +1,10 @@
+"""The beat schedule (read by celeryconfig). Task names only: beat imports no task code."""
+
+from settings import settings
+
+BEAT_SCHEDULE = {
+    "sweep-inbox": {
+        "task": "schedules.sweepers.sweep_inbox",
+        "schedule": settings.inbox_sweep_interval_seconds,
+    },
+}

@@ -1,0 +1,71 @@
+"""Every setting of the system, read from the environment in this one place.
+
+Names and defaults are the public interface (see README, "Settings"). Other modules import
+``settings`` from here and never read ``os.environ`` themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+VAR_DIR = PROJECT_ROOT / "var"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    # Storage and broker. The defaults are the embedded mode: a SQLite file and a broker made of
+    # files under ./var, so the whole system runs with nothing but Python installed.
+    database_url: str = f"sqlite:///{VAR_DIR / 'wacrm.sqlite3'}"
+    celery_broker_url: str = "filesystem://"
+    broker_folder: Path = VAR_DIR / "broker"
+
+    # WhatsApp Cloud API and gateways.
+    whatsapp_gateway: str = "sandbox"
+    whatsapp_api_base: str = "https://graph.facebook.com/v21.0"
+    whatsapp_access_token: str | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_app_secret: str | None = None
+    whatsapp_verify_token: str | None = None
+    waha_url: str | None = None
+    waha_api_key: str | None = None
+    waha_session: str | None = None
+    waha_hmac_key: str | None = None
+    order_webhook_secret: str | None = None
+
+    # Odoo CRM sync (off when ODOO_URL is unset).
+    odoo_url: str | None = None
+    odoo_db: str | None = None
+    odoo_login: str | None = None
+    odoo_api_key: str | None = None
+
+    # The query/control API and dashboard are closed until a token is set.
+    admin_token: str | None = None
+
+    default_region: str = "ID"
+    timezone: str = "Asia/Jakarta"
+    followup_cron: str = "0 10 * * *"
+    outbound_rate_per_second: float = 80
+
+    ai_base_url: str | None = None
+    ai_api_key: str | None = None
+    ai_model: str | None = None
+
+    # Operational knobs of this implementation.
+    max_body_bytes: int = Field(default=3 * 1024 * 1024, gt=0)  # Meta's payload ceiling is 3 MB
+    inbox_sweep_interval_seconds: float = Field(default=30, gt=0)
+    inbox_sweep_after_seconds: float = Field(default=120, ge=0)
+    inbox_max_attempts: int = Field(default=10, gt=0)
+    conversation_idle_hours: float = Field(default=24, gt=0)
+    log_level: str = "INFO"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+settings = Settings()

@@ -1,0 +1,203 @@
+"""Identity resolution: which contact is this?
+
+Every event says something about who sent it: a WhatsApp id, a BSUID, a phone as a person typed
+it, an order-system contact id. Each of those becomes an ``Identity`` (kind, value); the table
+``contact_identities`` is unique on it, so it is the database, not a check in Python, that decides
+who wins when two workers meet a new number at once. When one event's identities belong to two
+contacts, the two are one person: they are merged, and all history moves to the older one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from domain import phones
+from models import Base, Contact, ContactIdentity, Deal
+from settings import settings
+
+PHONE, WA_ID, BSUID, LID, EXTERNAL, INVALID_PHONE = (
+    "phone",
+    "wa_id",
+    "bsuid",
+    "lid",
+    "external",
+    "invalid_phone",
+)
+
+_MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Identity:
+    kind: str
+    value: str
+
+
+@dataclass
+class Sighting:
+    """What one event tells us about its person."""
+
+    identities: list[Identity] = field(default_factory=list)
+    name: str | None = None
+    phone: phones.Phone | None = None
+
+
+def from_whatsapp(wa_id: str | None, bsuid: str | None = None, name: str | None = None) -> Sighting:
+    """A WhatsApp sender: ``wa_id`` digits (no region applied) and/or a BSUID."""
+    sighting = Sighting(name=name or None)
+    if wa_id:
+        sighting.phone = phones.from_wa_id(wa_id)
+        sighting.identities.append(Identity(WA_ID, sighting.phone.digits))
+        _add_phone(sighting)
+    if bsuid:
+        sighting.identities.append(Identity(BSUID, bsuid))
+    return sighting
+
+
+def from_typed_phone(raw: str, external_id: str | None = None, name: str | None = None) -> Sighting:
+    """A number a person typed (order system, forms): parsed with DEFAULT_REGION."""
+    sighting = Sighting(name=name or None, phone=phones.from_user_input(raw, settings.default_region))
+    _add_phone(sighting)
+    if external_id:
+        sighting.identities.append(Identity(EXTERNAL, external_id))
+    return sighting
+
+
+def _add_phone(sighting: Sighting) -> None:
+    phone = sighting.phone
+    assert phone is not None
+    if phone.is_valid:
+        sighting.identities.append(Identity(PHONE, phone.e164))  # type: ignore[arg-type]
+    elif phone.digits:
+        sighting.identities.append(Identity(INVALID_PHONE, phone.digits))
+
+
+def resolve_contact(session: Session, sighting: Sighting) -> Contact:
+    """Find or create the one contact these identities belong to, locked for this transaction."""
+    if not sighting.identities:
+        raise ValueError("an event with no identity (no phone, wa_id or user id) names nobody")
+    wanted = list(dict.fromkeys(sighting.identities))
+    for _ in range(_MAX_ATTEMPTS):
+        owners = _owners(session, wanted)
+        if not owners:
+            contact = _try_create(session, sighting, wanted)
+        else:
+            contact = _lock_and_merge(session, sorted(set(owners.values())))
+            if contact is not None and not _try_attach(
+                session, contact, [i for i in wanted if i not in owners]
+            ):
+                contact = None
+        if contact is not None:
+            _update_profile(contact, sighting)
+            return contact
+        # Lost a race (another worker inserted one of these identities, or merged a contact we
+        # saw): the committed state has changed, so look again.
+        session.expire_all()
+    raise RuntimeError("identity resolution did not settle; will be retried")
+
+
+def _owners(session: Session, identities: list[Identity]) -> dict[Identity, int]:
+    rows = session.execute(
+        select(ContactIdentity.kind, ContactIdentity.value, ContactIdentity.contact_id).where(
+            ContactIdentity.kind.in_({i.kind for i in identities}),
+            ContactIdentity.value.in_({i.value for i in identities}),
+        )
+    )
+    found = {Identity(kind, value): contact_id for kind, value, contact_id in rows}
+    return {i: found[i] for i in identities if i in found}
+
+
+def _try_create(session: Session, sighting: Sighting, identities: list[Identity]) -> Contact | None:
+    try:
+        with session.begin_nested():
+            contact = Contact(name=sighting.name)
+            session.add(contact)
+            session.flush()
+            _insert_identities(session, contact, identities)
+    except IntegrityError:
+        return None
+    # Lock it like any found contact, so that later work on it in this transaction is serialised.
+    return session.scalars(select(Contact).where(Contact.id == contact.id).with_for_update()).one()
+
+
+def _try_attach(session: Session, contact: Contact, identities: list[Identity]) -> bool:
+    if not identities:
+        return True
+    try:
+        with session.begin_nested():
+            _insert_identities(session, contact, identities)
+    except IntegrityError:
+        return False
+    return True
+
+
+def _insert_identities(session: Session, contact: Contact, identities: list[Identity]) -> None:
+    session.add_all(ContactIdentity(contact_id=contact.id, kind=i.kind, value=i.value) for i in identities)
+    session.flush()
+
+
+def _lock_and_merge(session: Session, contact_ids: list[int]) -> Contact | None:
+    """Lock the contacts (in id order, so two workers cannot deadlock) and merge them into one."""
+    contacts = session.scalars(
+        select(Contact).where(Contact.id.in_(contact_ids)).order_by(Contact.id).with_for_update()
+    ).all()
+    if len(contacts) != len(contact_ids) or any(c.merged_into_id for c in contacts):
+        return None  # merged away by another worker since we looked
+    survivor, *absorbed = contacts
+    for duplicate in absorbed:
+        merge_into(session, survivor, duplicate)
+    return survivor
+
+
+def merge_into(session: Session, survivor: Contact, duplicate: Contact) -> None:
+    """Make ``duplicate`` part of ``survivor``: every row that points at it moves, nothing is lost."""
+    # At most one open deal per contact: the duplicate's yields to the survivor's.
+    if session.scalar(select(Deal.id).where(Deal.contact_id == survivor.id, Deal.status == "open")):
+        session.execute(
+            update(Deal).where(Deal.contact_id == duplicate.id, Deal.status == "open").values(status="merged")
+        )
+    contacts = Base.metadata.tables["contacts"]
+    for table in Base.metadata.sorted_tables:
+        for column in table.columns:
+            if table is not contacts and any(fk.column is contacts.c.id for fk in column.foreign_keys):
+                session.execute(
+                    update(table).where(column == duplicate.id).values({column.name: survivor.id})
+                )
+    for attribute in ("name", "phone_e164", "company_id", "referral"):
+        if getattr(survivor, attribute) is None:
+            setattr(survivor, attribute, getattr(duplicate, attribute))
+    if survivor.lead_source == "organic":
+        survivor.lead_source = duplicate.lead_source
+    survivor.last_inbound_at = _latest(survivor.last_inbound_at, duplicate.last_inbound_at)
+    survivor.last_outbound_at = _latest(survivor.last_outbound_at, duplicate.last_outbound_at)
+    if survivor.phone_e164:
+        survivor.phone_invalid_reason = None
+    # Contacts merged into the duplicate earlier now point straight at the survivor.
+    session.execute(
+        update(Contact).where(Contact.merged_into_id == duplicate.id).values(merged_into_id=survivor.id)
+    )
+    duplicate.merged_into_id = survivor.id
+    session.flush()
+
+
+def _update_profile(contact: Contact, sighting: Sighting) -> None:
+    if sighting.name and not contact.name:
+        contact.name = sighting.name
+    phone = sighting.phone
+    if phone is None:
+        return
+    if phone.is_valid:
+        if not contact.phone_e164:
+            contact.phone_e164 = phone.e164
+        contact.phone_invalid_reason = None
+    elif not contact.phone_e164:
+        contact.phone_invalid_reason = phone.invalid_reason
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return max((t for t in (a, b) if t is not None), default=None)

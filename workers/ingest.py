@@ -1,0 +1,111 @@
+"""The ingest queue: one task per inbox event, exactly once in effect.
+
+``process_inbox_event`` claims the inbox row, runs the step for its kind and marks the row
+processed, all in one transaction. A redelivered or duplicated task finds the row processed (or
+locked by its twin) and does nothing; a crash before commit leaves the row pending for the
+next delivery or the sweeper. Transient database errors retry with backoff; any other error is
+recorded on the row and retried by the sweeper until ``INBOX_MAX_ATTEMPTS``, then left ``failed``
+with its error for a person to see.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from models import InboxEvent
+from models.base import utcnow
+from models.db import session_scope
+from models.inbox import FAILED, PENDING, PROCESSED
+from observability.metrics import EVENT_LATENCY_SECONDS, EVENTS_PROCESSED, TASK_SECONDS
+from settings import settings
+from workers import context, receipts
+from workers.celery_app import app
+
+log = logging.getLogger(__name__)
+
+Step = Callable[[Session, dict[str, Any]], object]
+
+# Which step handles which event: follow an event from here into its module.
+STEPS: dict[tuple[str, str], Step] = {
+    ("whatsapp", "message"): context.record_inbound_message,
+    ("whatsapp", "status"): receipts.record_status,
+}
+
+
+@app.task(
+    name="workers.ingest.process_inbox_event",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=None,
+)
+def process_inbox_event(event_id: int) -> str:
+    started = time.perf_counter()
+    try:
+        outcome = _process(event_id)
+    except OperationalError:
+        raise  # the database is away: Celery retries with backoff
+    except Exception as exc:
+        _record_failure(event_id, exc)
+        outcome = "error"
+    TASK_SECONDS.labels("process_inbox_event").observe(time.perf_counter() - started)
+    return outcome
+
+
+def _process(event_id: int) -> str:
+    with session_scope() as session:
+        # SKIP LOCKED: if a duplicate delivery of this event is being processed right now, leave
+        # it to that one rather than wait and do the work twice.
+        event = session.scalars(
+            select(InboxEvent).where(InboxEvent.id == event_id).with_for_update(skip_locked=True)
+        ).first()
+        if event is None or event.state != PENDING:
+            return "skipped"
+        step = STEPS.get((event.source, event.kind))
+        if step is None:
+            raise LookupError(f"no step handles {event.source} events of kind {event.kind!r}")
+        step(session, event.payload)
+        event.state = PROCESSED
+        event.processed_at = utcnow()
+        event.attempts += 1
+        kind, received_at = event.kind, event.received_at
+    # Counted only once the transaction has committed.
+    EVENTS_PROCESSED.labels(kind, "processed").inc()
+    EVENT_LATENCY_SECONDS.labels(kind).observe((utcnow() - received_at).total_seconds())
+    return "processed"
+
+
+def _record_failure(event_id: int, exc: Exception) -> None:
+    log.exception("inbox event failed", extra={"event_id": event_id})
+    try:
+        with session_scope() as session:
+            event = session.get(InboxEvent, event_id, with_for_update=True)
+            if event is None or event.state != PENDING:
+                return
+            event.attempts += 1
+            event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            if event.attempts >= settings.inbox_max_attempts:
+                event.state = FAILED
+            kind, state = event.kind, event.state
+    except DBAPIError:
+        log.exception("could not record the failure", extra={"event_id": event_id})
+        return
+    EVENTS_PROCESSED.labels(kind, "failed" if state == FAILED else "error").inc()
+
+
+def enqueue(event_ids: list[int]) -> None:
+    """Publish one task per inbox event. Raises if the broker cannot be reached."""
+    for event_id in event_ids:
+        process_inbox_event.apply_async((event_id,))
+
+
+def mark_enqueued(session: Session, event_ids: list[int]) -> None:
+    session.execute(update(InboxEvent).where(InboxEvent.id.in_(event_ids)).values(enqueued_at=utcnow()))
