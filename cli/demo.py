@@ -25,7 +25,9 @@ def run(url: str) -> None:
         ("Budi asks about stock (came from an ad)", _from(budi, first)),
         (
             "Siti sends a photo",
-            _from(siti, samples.message(siti, "image", image={"id": "1", "caption": "Yang ini ada warna lain?"})),
+            _from(
+                siti, samples.message(siti, "image", image={"id": "1", "caption": "Yang ini ada warna lain?"})
+            ),
         ),
         (
             "Budi taps a button",
@@ -34,7 +36,10 @@ def run(url: str) -> None:
                 samples.message(
                     budi,
                     "interactive",
-                    interactive={"type": "button_reply", "button_reply": {"id": "buy", "title": "Ya, mau pesan"}},
+                    interactive={
+                        "type": "button_reply",
+                        "button_reply": {"id": "buy", "title": "Ya, mau pesan"},
+                    },
                 ),
             ),
         ),
@@ -42,7 +47,10 @@ def run(url: str) -> None:
             "Andi shares a location",
             _from(andi, samples.message(andi, "location", location={"latitude": -6.2, "longitude": 106.8})),
         ),
-        ("Siti votes in a poll (a type we do not know)", _from(siti, samples.message(siti, "poll", poll={"q": 1}))),
+        (
+            "Siti votes in a poll (a type we do not know)",
+            _from(siti, samples.message(siti, "poll", poll={"q": 1})),
+        ),
         ("Meta delivers Budi's first webhook again", _from(budi, first)),
         (
             "a delivery receipt for a message sent elsewhere",
@@ -66,7 +74,8 @@ def run(url: str) -> None:
         messages = session.get(f"{url}/api/contacts/{contact['id']}/messages", timeout=10).json()["items"]
         deal = detail["open_deal"]
         print(
-            f"  contact {contact['id']}: {contact['name']} {contact['phone']}  source={contact['lead_source']}"
+            f"  contact {contact['id']}: {contact['name']} {contact['phone']}"
+            f"  source={contact['lead_source']}"
             f"  window_open={contact['window_open']}  deal={deal['stage'] if deal else '-'}"
         )
         for message in messages:

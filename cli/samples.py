@@ -62,7 +62,9 @@ def text(wa_id: str, body: str, **extra: Any) -> dict:
     return message(wa_id, "text", text={"body": body}, **extra)
 
 
-def status(external_id: str, state: str, wa_id: str, *, at: int | None = None, errors: list | None = None) -> dict:
+def status(
+    external_id: str, state: str, wa_id: str, *, at: int | None = None, errors: list | None = None
+) -> dict:
     result: dict[str, Any] = {
         "id": external_id,
         "status": state,

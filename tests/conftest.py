@@ -1,0 +1,116 @@
+"""Test set-up: real PostgreSQL, a private Redis, a real Celery worker.
+
+The environment is fixed here, before any project module is imported, because settings are
+read once from it. Each test run gets its own PostgreSQL database (dropped at the end) and its
+own redis-server on a free port, so runs never see each other or the shared services.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ADMIN_URL = make_url(
+    os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+)
+DATABASE = f"wacrm_test_{uuid.uuid4().hex[:10]}"
+
+from tests.support import CeleryProcess, RedisServer, wait_for  # noqa: E402
+
+REDIS = RedisServer()
+os.environ.update(
+    DATABASE_URL=ADMIN_URL.set(database=DATABASE).render_as_string(hide_password=False),
+    CELERY_BROKER_URL=REDIS.url,
+    INBOX_SWEEP_AFTER_SECONDS="2",
+    INBOX_SWEEP_INTERVAL_SECONDS="1",
+    LOG_LEVEL="INFO",
+)
+for name in ("WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "ADMIN_TOKEN", "PROMETHEUS_MULTIPROC_DIR"):
+    os.environ.pop(name, None)
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from models import Base  # noqa: E402
+from models.db import get_engine, session_scope  # noqa: E402
+from models.inbox import InboxEvent  # noqa: E402
+from models.migrate import upgrade_to_head  # noqa: E402
+from producers.app import create_app  # noqa: E402
+from settings import Settings  # noqa: E402
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database():
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{DATABASE}"'))
+    upgrade_to_head()
+    yield
+    get_engine().dispose()
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_server():
+    REDIS.start()
+    yield REDIS
+    REDIS.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(database, redis_server):
+    """One worker (two pool processes) on every queue, shared by the tests that need one."""
+    process = CeleryProcess.worker(concurrency=2).wait_ready()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean_tables(database):
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with session_scope() as session:
+        session.execute(text(f"TRUNCATE {tables} CASCADE"))
+    yield
+
+
+@pytest.fixture
+def make_client():
+    """A TestClient for the real app with chosen settings (secrets, limits, token)."""
+
+    def build(**overrides) -> TestClient:
+        overrides.setdefault("admin_token", ADMIN_TOKEN)
+        return TestClient(create_app(Settings(**overrides)))
+
+    return build
+
+
+@pytest.fixture
+def client(make_client) -> TestClient:
+    return make_client()
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def pending_events() -> int:
+    with session_scope() as session:
+        return session.query(InboxEvent).filter(InboxEvent.state == "pending").count()
+
+
+@pytest.fixture
+def drained():
+    """Call to wait until the workers have processed every inbox event."""
+
+    def wait(timeout: float = 60) -> None:
+        wait_for(lambda: pending_events() == 0, timeout, "every inbox event processed")
+
+    return wait
