@@ -35,6 +35,19 @@ class Phone:
         return re.sub(r"\D", "", self.raw)
 
 
+_PARSE_ERRORS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
+    phonenumbers.NumberParseException.NOT_A_NUMBER: "not a phone number",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short",
+    phonenumbers.NumberParseException.TOO_LONG: "too long",
+}
+
+
+def _unparseable(raw: str, exc: phonenumbers.NumberParseException) -> Phone:
+    return Phone(raw, None, _PARSE_ERRORS.get(exc.error_type, "not a phone number"))
+
+
 def _checked(raw: str, parsed: phonenumbers.PhoneNumber) -> Phone:
     if not phonenumbers.is_valid_number(parsed):
         return Phone(raw, None, "not a valid phone number for its country")
@@ -49,7 +62,7 @@ def from_wa_id(wa_id: str) -> Phone:
     try:
         return _checked(wa_id, phonenumbers.parse("+" + match.group(1), None))
     except phonenumbers.NumberParseException as exc:
-        return Phone(wa_id, None, f"unparseable: {exc}")
+        return _unparseable(wa_id, exc)
 
 
 def from_user_input(raw: str, region: str) -> Phone:
@@ -62,7 +75,7 @@ def from_user_input(raw: str, region: str) -> Phone:
     try:
         return _checked(raw, phonenumbers.parse(text, region))
     except phonenumbers.NumberParseException as exc:
-        return Phone(raw, None, f"unparseable: {exc}")
+        return _unparseable(raw, exc)
 
 
 def mask(e164_or_raw: str) -> str:
