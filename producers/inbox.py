@@ -19,7 +19,7 @@ from models import InboxEvent
 from models.base import utcnow
 from models.db import session_scope
 from observability.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE
-from workers.ingest import enqueue
+from workers.publish import enqueue
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from models import InboxEvent
 from models.base import utcnow
@@ -20,7 +20,7 @@ from models.inbox import PENDING
 from observability.metrics import INBOX_REQUEUED
 from settings import settings
 from workers.celery_app import app
-from workers.ingest import enqueue, mark_enqueued
+from workers.publish import enqueue
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def sweep_inbox() -> int:
                 .with_for_update(skip_locked=True)
             )
         )
-        mark_enqueued(session, ids)
+        session.execute(update(InboxEvent).where(InboxEvent.id.in_(ids)).values(enqueued_at=utcnow()))
     if ids:
         enqueue(ids)
         INBOX_REQUEUED.inc(len(ids))

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,7 @@ from observability.metrics import EVENT_LATENCY_SECONDS, EVENTS_PROCESSED, TASK_
 from settings import settings
 from workers import context, receipts
 from workers.celery_app import app
+from workers.publish import PROCESS_INBOX_EVENT
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ STEPS: dict[tuple[str, str], Step] = {
 
 
 @app.task(
-    name="workers.ingest.process_inbox_event",
+    name=PROCESS_INBOX_EVENT,
     autoretry_for=(OperationalError,),
     retry_backoff=True,
     retry_backoff_max=60,
@@ -99,13 +100,3 @@ def _record_failure(event_id: int, exc: Exception) -> None:
         log.exception("could not record the failure", extra={"event_id": event_id})
         return
     EVENTS_PROCESSED.labels(kind, "failed" if state == FAILED else "error").inc()
-
-
-def enqueue(event_ids: list[int]) -> None:
-    """Publish one task per inbox event. Raises if the broker cannot be reached."""
-    for event_id in event_ids:
-        process_inbox_event.apply_async((event_id,))
-
-
-def mark_enqueued(session: Session, event_ids: list[int]) -> None:
-    session.execute(update(InboxEvent).where(InboxEvent.id.in_(event_ids)).values(enqueued_at=utcnow()))

@@ -1,0 +1,17 @@
+"""Putting inbox events on the ingest queue, by task name.
+
+Producers and the sweeper publish through this module, so the API process never imports the
+worker steps; ``task_routes`` in celeryconfig sends the task to the ``ingest`` queue.
+"""
+
+from __future__ import annotations
+
+from workers.celery_app import app
+
+PROCESS_INBOX_EVENT = "workers.ingest.process_inbox_event"
+
+
+def enqueue(event_ids: list[int]) -> None:
+    """Publish one task per inbox event. Raises if the broker cannot be reached."""
+    for event_id in event_ids:
+        app.send_task(PROCESS_INBOX_EVENT, args=(event_id,))
