@@ -13,6 +13,7 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 ADMIN_URL = make_url(
     os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
@@ -74,9 +75,20 @@ def worker(database, redis_server):
 
 @pytest.fixture(autouse=True)
 def clean_tables(database):
+    """Every test starts with empty tables. A worker may still be finishing an earlier test's
+    task; TRUNCATE then waits for (or deadlocks with) it, so try again until it goes through."""
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with session_scope() as session:
-        session.execute(text(f"TRUNCATE {tables} CASCADE"))
+
+    def truncated() -> bool:
+        try:
+            with session_scope() as session:
+                session.execute(text("SET LOCAL lock_timeout = '2s'"))
+                session.execute(text(f"TRUNCATE {tables} CASCADE"))
+        except OperationalError:
+            return False
+        return True
+
+    wait_for(truncated, 60, "tables truncated")
     yield
 
 

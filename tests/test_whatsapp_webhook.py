@@ -15,6 +15,16 @@ from models.db import session_scope
 SECRET = "app-secret"
 
 
+@pytest.fixture(autouse=True)
+def published(monkeypatch) -> list[int]:
+    """The inbox ids the producer publishes; captured here so that no worker races these tests."""
+    import producers.inbox
+
+    ids: list[int] = []
+    monkeypatch.setattr(producers.inbox, "enqueue", ids.extend)
+    return ids
+
+
 def inbox() -> list[InboxEvent]:
     with session_scope() as session:
         return list(session.scalars(select(InboxEvent).order_by(InboxEvent.id)))
@@ -36,13 +46,14 @@ def test_verification_handshake_echoes_the_challenge(make_client):
     assert wrong.status_code == 403
 
 
-def test_signed_webhook_is_accepted_and_stored(make_client):
+def test_signed_webhook_is_accepted_stored_and_published(make_client, published):
     client = make_client(whatsapp_app_secret=SECRET)
     answer = post(client, samples.inbound_text("6281212345678", "Budi", "Halo"), SECRET)
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"accepted": 1, "duplicates": 0}
     [event] = inbox()
     assert (event.source, event.kind, event.state) == ("whatsapp", "message", "pending")
+    assert published == [event.id]
     assert event.payload["message"]["text"]["body"] == "Halo"
     assert event.payload["contact"]["profile"]["name"] == "Budi"
 
@@ -137,11 +148,12 @@ def test_batch_stores_every_message_and_status(client):
     ]
 
 
-def test_replay_is_acknowledged_and_not_stored_again(client):
+def test_replay_is_acknowledged_and_not_stored_or_published_again(client, published):
     payload = samples.inbound_text("6281212345678", "Budi", "Halo")
     assert post(client, payload).json() == {"accepted": 1, "duplicates": 0}
     assert post(client, payload).json() == {"accepted": 0, "duplicates": 1}
     assert len(inbox()) == 1
+    assert len(published) == 1
 
 
 def test_statuses_are_unique_per_message_and_status(client):
