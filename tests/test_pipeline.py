@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select, update
 
 from cli import samples
-from models import Contact, Conversation, InboxEvent, Message
+from models import Contact, Conversation, Deal, InboxEvent, Message
 from models.base import utcnow
 from models.db import session_scope
 from workers import context, identity
@@ -190,6 +190,19 @@ def test_order_system_phone_and_whatsapp_id_are_one_contact(client, admin_header
     with session_scope() as session:
         again = identity.resolve_contact(session, identity.from_typed_phone("+62 812 1234 5678"))
         assert again.id == from_orders
+
+
+def test_contact_belongs_to_its_company_and_its_open_deal_too(client, admin_headers, drained):
+    with session_scope() as session:
+        for phone in ("0812-1234-5678", "0857-1111-2222"):
+            identity.resolve_contact(session, identity.from_typed_phone(phone, company="CV Maju Jaya"))
+    post(client, samples.inbound_text(BUDI, "Budi", "Halo"))
+    drained()
+    found = contacts(client, admin_headers)
+    assert [c["company"] for c in found] == ["CV Maju Jaya", "CV Maju Jaya"]
+    with session_scope() as session:
+        deal = session.scalars(select(Deal)).one()
+        assert deal.company_id is not None and deal.status == "open"
 
 
 def test_contacts_that_prove_to_be_one_person_are_merged_keeping_history(client, admin_headers, drained):

@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain import phones
-from models import Base, Contact, ContactIdentity, Deal
+from models import Base, Company, Contact, ContactIdentity, Deal
+from models.base import utcnow
 from settings import settings
 
 PHONE, WA_ID, BSUID, LID, EXTERNAL, INVALID_PHONE = (
@@ -45,6 +48,7 @@ class Sighting:
     identities: list[Identity] = field(default_factory=list)
     name: str | None = None
     phone: phones.Phone | None = None
+    company: str | None = None
 
 
 def from_whatsapp(wa_id: str | None, bsuid: str | None = None, name: str | None = None) -> Sighting:
@@ -59,9 +63,15 @@ def from_whatsapp(wa_id: str | None, bsuid: str | None = None, name: str | None 
     return sighting
 
 
-def from_typed_phone(raw: str, external_id: str | None = None, name: str | None = None) -> Sighting:
+def from_typed_phone(
+    raw: str, external_id: str | None = None, name: str | None = None, company: str | None = None
+) -> Sighting:
     """A number a person typed (order system, forms): parsed with DEFAULT_REGION."""
-    sighting = Sighting(name=name or None, phone=phones.from_user_input(raw, settings.default_region))
+    sighting = Sighting(
+        name=name or None,
+        phone=phones.from_user_input(raw, settings.default_region),
+        company=(company or "").strip() or None,
+    )
     _add_phone(sighting)
     if external_id:
         sighting.identities.append(Identity(EXTERNAL, external_id))
@@ -94,6 +104,8 @@ def resolve_contact(session: Session, sighting: Sighting) -> Contact:
                 contact = None
         if contact is not None:
             _update_profile(contact, sighting)
+            if sighting.company and contact.company_id is None:
+                contact.company_id = company_id(session, sighting.company)
             return contact
         # Lost a race (another worker inserted one of these identities, or merged a contact we
         # saw): the committed state has changed, so look again.
@@ -183,6 +195,13 @@ def merge_into(session: Session, survivor: Contact, duplicate: Contact) -> None:
     )
     duplicate.merged_into_id = survivor.id
     session.flush()
+
+
+def company_id(session: Session, name: str) -> int:
+    """The company of that name, created on first mention (the unique name settles races)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(Company).values(name=name, created_at=utcnow()).on_conflict_do_nothing())
+    return session.scalars(select(Company.id).where(Company.name == name)).one()
 
 
 def _update_profile(contact: Contact, sighting: Sighting) -> None:
