@@ -8,6 +8,7 @@ sums every process on the machine: producers, worker children and beat alike.
 from __future__ import annotations
 
 import os
+import socket
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,7 +18,13 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client import values
 from prometheus_client.registry import REGISTRY
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Files are named by process id; containers sharing the directory all number their
+    # processes from 1, so the host name makes each process's file its own.
+    values.ValueClass = values.MultiProcessValue(lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 EVENTS_ACCEPTED = Counter(
     "wacrm_events_accepted_total", "Webhook events committed to the inbox.", ["source", "kind"]
