@@ -17,8 +17,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
-from prometheus_client import values
 from prometheus_client.registry import REGISTRY
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
