@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
+from sqlalchemy import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -40,6 +42,20 @@ class Stored:
     enqueued: bool
 
 
+@cache
+def _insert_new(dialect: str) -> Insert:
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING id, kind``: only new rows come back.
+
+    Built once and given the rows at execution, so SQLAlchemy compiles it once, not per request.
+    """
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(InboxEvent.__table__)
+        .on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
+        .returning(InboxEvent.id, InboxEvent.kind)
+    )
+
+
 def store_and_enqueue(events: list[NewEvent]) -> Stored:
     """Insert every event in one transaction, skipping replays; publish the new ones."""
     if not events:
@@ -60,14 +76,7 @@ def store_and_enqueue(events: list[NewEvent]) -> Stored:
         for e in events
     ]
     with session_scope() as session:
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        statement = (
-            insert(InboxEvent)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
-            .returning(InboxEvent.id, InboxEvent.kind)
-        )
-        new = session.execute(statement).all()
+        new = session.execute(_insert_new(session.get_bind().dialect.name), rows).all()
 
     source = events[0].source
     for _, kind in new:

@@ -1,0 +1,547 @@
+"""Ingest benchmark: the webhook producer, end-to-end processing, and the raw Celery baseline.
+
+Everything runs on this machine in one go, against real PostgreSQL (a fresh database
+``wacrm_bench_<random>``, migrated, dropped at the end) and a private redis-server on a free
+port (never the shared one):
+
+(c) baseline: a no-op task (``bench/noop.py``, queue ``bench``) published in a loop with
+    ``apply_async`` on the project's Celery app: the raw publish rate. Then
+    ``celery -A workers worker -c 2 -I bench.noop -Q bench`` consumes them: the raw consume rate.
+(a) ingest: signed one-message Cloud API webhooks (``cli.samples.inbound_text``, unique wa_ids
+    and wamids) POSTed over HTTP to ``uvicorn producers.app:app``. No worker runs, so the ingest
+    queue just fills. Max throughput is the best closed-loop rate over several client
+    concurrencies, for ``uvicorn --workers 1`` and ``--workers 2``; then p50/p99 latency of an
+    open-loop load paced at half that maximum, on the better server, each request timed from
+    its scheduled start (time spent waiting for a free client connection counts).
+(b) end-to-end: N inbox events pre-loaded with ``producers.inbox.store_and_enqueue`` (one task
+    each), then ``celery -A workers worker -c 2`` on every queue, timed until no inbox row is
+    ``pending``.
+
+Consume rates (b, c) run from the worker's first fetch to the drained queue, so start-up time
+is left out (and printed). The load generator is a minimal asyncio HTTP/1.1 keep-alive client,
+so it takes as little as possible of the CPU the server needs; its CPU per request is printed.
+
+Run from the project root::
+
+    .venv/bin/python -m bench.ingest            # full size, a few minutes
+    .venv/bin/python -m bench.ingest --quick    # small counts, a smoke run
+
+PostgreSQL is reached as ``BENCH_POSTGRES_URL`` (default: postgres on 127.0.0.1:5432). Timings
+are printed against their targets, never asserted. Every process started is stopped, and the
+database dropped, on any exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import itertools
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from cli import samples
+from tests.support import PROJECT_ROOT, CeleryProcess, RedisServer, free_port, wait_for
+
+DESCRIPTION = "Ingest benchmark: the webhook producer, end-to-end processing, and the raw Celery baseline."
+ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+SECRET = "bench-app-secret"
+WEBHOOK_PATH = "/webhooks/whatsapp"
+UVICORN_WORKERS = (1, 2)
+WORKER_CONCURRENCY = 2
+INGEST_QUEUE = "ingest"
+WARMUP_REQUESTS = 100
+LATENCY_CONNECTIONS = 64
+PRELOAD_BATCH = 500
+POLL_SECONDS = 0.005
+DRAIN_TIMEOUT = 600.0
+
+TARGET_PUBLISH_RATIO = 0.8
+TARGET_P99_SECONDS = 0.050
+TARGET_CONSUME_RATIO = 0.5
+
+_wa_ids = itertools.count(6281100000000)  # unique customers across every phase
+
+
+@dataclass(frozen=True)
+class Sizes:
+    requests: int  # per closed-loop run, and for the paced latency run
+    events: int  # pre-loaded inbox events, end to end
+    tasks: int  # no-op tasks, baseline
+    concurrency: tuple[int, ...]  # closed-loop client connections tried
+
+
+FULL = Sizes(requests=3000, events=3000, tasks=5000, concurrency=(2, 4, 8, 32))
+QUICK = Sizes(requests=300, events=300, tasks=1000, concurrency=(4, 16))
+
+
+@dataclass(frozen=True)
+class Run:
+    """A batch of HTTP requests: how long it took, each one's latency, the failures."""
+
+    requests: int
+    seconds: float
+    latencies: list[float]
+    failures: int
+    client_cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, p: int) -> float:
+        return statistics.quantiles(self.latencies, n=100, method="inclusive")[p - 1]
+
+
+@dataclass(frozen=True)
+class Drain:
+    """A worker emptying a pre-loaded queue."""
+
+    count: int
+    startup: float  # worker launched -> first fetch
+    seconds: float  # first fetch -> all done
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+
+@dataclass(frozen=True)
+class Ingest:
+    best: Run
+    workers: int
+    concurrency: int
+    latency: Run
+
+
+# --- resources --------------------------------------------------------------------------------
+
+
+@contextmanager
+def private_redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+@contextmanager
+def bench_database() -> Iterator[str]:
+    """A fresh PostgreSQL database; yields its URL, drops it (forcing connections off) at the end."""
+    admin_url = make_url(ADMIN_URL)
+    name = f"wacrm_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        _admin_sql(admin, f'CREATE DATABASE "{name}"')
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        _dispose_project_engine()
+        _admin_sql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def _admin_sql(admin: Engine, statement: str) -> None:
+    with admin.connect() as connection:
+        connection.execute(text(statement))
+
+
+def _dispose_project_engine() -> None:
+    db = sys.modules.get("models.db")
+    if db is not None and db.get_engine.cache_info().currsize:
+        db.get_engine().dispose()
+
+
+def configure_environment(database_url: str, broker_url: str) -> None:
+    """Point settings (read once, at first import) and every child process at the bench services."""
+    if "settings" in sys.modules:
+        raise RuntimeError("settings were imported before the bench environment was set")
+    os.environ.update(
+        DATABASE_URL=database_url,
+        CELERY_BROKER_URL=broker_url,
+        WHATSAPP_APP_SECRET=SECRET,
+        LOG_LEVEL="INFO",
+    )
+    for name in ("WHATSAPP_VERIFY_TOKEN", "PROMETHEUS_MULTIPROC_DIR"):
+        os.environ.pop(name, None)
+
+
+@contextmanager
+def uvicorn_server(workers: int) -> Iterator[int]:
+    """``uvicorn producers.app:app --workers N`` on a free port; yields the port."""
+    port = free_port()
+    log_path = Path(tempfile.gettempdir()) / f"wacrm-bench-uvicorn-{port}.log"
+    command = [sys.executable, "-m", "uvicorn", "producers.app:app", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", str(workers)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        started = lambda: log_path.read_bytes().count(b"Application startup complete") >= workers  # noqa: E731
+        wait_for(lambda: started() or process.poll() is not None, 60, "uvicorn start-up")
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited:\n{log_path.read_text(errors='replace')[-3000:]}")
+        yield port
+    finally:
+        _stop_group(process)
+        log_path.unlink(missing_ok=True)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM our child's process group (it and its workers); SIGKILL it if it lingers."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@contextmanager
+def celery_worker(*extra: str) -> Iterator[CeleryProcess]:
+    """``celery -A workers worker -c 2`` (plus ``extra``), stopped and its log removed at the end."""
+    name = f"bench-{uuid.uuid4().hex[:6]}"
+    args = ["worker", "-n", f"{name}@%h", "-c", str(WORKER_CONCURRENCY), "-l", "INFO"]
+    worker = CeleryProcess([*args, "--without-mingle", "--without-gossip", *extra], name=name)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        worker.log_path.unlink(missing_ok=True)
+
+
+# --- the HTTP load generator ------------------------------------------------------------------
+
+
+class Connection:
+    """One HTTP/1.1 keep-alive connection that sends prepared requests and reads whole answers."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def send(self, request: bytes) -> int:
+        """Write one request, read its response to the end; returns the status code."""
+        self.writer.write(request)
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("the server closed the connection")
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        await self.reader.readexactly(length)
+        return int(status_line.split()[1])
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def next_payload() -> dict[str, Any]:
+    wa_id = str(next(_wa_ids))
+    return samples.inbound_text(wa_id, f"Pelanggan {wa_id[-4:]}", "Halo, apakah stoknya masih ada?")
+
+
+def webhook_requests(count: int, port: int) -> list[bytes]:
+    """``count`` signed webhook POSTs, each a new customer's one text message, ready to write."""
+    return [_http_post(port, *samples.encode(next_payload(), SECRET)) for _ in range(count)]
+
+
+def _http_post(port: int, body: bytes, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {WEBHOOK_PATH} HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class Recorder:
+    """Collects statuses and latencies of one batch; ``finish()`` makes the ``Run``."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.failures = 0
+        self.cpu = time.process_time()
+        self.started = time.perf_counter()
+
+    def record(self, status: int, latency: float) -> None:
+        self.latencies.append(latency)
+        self.failures += status != 200
+
+    def finish(self) -> Run:
+        seconds = time.perf_counter() - self.started
+        cpu = time.process_time() - self.cpu
+        return Run(len(self.latencies), seconds, self.latencies, self.failures, cpu)
+
+
+async def closed_loop(port: int, requests: list[bytes], concurrency: int) -> Run:
+    """``concurrency`` connections, each sending its next request as soon as the last is answered."""
+    connections = [await Connection.open(port) for _ in range(concurrency)]
+    pending = iter(requests)  # shared: each request goes to exactly one connection
+    recorder = Recorder()
+
+    async def client(connection: Connection) -> None:
+        for request in pending:
+            sent = time.perf_counter()
+            status = await connection.send(request)
+            recorder.record(status, time.perf_counter() - sent)
+
+    try:
+        await asyncio.gather(*(client(connection) for connection in connections))
+    finally:
+        for connection in connections:
+            connection.close()
+    return recorder.finish()
+
+
+async def open_loop(port: int, requests: list[bytes], rate: float) -> Run:
+    """Requests started on a fixed schedule at ``rate``/s, whatever the answers; latency from schedule."""
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(LATENCY_CONNECTIONS):
+        pool.put_nowait(await Connection.open(port))
+    loop = asyncio.get_running_loop()
+    recorder = Recorder()
+
+    async def one(request: bytes, due: float) -> None:
+        connection = await pool.get()
+        try:
+            status = await connection.send(request)
+        finally:
+            pool.put_nowait(connection)
+        recorder.record(status, loop.time() - due)
+
+    start, tasks = loop.time(), []
+    for index, request in enumerate(requests):
+        due = start + index / rate
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        tasks.append(asyncio.create_task(one(request, due)))
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        while not pool.empty():
+            pool.get_nowait().close()
+    return recorder.finish()
+
+
+# --- (c) the baseline -------------------------------------------------------------------------
+
+
+def raw_publish_rate(count: int) -> float:
+    """No-op tasks published one by one with ``apply_async``, as the producer publishes."""
+    from bench.noop import noop
+
+    for _ in range(WARMUP_REQUESTS):  # the broker connection and its pool, outside the timing
+        noop.apply_async()
+    started = time.perf_counter()
+    for _ in range(count):
+        noop.apply_async()
+    return count / (time.perf_counter() - started)
+
+
+def drain(broker: redis.Redis, queue: str, done: Callable[[], bool], *worker_args: str) -> Drain:
+    """Start a worker on a pre-loaded ``queue``; time its first fetch and when ``done()`` holds."""
+    total = int(broker.llen(queue))
+    if not total:
+        raise RuntimeError(f"queue {queue!r} is empty: nothing to drain")
+    with celery_worker(*worker_args) as worker:
+        launched = time.perf_counter()
+        first = _poll(lambda: broker.llen(queue) < total, worker, "the worker's first fetch")
+        _poll(lambda: _broker_drained(broker, queue), worker, f"queue {queue!r} to drain")
+        finished = _poll(done, worker, "the work to be done")
+    return Drain(total, first - launched, finished - first)
+
+
+def _broker_drained(broker: redis.Redis, queue: str) -> bool:
+    # Acks are late: a message leaves kombu's "unacked" hash only once its task has returned.
+    return broker.llen(queue) == 0 and broker.hlen("unacked") == 0
+
+
+def _poll(predicate: Callable[[], bool], worker: CeleryProcess, what: str) -> float:
+    deadline = time.perf_counter() + DRAIN_TIMEOUT
+    while not predicate():
+        if worker.process.poll() is not None:
+            raise RuntimeError(f"the worker died waiting for {what}:\n{worker.output()}")
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(POLL_SECONDS)
+    return time.perf_counter()
+
+
+def phase(title: str) -> None:
+    """A heading with the machine's load: other sessions share these 2 cores, and it shows."""
+    print(f"\n{title}  [load average {os.getloadavg()[0]:.2f}]")
+
+
+def measure_baseline(sizes: Sizes, broker: redis.Redis) -> tuple[float, Drain]:
+    from bench.noop import QUEUE
+
+    phase("(c) baseline: a no-op task on the project's Celery app and broker")
+    publish = raw_publish_rate(sizes.tasks)
+    print(f"(c) raw publish: {publish:8.0f} tasks/s  ({sizes.tasks} no-op apply_async, queue {QUEUE!r})")
+    consume = drain(broker, QUEUE, lambda: True, "-I", "bench.noop", "-Q", QUEUE)
+    print(
+        f"(c) raw consume: {consume.rate:8.0f} tasks/s  ({consume.count} no-op tasks, worker "
+        f"-c {WORKER_CONCURRENCY} -Q {QUEUE}; {consume.seconds:.2f} s from first fetch, "
+        f"start-up {consume.startup:.1f} s)"
+    )
+    return publish, consume
+
+
+# --- (a) webhook ingest -----------------------------------------------------------------------
+
+
+def max_throughput(workers: int, sizes: Sizes) -> tuple[Run, int]:
+    """Closed-loop runs at each concurrency; the fastest run and its concurrency."""
+    runs: dict[int, Run] = {}
+    with uvicorn_server(workers) as port:
+        asyncio.run(closed_loop(port, webhook_requests(WARMUP_REQUESTS, port), 8))
+        for concurrency in sizes.concurrency:
+            run = asyncio.run(closed_loop(port, webhook_requests(sizes.requests, port), concurrency))
+            runs[concurrency] = run
+            print(
+                f"(a) uvicorn --workers {workers}, {concurrency:2d} clients: {run.rate:6.0f} req/s  "
+                f"p50 {run.percentile(50) * 1000:6.1f} ms  p99 {run.percentile(99) * 1000:6.1f} ms  "
+                f"failures {run.failures}  client CPU {run.client_cpu / run.requests * 1e6:.0f} us/req"
+            )
+    best = max(runs, key=lambda concurrency: runs[concurrency].rate)
+    return runs[best], best
+
+
+def paced_latency(workers: int, rate: float, count: int) -> Run:
+    with uvicorn_server(workers) as port:
+        asyncio.run(closed_loop(port, webhook_requests(WARMUP_REQUESTS, port), 8))
+        return asyncio.run(open_loop(port, webhook_requests(count, port), rate))
+
+
+def measure_ingest(sizes: Sizes) -> Ingest:
+    phase("(a) webhook ingest over HTTP, no worker running")
+    results = {workers: max_throughput(workers, sizes) for workers in UVICORN_WORKERS}
+    workers = max(results, key=lambda w: results[w][0].rate)
+    best, concurrency = results[workers]
+    print(f"(a) ingest max:  {best.rate:8.0f} req/s  (uvicorn --workers {workers}, {concurrency} clients)")
+    phase(f"(a) latency, open loop at half the max rate, uvicorn --workers {workers}")
+    latency = paced_latency(workers, best.rate / 2, sizes.requests)
+    print(
+        f"(a) paced at {best.rate / 2:.0f} req/s (open loop, {latency.requests} requests, achieved "
+        f"{latency.rate:.0f} req/s): p50 {latency.percentile(50) * 1000:.1f} ms  "
+        f"p99 {latency.percentile(99) * 1000:.1f} ms  failures {latency.failures}"
+    )
+    return Ingest(best, workers, concurrency, latency)
+
+
+# --- (b) end to end ---------------------------------------------------------------------------
+
+
+def reset_state(broker: redis.Redis) -> None:
+    """Empty every table and the private broker (ours alone), so (b) starts from nothing."""
+    from models import Base
+    from models.db import session_scope
+
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    with session_scope() as session:
+        session.execute(text(f"TRUNCATE {tables} CASCADE"))
+    broker.flushdb()
+
+
+def preload_events(count: int) -> None:
+    """``count`` one-message webhooks' inbox events, stored and enqueued as the producer does."""
+    from producers.inbox import store_and_enqueue
+    from producers.whatsapp import Envelope, inbox_events
+
+    for start in range(0, count, PRELOAD_BATCH):
+        batch = range(min(PRELOAD_BATCH, count - start))
+        store_and_enqueue([e for _ in batch for e in inbox_events(Envelope.model_validate(next_payload()))])
+
+
+def inbox_counts() -> dict[str, int]:
+    from models.db import session_scope
+
+    with session_scope() as session:
+        rows = session.execute(text("SELECT state, count(*) FROM inbox_events GROUP BY state"))
+        return {state: count for state, count in rows}
+
+
+def measure_end_to_end(sizes: Sizes, broker: redis.Redis) -> Drain:
+    phase("(b) end-to-end: pre-loaded inbox events through the real worker")
+    reset_state(broker)
+    preload_events(sizes.events)
+    result = drain(broker, INGEST_QUEUE, lambda: inbox_counts().get("pending", 0) == 0)
+    counts = inbox_counts()
+    print(
+        f"(b) end-to-end:  {result.rate:8.0f} events/s  ({result.count} events, worker "
+        f"-c {WORKER_CONCURRENCY}; {result.seconds:.1f} s from first fetch, start-up "
+        f"{result.startup:.1f} s; inbox rows by state {counts})"
+    )
+    return result
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+def summarize(publish: float, consume: Drain, ingest: Ingest, end_to_end: Drain) -> None:
+    publish_ratio = ingest.best.rate / publish
+    p99_ms = ingest.latency.percentile(99) * 1000
+    consume_ratio = end_to_end.rate / consume.rate
+    print(
+        f"\nSummary: raw publish {publish:.0f}/s, raw consume {consume.rate:.0f}/s, "
+        f"ingest {ingest.best.rate:.0f} req/s (uvicorn --workers {ingest.workers}), "
+        f"end-to-end {end_to_end.rate:.0f} events/s"
+    )
+    _check("ingest rate / raw publish rate", publish_ratio, ">=", TARGET_PUBLISH_RATIO)
+    _check("p99 at half max rate, ms", p99_ms, "<", TARGET_P99_SECONDS * 1000)
+    _check("end-to-end / raw consume rate", consume_ratio, ">=", TARGET_CONSUME_RATIO)
+
+
+def _check(name: str, value: float, relation: str, target: float) -> None:
+    met = value >= target if relation == ">=" else value < target
+    print(f"  {name:31s} {value:8.2f}   target {relation} {target:<5g} {'met' if met else 'NOT met'}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=DESCRIPTION)
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run in under a minute")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    sizes = QUICK if parse_args(argv).quick else FULL
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # each figure shows as soon as it is measured
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the clean-up below runs
+    with ExitStack() as stack:
+        server = stack.enter_context(private_redis())
+        database_url = stack.enter_context(bench_database())
+        configure_environment(database_url, server.url)
+        from models.migrate import upgrade_to_head
+
+        upgrade_to_head(database_url)
+        broker = stack.enter_context(closing(redis.Redis.from_url(server.url)))
+        publish, consume = measure_baseline(sizes, broker)
+        ingest = measure_ingest(sizes)
+        end_to_end = measure_end_to_end(sizes, broker)
+    summarize(publish, consume, ingest, end_to_end)
+
+
+if __name__ == "__main__":
+    main()
