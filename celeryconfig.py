@@ -6,7 +6,7 @@ unacknowledged message comes back after ``visibility_timeout``, which is longer 
 may run. Effects are exactly-once because every task is idempotent (see workers/ingest.py).
 """
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from schedules.beat import BEAT_SCHEDULE
 from settings import VAR_DIR, settings
@@ -37,7 +37,8 @@ else:
         "socket_timeout": 10,
     }
 
-task_queues = [Queue(name) for name in QUEUES]
+# Each queue its own direct exchange: a message routed to one queue never lands in another.
+task_queues = [Queue(name, Exchange(name), routing_key=name) for name in QUEUES]
 task_default_queue = "ingest"
 task_routes = {
     "workers.ingest.*": {"queue": "ingest"},
