@@ -16,9 +16,3 @@ RANKS: dict[str, int] = {
     "read": 4,
     "played": 5,
 }
-
-KNOWN = frozenset(RANKS)
-
-
-def rank(status: str) -> int:
-    return RANKS[status]

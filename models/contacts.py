@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, select, text
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.base import Base, utcnow
@@ -96,11 +96,3 @@ def current_contact(session: Session, contact_id: int) -> Contact | None:
             return contact
         contact = session.get(Contact, contact.merged_into_id)
     raise RuntimeError("merge chain too long")
-
-
-def find_by_identity(session: Session, kind: str, value: str) -> Contact | None:
-    return session.scalars(
-        select(Contact)
-        .join(ContactIdentity)
-        .where(ContactIdentity.kind == kind, ContactIdentity.value == value)
-    ).first()

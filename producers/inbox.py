@@ -39,7 +39,6 @@ class NewEvent:
 class Stored:
     accepted: int
     duplicates: int
-    enqueued: bool
 
 
 @cache
@@ -59,7 +58,7 @@ def _insert_new(dialect: str) -> Insert:
 def store_and_enqueue(events: list[NewEvent]) -> Stored:
     """Insert every event in one transaction, skipping replays; publish the new ones."""
     if not events:
-        return Stored(0, 0, True)
+        return Stored(0, 0)
     now = utcnow()
     rows = [
         {
@@ -88,5 +87,4 @@ def store_and_enqueue(events: list[NewEvent]) -> Stored:
         enqueue([event_id for event_id, _ in new])
     except Exception:
         log.warning("broker unavailable; the sweeper will enqueue these events", exc_info=True)
-        return Stored(len(new), duplicates, False)
-    return Stored(len(new), duplicates, True)
+    return Stored(len(new), duplicates)
