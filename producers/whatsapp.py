@@ -26,7 +26,8 @@ from settings import Settings
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
 
-EpochSeconds = Annotated[str, Field(pattern=r"^\d{1,12}$")]
+# Up to 11 digits keeps every value a valid datetime (year 5138 at most).
+EpochSeconds = Annotated[str, Field(pattern=r"^\d{1,11}$")]
 
 
 class _Open(BaseModel):
@@ -63,6 +64,7 @@ class MessagesValue(_Open):
     contacts: list[CloudContact] = []
     messages: list[CloudMessage] = []
     statuses: list[CloudStatus] = []
+    errors: list[dict[str, Any]] = []
 
 
 class Change(_Open):
@@ -121,6 +123,9 @@ def _parse(body: bytes) -> Envelope:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Rejected(400, f"body is not JSON: {exc}", reason="not_json") from exc
+    if b"\\u0000" in body and _has_nul(document):
+        # PostgreSQL's JSONB cannot store it; refusing beats a 503 that Meta would retry forever.
+        raise Rejected(400, "body contains a NUL character (\\u0000)", reason="shape")
     try:
         envelope = Envelope.model_validate(document)
     except ValidationError as exc:
@@ -134,6 +139,16 @@ def _parse(body: bytes) -> Envelope:
             except ValidationError as exc:
                 raise _shape_error(exc, ("entry", e, "changes", c, "value")) from exc
     return envelope
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _shape_error(exc: ValidationError, prefix: tuple[int | str, ...]) -> Rejected:

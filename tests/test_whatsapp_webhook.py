@@ -104,8 +104,21 @@ def test_not_json_is_400(client):
             "timestamp",
         ),
         (lambda p: p["entry"][0]["changes"][0]["value"]["messages"][0].pop("from"), "messages[0]"),
+        (
+            lambda p: p["entry"][0]["changes"][0]["value"]["messages"][0].update(timestamp="999999999999"),
+            "timestamp",
+        ),
+        (lambda p: p["entry"][0]["changes"][0]["value"].update(errors=["oops"]), "errors[0]"),
     ],
-    ids=["wrong-object", "no-entry", "message-without-id", "bad-timestamp", "no-sender"],
+    ids=[
+        "wrong-object",
+        "no-entry",
+        "message-without-id",
+        "bad-timestamp",
+        "no-sender",
+        "year-33658",
+        "errors",
+    ],
 )
 def test_wrong_shape_is_400_naming_the_field(client, mutate, field):
     payload = samples.inbound_text("6281212345678", "Budi", "Halo")
@@ -124,6 +137,13 @@ def test_one_bad_message_in_a_batch_rejects_the_whole_batch(client):
     assert answer.status_code == 400
     assert answer.json()["field"] == "entry[0].changes[0].value.messages[1].id"
     assert inbox() == [], "a rejected request must change nothing"
+
+
+def test_nul_character_is_400_not_a_retried_503(client):
+    answer = post(client, samples.inbound_text("6281212345678", "Budi", "Halo\x00"))
+    assert answer.status_code == 400
+    assert "NUL" in answer.json()["error"]
+    assert inbox() == []
 
 
 def test_body_over_the_limit_is_413(make_client):
