@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -81,3 +82,8 @@ def lock_key(session: Session, key: str) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+
+
+def dialect_insert(dialect: str):  # type: ignore[no-untyped-def]
+    """The ``insert`` construct with ``on_conflict_do_nothing`` for this backend."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert

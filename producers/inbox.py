@@ -14,12 +14,10 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from models import InboxEvent
 from models.base import utcnow
-from models.db import session_scope
+from models.db import dialect_insert, session_scope
 from observability.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE
 from workers.publish import enqueue
 
@@ -47,9 +45,8 @@ def _insert_new(dialect: str) -> Insert:
 
     Built once and given the rows at execution, so SQLAlchemy compiles it once, not per request.
     """
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     return (
-        insert(InboxEvent.__table__)
+        dialect_insert(dialect)(InboxEvent.__table__)
         .on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
         .returning(InboxEvent.id, InboxEvent.kind)
     )

@@ -42,7 +42,8 @@ def sweep_inbox() -> int:
                 .with_for_update(skip_locked=True)
             )
         )
-        session.execute(update(InboxEvent).where(InboxEvent.id.in_(ids)).values(enqueued_at=utcnow()))
+        if ids:
+            session.execute(update(InboxEvent).where(InboxEvent.id.in_(ids)).values(enqueued_at=utcnow()))
     if ids:
         enqueue(ids)
         INBOX_REQUEUED.inc(len(ids))

@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain import phones
 from models import Base, Company, Contact, ContactIdentity, Deal
 from models.base import utcnow
+from models.db import dialect_insert
 from settings import settings
 
 PHONE, WA_ID, BSUID, LID, EXTERNAL, INVALID_PHONE = (
@@ -199,7 +198,7 @@ def merge_into(session: Session, survivor: Contact, duplicate: Contact) -> None:
 
 def company_id(session: Session, name: str) -> int:
     """The company of that name, created on first mention (the unique name settles races)."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = dialect_insert(session.get_bind().dialect.name)
     session.execute(insert(Company).values(name=name, created_at=utcnow()).on_conflict_do_nothing())
     return session.scalars(select(Company.id).where(Company.name == name)).one()
 
