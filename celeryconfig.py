@@ -42,6 +42,7 @@ task_queues = [Queue(name, Exchange(name), routing_key=name) for name in QUEUES]
 task_default_queue = "ingest"
 task_routes = {
     "workers.ingest.*": {"queue": "ingest"},
+    "workers.outbound.*": {"queue": "outbound"},
     "schedules.*": {"queue": "schedules"},
 }
 
@@ -64,7 +65,7 @@ task_publish_retry_policy = {
     "interval_max": 0.5,
 }
 
-imports = ("workers.ingest", "schedules.sweepers")
+imports = ("workers.ingest", "workers.outbound", "schedules.sweepers", "schedules.followups")
 
 beat_schedule = BEAT_SCHEDULE
 beat_schedule_filename = str(VAR_DIR / "celerybeat-schedule")

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     default_region: str = "ID"
     timezone: str = "Asia/Jakarta"
     followup_cron: str = "0 10 * * *"
-    outbound_rate_per_second: float = 80
+    outbound_rate_per_second: float = Field(default=80, gt=0)
 
     ai_base_url: str | None = None
     ai_api_key: str | None = None
@@ -61,7 +61,27 @@ class Settings(BaseSettings):
     inbox_sweep_after_seconds: float = Field(default=120, ge=0)
     inbox_max_attempts: int = Field(default=10, gt=0)
     conversation_idle_hours: float = Field(default=24, gt=0)
+
+    # Automated order messages and the outbound worker.
+    business_name: str = "Toko Kami"
+    order_messages_file: Path = PROJECT_ROOT / "templates" / "order_messages.toml"
+    followup_tick_seconds: float = Field(default=30, gt=0)
+    outbound_timeout_seconds: float = Field(default=10, gt=0)
+    outbound_max_attempts: int = Field(default=8, gt=0)
+    outbound_retry_base_seconds: float = Field(default=2, gt=0)
+    outbound_retry_max_seconds: float = Field(default=300, gt=0)
+    outbox_sweep_after_seconds: float = Field(default=300, ge=0)
+    # Where the shared send-rate limit lives; defaults to CELERY_BROKER_URL when that is Redis.
+    outbound_rate_redis_url: str | None = None
     log_level: str = "INFO"
+
+    @property
+    def rate_limit_redis_url(self) -> str | None:
+        if self.outbound_rate_redis_url:
+            return self.outbound_rate_redis_url
+        return (
+            self.celery_broker_url if self.celery_broker_url.startswith(("redis://", "rediss://")) else None
+        )
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,4 +1,4 @@
-"""Realistic WhatsApp Cloud API webhook payloads, in the shapes of shared/spec/formats.md.
+"""Realistic WhatsApp Cloud API webhook payloads (shared/spec/formats.md) and order-system events.
 
 Used by ``demo`` to show the system working, and by the tests and benchmarks to drive it.
 """
@@ -10,6 +10,8 @@ import hmac
 import itertools
 import json
 import time
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 PHONE_NUMBER_ID = "106540352242922"
@@ -63,7 +65,13 @@ def text(wa_id: str, body: str, **extra: Any) -> dict:
 
 
 def status(
-    external_id: str, state: str, wa_id: str, *, at: int | None = None, errors: list | None = None
+    external_id: str,
+    state: str,
+    wa_id: str,
+    *,
+    at: int | None = None,
+    errors: list | None = None,
+    callback: str | None = None,
 ) -> dict:
     result: dict[str, Any] = {
         "id": external_id,
@@ -73,6 +81,8 @@ def status(
     }
     if errors:
         result["errors"] = errors
+    if callback:
+        result["biz_opaque_callback_data"] = callback
     return result
 
 
@@ -94,11 +104,37 @@ def ad_referral(source_id: str = "120210000000000001") -> dict:
     }
 
 
-def encode(payload: dict, secret: str | None = None) -> tuple[bytes, dict[str, str]]:
-    """The body and headers to POST, signed like Meta signs when a secret is given."""
+def order_event(
+    event_type: str,
+    order_id: str | None = "SO-1001",
+    *,
+    phone: str = "0812-1234-5678",
+    name: str | None = "Budi Santoso",
+    contact_id: str | None = "C-42",
+    event_id: str | None = None,
+    occurred_at: str | None = None,
+    **order: Any,
+) -> dict:
+    """An order-system event as in the interface ("Order-system events")."""
+    event: dict[str, Any] = {
+        "id": event_id or f"evt-{uuid.uuid4().hex[:12]}",
+        "type": event_type,
+        "occurred_at": occurred_at or datetime.now(UTC).isoformat(),
+        "contact": {"id": contact_id, "name": name, "phone": phone},
+    }
+    if event_type.startswith("order."):
+        event["order"] = {"id": order_id, **order}
+    return event
+
+
+def encode(
+    payload: dict | list, secret: str | None = None, header: str = "X-Hub-Signature-256"
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers to POST, signed like Meta (or, naming ``header``, the order system)
+    signs when a secret is given."""
     body = json.dumps(payload).encode()
     headers = {"Content-Type": "application/json"}
     if secret:
         digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        headers["X-Hub-Signature-256"] = f"sha256={digest}"
+        headers[header] = f"sha256={digest}"
     return body, headers

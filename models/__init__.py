@@ -4,6 +4,8 @@ from models.base import Base
 from models.contacts import Company, Contact, ContactIdentity, Deal
 from models.conversations import Conversation, DeliveryStatus, Message
 from models.inbox import InboxEvent
+from models.orders import DeliveryFollowup, Order
+from models.outbox import OutboundMessage
 
 __all__ = [
     "Base",
@@ -12,7 +14,10 @@ __all__ = [
     "ContactIdentity",
     "Conversation",
     "Deal",
+    "DeliveryFollowup",
     "DeliveryStatus",
     "InboxEvent",
     "Message",
+    "Order",
+    "OutboundMessage",
 ]

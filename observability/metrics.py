@@ -46,6 +46,13 @@ EVENT_LATENCY_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 INBOX_REQUEUED = Counter("wacrm_inbox_requeued_total", "Inbox events the sweeper put back on the queue.")
+OUTBOUND_SENDS = Counter(
+    "wacrm_outbound_sends_total",
+    "Outbound send attempts, by outcome (sent, retry, failed, ...).",
+    ["outcome"],
+)
+OUTBOX_REQUEUED = Counter("wacrm_outbox_requeued_total", "Outbox rows the sweeper put back on the queue.")
+FOLLOWUPS_FIRED = Counter("wacrm_followups_fired_total", "Delivery follow-ups beat found due and queued.")
 
 
 def render() -> tuple[bytes, str]:

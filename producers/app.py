@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import contacts
+import api.contacts
+import api.orders
 from observability.logs import configure_logging
-from producers import health, whatsapp
+from producers import health, orders, whatsapp
 from producers.rejections import Rejected, rejected_handler
 from settings import Settings, settings
 
@@ -22,8 +23,10 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.state.settings = config
     application.add_exception_handler(Rejected, rejected_handler)
     application.include_router(whatsapp.router)
+    application.include_router(orders.router)
     application.include_router(health.router)
-    application.include_router(contacts.router)
+    application.include_router(api.contacts.router)
+    application.include_router(api.orders.router)
     return application
 
 

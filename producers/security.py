@@ -1,9 +1,11 @@
-"""Reading a request body within a size limit, and checking its HMAC signature."""
+"""Reading a request body: within a size limit, signed (HMAC), and storable JSON."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+from typing import Any
 
 from fastapi import Request
 
@@ -40,3 +42,25 @@ def verify_signature(
     given = header_value.strip().removeprefix(f"{algorithm}=").lower()
     if not hmac.compare_digest(expected.encode(), given.encode()):
         raise Rejected(401, f"{header} does not match the body", field=header, reason="signature")
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON document, or 400 naming why not."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Rejected(400, f"body is not JSON: {exc}", reason="not_json") from exc
+    if b"\\u0000" in body and _has_nul(document):
+        # PostgreSQL's JSONB cannot store it; refusing beats a 503 the sender would retry forever.
+        raise Rejected(400, "body contains a NUL character (\\u0000)", reason="shape")
+    return document
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False

@@ -7,7 +7,6 @@ the wamid (messages) or by wamid and status (receipts: Meta sends each once per 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -20,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from producers.inbox import NewEvent, store_and_enqueue
 from producers.rejections import Rejected
-from producers.security import read_body, verify_signature
+from producers.security import parse_json, read_body, verify_signature
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -119,13 +118,7 @@ async def receive(request: Request) -> JSONResponse:
 
 
 def _parse(body: bytes) -> Envelope:
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Rejected(400, f"body is not JSON: {exc}", reason="not_json") from exc
-    if b"\\u0000" in body and _has_nul(document):
-        # PostgreSQL's JSONB cannot store it; refusing beats a 503 that Meta would retry forever.
-        raise Rejected(400, "body contains a NUL character (\\u0000)", reason="shape")
+    document = parse_json(body)
     try:
         envelope = Envelope.model_validate(document)
     except ValidationError as exc:
@@ -139,16 +132,6 @@ def _parse(body: bytes) -> Envelope:
             except ValidationError as exc:
                 raise _shape_error(exc, ("entry", e, "changes", c, "value")) from exc
     return envelope
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 def _shape_error(exc: ValidationError, prefix: tuple[int | str, ...]) -> Rejected:

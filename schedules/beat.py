@@ -7,4 +7,12 @@ BEAT_SCHEDULE = {
         "task": "schedules.sweepers.sweep_inbox",
         "schedule": settings.inbox_sweep_interval_seconds,
     },
+    "sweep-outbox": {
+        "task": "schedules.sweepers.sweep_outbox",
+        "schedule": settings.inbox_sweep_interval_seconds,
+    },
+    "fire-due-followups": {
+        "task": "schedules.followups.fire_due_followups",
+        "schedule": settings.followup_tick_seconds,
+    },
 }

@@ -1,9 +1,14 @@
-"""Sweepers: beat's guarantee that an accepted event is never lost.
+"""Sweepers: beat's guarantee that an accepted event, or a queued message, is never lost.
 
 An inbox row still pending well after it was last enqueued lost its task somewhere (the broker
 was down when the producer published, a Redis restart dropped the queue, a worker was killed
 before it acknowledged). The sweeper claims such rows, bumps their ``enqueued_at`` and publishes
 them again; processing is idempotent, so an event that was only slow costs one no-op task.
+
+The outbox gets the same care: a queued message whose send task was lost is published again.
+A message stuck in ``sending`` lost its worker in the middle of a send; whether the gateway got
+it cannot be known, so it is marked failed as unconfirmed and never resent (see
+workers/outbound.py), unless its status webhook confirms it later.
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from models import InboxEvent
+from models import InboxEvent, OutboundMessage
 from models.base import utcnow
 from models.db import session_scope
 from models.inbox import PENDING
-from observability.metrics import INBOX_REQUEUED
+from models.outbox import FAILED, QUEUED, SENDING
+from observability.metrics import INBOX_REQUEUED, OUTBOX_REQUEUED
 from settings import settings
+from workers import outbox
 from workers.celery_app import app
 from workers.publish import enqueue
 
@@ -49,3 +56,33 @@ def sweep_inbox() -> int:
         INBOX_REQUEUED.inc(len(ids))
         log.warning("re-enqueued stale inbox events", extra={"count": len(ids)})
     return len(ids)
+
+
+@app.task(name="schedules.sweepers.sweep_outbox")
+def sweep_outbox() -> int:
+    """Re-publish queued outbox rows overdue by OUTBOX_SWEEP_AFTER_SECONDS; give up on rows whose
+    sender died mid-send. Returns how many rows were re-published."""
+    now = utcnow()
+    overdue = now - timedelta(seconds=settings.outbox_sweep_after_seconds)
+    with session_scope() as session:
+        rows = session.scalars(
+            select(OutboundMessage)
+            .where(OutboundMessage.state.in_((QUEUED, SENDING)), OutboundMessage.next_attempt_at < overdue)
+            .order_by(OutboundMessage.next_attempt_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        requeue = []
+        abandoned_before = overdue - timedelta(seconds=settings.outbound_timeout_seconds)
+        for row in rows:
+            if row.state == QUEUED:
+                row.next_attempt_at = now
+                requeue.append(row.id)
+            elif row.updated_at < abandoned_before:
+                row.state, row.updated_at = FAILED, now
+                row.error = {"message": "the worker stopped while sending", "unconfirmed": "not resent"}
+    if requeue:
+        outbox.publish(requeue)
+        OUTBOX_REQUEUED.inc(len(requeue))
+        log.warning("re-published stale outbox rows", extra={"count": len(requeue)})
+    return len(requeue)

@@ -20,17 +20,39 @@ ADMIN_URL = make_url(
 )
 DATABASE = f"wacrm_test_{uuid.uuid4().hex[:10]}"
 
+from tests.fakes.cloud_api import FakeCloudApi  # noqa: E402
 from tests.support import CeleryProcess, RedisServer, wait_for  # noqa: E402
 
 REDIS = RedisServer()
+# The outside world: every worker of the run sends through the real Cloud API client to this.
+CLOUD = FakeCloudApi()
 os.environ.update(
     DATABASE_URL=ADMIN_URL.set(database=DATABASE).render_as_string(hide_password=False),
     CELERY_BROKER_URL=REDIS.url,
     INBOX_SWEEP_AFTER_SECONDS="2",
     INBOX_SWEEP_INTERVAL_SECONDS="1",
+    WHATSAPP_GATEWAY="cloud",
+    WHATSAPP_API_BASE=CLOUD.base_url,
+    WHATSAPP_ACCESS_TOKEN=CLOUD.access_token,
+    WHATSAPP_PHONE_NUMBER_ID=CLOUD.phone_number_id,
+    OUTBOUND_TIMEOUT_SECONDS="2",
+    OUTBOUND_RETRY_BASE_SECONDS="0.2",
+    OUTBOUND_RETRY_MAX_SECONDS="1",
+    OUTBOX_SWEEP_AFTER_SECONDS="5",
+    # Every minute: a follow-up for a date of today is due at once, one for a later date is not.
+    FOLLOWUP_CRON="* * * * *",
+    FOLLOWUP_TICK_SECONDS="1",
     LOG_LEVEL="INFO",
 )
-for name in ("WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "ADMIN_TOKEN", "PROMETHEUS_MULTIPROC_DIR"):
+for name in (
+    "WHATSAPP_APP_SECRET",
+    "WHATSAPP_VERIFY_TOKEN",
+    "ADMIN_TOKEN",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "ORDER_WEBHOOK_SECRET",
+    "ORDER_MESSAGES_FILE",
+    "OUTBOUND_RATE_REDIS_URL",
+):
     os.environ.pop(name, None)
 
 from fastapi.testclient import TestClient  # noqa: E402
@@ -90,6 +112,16 @@ def clean_tables(database):
 
     wait_for(truncated, 60, "tables truncated")
     yield
+
+
+@pytest.fixture
+def cloud_api() -> FakeCloudApi:
+    """The fake Cloud API, with nothing recorded and nothing scripted."""
+    with CLOUD._lock:  # TODO: FakeServer.reset()
+        CLOUD.requests.clear()
+        CLOUD.accepted.clear()
+        CLOUD._script.clear()
+    return CLOUD
 
 
 @pytest.fixture

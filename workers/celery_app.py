@@ -7,6 +7,8 @@ from typing import Any
 
 from celery import Celery, signals
 
+from domain import order_messages
+from domain.followup_time import check_cron
 from models.db import dispose_engine
 from observability.logs import configure_logging
 from settings import settings
@@ -29,3 +31,11 @@ def _json_logs(**_: Any) -> None:
 def _own_connections(**_: Any) -> None:
     # A forked child must not reuse the parent's pooled database connections.
     dispose_engine()
+
+
+@signals.worker_init.connect
+@signals.beat_init.connect
+def _check_content(**_: Any) -> None:
+    # A broken messages file or cron stops the process at start, not on a customer's phone.
+    order_messages.templates_from(settings.order_messages_file)
+    check_cron(settings.followup_cron)

@@ -87,8 +87,13 @@ def record_outbound_message(
     text: str | None,
     payload: dict[str, Any],
     sent_at: datetime,
+    is_reply: bool = True,
 ) -> Message:
-    """Store a message we sent; receipts that arrived before it are applied now."""
+    """Store a message we sent; receipts that arrived before it are applied now.
+
+    A notification we started (``is_reply=False``: an order update, a broadcast) does not count as
+    an answer to whatever the customer last asked.
+    """
     conversation = _conversation_for(session, contact, sent_at)
     if external_id:
         lock_key(session, f"wamid:{external_id}")
@@ -109,8 +114,9 @@ def record_outbound_message(
     conversation.message_count += 1
     conversation.last_message_at = max(conversation.last_message_at, sent_at)
     conversation.last_outbound_at = _latest(conversation.last_outbound_at, sent_at)
-    if conversation.awaiting_reply_since is not None and conversation.awaiting_reply_since <= sent_at:
-        conversation.last_response_seconds = (sent_at - conversation.awaiting_reply_since).total_seconds()
+    waiting = conversation.awaiting_reply_since
+    if is_reply and waiting is not None and waiting <= sent_at:
+        conversation.last_response_seconds = (sent_at - waiting).total_seconds()
         conversation.awaiting_reply_since = None
     contact.last_outbound_at = _latest(contact.last_outbound_at, sent_at)
     session.flush()

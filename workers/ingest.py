@@ -19,13 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from domain.order_events import EVENT_TYPES as ORDER_EVENT_TYPES
 from models import InboxEvent
 from models.base import utcnow
 from models.db import session_scope
 from models.inbox import FAILED, PENDING, PROCESSED
 from observability.metrics import EVENT_LATENCY_SECONDS, EVENTS_PROCESSED, TASK_SECONDS
 from settings import settings
-from workers import context, receipts
+from workers import context, delivery_reports, orders
 from workers.celery_app import app
 from workers.publish import PROCESS_INBOX_EVENT
 
@@ -36,7 +37,8 @@ Step = Callable[[Session, dict[str, Any]], object]
 # Which step handles which event: follow an event from here into its module.
 STEPS: dict[tuple[str, str], Step] = {
     ("whatsapp", "message"): context.record_inbound_message,
-    ("whatsapp", "status"): receipts.record_status,
+    ("whatsapp", "status"): delivery_reports.record_status,
+    **{("orders", kind): orders.record_order_event for kind in ORDER_EVENT_TYPES},
 }
 
 

@@ -1,0 +1,110 @@
+"""An order as the workers left it: its stage, its follow-up, and each automated message."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from api.auth import require_admin
+from domain.order_messages import TITLES
+from models import DeliveryFollowup, Message, Order, OutboundMessage
+from models.db import session_scope
+from models.outbox import SENT
+
+router = APIRouter(prefix="/api", tags=["orders"], dependencies=[Depends(require_admin)])
+
+
+class FollowupOut(BaseModel):
+    due_at: datetime
+    state: str  # scheduled | fired | cancelled
+    fired_at: datetime | None
+
+
+class OrderMessageOut(BaseModel):
+    id: int
+    trigger: str
+    title: str
+    # queued | sending | sent | delivered | read | failed | blocked_window | cancelled
+    status: str
+    sent_as: str | None
+    text: str
+    external_id: str | None
+    attempts: int
+    error: dict[str, Any] | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class OrderOut(BaseModel):
+    order_id: str
+    contact_id: int
+    stage: str
+    total: Decimal | None
+    currency: str | None
+    estimated_delivery_date: date | None
+    courier: str | None
+    tracking_number: str | None
+    ordered_at: datetime | None
+    paid_at: datetime | None
+    shipped_at: datetime | None
+    received_at: datetime | None
+    cancelled_at: datetime | None
+    followup: FollowupOut | None
+    messages: list[OrderMessageOut]
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut)
+def get_order(order_id: str) -> OrderOut:
+    with session_scope() as session:
+        order = session.scalars(select(Order).where(Order.external_id == order_id)).first()
+        if order is None:
+            raise HTTPException(404, f"no order {order_id!r}")
+        followup = session.scalars(
+            select(DeliveryFollowup).where(DeliveryFollowup.order_id == order.id)
+        ).first()
+        rows = session.execute(
+            select(OutboundMessage, Message)
+            .outerjoin(Message, Message.id == OutboundMessage.message_id)
+            .where(OutboundMessage.order_id == order.id)
+            .order_by(OutboundMessage.id)
+        ).all()
+        return OrderOut(
+            order_id=order.external_id,
+            contact_id=order.contact_id,
+            stage=order.stage,
+            total=order.total,
+            currency=order.currency,
+            estimated_delivery_date=order.estimated_delivery_date,
+            courier=order.courier,
+            tracking_number=order.tracking_number,
+            ordered_at=order.ordered_at,
+            paid_at=order.paid_at,
+            shipped_at=order.shipped_at,
+            received_at=order.received_at,
+            cancelled_at=order.cancelled_at,
+            followup=FollowupOut.model_validate(followup, from_attributes=True) if followup else None,
+            messages=[_message_out(row, message) for row, message in rows],
+        )
+
+
+def _message_out(row: OutboundMessage, message: Message | None) -> OrderMessageOut:
+    # Once sent, the message's own delivery status (delivered, read, failed) is the news.
+    status = message.status if row.state == SENT and message is not None and message.status else row.state
+    return OrderMessageOut(
+        id=row.id,
+        trigger=row.trigger,
+        title=TITLES.get(row.trigger, row.trigger),
+        status=status,
+        sent_as=row.sent_as,
+        text=row.text,
+        external_id=row.external_id,
+        attempts=row.attempts,
+        error=(message.error if message is not None and message.error else row.error),
+        created_at=row.created_at,
+        sent_at=row.sent_at,
+    )

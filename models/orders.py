@@ -1,0 +1,69 @@
+"""Orders from the order system, and the delivery follow-up each one may be due."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import Date, ForeignKey, Index, Numeric, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, utcnow
+from models.types import BigId
+
+# How far an order has gone. Events can arrive in any order, so the stage only moves forward;
+# a cancellation is final.
+STAGES = ("created", "paid", "shipped", "received")
+CANCELLED = "cancelled"
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)  # the order system's id
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    deal_id: Mapped[int | None] = mapped_column(ForeignKey("deals.id"))
+    stage: Mapped[str] = mapped_column(String(16), default="created")
+    # When each step happened, by the order system's clock; set once, by the first event of it.
+    ordered_at: Mapped[datetime | None]
+    paid_at: Mapped[datetime | None]
+    shipped_at: Mapped[datetime | None]
+    received_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    total: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    currency: Mapped[str | None] = mapped_column(String(8))
+    estimated_delivery_date: Mapped[date | None] = mapped_column(Date)
+    courier: Mapped[str | None] = mapped_column(String(64))
+    tracking_number: Mapped[str | None] = mapped_column(String(128))
+    # The event time the details above come from: an older event never overwrites them.
+    details_as_of: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+SCHEDULED, FIRED = "scheduled", "fired"
+
+
+class DeliveryFollowup(Base):
+    """When to ask whether an order arrived. Beat claims due rows through the partial index, so a
+    tick costs the same with a million follow-ups in the future as with ten."""
+
+    __tablename__ = "delivery_followups"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), unique=True)
+    due_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default=SCHEDULED)  # scheduled | fired | cancelled
+    fired_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index(
+            "ix_delivery_followups_due",
+            "due_at",
+            postgresql_where=text("state = 'scheduled'"),
+            sqlite_where=text("state = 'scheduled'"),
+        ),
+    )

@@ -1,0 +1,155 @@
+"""``/webhooks/orders``: events from the order system.
+
+An event is checked in full before anything is stored; a refused one answers 422 naming the
+field (``{"error", "field"}``) and changes nothing. An accepted event goes into the inbox unique
+on its ``id`` and answers 202; a replay of the same id answers 200 and is not processed again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+
+from domain import phones
+from domain.order_events import EVENT_TYPES
+from producers.inbox import NewEvent, store_and_enqueue
+from producers.rejections import Rejected
+from producers.security import parse_json, read_body, verify_signature
+from settings import Settings
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+# Ways a body could change several orders at once; bulk updates are refused.
+_BULK_KEYS = {"orders", "order_ids", "events", "bulk"}
+_BULK_ORDER_KEYS = {"ids", "order_ids"}
+
+
+@router.post("/webhooks/orders", status_code=202)
+async def receive(request: Request) -> JSONResponse:
+    settings: Settings = request.app.state.settings
+    body = await read_body(request, settings.max_body_bytes)
+    verify_signature(
+        settings.order_webhook_secret, body, request.headers.get("x-signature-256"), header="X-Signature-256"
+    )
+    event = validate(parse_json(body), settings)
+    try:
+        stored = await run_in_threadpool(store_and_enqueue, [event])
+    except DBAPIError:
+        log.exception("inbox unavailable")
+        return JSONResponse({"error": "the database is unavailable; retry later"}, status_code=503)
+    if stored.accepted:
+        return JSONResponse({"id": event.dedupe_key, "status": "accepted"}, status_code=202)
+    return JSONResponse({"id": event.dedupe_key, "status": "duplicate"}, status_code=200)
+
+
+def validate(document: Any, settings: Settings) -> NewEvent:
+    """The inbox event for a valid order-system event; ``Rejected`` (422) naming the field if not."""
+    if isinstance(document, list):
+        raise _invalid("body", "a list of events: bulk updates are not allowed, send one event per request")
+    if not isinstance(document, dict):
+        raise _invalid("body", "an order-system event must be a JSON object")
+    for key in _BULK_KEYS & document.keys():
+        raise _invalid(key, f"'{key}' changes several orders at once: bulk updates are not allowed")
+
+    event_id = _text(document, "id", "id", required=True)
+    event_type = document.get("type")
+    if event_type not in EVENT_TYPES:
+        raise _invalid("type", f"unknown event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}")
+    occurred_at = _moment(document.get("occurred_at"), settings.timezone)
+
+    contact = document.get("contact")
+    if not isinstance(contact, dict):
+        raise _invalid("contact", "'contact' (an object with a phone) is required on every event")
+    raw_phone = contact.get("phone")
+    if not isinstance(raw_phone, str) or not raw_phone.strip():
+        raise _invalid("contact.phone", "a phone number is required")
+    phone = phones.from_user_input(raw_phone, settings.default_region)
+    if not phone.is_valid:
+        raise _invalid("contact.phone", f"{raw_phone!r} is not a valid phone number ({phone.invalid_reason})")
+    _text(contact, "id", "contact.id", scalar_ok=True)
+    _text(contact, "name", "contact.name")
+
+    if event_type.startswith("order."):
+        _check_order(document.get("order"), event_type)
+
+    payload = {**document, "id": event_id, "occurred_at": occurred_at.isoformat()}
+    return NewEvent(
+        source="orders", kind=event_type, dedupe_key=event_id, payload=payload, occurred_at=occurred_at
+    )
+
+
+def _check_order(order: Any, event_type: str) -> None:
+    if isinstance(order, list):
+        raise _invalid("order", "a list of orders: bulk updates are not allowed")
+    if not isinstance(order, dict):
+        raise _invalid("order", f"'order' is required on {event_type}")
+    for key in _BULK_ORDER_KEYS & order.keys():
+        raise _invalid(
+            f"order.{key}", f"'order.{key}' changes several orders at once: bulk updates are not allowed"
+        )
+    if isinstance(order.get("id"), list):
+        raise _invalid("order.id", "a list of order ids: bulk updates are not allowed")
+    _text(order, "id", "order.id", required=True, scalar_ok=True)
+    total = order.get("total")
+    if total is not None and (isinstance(total, bool) or not isinstance(total, int | float) or total < 0):
+        raise _invalid("order.total", f"{total!r} is not an amount (a number, zero or more)")
+    for key in ("currency", "courier", "tracking_number"):
+        _text(order, key, f"order.{key}")
+    delivery = order.get("estimated_delivery_date")
+    if delivery is not None and not _is_date(delivery):
+        raise _invalid("order.estimated_delivery_date", f"{delivery!r} is not a date (YYYY-MM-DD)")
+    if event_type == "order.shipped" and not (order.get("tracking_number") or "").strip():
+        raise _invalid("order.tracking_number", "order.shipped needs the tracking number")
+
+
+def _is_date(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) != 10:
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _text(
+    container: dict[str, Any], key: str, field: str, *, required: bool = False, scalar_ok: bool = False
+) -> str | None:
+    """A string field (a number too where ``scalar_ok``: ids are often numeric), up to 255 chars."""
+    value = container.get(key)
+    if value is None or value == "":
+        if required:
+            raise _invalid(field, f"'{field}' is required")
+        return None
+    if scalar_ok and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or len(value) > 255:
+        raise _invalid(field, f"'{field}' must be a string of at most 255 characters")
+    return value
+
+
+def _moment(value: Any, timezone: str) -> datetime:
+    """``occurred_at``: ISO 8601; without an offset it is local time (TIMEZONE); absent, now."""
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise _invalid("occurred_at", f"{value!r} is not an ISO 8601 date and time")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(timezone))
+    return moment.astimezone(UTC)
+
+
+def _invalid(field: str, error: str) -> Rejected:
+    return Rejected(422, error, field=field, reason="invalid")

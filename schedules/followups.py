@@ -1,0 +1,69 @@
+"""Delivery follow-ups: beat's tick queues every follow-up that has fallen due.
+
+Each tick claims due rows in batches (``FOR UPDATE SKIP LOCKED`` on the partial index over
+scheduled rows), marks them fired and puts their message in the outbox, one transaction per
+batch. A second beat process by mistake, or a tick that overlaps the previous one, skips the
+rows already claimed; the outbox's unique key would stop a duplicate message anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from domain.order_messages import ORDER_FOLLOWUP_DELIVERY
+from models import Contact, DeliveryFollowup, Order
+from models.base import utcnow
+from models.db import session_scope
+from models.orders import CANCELLED, FIRED, SCHEDULED
+from observability.metrics import FOLLOWUPS_FIRED
+from workers import orders
+from workers.celery_app import app
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+@app.task(name="schedules.followups.fire_due_followups")
+def fire_due_followups() -> int:
+    """Queue the message of every follow-up due by now. Returns how many fired."""
+    fired = 0
+    while True:
+        claimed = _fire_batch()
+        fired += claimed
+        if claimed < BATCH:
+            break
+    if fired:
+        FOLLOWUPS_FIRED.inc(fired)
+        log.info("delivery follow-ups fired", extra={"count": fired})
+    return fired
+
+
+def _fire_batch() -> int:
+    now = utcnow()
+    with session_scope() as session:
+        due = session.scalars(
+            select(DeliveryFollowup)
+            .where(DeliveryFollowup.state == SCHEDULED, DeliveryFollowup.due_at <= now)
+            .order_by(DeliveryFollowup.due_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not due:
+            return 0
+        rows = session.execute(
+            select(Order, Contact)
+            .join(Contact, Contact.id == Order.contact_id)
+            .where(Order.id.in_([f.order_id for f in due]))
+        ).all()
+        by_order = {order.id: (order, contact) for order, contact in rows}
+        for followup in due:
+            order, contact = by_order[followup.order_id]
+            followup.state, followup.fired_at, followup.updated_at = FIRED, now, now
+            if order.stage in (CANCELLED, "received"):
+                followup.state = CANCELLED
+                continue
+            orders.queue_message(session, ORDER_FOLLOWUP_DELIVERY, contact, order)
+        return len(due)

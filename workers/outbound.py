@@ -1,0 +1,225 @@
+"""The outbound queue: one task per outbox row, each sent at most once.
+
+``send_outbound`` waits for a slot under the shared rate limit, then claims the row
+(``queued`` -> ``sending``, committed) and only then calls the gateway, outside any transaction.
+Because the claim is committed before the call, a redelivered or duplicated task finds the row
+no longer queued and sends nothing. What the gateway answers decides the end state:
+
+- accepted: ``sent``, with the gateway's message id, and the message joins the conversation;
+- transient failure (nothing was delivered): back to ``queued`` with exponential backoff and
+  jitter (a short countdown task; the sweeper covers a lost one), ``failed`` after
+  OUTBOUND_MAX_ATTEMPTS;
+- closed window without a template, or the gateway's re-engagement error: ``blocked_window``;
+- permanent failure: ``failed`` with the gateway's error kept;
+- no answer after the request went out (read timeout): ``failed`` as unconfirmed, never resent,
+  because the gateway may have accepted it. If it had, its status webhook carries our outbox id
+  (``biz_opaque_callback_data``) and ``confirm_from_receipt`` corrects the row to ``sent``.
+
+We choose at most once over at least once: a customer never receives an automated message twice,
+and the rare message lost to an unanswered request stays visible as ``failed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from domain import service_window
+from domain.statuses import RANKS
+from integrations.whatsapp import (
+    BlockedWindow,
+    Gateway,
+    GatewayError,
+    OutgoingMessage,
+    PermanentError,
+    Sent,
+    TemplateCall,
+    TransientError,
+    Unconfirmed,
+    gateway_for,
+)
+from models import OutboundMessage
+from models.base import utcnow
+from models.contacts import current_contact
+from models.db import session_scope
+from models.outbox import BLOCKED_WINDOW, FAILED, QUEUED, SENDING, SENT
+from observability.metrics import OUTBOUND_SENDS
+from settings import settings
+from workers import context, orders
+from workers.celery_app import app
+from workers.outbox import SEND_OUTBOUND
+from workers.rate_limit import limiter
+
+log = logging.getLogger(__name__)
+
+_RECORD_ATTEMPTS = 6
+
+
+@dataclass(frozen=True)
+class Claim:
+    message: OutgoingMessage
+    window_open: bool
+    attempts: int
+
+
+@cache
+def gateway() -> Gateway:
+    return gateway_for(settings)
+
+
+@app.task(name=SEND_OUTBOUND, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=None)
+def send_outbound(outbound_id: int) -> str:
+    if not _is_due(outbound_id):
+        return "skipped"
+    limiter().acquire()
+    claim = _claim(outbound_id)
+    if claim is None:
+        return "skipped"
+    try:
+        sent = gateway().send(claim.message, window_open=claim.window_open)
+    except TransientError as exc:
+        return _retry_later(outbound_id, claim.attempts, exc)
+    except BlockedWindow as exc:
+        return _finish(outbound_id, BLOCKED_WINDOW, exc)
+    except Unconfirmed as exc:
+        return _finish(outbound_id, FAILED, exc, unconfirmed=True)
+    except PermanentError as exc:
+        return _finish(outbound_id, FAILED, exc)
+    _record_sent(outbound_id, sent)
+    return SENT
+
+
+def _is_due(outbound_id: int) -> bool:
+    with session_scope() as session:
+        row = session.get(OutboundMessage, outbound_id)
+        # A second of slack: a countdown task may run a hair before the time it was set for.
+        return (
+            row is not None and row.state == QUEUED and row.next_attempt_at <= utcnow() + timedelta(seconds=1)
+        )
+
+
+def _claim(outbound_id: int) -> Claim | None:
+    """queued -> sending, committed before the gateway is called; None if someone else has it."""
+    with session_scope() as session:
+        row = session.scalars(
+            select(OutboundMessage)
+            .where(OutboundMessage.id == outbound_id, OutboundMessage.state == QUEUED)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if row is None:
+            return None
+        contact = current_contact(session, row.contact_id)
+        row.state, row.attempts, row.updated_at = SENDING, row.attempts + 1, utcnow()
+        row.gateway = settings.whatsapp_gateway
+        if contact is None or not contact.phone_e164:
+            row.state, row.error = FAILED, {"message": "the contact has no phone number to send to"}
+            return None
+        template = TemplateCall(**row.template) if row.template else None
+        return Claim(
+            message=OutgoingMessage(row.id, contact.phone_e164, row.text, template),
+            window_open=service_window.is_open(contact.last_inbound_at, utcnow()),
+            attempts=row.attempts,
+        )
+
+
+def _retry_later(outbound_id: int, attempts: int, exc: TransientError) -> str:
+    if attempts >= settings.outbound_max_attempts:
+        return _finish(outbound_id, FAILED, exc)
+    backoff = min(
+        settings.outbound_retry_max_seconds, settings.outbound_retry_base_seconds * 2 ** (attempts - 1)
+    )
+    delay = max(exc.retry_after or 0, random.uniform(backoff / 2, backoff))  # "equal jitter"
+    with session_scope() as session:
+        row = session.get_one(OutboundMessage, outbound_id, with_for_update=True)
+        if row.state != SENDING:
+            return "skipped"
+        row.state, row.error, row.updated_at = QUEUED, exc.error, utcnow()
+        row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+    OUTBOUND_SENDS.labels("retry").inc()
+    send_outbound.apply_async((outbound_id,), countdown=delay)
+    return "retry"
+
+
+def _finish(outbound_id: int, state: str, exc: GatewayError, *, unconfirmed: bool = False) -> str:
+    error = dict(exc.error)
+    if unconfirmed:
+        error["unconfirmed"] = "no answer after the request was sent; not resent to avoid a duplicate"
+    with session_scope() as session:
+        row = session.get_one(OutboundMessage, outbound_id, with_for_update=True)
+        if row.state != SENDING:
+            return "skipped"  # confirmed by a status webhook in the meantime
+        row.state, row.error, row.updated_at = state, error, utcnow()
+    log.warning("outbound message not sent", extra={"outbound_id": outbound_id, "state": state})
+    OUTBOUND_SENDS.labels(state).inc()
+    return state
+
+
+def _record_sent(outbound_id: int, sent: Sent) -> None:
+    """Store the gateway's id. The customer has the message now, so keep trying through a
+    database hiccup; a status webhook can still confirm the row if every attempt fails."""
+    for attempt in range(_RECORD_ATTEMPTS):
+        try:
+            with session_scope() as session:
+                row = session.get_one(OutboundMessage, outbound_id, with_for_update=True)
+                if row.external_id is None:
+                    mark_sent(session, row, sent.external_id, sent.type, sent.request, utcnow())
+            OUTBOUND_SENDS.labels(SENT).inc()
+            return
+        except DBAPIError:
+            log.exception("could not record a sent message", extra={"outbound_id": outbound_id})
+            time.sleep(2**attempt)
+    log.error(
+        "sent message left unrecorded",
+        extra={"outbound_id": outbound_id, "external_id": sent.external_id},
+    )
+
+
+def mark_sent(
+    session: Session,
+    row: OutboundMessage,
+    external_id: str,
+    sent_as: str,
+    request: dict[str, Any],
+    sent_at: datetime,
+) -> None:
+    """The row went out as ``external_id``: it joins the conversation and its receipts apply."""
+    contact = current_contact(session, row.contact_id)
+    assert contact is not None
+    message = context.record_outbound_message(
+        session,
+        contact,
+        external_id=external_id,
+        type=sent_as,
+        text=row.text,
+        payload=request,
+        sent_at=sent_at,
+        is_reply=False,
+    )
+    row.state, row.external_id, row.sent_as, row.message_id = SENT, external_id, sent_as, message.id
+    row.sent_at = row.updated_at = sent_at
+    row.error = None
+    if message.status_rank >= RANKS["delivered"]:
+        orders.on_followup_delivered(session, external_id)
+
+
+def confirm_from_receipt(session: Session, status: dict[str, Any]) -> None:
+    """A status webhook names our outbox row (``biz_opaque_callback_data = "outbox:<id>"``): a
+    send we could not confirm did reach the gateway after all."""
+    callback = str(status.get("biz_opaque_callback_data") or "")
+    if not callback.startswith("outbox:") or not callback[7:].isdigit():
+        return
+    row = session.get(OutboundMessage, int(callback[7:]), with_for_update=True)
+    if row is None or row.external_id is not None or row.state not in (SENDING, FAILED):
+        return
+    sent_at = datetime.fromtimestamp(int(status["timestamp"]), UTC)
+    mark_sent(session, row, status["id"], row.sent_as or "text", {}, sent_at)
+    log.info("unconfirmed send confirmed by a status webhook", extra={"outbound_id": row.id})
