@@ -11,7 +11,7 @@ from sqlalchemy import select, tuple_
 
 from api.auth import require_admin
 from domain import phones, service_window
-from models import Company, Contact, ContactIdentity, Conversation, Deal, Message
+from models import Company, Contact, ContactIdentity, Conversation, Deal, Message, Order
 from models.base import utcnow
 from models.contacts import current_contact
 from models.db import session_scope
@@ -65,11 +65,18 @@ class IdentityOut(BaseModel):
     value: str
 
 
+class OrderSummary(BaseModel):
+    order_id: str
+    stage: str
+    created_at: datetime
+
+
 class ContactDetail(ContactOut):
     identities: list[IdentityOut]
     referral: dict[str, Any] | None
     open_deal: DealOut | None
     conversations: list[ConversationOut]
+    orders: list[OrderSummary]  # details and messages: GET /api/orders/{order_id}
 
 
 class MessageOut(BaseModel):
@@ -129,6 +136,9 @@ def get_contact(contact_id: int) -> ContactDetail:
             .where(Conversation.contact_id == contact.id)
             .order_by(Conversation.last_message_at.desc())
         ).all()
+        orders = session.scalars(
+            select(Order).where(Order.contact_id == contact.id).order_by(Order.id.desc())
+        ).all()
         now = utcnow()
         return ContactDetail(
             **_contact_out(session, contact).model_dump(),
@@ -142,6 +152,9 @@ def get_contact(contact_id: int) -> ContactDetail:
                     {**_columns(c), "window_open": service_window.is_open(c.last_inbound_at, now)}
                 )
                 for c in conversations
+            ],
+            orders=[
+                OrderSummary(order_id=o.external_id, stage=o.stage, created_at=o.created_at) for o in orders
             ],
         )
 

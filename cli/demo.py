@@ -81,7 +81,50 @@ def run(url: str) -> None:
         for message in messages:
             shown = message["type"] + (f" ({message['raw_type']})" if message["raw_type"] else "")
             print(f"      {message['direction']:<8} {shown:<24} {message['text'] or ''}")
+    _order_demo(session, url)
     print(f"\nAPI docs: {url}/docs    metrics: {url}/metrics")
+
+
+def _order_demo(session: requests.Session, url: str) -> None:
+    """Budi orders (the order system has his number as 0812-…): each step sends its message."""
+    order_id = f"DEMO-{int(time.time())}"
+    in_three_days = time.strftime("%Y-%m-%d", time.localtime(time.time() + 3 * 86400))
+    steps = [
+        samples.order_event(
+            "order.created", order_id, total=150000, currency="IDR", estimated_delivery_date=in_three_days
+        ),
+        samples.order_event("order.paid", order_id),
+        samples.order_event("order.shipped", order_id, courier="JNE", tracking_number="JNE0123456789"),
+    ]
+    print(f"\nPosting {len(steps)} order-system events to {url}/webhooks/orders\n")
+    for event in steps:
+        body, headers = samples.encode(event, settings.order_webhook_secret, header="X-Signature-256")
+        answer = requests.post(f"{url}/webhooks/orders", data=body, headers=headers, timeout=10)
+        print(f"  {answer.status_code} {event['type']}")
+        if answer.status_code >= 300:
+            sys.exit(f"the system refused a sample order event: {answer.status_code} {answer.text}")
+        _wait_for_order_message(session, url, order_id, event["type"])
+    order = session.get(f"{url}/api/orders/{order_id}", timeout=10).json()
+    print(f"\nOrder {order_id}: stage={order['stage']}  follow-up due {order['followup']['due_at']}")
+    for message in order["messages"]:
+        print(f"    {message['title']:<24} {message['status']:<8} as {message['sent_as']}: {message['text']}")
+
+
+def _wait_for_order_message(session: requests.Session, url: str, order_id: str, event_type: str) -> None:
+    """Each step's message is decided from the state the previous step left: wait for it."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        answer = session.get(f"{url}/api/orders/{order_id}", timeout=10)
+        if answer.status_code == 200 and any(
+            m["status"] not in ("queued", "sending") and m["trigger"] == _TRIGGER[event_type]
+            for m in answer.json()["messages"]
+        ):
+            return
+        time.sleep(0.3)
+    sys.exit(f"no message for {event_type} within a minute: is the worker running?")
+
+
+_TRIGGER = {"order.created": "order_created", "order.paid": "order_paid", "order.shipped": "order_delivery"}
 
 
 def _from(wa_id: str, message: dict) -> dict:

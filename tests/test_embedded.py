@@ -47,6 +47,10 @@ def test_embedded_system_runs_the_demo(tmp_path):
         assert "source=ad:120210000000000001" in demo.stdout
         assert "unsupported (poll)" in demo.stdout
         assert '{"accepted":0,"duplicates":1}' in demo.stdout
+        # The order's messages went through the sandbox gateway, as texts: Budi had just written.
+        assert "stage=shipped" in demo.stdout, demo.stdout[-2500:]
+        for title in ("Contact Order Created", "Contact Order Paid", "Contact Order Delivery"):
+            assert f"{title:<24} sent     as text" in demo.stdout
     finally:
         system.terminate()
         system.wait(timeout=60)

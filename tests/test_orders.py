@@ -105,6 +105,8 @@ def test_each_step_of_an_order_sends_its_message_to_the_customers_whatsapp(
             == 1
         )
     view = order_view(client, admin_headers)
+    contact = client.get(f"/api/contacts/{view['contact_id']}", headers=admin_headers).json()
+    assert [(o["order_id"], o["stage"]) for o in contact["orders"]] == [("SO-1001", "received")]
     assert view["stage"] == "received"
     assert statuses(view) == {
         "order_created": "sent",
