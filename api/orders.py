@@ -12,9 +12,10 @@ from sqlalchemy import select
 
 from api.auth import require_admin
 from domain.order_messages import TITLES
+from integrations.whatsapp.cloud import REENGAGEMENT_CODE
 from models import DeliveryFollowup, Message, Order, OutboundMessage
 from models.db import session_scope
-from models.outbox import SENT
+from models.outbox import BLOCKED_WINDOW, SENT
 
 router = APIRouter(prefix="/api", tags=["orders"], dependencies=[Depends(require_admin)])
 
@@ -93,8 +94,11 @@ def get_order(order_id: str) -> OrderOut:
 
 
 def _message_out(row: OutboundMessage, message: Message | None) -> OrderMessageOut:
-    # Once sent, the message's own delivery status (delivered, read, failed) is the news.
+    # Once sent, the message's own delivery status (delivered, read, failed) is the news; a
+    # re-engagement failure reported later by webhook is a closed window, as when reported at once.
     status = message.status if row.state == SENT and message is not None and message.status else row.state
+    if status == "failed" and message is not None and (message.error or {}).get("code") == REENGAGEMENT_CODE:
+        status = BLOCKED_WINDOW
     return OrderMessageOut(
         id=row.id,
         trigger=row.trigger,

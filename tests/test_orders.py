@@ -117,7 +117,16 @@ def test_each_step_of_an_order_sends_its_message_to_the_customers_whatsapp(
     assert view["followup"]["state"] == "cancelled"  # received: nothing left to ask
 
 
-def test_replayed_event_and_duplicated_tasks_send_one_message(client, admin_headers, cloud_api):
+def finished(worker, task: str) -> int:
+    """How many ``task`` runs the shared worker has finished (its log line per task)."""
+    return sum(
+        1
+        for line in worker.log_path.read_text().splitlines()
+        if "succeeded in" in line and f"{task}[" in line
+    )
+
+
+def test_replayed_event_and_duplicated_tasks_send_one_message(client, admin_headers, cloud_api, worker):
     event = samples.order_event("order.created", total=99000)
     assert post_order(client, event)["status"] == "accepted"
     assert post_order(client, event, status=200)["status"] == "duplicate"
@@ -126,10 +135,12 @@ def test_replayed_event_and_duplicated_tasks_send_one_message(client, admin_head
         inbox_ids = list(session.scalars(select(InboxEvent.id)))
         outbound_ids = list(session.scalars(select(OutboundMessage.id)))
     # The broker delivers both tasks again (as after a redelivery): nothing happens twice.
+    ingested, sends = finished(worker, "process_inbox_event"), finished(worker, "send_outbound")
     enqueue(inbox_ids)
     outbox.publish(outbound_ids * 3)
+    wait_for(lambda: finished(worker, "process_inbox_event") == ingested + 1, 30, "the ingest task ran again")
+    wait_for(lambda: finished(worker, "send_outbound") == sends + 3, 30, "the send tasks ran again")
     settled()
-    wait_for(lambda: len(cloud_api.requests) >= 1, 30, "the message sent")
     assert len(cloud_api.accepted) == 1
     [message] = order_view(client, admin_headers)["messages"]
     assert message["status"] == "sent" and message["attempts"] == 1
@@ -197,6 +208,23 @@ def test_re_engagement_error_marks_blocked_window(client, admin_headers, cloud_a
     cloud_api.fail_next(400, code=131047)
     post_order(client, samples.order_event("order.created", total=10000))
     settled()
+    [message] = order_view(client, admin_headers)["messages"]
+    assert message["status"] == "blocked_window"
+    assert message["error"]["code"] == 131047
+
+
+def test_re_engagement_reported_later_by_webhook_also_shows_blocked_window(
+    client, admin_headers, cloud_api, drained
+):
+    customer_writes(client)
+    post_order(client, samples.order_event("order.created", total=10000))
+    settled()
+    [message] = order_view(client, admin_headers)["messages"]
+    error = {"code": 131047, "title": "Re-engagement message"}
+    failed = samples.status(message["external_id"], "failed", BUDI_WA, errors=[error])
+    body, headers = samples.encode(samples.envelope(statuses=[failed]))
+    assert client.post("/webhooks/whatsapp", content=body, headers=headers).status_code == 200
+    drained()
     [message] = order_view(client, admin_headers)["messages"]
     assert message["status"] == "blocked_window"
     assert message["error"]["code"] == 131047
