@@ -117,10 +117,7 @@ def clean_tables(database):
 @pytest.fixture
 def cloud_api() -> FakeCloudApi:
     """The fake Cloud API, with nothing recorded and nothing scripted."""
-    with CLOUD._lock:  # TODO: FakeServer.reset()
-        CLOUD.requests.clear()
-        CLOUD.accepted.clear()
-        CLOUD._script.clear()
+    CLOUD.reset()
     return CLOUD
 
 

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
+import redis
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
@@ -80,7 +81,15 @@ def gateway() -> Gateway:
 def send_outbound(outbound_id: int) -> str:
     if not _is_due(outbound_id):
         return "skipped"
-    limiter().acquire()
+    try:
+        limiter().acquire()
+    except redis.RedisError:
+        # Sending without the shared limit could breach the number's throughput: leave the row
+        # queued; the outbox sweeper publishes it again.
+        log.warning(
+            "rate limiter unavailable; send deferred", exc_info=True, extra={"outbound_id": outbound_id}
+        )
+        return "deferred"
     claim = _claim(outbound_id)
     if claim is None:
         return "skipped"

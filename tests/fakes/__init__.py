@@ -1,0 +1,152 @@
+"""Local fakes of the outside world: real HTTP servers on 127.0.0.1 speaking the vendors' formats.
+
+The gateways are tested through their real HTTP code against these, never against mocks of
+``requests``, so timeouts, refused and dropped connections happen for real. A fake records every
+request it gets and every message it accepted (what would have reached a customer), and can be
+scripted to fail, to answer late after accepting, or to hang up after accepting.
+
+``FakeServer`` is the shared machinery; ``cloud_api.FakeCloudApi`` and ``waha.FakeWaha`` say
+what each vendor answers.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: Any = None  # JSON-encoded when not bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to sleep before answering
+    drop: bool = False  # close the connection without any answer
+
+
+@dataclass(frozen=True)
+class Action:
+    """One scripted behaviour, used by the next request that passes authentication."""
+
+    kind: Literal["fail", "delay", "drop"]
+    status: int = 500
+    code: int | None = None
+    retry_after: float | None = None
+    seconds: float = 0.0
+
+
+class FakeServer:
+    """A ``ThreadingHTTPServer`` on 127.0.0.1 and a free port, serving from a daemon thread as
+    soon as it is built. Subclasses implement ``handle``; use as a context manager to stop it."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []  # body, received_at, path, headers (lower-case)
+        self.accepted: list[dict[str, Any]] = []  # bodies of the messages that would be delivered
+        self._lock = threading.Lock()
+        self._script: deque[Action] = deque()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=type(self).__name__, daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def handle(self, path: str, headers: dict[str, str], body: Any) -> Reply:
+        raise NotImplementedError
+
+    # Scripting. Each call queues ``times`` actions, taken in order by the following requests.
+    def fail_next(
+        self, status: int, code: int | None = None, times: int = 1, retry_after: float | None = None
+    ) -> None:
+        """Answer the next ``times`` requests with ``status`` (and the vendor's error body)."""
+        self._queue(Action("fail", status=status, code=code, retry_after=retry_after), times)
+
+    def delay_next(self, seconds: float, times: int = 1) -> None:
+        """Accept the next ``times`` messages but answer only after ``seconds``."""
+        self._queue(Action("delay", seconds=seconds), times)
+
+    def drop_next(self, times: int = 1) -> None:
+        """Accept the next ``times`` messages, then hang up without answering."""
+        self._queue(Action("drop"), times)
+
+    def next_action(self) -> Action | None:
+        with self._lock:
+            return self._script.popleft() if self._script else None
+
+    def accept(self, body: Any) -> None:
+        with self._lock:
+            self.accepted.append(body)
+
+    def reset(self) -> None:
+        """Forget every request and acceptance, and drop what was scripted: a fresh server."""
+        with self._lock:
+            self.requests.clear()
+            self.accepted.clear()
+            self._script.clear()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeServer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _queue(self, action: Action, times: int) -> None:
+        with self._lock:
+            self._script.extend([action] * times)
+
+    def _record(self, path: str, headers: dict[str, str], body: Any) -> None:
+        with self._lock:
+            self.requests.append({"body": body, "received_at": time.time(), "path": path, "headers": headers})
+
+
+def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            fake._record(self.path, headers, body)
+            self._answer(fake.handle(self.path, headers, body))
+
+        def _answer(self, reply: Reply) -> None:
+            if reply.delay:
+                time.sleep(reply.delay)
+            if reply.drop:
+                self.close_connection = True
+                return
+            if isinstance(reply.body, bytes):
+                payload, content_type = reply.body, "text/plain"
+            else:
+                payload, content_type = json.dumps(reply.body).encode(), "application/json"
+            try:
+                self.send_response(reply.status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (a read timeout): what delay_next is for
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # keep test output clean
+
+    return Handler
