@@ -70,6 +70,11 @@ class Unconfirmed(GatewayError):
     pass
 
 
+def digits(phone: str) -> str:
+    """E.164 ``+6281212345678`` as the gateways want it: ``6281212345678``."""
+    return "".join(ch for ch in phone if ch.isdigit())
+
+
 class Gateway(Protocol):
     name: str
 

@@ -2,7 +2,7 @@
 
 A linked app session has no 24-hour customer-service window and no templates, so every message
 goes as free text and ``window_open`` is ignored. Network failures are classified exactly as for
-the Cloud API (``cloud.network_error``); WAHA has no error codes worth keying on, so its answers
+the Cloud API (``http.network_error``); WAHA has no error codes worth keying on, so its answers
 are judged by HTTP status: 429 and 5xx may pass later, any other refusal will not.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import requests
 
-from integrations.whatsapp.base import OutgoingMessage, Sent, Unconfirmed
-from integrations.whatsapp.cloud import digits, json_or_none, post_json, status_error
+from integrations.whatsapp.base import OutgoingMessage, Sent, Unconfirmed, digits
+from integrations.whatsapp.http import json_or_none, post_json, status_error
 
 
 class WahaGateway:

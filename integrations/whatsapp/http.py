@@ -1,0 +1,129 @@
+"""HTTP plumbing shared by the gateways: one POST, and what a failed one means.
+
+``requests`` reports a refused connection and a connection dropped after the request was
+written as the same ``ConnectionError``; only the urllib3 exception underneath tells them apart,
+and only the first is safe to send again (see ``base`` for the error classes).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import requests
+import urllib3.exceptions
+
+from integrations.whatsapp.base import GatewayError, PermanentError, TransientError, Unconfirmed
+
+# Connect timeout: slightly above a multiple of 3 s, the TCP retransmission window (requests docs).
+CONNECT_TIMEOUT_SECONDS = 3.05
+
+# urllib3 errors raised before a single byte of the request was written (refused, DNS, connect
+# timeout; NewConnectionError and NameResolutionError are subclasses of ConnectTimeoutError).
+_NOT_SENT = (urllib3.exceptions.ConnectTimeoutError,)
+# Mistakes in what we asked for (URL, headers, body), found before anything is sent.
+_BAD_REQUEST = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.URLRequired,
+    requests.exceptions.InvalidJSONError,
+)
+
+
+def network_error(exc: requests.RequestException, gateway: str) -> GatewayError:
+    """Classify a failed request by whether it may have reached the gateway.
+
+    ConnectTimeout and errors whose cause chain holds a urllib3 connect error happened before
+    the request was written: ``TransientError``. A read timeout, or a connection dropped or reset
+    after connecting, may follow a request the gateway already accepted: ``Unconfirmed``. Bad URLs
+    and other mistakes made before sending are ``PermanentError`` (configuration, not luck).
+    """
+    detail = f"{gateway}: {type(exc).__name__}: {exc}"
+    error = {"message": detail}
+    if isinstance(exc, requests.ConnectTimeout):
+        return TransientError(detail, error=error)
+    if isinstance(exc, requests.ReadTimeout):
+        return Unconfirmed(detail, error=error)
+    if isinstance(exc, requests.ConnectionError):
+        if _caused_by(exc, _NOT_SENT):
+            return TransientError(detail, error=error)
+        return Unconfirmed(detail, error=error)
+    if isinstance(exc, _BAD_REQUEST):
+        return PermanentError(detail, error=error)
+    # Anything else (a broken chunked answer, a body that will not decode) came after sending.
+    return Unconfirmed(detail, error=error)
+
+
+def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``kinds`` appears anywhere under ``exc``: in ``args`` (requests wraps urllib3's
+    MaxRetryError there), in MaxRetryError's ``reason``, or in ``__cause__``/``__context__``."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kinds):
+            return True
+        linked = [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
+        stack.extend(item for item in linked if isinstance(item, BaseException))
+    return False
+
+
+def post_json(
+    session: requests.Session,
+    url: str,
+    body: dict[str, Any],
+    *,
+    headers: dict[str, str],
+    timeout: float,
+    gateway: str,
+) -> requests.Response:
+    """POST ``body`` once (no retries, no redirects: retrying is the worker's decision, made with
+    the error class); network failures come out as ``GatewayError``s, HTTP answers as they are."""
+    try:
+        return session.post(
+            url,
+            json=body,
+            headers=headers,
+            timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
+            allow_redirects=False,
+        )
+    except requests.RequestException as exc:
+        raise network_error(exc, gateway) from exc
+
+
+def retry_after(response: requests.Response) -> float | None:
+    """The ``Retry-After`` header in seconds (a number or an HTTP date), or None."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def status_error(response: requests.Response, gateway: str, error: dict[str, Any]) -> GatewayError:
+    """An answer without a usable error code, judged by HTTP status: 429 and 5xx may pass, any
+    other refusal will not."""
+    message = f"{gateway}: HTTP {response.status_code}: {error.get('message', '')}"
+    if response.status_code == 429 or response.status_code >= 500:
+        return TransientError(message, error=error, retry_after=retry_after(response))
+    return PermanentError(message, error=error)
+
+
+def json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
