@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     outbox_sweep_after_seconds: float = Field(default=300, ge=0)
     # Where the shared send-rate limit lives; defaults to CELERY_BROKER_URL when that is Redis.
     outbound_rate_redis_url: str | None = None
+
+    # Labels and the dashboard: the label that marks a good lead.
+    target_label: str = "Grade A"
+
+    # CRM sync to Odoo.
+    odoo_timeout_seconds: float = Field(default=10, gt=0)
+    crm_retry_max_seconds: float = Field(default=300, gt=0)
     log_level: str = "INFO"
 
     @property
