@@ -138,3 +138,116 @@ def encode(
         digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         headers[header] = f"sha256={digest}"
     return body, headers
+
+
+# WAHA (shared/spec/formats.md 3.1-3.3): the gateway of a WhatsApp Business app session.
+
+WAHA_ME = {
+    "id": "6281100000000@c.us",
+    "pushName": "Toko",
+    "lid": "38036297507060@lid",
+    "jid": "6281100000000:73@s.whatsapp.net",
+}
+
+
+def waha_event_id() -> str:
+    """``evt_`` + 26 lower-case characters, like WAHA's ULIDs."""
+    return f"evt_{time.time_ns():016x}{next(_counter):010x}"
+
+
+def waha_envelope(
+    event: str,
+    payload: dict,
+    *,
+    session: str = "default",
+    at_ms: int | None = None,
+    id: str | None = None,
+    me: dict | None = None,
+    metadata: dict | None = None,
+    legacy: bool = False,
+) -> dict:
+    """A WAHA webhook envelope; ``legacy`` drops ``id`` and ``timestamp`` as WAHA 2024 did."""
+    envelope: dict[str, Any] = {
+        "id": id or waha_event_id(),
+        "timestamp": at_ms if at_ms is not None else int(time.time() * 1000),
+        "event": event,
+        "session": session,
+        "metadata": metadata or {},
+        "me": me or WAHA_ME,
+        "payload": payload,
+        "engine": "NOWEB",
+        "environment": {"version": "2026.1.5", "engine": "NOWEB", "tier": "PLUS", "browser": None},
+    }
+    if legacy:
+        del envelope["id"], envelope["timestamp"]
+    return envelope
+
+
+def waha_label(label_id: str, name: str, color: int = 1) -> dict:
+    return {"id": label_id, "name": name, "color": color, "colorHex": "#64c4ff"}
+
+
+def waha_label_upsert(label_id: str, name: str, **envelope: Any) -> dict:
+    return waha_envelope("label.upsert", waha_label(label_id, name), **envelope)
+
+
+def waha_label_deleted(label_id: str, name: str, **envelope: Any) -> dict:
+    return waha_envelope("label.deleted", waha_label(label_id, name), **envelope)
+
+
+def waha_label_chat(
+    action: str, chat_id: str, label_id: str, name: str | None = None, **envelope: Any
+) -> dict:
+    """``label.chat.added`` (``action="added"``) or ``label.chat.deleted``; ``label`` is null
+    without ``name``, as WAHA sends it when its store does not know the label."""
+    payload = {"labelId": label_id, "chatId": chat_id, "label": waha_label(label_id, name) if name else None}
+    return waha_envelope(f"label.chat.{'added' if action == 'added' else 'deleted'}", payload, **envelope)
+
+
+def waha_message(
+    chat_id: str,
+    body: str,
+    *,
+    id: str | None = None,
+    at: int | None = None,
+    name: str | None = None,
+    **envelope: Any,
+) -> dict:
+    """An inbound ``message`` event (WAMessage) from ``chat_id``."""
+    message_id = id or f"false_{chat_id}_{uuid.uuid4().hex[:20].upper()}"
+    payload = {
+        "id": message_id,
+        "timestamp": at if at is not None else int(time.time()),
+        "from": chat_id,
+        "fromMe": False,
+        "to": WAHA_ME["id"],
+        "body": body,
+        "hasMedia": False,
+        "ack": 1,
+        "ackName": "SERVER",
+        "_data": {"notifyName": name} if name else {},
+    }
+    return waha_envelope("message", payload, **envelope)
+
+
+def waha_ack(message_id: str, ack: int, to: str, **envelope: Any) -> dict:
+    names = {-1: "ERROR", 0: "PENDING", 1: "SERVER", 2: "DEVICE", 3: "READ", 4: "PLAYED"}
+    payload = {
+        "id": message_id,
+        "from": WAHA_ME["id"],
+        "to": to,
+        "fromMe": True,
+        "ack": ack,
+        "ackName": names[ack],
+    }
+    return waha_envelope("message.ack", payload, **envelope)
+
+
+def waha_encode(payload: dict | list, hmac_key: str | None = None) -> tuple[bytes, dict[str, str]]:
+    """The body and headers WAHA would POST: ``X-Webhook-Hmac`` = hex HMAC-SHA512 of the body."""
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": "WAHA/2026.1.5"}
+    if hmac_key:
+        headers["X-Webhook-Hmac"] = hmac.new(hmac_key.encode(), body, hashlib.sha512).hexdigest()
+        headers["X-Webhook-Hmac-Algorithm"] = "sha512"
+    return body, headers

@@ -37,6 +37,8 @@ class Contact(Base):
     lead_source: Mapped[str] = mapped_column(String(64), default="organic")
     last_inbound_at: Mapped[datetime | None]
     last_outbound_at: Mapped[datetime | None]
+    # When the customer wrote STOP/BERHENTI: broadcasts skip them from then on.
+    opted_out_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     company: Mapped[Company | None] = relationship()

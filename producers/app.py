@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+import api.broadcasts
 import api.contacts
+import api.dashboard
+import api.labels
 import api.orders
 from observability.logs import configure_logging
-from producers import health, orders, whatsapp
+from producers import health, orders, waha, whatsapp
 from producers.rejections import Rejected, rejected_handler
 from settings import Settings, settings
 
@@ -24,9 +27,13 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.add_exception_handler(Rejected, rejected_handler)
     application.include_router(whatsapp.router)
     application.include_router(orders.router)
+    application.include_router(waha.router)
     application.include_router(health.router)
     application.include_router(api.contacts.router)
     application.include_router(api.orders.router)
+    application.include_router(api.labels.router)
+    application.include_router(api.broadcasts.router)
+    application.include_router(api.dashboard.router)
     return application
 
 

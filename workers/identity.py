@@ -20,6 +20,7 @@ from domain import phones
 from models import Base, Company, Contact, ContactIdentity, Deal
 from models.base import utcnow
 from models.db import dialect_insert
+from models.labels import merge_contact_labels
 from settings import settings
 
 PHONE, WA_ID, BSUID, LID, EXTERNAL, INVALID_PHONE = (
@@ -172,6 +173,8 @@ def merge_into(session: Session, survivor: Contact, duplicate: Contact) -> None:
         session.execute(
             update(Deal).where(Deal.contact_id == duplicate.id, Deal.status == "open").values(status="merged")
         )
+    # Tables that allow one row per contact and thing settle their pairs first.
+    merge_contact_labels(session, survivor.id, duplicate.id)
     contacts = Base.metadata.tables["contacts"]
     for table in Base.metadata.sorted_tables:
         for column in table.columns:
@@ -186,6 +189,8 @@ def merge_into(session: Session, survivor: Contact, duplicate: Contact) -> None:
         survivor.lead_source = duplicate.lead_source
     survivor.last_inbound_at = _latest(survivor.last_inbound_at, duplicate.last_inbound_at)
     survivor.last_outbound_at = _latest(survivor.last_outbound_at, duplicate.last_outbound_at)
+    # Whoever said STOP stays opted out, from the first time they said it.
+    survivor.opted_out_at = _earliest(survivor.opted_out_at, duplicate.opted_out_at)
     if survivor.phone_e164:
         survivor.phone_invalid_reason = None
     # Contacts merged into the duplicate earlier now point straight at the survivor.
@@ -219,3 +224,7 @@ def _update_profile(contact: Contact, sighting: Sighting) -> None:
 
 def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
     return max((t for t in (a, b) if t is not None), default=None)
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return min((t for t in (a, b) if t is not None), default=None)

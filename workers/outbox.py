@@ -34,6 +34,7 @@ def queue(
     text: str,
     template: dict[str, Any] | None = None,
     order_id: int | None = None,
+    broadcast_id: int | None = None,
 ) -> int | None:
     """Add a message to the outbox; returns its id, or None if that cause already queued one."""
     now = utcnow()
@@ -45,6 +46,7 @@ def queue(
             trigger=trigger,
             contact_id=contact_id,
             order_id=order_id,
+            broadcast_id=broadcast_id,
             text=text,
             template=template,
             state=QUEUED,

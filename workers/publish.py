@@ -15,3 +15,11 @@ def enqueue(event_ids: list[int]) -> None:
     """Publish one task per inbox event. Raises if the broker cannot be reached."""
     for event_id in event_ids:
         app.send_task(PROCESS_INBOX_EVENT, args=(event_id,))
+
+
+EXPAND_BROADCAST = "workers.broadcasts.expand_broadcast"
+
+
+def expand_broadcast(broadcast_id: int) -> None:
+    """Publish the task that turns a broadcast into outbox rows. Raises if the broker is away."""
+    app.send_task(EXPAND_BROADCAST, args=(broadcast_id,))

@@ -1,0 +1,135 @@
+"""Broadcasts: one message to every contact that has a label now, and how it is going.
+
+``POST /api/broadcasts`` stores the broadcast and publishes its expansion task (answering 202
+with its id only once both happened; if the broker is away nothing is kept and the answer is
+503, so a retry cannot make two broadcasts). The task (``workers/broadcasts.py``) writes one outbox
+row per contact; the outbound worker sends them within the shared rate limit, as text inside the
+customer's 24-hour window and as the template outside it (``blocked_window`` without one).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+
+from api.auth import require_admin
+from integrations.whatsapp.cloud import REENGAGEMENT_CODE
+from models import Broadcast, Message, OutboundMessage
+from models.db import session_scope
+from models.labels import label_ids_named
+from models.outbox import BLOCKED_WINDOW, FAILED, QUEUED, SENDING, SENT
+from workers.publish import expand_broadcast
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api", tags=["broadcasts"], dependencies=[Depends(require_admin)])
+
+_DELIVERED = frozenset({"delivered", "read", "played"})
+
+
+class TemplateIn(BaseModel):
+    """An approved Cloud API template, sent to contacts whose 24-hour window is closed."""
+
+    name: str = Field(min_length=1, max_length=512)
+    language: str = Field(min_length=2, max_length=16)
+    parameters: list[str] = []
+
+
+class BroadcastIn(BaseModel):
+    label: str = Field(min_length=1, max_length=255)
+    text: str = Field(min_length=1, max_length=4096)
+    template: TemplateIn | None = None
+
+
+class BroadcastOut(BaseModel):
+    id: int
+    label: str
+    text: str
+    template: dict[str, Any] | None
+    state: str  # expanding | expanded
+    created_at: datetime
+    expanded_at: datetime | None
+    total: int  # contacts with the label when expanded (messages + skipped)
+    queued: int  # not sent yet (waiting for the rate limit or a retry)
+    sent: int  # accepted by the gateway (delivered and read included)
+    delivered: int  # of those, reported delivered or read
+    failed: int
+    blocked_window: int  # window closed and no template
+    skipped_opted_out: int
+    sent_as: dict[str, int]  # {"text": n, "template": m}
+
+
+@router.post("/broadcasts", status_code=202)
+def create_broadcast(request: BroadcastIn) -> JSONResponse:
+    with session_scope() as session:
+        if not session.scalars(label_ids_named(request.label)).first():
+            raise HTTPException(422, f"label: no label named {request.label!r}")
+        broadcast = Broadcast(
+            label=request.label.strip(),
+            text=request.text,
+            template=request.template.model_dump() if request.template else None,
+        )
+        session.add(broadcast)
+        session.flush()
+        broadcast_id = broadcast.id
+    try:
+        expand_broadcast(broadcast_id)
+    except Exception:
+        log.exception("broker unavailable; broadcast withdrawn", extra={"broadcast_id": broadcast_id})
+        with session_scope() as session:
+            session.delete(session.get_one(Broadcast, broadcast_id))
+        return JSONResponse({"detail": "the queue is unavailable; nothing was sent, retry later"}, 503)
+    return JSONResponse({"id": broadcast_id, "status": "accepted"}, status_code=202)
+
+
+@router.get("/broadcasts/{broadcast_id}", response_model=BroadcastOut)
+def get_broadcast(broadcast_id: int) -> BroadcastOut:
+    with session_scope() as session:
+        broadcast = session.get(Broadcast, broadcast_id)
+        if broadcast is None:
+            raise HTTPException(404, f"no broadcast {broadcast_id}")
+        rows = session.execute(
+            select(OutboundMessage.state, OutboundMessage.sent_as, Message.status, func.count())
+            .outerjoin(Message, Message.id == OutboundMessage.message_id)
+            .where(OutboundMessage.broadcast_id == broadcast_id)
+            .group_by(OutboundMessage.state, OutboundMessage.sent_as, Message.status)
+        ).all()
+        # A send the gateway accepted can still fail later; a re-engagement failure is a closed window.
+        late_blocks = sum(
+            1
+            for error in session.scalars(
+                select(Message.error)
+                .join(OutboundMessage, OutboundMessage.message_id == Message.id)
+                .where(OutboundMessage.broadcast_id == broadcast_id, Message.status == FAILED)
+            )
+            if (error or {}).get("code") == REENGAGEMENT_CODE
+        )
+        counts: Counter[str] = Counter()
+        sent_as: Counter[str] = Counter()
+        for state, kind, status, count in rows:
+            counts[status if state == SENT and status else state] += count
+            if state == SENT and kind:
+                sent_as[kind] += count
+        return BroadcastOut(
+            id=broadcast.id,
+            label=broadcast.label,
+            text=broadcast.text,
+            template=broadcast.template,
+            state=broadcast.state,
+            created_at=broadcast.created_at,
+            expanded_at=broadcast.expanded_at,
+            total=broadcast.targeted,
+            queued=counts[QUEUED] + counts[SENDING],
+            sent=counts[SENT] + sum(counts[s] for s in _DELIVERED),
+            delivered=sum(counts[s] for s in _DELIVERED),
+            failed=counts[FAILED] - late_blocks,
+            blocked_window=counts[BLOCKED_WINDOW] + late_blocks,
+            skipped_opted_out=broadcast.skipped_opted_out,
+            sent_as=dict(sent_as),
+        )

@@ -1,0 +1,318 @@
+"""Labels as the team uses them: who has which label now, who gave it, how leads move, and a
+segment as CSV. The same queries feed the dashboard (``api/dashboard.py``).
+
+Labels are matched by name, in any letter case, across every gateway session (two WhatsApp
+accounts may each have a "Grade A"); deleted labels are not shown.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+from sqlalchemy import String, cast, func, select
+from sqlalchemy.orm import Session
+
+from api.auth import require_admin
+from models import Contact, ContactLabel, Label, LabelChange
+from models.db import session_scope
+from models.labels import ADDED, REMOVED, contacts_with_label, label_ids_named
+from settings import settings
+
+router = APIRouter(prefix="/api", tags=["labels"], dependencies=[Depends(require_admin)])
+
+# A label whose name WAHA has not told us yet shows as "label #<id>".
+LABEL_NAME = func.coalesce(Label.name, "label #" + cast(Label.external_id, String))
+
+
+class StaffCount(BaseModel):
+    staff: str
+    contacts: int
+
+
+class LabelOut(BaseModel):
+    name: str
+    contacts: int  # contacts with the label now
+    by_staff: list[StaffCount]  # who gave the label to those contacts
+    color_hex: str | None
+    sessions: list[str]
+
+
+class LabelList(BaseModel):
+    items: list[LabelOut]
+    target_label: str
+
+
+class LabelChangeOut(BaseModel):
+    label: str  # the label's name today
+    label_name_then: str | None  # its name when the change happened
+    action: str  # added | removed
+    at: datetime  # when it happened (the gateway's event time)
+    session: str
+    account: str | None
+    staff: str | None
+    cause: str
+    applied: bool  # false: it arrived after a newer change and did not alter the state
+
+
+@router.get("/labels", response_model=LabelList)
+def list_labels() -> LabelList:
+    """Every live label with how many contacts have it now, and who gave it to them."""
+    with session_scope() as session:
+        return LabelList(items=label_counts(session), target_label=settings.target_label)
+
+
+@router.get("/contacts.csv", response_class=StreamingResponse)
+def export_segment(label: Annotated[str, Query(min_length=1, max_length=255)]) -> StreamingResponse:
+    """The contacts that have ``label`` now, as CSV (a spreadsheet or a mailing tool reads it)."""
+    with session_scope() as session:
+        if not session.scalars(label_ids_named(label)).first():
+            raise HTTPException(404, f"no label named {label!r}")
+    filename = "".join(ch if ch.isalnum() else "-" for ch in label.strip()) or "segment"
+    return StreamingResponse(
+        _segment_csv(label),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="contacts-{filename}.csv"'},
+    )
+
+
+def label_counts(session: Session) -> list[LabelOut]:
+    names = session.execute(
+        select(LABEL_NAME, Label.session, Label.color_hex)
+        .where(Label.deleted_at.is_(None))
+        .order_by(LABEL_NAME, Label.id)
+    ).all()
+    totals = dict(
+        session.execute(
+            select(LABEL_NAME, func.count(func.distinct(ContactLabel.contact_id)))
+            .join(Label, Label.id == ContactLabel.label_id)
+            .where(ContactLabel.active, Label.deleted_at.is_(None))
+            .group_by(LABEL_NAME)
+        ).all()
+    )
+    per_staff: dict[str, list[StaffCount]] = defaultdict(list)
+    staff_rows = session.execute(
+        select(LABEL_NAME, ContactLabel.changed_by_staff, func.count(func.distinct(ContactLabel.contact_id)))
+        .join(Label, Label.id == ContactLabel.label_id)
+        .where(ContactLabel.active, Label.deleted_at.is_(None))
+        .group_by(LABEL_NAME, ContactLabel.changed_by_staff)
+    )
+    for name, staff, count in staff_rows:
+        per_staff[name].append(StaffCount(staff=staff or "unknown", contacts=count))
+    items: dict[str, LabelOut] = {}
+    for name, session_name, color_hex in names:
+        item = items.setdefault(
+            name,
+            LabelOut(
+                name=name,
+                contacts=totals.get(name, 0),
+                by_staff=sorted(per_staff.get(name, []), key=lambda s: (-s.contacts, s.staff)),
+                color_hex=color_hex,
+                sessions=[],
+            ),
+        )
+        if session_name not in item.sessions:
+            item.sessions.append(session_name)
+    return sorted(items.values(), key=lambda item: (-item.contacts, item.name.lower()))
+
+
+def label_history(session: Session, contact_id: int) -> list[LabelChangeOut]:
+    rows = session.execute(
+        select(LabelChange, LABEL_NAME)
+        .join(Label, Label.id == LabelChange.label_id)
+        .where(LabelChange.contact_id == contact_id)
+        .order_by(LabelChange.occurred_at, LabelChange.id)
+    ).all()
+    return [
+        LabelChangeOut(
+            label=name,
+            label_name_then=change.label_name,
+            action=change.action,
+            at=change.occurred_at,
+            session=change.session,
+            account=change.account,
+            staff=change.staff,
+            cause=change.cause,
+            applied=change.applied,
+        )
+        for change, name in rows
+    ]
+
+
+@dataclass(frozen=True)
+class DayFlow:
+    entered: int
+    left: int
+
+
+def label_flow(session: Session, days: int, today: date | None = None) -> tuple[list[date], dict[str, dict]]:
+    """Per live label and local day (TIMEZONE), how many contacts were given it and lost it."""
+    zone = ZoneInfo(settings.timezone)
+    today = today or datetime.now(zone).date()
+    first = today - timedelta(days=days - 1)
+    start = datetime.combine(first, datetime.min.time(), zone)
+    rows = session.execute(
+        select(LABEL_NAME, LabelChange.action, LabelChange.occurred_at, LabelChange.contact_id)
+        .join(Label, Label.id == LabelChange.label_id)
+        .where(LabelChange.occurred_at >= start, Label.deleted_at.is_(None))
+    )
+    seen: dict[tuple[str, date, str], set[int]] = defaultdict(set)
+    for name, action, occurred_at, contact_id in rows:
+        seen[(name, occurred_at.astimezone(zone).date(), action)].add(contact_id)
+    dates = [first + timedelta(days=i) for i in range(days)]
+    flow: dict[str, dict[date, DayFlow]] = {}
+    for name in {key[0] for key in seen}:
+        flow[name] = {
+            day: DayFlow(len(seen.get((name, day, ADDED), ())), len(seen.get((name, day, REMOVED), ())))
+            for day in dates
+        }
+    return dates, flow
+
+
+@dataclass(frozen=True)
+class StaffQuality:
+    staff: str
+    labels_given: int
+    contacts: int
+    reached_target: int
+
+    @property
+    def share(self) -> float:
+        return self.reached_target / self.contacts if self.contacts else 0.0
+
+
+def staff_quality(session: Session, target: str) -> list[StaffQuality]:
+    """Per staff member: labels given, contacts labelled, and how many of those contacts were
+    ever given the target label (by anyone)."""
+    reached = (
+        select(LabelChange.contact_id)
+        .where(LabelChange.action == ADDED, LabelChange.label_id.in_(label_ids_named(target)))
+        .distinct()
+    )
+    staff = func.coalesce(LabelChange.staff, "unknown")
+    rows = session.execute(
+        select(
+            staff,
+            func.count(),
+            func.count(func.distinct(LabelChange.contact_id)),
+            func.count(func.distinct(LabelChange.contact_id)).filter(LabelChange.contact_id.in_(reached)),
+        )
+        .where(LabelChange.action == ADDED)
+        .group_by(staff)
+    )
+    result = [StaffQuality(name, given, contacts, hits) for name, given, contacts, hits in rows]
+    return sorted(result, key=lambda s: (-s.labels_given, s.staff))
+
+
+@dataclass(frozen=True)
+class LeadSource:
+    source: str
+    contacts: int
+    with_target: int
+
+
+def lead_sources(session: Session, target: str) -> list[LeadSource]:
+    """Contacts per lead source (``ad:<id>`` or ``organic``) and how many have the target label."""
+    rows = session.execute(
+        select(
+            Contact.lead_source,
+            func.count(),
+            func.count().filter(Contact.id.in_(contacts_with_label(target))),
+        )
+        .where(Contact.merged_into_id.is_(None))
+        .group_by(Contact.lead_source)
+    )
+    result = [LeadSource(source, contacts, hits) for source, contacts, hits in rows]
+    return sorted(result, key=lambda s: (-s.contacts, s.source))
+
+
+@dataclass(frozen=True)
+class SegmentMember:
+    id: int
+    name: str | None
+    phone: str | None
+    lead_source: str
+    labelled_at: datetime
+    labelled_by: str | None
+    opted_out_at: datetime | None
+
+
+def segment(session: Session, label: str, *, after: int = 0, limit: int | None = None) -> list[SegmentMember]:
+    """Contacts with ``label`` now, by id, with when and by whom it was given."""
+    query = (
+        select(Contact, ContactLabel.changed_at, ContactLabel.changed_by_staff)
+        .join(ContactLabel, ContactLabel.contact_id == Contact.id)
+        .where(
+            ContactLabel.active,
+            ContactLabel.label_id.in_(label_ids_named(label)),
+            Contact.merged_into_id.is_(None),
+            Contact.id > after,
+        )
+        .order_by(Contact.id, ContactLabel.changed_at.desc())
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    members: dict[int, SegmentMember] = {}
+    for contact, changed_at, staff in session.execute(query):
+        members.setdefault(
+            contact.id,
+            SegmentMember(
+                contact.id,
+                contact.name,
+                contact.phone_e164,
+                contact.lead_source,
+                changed_at,
+                staff,
+                contact.opted_out_at,
+            ),
+        )
+    return list(members.values())
+
+
+_CSV_COLUMNS = ("id", "name", "phone", "lead_source", "labelled_at", "labelled_by", "opted_out_at")
+_CSV_BATCH = 1000
+
+
+def _segment_csv(label: str) -> Iterator[str]:
+    yield _csv_line(_CSV_COLUMNS)
+    after = 0
+    while True:
+        with session_scope() as session:
+            batch = segment(session, label, after=after, limit=_CSV_BATCH)
+        for m in batch:
+            yield _csv_line(
+                (
+                    m.id,
+                    _cell(m.name),
+                    m.phone or "",
+                    m.lead_source,
+                    m.labelled_at.isoformat(),
+                    _cell(m.labelled_by),
+                    m.opted_out_at.isoformat() if m.opted_out_at else "",
+                )
+            )
+        if not batch:
+            return
+        after = batch[-1].id
+
+
+def _csv_line(values: tuple[object, ...]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue()
+
+
+def _cell(text: str | None) -> str:
+    """Free text for a spreadsheet: a leading = + - @ would run as a formula (CSV injection)."""
+    if not text:
+        return ""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@") else text

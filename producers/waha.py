@@ -1,0 +1,161 @@
+"""``/webhooks/waha``: events from a WAHA gateway session (shared/spec/formats.md 3.1-3.3).
+
+WAHA drives a WhatsApp Business *app* account, so it reports what only the app knows: the label
+catalogue (``label.upsert``, ``label.deleted``) and which chat has which label
+(``label.chat.added``, ``label.chat.deleted``); it also reports inbound messages (``message``)
+and receipts of messages sent through it (``message.ack``). Each accepted event becomes one inbox
+row, unique on the envelope's ``id`` (WAHA retries with the same id); envelopes of WAHA versions
+that sent no ``id`` are keyed by a hash of their canonical JSON, so an identical retry is still a
+replay. Other events (``session.status``, ``message.any``, ...) are acknowledged and ignored, so
+a session that subscribes to more than we need does not make WAHA retry forever.
+
+The event time (kept in the stored payload as ``occurred_at``) is the envelope's ``timestamp``
+(ms), else the message's own ``timestamp`` (s), else WAHA's ``X-Webhook-Timestamp`` header (ms),
+else the time of arrival: the label rules need it to put events back in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+
+from producers.inbox import NewEvent, store_and_enqueue
+from producers.rejections import Rejected
+from producers.security import parse_json, read_body, verify_signature
+from settings import Settings
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+LABEL_EVENTS = ("label.upsert", "label.deleted", "label.chat.added", "label.chat.deleted")
+MESSAGE_EVENTS = ("message", "message.ack")
+# What each accepted event's payload must carry, and of which kind ("id" = a string or a number).
+_REQUIRED: dict[str, tuple[tuple[str, str], ...]] = {
+    "label.upsert": (("id", "id"), ("name", "text")),
+    "label.deleted": (("id", "id"),),
+    "label.chat.added": (("labelId", "id"), ("chatId", "text")),
+    "label.chat.deleted": (("labelId", "id"), ("chatId", "text")),
+    "message": (("id", "text"), ("from", "text"), ("timestamp", "epoch")),
+    "message.ack": (("id", "text"), ("ack", "int")),
+}
+_MAX_EPOCH_MS = 253402300799999  # 9999-12-31
+
+
+@router.post("/webhooks/waha")
+async def receive(request: Request) -> JSONResponse:
+    settings: Settings = request.app.state.settings
+    body = await read_body(request, settings.max_body_bytes)
+    verify_signature(
+        settings.waha_hmac_key,
+        body,
+        request.headers.get("x-webhook-hmac"),
+        header="X-Webhook-Hmac",
+        algorithm="sha512",
+    )
+    document = parse_json(body)
+    event = validate(document, request.headers.get("x-webhook-timestamp"))
+    if event is None:
+        log.info("ignored WAHA event", extra={"event": document.get("event")})
+        return JSONResponse({"accepted": 0, "duplicates": 0, "ignored": 1})
+    try:
+        stored = await run_in_threadpool(store_and_enqueue, [event])
+    except DBAPIError:
+        log.exception("inbox unavailable")
+        return JSONResponse({"error": "the database is unavailable; retry later"}, status_code=503)
+    return JSONResponse({"accepted": stored.accepted, "duplicates": stored.duplicates})
+
+
+def validate(document: Any, header_timestamp: str | None = None) -> NewEvent | None:
+    """The inbox event for a WAHA envelope; None for an event we do not handle; 400 if malformed."""
+    if not isinstance(document, dict):
+        raise _malformed("body", "a WAHA webhook is a JSON object (the event envelope)")
+    event = document.get("event")
+    if not isinstance(event, str) or not event:
+        raise _malformed("event", "'event' (the WAHA event name) is required")
+    _string(document, "session", "session", required=True, limit=64)
+    envelope_id = _string(document, "id", "id", limit=255)
+    for key in ("me", "metadata"):
+        if document.get(key) is not None and not isinstance(document[key], dict):
+            raise _malformed(key, f"'{key}' must be an object")
+    at = _epoch_ms(document.get("timestamp"), "timestamp")
+    if event not in _REQUIRED:
+        return None
+    payload = document.get("payload")
+    if not isinstance(payload, dict):
+        raise _malformed("payload", f"'payload' (an object) is required on {event}")
+    for key, kind in _REQUIRED[event]:
+        _check(payload, key, kind)
+    label = payload.get("label")
+    if event.startswith("label.chat.") and label is not None and not isinstance(label, dict):
+        raise _malformed("payload.label", "'payload.label' must be an object or null")
+
+    if at is None and event == "message":
+        at = datetime.fromtimestamp(int(payload["timestamp"]), UTC)
+    if at is None and header_timestamp and header_timestamp.strip().isdigit():
+        at = _epoch_ms(int(header_timestamp.strip()), "X-Webhook-Timestamp")
+    at = at or datetime.now(UTC)
+    dedupe_key = envelope_id or "sha256:" + hashlib.sha256(_canonical(document)).hexdigest()
+    return NewEvent(
+        source="waha",
+        kind=event,
+        dedupe_key=dedupe_key,
+        payload={"envelope": document, "occurred_at": at.isoformat()},
+        occurred_at=at,
+    )
+
+
+def _canonical(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _check(payload: dict[str, Any], key: str, kind: str) -> None:
+    field, value = f"payload.{key}", payload.get(key)
+    if kind == "id":
+        if isinstance(value, bool) or not isinstance(value, str | int) or str(value).strip() == "":
+            raise _malformed(field, f"'{field}' (a string or number id) is required")
+        if len(str(value)) > 64:
+            raise _malformed(field, f"'{field}' is longer than 64 characters")
+    elif kind == "text":
+        _string(payload, key, field, required=True, limit=255)
+    elif kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _malformed(field, f"'{field}' (an integer) is required")
+    elif kind == "epoch" and not _is_epoch(value, _MAX_EPOCH_MS // 1000):
+        raise _malformed(field, f"'{field}' (epoch seconds) is required")
+
+
+def _string(
+    container: dict[str, Any], key: str, field: str, *, required: bool = False, limit: int
+) -> str | None:
+    value = container.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _malformed(field, f"'{field}' (a non-empty string) is required")
+    if len(value) > limit:
+        raise _malformed(field, f"'{field}' is longer than {limit} characters")
+    return value
+
+
+def _epoch_ms(value: Any, field: str) -> datetime | None:
+    if value is None:
+        return None
+    if not _is_epoch(value, _MAX_EPOCH_MS):
+        raise _malformed(field, f"'{field}' must be epoch milliseconds (an integer)")
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+def _is_epoch(value: Any, ceiling: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= ceiling
+
+
+def _malformed(field: str, error: str) -> Rejected:
+    return Rejected(400, f"not a WAHA webhook: {error}", field=field, reason="shape")
