@@ -43,6 +43,10 @@ task_default_queue = "ingest"
 task_routes = {
     "workers.ingest.*": {"queue": "ingest"},
     "workers.outbound.*": {"queue": "outbound"},
+    "workers.crm.*": {"queue": "crm"},
+    # Expanding a broadcast writes outbox rows, like the follow-up ticks: bulk database work,
+    # kept off the outbound queue whose concurrency is tuned for waiting on the gateway.
+    "workers.broadcasts.*": {"queue": "schedules"},
     "schedules.*": {"queue": "schedules"},
 }
 
@@ -65,7 +69,15 @@ task_publish_retry_policy = {
     "interval_max": 0.5,
 }
 
-imports = ("workers.ingest", "workers.outbound", "schedules.sweepers", "schedules.followups")
+imports = (
+    "workers.ingest",
+    "workers.outbound",
+    "workers.broadcasts",
+    "workers.crm",
+    "schedules.sweepers",
+    "schedules.followups",
+    "schedules.crm",
+)
 
 beat_schedule = BEAT_SCHEDULE
 beat_schedule_filename = str(VAR_DIR / "celerybeat-schedule")

@@ -10,12 +10,16 @@ from pydantic import BaseModel
 from sqlalchemy import select, tuple_
 
 from api.auth import require_admin
+from api.crm import CrmSyncOut, crm_sync
+from api.labels import LabelChangeOut, label_history
 from domain import phones, service_window
 from models import Company, Contact, ContactIdentity, Conversation, Deal, Message, Order
 from models.base import utcnow
 from models.contacts import current_contact
 from models.db import session_scope
+from models.labels import active_labels, contacts_with_label
 from settings import settings
+from workers.identity import PHONE
 
 router = APIRouter(prefix="/api", tags=["contacts"], dependencies=[Depends(require_admin)])
 
@@ -33,6 +37,8 @@ class ContactOut(BaseModel):
     last_inbound_at: datetime | None
     last_outbound_at: datetime | None
     created_at: datetime
+    labels: list[str] = []  # active labels, by name
+    opted_out_at: datetime | None = None  # wrote STOP/BERHENTI: no broadcasts
 
 
 class ContactPage(BaseModel):
@@ -77,6 +83,8 @@ class ContactDetail(ContactOut):
     open_deal: DealOut | None
     conversations: list[ConversationOut]
     orders: list[OrderSummary]  # details and messages: GET /api/orders/{order_id}
+    label_history: list[LabelChangeOut]  # every label given or taken away, oldest first
+    crm: CrmSyncOut  # Odoo partner and lead ids, and how the sync stands
 
 
 class MessageOut(BaseModel):
@@ -100,19 +108,29 @@ class MessagePage(BaseModel):
 
 
 @router.get("/contacts", response_model=ContactPage)
-def list_contacts(phone: str | None = None, limit: Limit = 50, cursor: int | None = None) -> ContactPage:
-    """Contacts by id; ``phone`` in any common form narrows to that number."""
+def list_contacts(
+    phone: str | None = None, label: str | None = None, limit: Limit = 50, cursor: int | None = None
+) -> ContactPage:
+    """Contacts by id; ``phone`` in any common form narrows to that number, ``label`` to the
+    contacts that have that label now (by name, any letter case)."""
     query = select(Contact).where(Contact.merged_into_id.is_(None)).order_by(Contact.id).limit(limit)
     if phone:
         parsed = phones.from_user_input(phone, settings.default_region)
         if not parsed.is_valid:
             raise HTTPException(422, f"phone: {parsed.invalid_reason}")
-        query = query.where(Contact.phone_e164 == parsed.e164)
+        # Any of the person's numbers finds them (after a merge a contact has several).
+        owners = select(ContactIdentity.contact_id).where(
+            ContactIdentity.kind == PHONE, ContactIdentity.value == parsed.e164
+        )
+        query = query.where(Contact.id.in_(owners))
+    if label:
+        query = query.where(Contact.id.in_(contacts_with_label(label)))
     if cursor is not None:
         query = query.where(Contact.id > cursor)
     with session_scope() as session:
         contacts = session.scalars(query).all()
-        items = [_contact_out(session, c) for c in contacts]
+        labels = active_labels(session, [c.id for c in contacts])
+        items = [_contact_out(session, c, labels.get(c.id, [])) for c in contacts]
     return ContactPage(items=items, next_cursor=str(contacts[-1].id) if len(contacts) == limit else None)
 
 
@@ -156,6 +174,8 @@ def get_contact(contact_id: int) -> ContactDetail:
             orders=[
                 OrderSummary(order_id=o.external_id, stage=o.stage, created_at=o.created_at) for o in orders
             ],
+            label_history=label_history(session, contact.id),
+            crm=crm_sync(session, contact.id),
         )
 
 
@@ -182,8 +202,10 @@ def list_messages(contact_id: int, limit: Limit = 100, cursor: str | None = None
     return MessagePage(items=items, next_cursor=next_cursor)
 
 
-def _contact_out(session: Any, contact: Contact) -> ContactOut:
+def _contact_out(session: Any, contact: Contact, labels: list[str] | None = None) -> ContactOut:
     company = session.get(Company, contact.company_id) if contact.company_id else None
+    if labels is None:
+        labels = active_labels(session, [contact.id]).get(contact.id, [])
     return ContactOut(
         id=contact.id,
         phone=contact.phone_e164,
@@ -195,6 +217,8 @@ def _contact_out(session: Any, contact: Contact) -> ContactOut:
         last_inbound_at=contact.last_inbound_at,
         last_outbound_at=contact.last_outbound_at,
         created_at=contact.created_at,
+        labels=labels,
+        opted_out_at=contact.opted_out_at,
     )
 
 

@@ -1,22 +1,31 @@
 """SQLAlchemy models: one module per concept. Importing this package registers every table."""
 
 from models.base import Base
+from models.broadcasts import Broadcast
 from models.contacts import Company, Contact, ContactIdentity, Deal
 from models.conversations import Conversation, DeliveryStatus, Message
+from models.crm import CrmRecord, CrmSyncJob
 from models.inbox import InboxEvent
+from models.labels import ContactLabel, Label, LabelChange
 from models.orders import DeliveryFollowup, Order
 from models.outbox import OutboundMessage
 
 __all__ = [
     "Base",
+    "Broadcast",
     "Company",
     "Contact",
     "ContactIdentity",
+    "ContactLabel",
     "Conversation",
+    "CrmRecord",
+    "CrmSyncJob",
     "Deal",
     "DeliveryFollowup",
     "DeliveryStatus",
     "InboxEvent",
+    "Label",
+    "LabelChange",
     "Message",
     "Order",
     "OutboundMessage",

@@ -11,4 +11,4 @@ from settings import PROJECT_ROOT, settings
 def upgrade_to_head(url: str | None = None) -> None:
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.attributes["url"] = url or settings.database_url
-    command.upgrade(config, "heads")  # TEMPORARY while two branches are developed side by side
+    command.upgrade(config, "head")

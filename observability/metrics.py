@@ -53,6 +53,24 @@ OUTBOUND_SENDS = Counter(
 )
 OUTBOX_REQUEUED = Counter("wacrm_outbox_requeued_total", "Outbox rows the sweeper put back on the queue.")
 FOLLOWUPS_FIRED = Counter("wacrm_followups_fired_total", "Delivery follow-ups beat found due and queued.")
+CHATS_IGNORED = Counter(
+    "wacrm_waha_chats_ignored_total",
+    "WAHA events about a chat that is not a person (group, broadcast list, status, newsletter): ignored.",
+    ["event", "chat_kind"],
+)
+LABEL_CHANGES = Counter(
+    "wacrm_label_changes_total",
+    "Label changes recorded; outcome 'stale' when a newer event had already decided the state.",
+    ["action", "outcome"],
+)
+CRM_SYNC_JOBS = Counter(
+    "wacrm_crm_sync_jobs_total",
+    "CRM sync jobs run, by kind and outcome (done, retry, failed).",
+    ["kind", "outcome"],
+)
+CRM_REQUEUED = Counter(
+    "wacrm_crm_requeued_total", "Contacts whose lost CRM sync task the sweeper published again."
+)
 
 
 def render() -> tuple[bytes, str]:

@@ -16,3 +16,10 @@ BEAT_SCHEDULE = {
         "schedule": settings.followup_tick_seconds,
     },
 }
+
+if settings.odoo_url:
+    # CRM sync jobs whose task was lost, or whose worker died mid-sync (schedules/crm.py).
+    BEAT_SCHEDULE["sweep-crm-sync"] = {
+        "task": "schedules.crm.sweep_sync_jobs",
+        "schedule": settings.inbox_sweep_interval_seconds,
+    }

@@ -18,7 +18,7 @@ from models.base import utcnow
 from models.db import session_scope
 from models.orders import CANCELLED, FIRED, SCHEDULED
 from observability.metrics import FOLLOWUPS_FIRED
-from workers import orders
+from workers import crm, orders
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -66,4 +66,5 @@ def _fire_batch() -> int:
                 followup.state = CANCELLED
                 continue
             orders.queue_message(session, ORDER_FOLLOWUP_DELIVERY, contact, order)
+            crm.queue_followup_activity(session, contact, order, followup.id)  # when Odoo sync is on
         return len(due)

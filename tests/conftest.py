@@ -21,11 +21,14 @@ ADMIN_URL = make_url(
 DATABASE = f"wacrm_test_{uuid.uuid4().hex[:10]}"
 
 from tests.fakes.cloud_api import FakeCloudApi  # noqa: E402
+from tests.fakes.odoo import FakeOdoo  # noqa: E402
 from tests.support import CeleryProcess, RedisServer, wait_for  # noqa: E402
 
 REDIS = RedisServer()
 # The outside world: every worker of the run sends through the real Cloud API client to this.
 CLOUD = FakeCloudApi()
+# Every worker of the run syncs contacts to this fake Odoo (JSON-RPC over real HTTP).
+ODOO = FakeOdoo()
 os.environ.update(
     DATABASE_URL=ADMIN_URL.set(database=DATABASE).render_as_string(hide_password=False),
     CELERY_BROKER_URL=REDIS.url,
@@ -43,6 +46,12 @@ os.environ.update(
     FOLLOWUP_CRON="* * * * *",
     FOLLOWUP_TICK_SECONDS="1",
     LOG_LEVEL="INFO",
+    ODOO_URL=ODOO.url,
+    ODOO_DB=ODOO.db,
+    ODOO_LOGIN=ODOO.login,
+    ODOO_API_KEY=ODOO.api_key,
+    ODOO_TIMEOUT_SECONDS="2",
+    CRM_RETRY_MAX_SECONDS="1",
 )
 for name in (
     "WHATSAPP_APP_SECRET",
@@ -119,6 +128,13 @@ def cloud_api() -> FakeCloudApi:
     """The fake Cloud API, with nothing recorded and nothing scripted."""
     CLOUD.reset()
     return CLOUD
+
+
+@pytest.fixture
+def odoo() -> FakeOdoo:
+    """The fake Odoo, with no records, no calls counted, up and accepting everything."""
+    ODOO.reset()
+    return ODOO
 
 
 @pytest.fixture

@@ -14,20 +14,23 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain import service_window
+from domain import opt_out, service_window
 from domain.message_types import describe
 from models import Contact, Conversation, Deal, Message
 from models.conversations import INBOUND, OUTBOUND
 from models.db import lock_key
 from settings import settings
-from workers import identity, receipts
+from workers import crm, identity, receipts
 
 
-def record_inbound_message(session: Session, payload: dict[str, Any]) -> Message:
-    """Store one Cloud API inbound message (as the producer put it in the inbox)."""
+def record_inbound_message(
+    session: Session, payload: dict[str, Any], sighting: identity.Sighting | None = None
+) -> Message:
+    """Store one Cloud API inbound message (as the producer put it in the inbox). Other gateways
+    adapt their message to that shape and say who sent it (``sighting``), e.g. an ``@lid``."""
     message = payload["message"]
     profile = payload.get("contact") or {}
-    sighting = identity.from_whatsapp(
+    sighting = sighting or identity.from_whatsapp(
         wa_id=message.get("from") or profile.get("wa_id"),
         bsuid=message.get("from_user_id") or profile.get("user_id"),
         name=(profile.get("profile") or {}).get("name"),
@@ -57,6 +60,7 @@ def record_inbound_message(session: Session, payload: dict[str, Any]) -> Message
         occurred_at=occurred_at,
     )
     session.add(stored)
+    crm.queue_log(session, contact.id)  # the conversation log in Odoo (nothing while ODOO_URL is unset)
 
     conversation.message_count += 1
     conversation.last_message_at = max(conversation.last_message_at, occurred_at)
@@ -65,6 +69,8 @@ def record_inbound_message(session: Session, payload: dict[str, Any]) -> Message
     if conversation.awaiting_reply_since is None and _after(occurred_at, conversation.last_outbound_at):
         conversation.awaiting_reply_since = occurred_at
     contact.last_inbound_at = _latest(contact.last_inbound_at, occurred_at)
+    if content.type == "text" and opt_out.is_opt_out(content.text) and contact.opted_out_at is None:
+        contact.opted_out_at = occurred_at  # broadcasts skip this contact from now on
 
     if content.referral and contact.referral is None:
         # Meta sends the ad referral only on the first message after the click: keep it now.
@@ -111,6 +117,7 @@ def record_outbound_message(
         status_at=sent_at,
     )
     session.add(stored)
+    crm.queue_log(session, contact.id)
     conversation.message_count += 1
     conversation.last_message_at = max(conversation.last_message_at, sent_at)
     conversation.last_outbound_at = _latest(conversation.last_outbound_at, sent_at)
@@ -153,6 +160,7 @@ def _conversation_for(session: Session, contact: Contact, at: datetime) -> Conve
     conversation = Conversation(contact_id=contact.id, started_at=at, last_message_at=at)
     session.add(conversation)
     session.flush()
+    crm.queue_sync(session, contact.id, "new_conversation")  # a lead in Odoo, when sync is on
     return conversation
 
 

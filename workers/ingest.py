@@ -26,7 +26,7 @@ from models.db import session_scope
 from models.inbox import FAILED, PENDING, PROCESSED
 from observability.metrics import EVENT_LATENCY_SECONDS, EVENTS_PROCESSED, TASK_SECONDS
 from settings import settings
-from workers import context, delivery_reports, orders
+from workers import context, delivery_reports, labels, orders, waha_events
 from workers.celery_app import app
 from workers.publish import PROCESS_INBOX_EVENT
 
@@ -39,6 +39,12 @@ STEPS: dict[tuple[str, str], Step] = {
     ("whatsapp", "message"): context.record_inbound_message,
     ("whatsapp", "status"): delivery_reports.record_status,
     **{("orders", kind): orders.record_order_event for kind in ORDER_EVENT_TYPES},
+    ("waha", "label.upsert"): labels.record_label_upsert,
+    ("waha", "label.deleted"): labels.record_label_deleted,
+    ("waha", "label.chat.added"): labels.record_chat_added,
+    ("waha", "label.chat.deleted"): labels.record_chat_deleted,
+    ("waha", "message"): waha_events.record_message,
+    ("waha", "message.ack"): waha_events.record_ack,
 }
 
 

@@ -37,7 +37,7 @@ from models.base import utcnow
 from models.db import dialect_insert
 from models.orders import CANCELLED, SCHEDULED, STAGES
 from settings import settings
-from workers import context, identity, outbox
+from workers import context, crm, identity, outbox
 
 # The stage each event moves the order to, and the message that step sends.
 STAGE_OF_EVENT = {
@@ -92,6 +92,7 @@ def record_order_event(session: Session, payload: dict[str, Any]) -> None:
                 queue_message(session, TRIGGER_OF_STAGE[stage], contact, order)
     order.updated_at = utcnow()
     _schedule_followup(session, order)
+    crm.queue_order_event(session, contact.id, order, payload)  # a note on the Odoo lead, when sync is on
 
 
 def queue_message(session: Session, trigger: str, contact: Contact, order: Order | None) -> int | None:

@@ -1,0 +1,197 @@
+"""CRM sync benchmark: conversations synced to Odoo per second, and JSON-RPC calls per conversation.
+
+Everything runs on this machine against real PostgreSQL (a fresh database, migrated, dropped at
+the end), a private redis-server on a free port and the fake Odoo (``tests.fakes.odoo``, a real
+HTTP server in this process speaking Odoo's JSON-RPC):
+
+1. N new customers each send one webhook with M text messages (stored in the inbox as the
+   producer stores them) and ``celery -A workers worker -Q ingest -c 2`` processes them: each
+   conversation leaves a ``lead`` sync job and a ``log`` sync job, queued on ``crm``.
+2. Once every log job is due (they wait LOG_BATCH_SECONDS to batch a burst of messages),
+   ``celery -A workers worker -Q crm -c 2`` syncs them: a partner, a lead and the conversation
+   log per customer. Timed from the worker's first fetch until no job is left; reported as
+   conversations per second, and the calls the fake counted, per conversation and by method.
+3. Baseline: the same JSON-RPC client calling ``search_read`` on the fake in a loop from two
+   processes, as fast as it answers: what two processes could do if sync were nothing but calls.
+
+Run from the project root::
+
+    .venv/bin/python -m bench.crm_sync            # 1,000 conversations
+    .venv/bin/python -m bench.crm_sync --quick    # 100 conversations, a smoke run
+
+PostgreSQL is reached as ``BENCH_POSTGRES_URL`` (default: postgres on 127.0.0.1:5432). Figures are
+printed, never asserted. Every process started is stopped, and the database dropped, on any exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy import text
+
+from bench.ingest import bench_database, configure_environment, drain, inbox_counts, phase, private_redis
+from cli import samples
+from tests.fakes.odoo import FakeOdoo
+
+DESCRIPTION = "CRM sync benchmark: conversations synced to the (fake) Odoo, and JSON-RPC calls each."
+MESSAGES_PER_CONVERSATION = 4
+PRELOAD_BATCH = 500
+BASELINE_PROCESSES = 2
+
+_wa_ids = itertools.count(6285800000000)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    conversations: int
+    baseline_calls: int  # per baseline process
+
+
+FULL = Sizes(conversations=1000, baseline_calls=3000)
+QUICK = Sizes(conversations=100, baseline_calls=500)
+
+
+def preload(conversations: int) -> None:
+    """One webhook per new customer, with MESSAGES_PER_CONVERSATION messages, into the inbox."""
+    from producers.inbox import store_and_enqueue
+    from producers.whatsapp import Envelope, inbox_events
+
+    for start in range(0, conversations, PRELOAD_BATCH):
+        events = []
+        for _ in range(min(PRELOAD_BATCH, conversations - start)):
+            wa_id = str(next(_wa_ids))
+            payload = samples.envelope(
+                messages=[
+                    samples.text(wa_id, f"Halo kak, pesan {n}") for n in range(MESSAGES_PER_CONVERSATION)
+                ],
+                contacts=[samples.profile(wa_id, f"Pelanggan {wa_id[-4:]}")],
+            )
+            events.extend(inbox_events(Envelope.model_validate(payload)))
+        store_and_enqueue(events)
+
+
+def job_counts() -> dict[str, int]:
+    from models.db import session_scope
+
+    with session_scope() as session:
+        rows = session.execute(text("SELECT state, count(*) FROM crm_sync_jobs GROUP BY state"))
+        return {state: count for state, count in rows}
+
+
+def seconds_until_all_due() -> float:
+    from models.db import session_scope
+
+    with session_scope() as session:
+        latest = session.scalar(text("SELECT max(next_attempt_at) FROM crm_sync_jobs WHERE state = 'queued'"))
+    if latest is None:
+        return 0.0
+    from models.base import utcnow
+
+    return max(0.0, (latest - utcnow()).total_seconds())
+
+
+def _baseline_worker(
+    url: str, db: str, login: str, key: str, calls: int, results: multiprocessing.Queue
+) -> None:
+    from integrations.crm.odoo import OdooRpc
+
+    rpc = OdooRpc(url, db, login, key, 10)
+    rpc.uid()
+    started = time.perf_counter()
+    for _ in range(calls):
+        rpc.execute("res.partner", "search_read", [("phone", "ilike", "5678")], fields=["id"], limit=1)
+    results.put(calls / (time.perf_counter() - started))
+
+
+def baseline(odoo: FakeOdoo, calls: int) -> float:
+    """JSON-RPC calls per second that BASELINE_PROCESSES processes get from the fake, together."""
+    results: multiprocessing.Queue = multiprocessing.Queue()
+    context = multiprocessing.get_context("fork")
+    processes = [
+        context.Process(
+            target=_baseline_worker, args=(odoo.url, odoo.db, odoo.login, odoo.api_key, calls, results)
+        )
+        for _ in range(BASELINE_PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    rates = [results.get(timeout=600) for _ in processes]
+    for process in processes:
+        process.join()
+    return sum(rates)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.crm_sync", description=DESCRIPTION)
+    parser.add_argument("--quick", action="store_true", help="100 conversations: a smoke run")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    sizes = QUICK if parse_args(argv).quick else FULL
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with ExitStack() as stack:
+        server = stack.enter_context(private_redis())
+        database_url = stack.enter_context(bench_database())
+        odoo = stack.enter_context(FakeOdoo())
+        configure_environment(database_url, server.url)
+        os.environ.update(
+            ODOO_URL=odoo.url, ODOO_DB=odoo.db, ODOO_LOGIN=odoo.login, ODOO_API_KEY=odoo.api_key
+        )
+        from models.migrate import upgrade_to_head
+
+        upgrade_to_head(database_url)
+        broker = stack.enter_context(closing(redis.Redis.from_url(server.url)))
+        n = sizes.conversations
+
+        phase(f"1. ingest: {n} new customers, {MESSAGES_PER_CONVERSATION} messages each (no CRM worker)")
+        preload(n)
+        ingest = drain(broker, "ingest", lambda: inbox_counts().get("pending", 0) == 0, "-Q", "ingest")
+        print(f"   ingested {ingest.count} events in {ingest.seconds:.1f} s; sync jobs {job_counts()}")
+        time.sleep(seconds_until_all_due() + 1)
+
+        phase("2. CRM sync: celery worker -Q crm -c 2 against the fake Odoo")
+        sync = drain(broker, "crm", lambda: not ({"queued", "running"} & set(job_counts())), "-Q", "crm")
+        counts = job_counts()
+        calls = odoo.count()
+        partners, leads = len(odoo.records("res.partner")), len(odoo.records("crm.lead"))
+        posts = len(odoo.records("mail.message"))
+        print(
+            f"   {n / sync.seconds:8.1f} conversations/s  ({sum(counts.values())} jobs, {counts}; "
+            f"{sync.seconds:.1f} s from first fetch, start-up {sync.startup:.1f} s)"
+        )
+        print(
+            f"   Odoo now holds {partners} partners, {leads} leads, {posts} posted logs (expected {n} each)"
+        )
+        posts_each = odoo.count(method="message_post") / n
+        print(
+            f"   JSON-RPC calls: {calls} = {calls / n:.2f} per conversation "
+            f"({MESSAGES_PER_CONVERSATION} messages each); message_post {posts_each:.2f} per conversation"
+        )
+        for (model, method), count in sorted(odoo.calls.items(), key=lambda item: -item[1]):
+            print(f"      {count:6d}  {model}.{method}")
+
+        phase(f"3. baseline: the JSON-RPC client alone, {BASELINE_PROCESSES} processes calling search_read")
+        raw = baseline(odoo, sizes.baseline_calls)
+        print(f"   {raw:8.0f} calls/s")
+    rate = calls / sync.seconds
+    print(
+        f"\nSummary: {n / sync.seconds:.1f} conversations/s, {calls / n:.2f} JSON-RPC calls per "
+        f"conversation; sync makes {rate:.0f} calls/s = {rate / raw:.2f} of the raw client's {raw:.0f}/s"
+    )
+
+
+if __name__ == "__main__":
+    main()

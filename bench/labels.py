@@ -1,0 +1,659 @@
+"""Label benchmark: the label API and dashboard on a big table, and the label-event processing rate.
+
+Everything runs on this machine against real PostgreSQL (a fresh database ``wacrm_bench_<random>``,
+migrated, dropped at the end) and a private redis-server on a free port (never the shared one):
+
+1. Seed, in bulk SQL (``INSERT … SELECT generate_series``): 100,000 contacts (distinct Indonesian
+   mobile numbers, the ``phone`` and ``wa_id`` identities identity resolution would have made,
+   names, 30% from click-to-WhatsApp ads), 20 labels in one WAHA session (from a label most
+   contacts meet to one a few hundred do), and 1,000,000 label events: the ``label_changes``
+   history over the last 90 days by six staff members, each contact's events drawn from its own
+   few labels so that given and taken away alternate per (contact, label), and the
+   ``contact_labels`` state that history leaves (most contacts end with 1-3 active labels).
+   Then VACUUM ANALYZE.
+2. Latency over HTTP (``uvicorn producers.app:app``, one process, one client, one request at a
+   time, after a warm-up): ``GET /api/contacts?label=`` (a big and a small label, first page),
+   ``GET /api/labels``, ``GET /dashboard`` and ``GET /api/contacts.csv?label=`` (the small
+   label), p50/p95 against the goal p95 < 200 ms; ``GET /healthz`` is the HTTP floor. The
+   dashboard's data queries (``api.labels``) are also timed one by one in this process. For
+   whatever misses the goal, EXPLAIN ANALYZE of every statement it sends that takes long.
+3. Processing rate: N signed WAHA ``label.chat.added`` events for existing contacts POSTed to
+   ``/webhooks/waha`` (no worker running, so they wait in the inbox and the queue), then two
+   ``celery -A workers worker -c 2`` processes, timed from the first fetch until no inbox row is
+   pending. Baseline: a no-op task (``bench/noop.py``) consumed by the same two processes.
+
+Run from the project root::
+
+    .venv/bin/python -m bench.labels            # 100,000 contacts, 1,000,000 events
+    .venv/bin/python -m bench.labels --quick    # 10,000 contacts, 100,000 events
+
+PostgreSQL is reached as ``BENCH_POSTGRES_URL`` (default: postgres on 127.0.0.1:5432). Figures are
+printed, never asserted. Every process started is stopped, and the database dropped, on any exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import io
+import itertools
+import os
+import random
+import signal
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing, contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import redis
+
+from bench.ingest import (
+    bench_database,
+    closed_loop,
+    phase,
+    private_redis,
+    raw_publish_rate,
+    uvicorn_server,
+)
+from bench.outbound_support import configure_outbound_environment, execute, vacuum_analyze, verdict
+from cli import samples
+from tests.support import CeleryProcess
+
+DESCRIPTION = "Label benchmark: label API and dashboard latency on a big table, label-event processing rate."
+ADMIN_TOKEN = "bench-admin-token"
+WAHA_HMAC_KEY = "bench-waha-key"
+SESSION = "default"
+ACCOUNT = samples.WAHA_ME["id"]
+TARGET_LABEL = "Grade A"  # the default TARGET_LABEL: the dashboard shows its contact list
+
+GOAL_SECONDS = 0.200
+WARMUP = 5
+REQUESTS = 100
+MIN_REQUESTS = 15  # a slow endpoint stops after its time budget, but never before this many
+BUDGET_SECONDS = 25.0  # per endpoint
+QUERY_CALLS = 20  # each dashboard data query, in process
+QUERY_BUDGET_SECONDS = 10.0
+SLOW_STATEMENT_SECONDS = 0.010  # EXPLAIN ANALYZE plans are printed for statements slower than this
+POST_CONCURRENCY = 8
+WORKER_PROCESSES = 2
+WORKER_CONCURRENCY = 2
+NOOP_TASKS = 3000
+DRAIN_TIMEOUT = 600.0
+POLL_SECONDS = 0.01
+SLOTS = 3  # labels a contact's events are drawn from
+
+# name, weight (share of a contact's label slots), colour: from the label most contacts meet to
+# one a few hundred do.
+LABELS = (
+    ("New customer", 300, "#64c4ff"),
+    ("Follow up", 150, "#ffd429"),
+    ("Grade B", 100, "#dfaef0"),
+    ("Pending payment", 80, "#99b6c1"),
+    ("Grade A", 70, "#55ccb3"),
+    ("Paid", 60, "#ff9dff"),
+    ("Order complete", 50, "#d3a91d"),
+    ("Grade C", 40, "#6d7cce"),
+    ("Reseller", 30, "#d7e752"),
+    ("Complaint", 25, "#00d0e2"),
+    ("Ask for price", 20, "#ffc5c7"),
+    ("Cash on delivery", 15, "#93ceac"),
+    ("VIP", 12, "#f74848"),
+    ("Return request", 10, "#00a0f2"),
+    ("Dropshipper", 8, "#83e422"),
+    ("Bulk order", 6, "#ffaf04"),
+    ("Out of town", 4, "#b5ebff"),
+    ("Wholesale Surabaya", 3, "#9ba6ff"),
+    ("Event Jakarta Fair", 2, "#9368cf"),
+    ("Blacklist", 1, "#ff6b6b"),
+)
+STAFF = ("Sari", "Budi", "Dewi", "Andi", "Rina", "Agus")
+# Split in SQL (string_to_array): a name is drawn at random for each contact.
+FIRST_NAMES = (
+    "Budi Siti Agus Dewi Rizky Putri Andi Ayu Eko Rina Fajar Wulan Hendra Nur Dian Yusuf Indah Bayu "
+    "Ratna Joko Lestari Adi Sri Rudi Mega Arif Fitri Dodi Yuni Hadi"
+)
+LAST_NAMES = (
+    "Santoso Wijaya Saputra Lestari Hidayat Pratama Nugroho Kusuma Sari Halim Setiawan Wibowo "
+    "Gunawan Siregar Nasution Permana Susanto Rahman Kurniawan Putra"
+)
+AD_IDS = 12  # distinct ads the ad-sourced contacts came from
+
+
+@dataclass(frozen=True)
+class Sizes:
+    contacts: int
+    events: int  # label events seeded
+    process: int  # label events posted and processed
+
+
+FULL = Sizes(contacts=100_000, events=1_000_000, process=5000)
+QUICK = Sizes(contacts=10_000, events=100_000, process=200)
+
+
+# --- 1. seeding ---------------------------------------------------------------------------------
+
+_CONTACTS = """
+    INSERT INTO contacts (name, phone_e164, lead_source, referral, last_inbound_at, opted_out_at, created_at)
+    SELECT first_names[1 + floor(random() * cardinality(first_names))::int] || ' '
+               || last_names[1 + floor(random() * cardinality(last_names))::int],
+           '+62812' || lpad(g::text, 8, '0'),
+           CASE WHEN ad THEN 'ad:' || ad_id ELSE 'organic' END,
+           CASE WHEN ad THEN jsonb_build_object(
+               'source_url', 'https://fb.me/promo', 'source_id', ad_id::text, 'source_type', 'ad',
+               'headline', 'Promo akhir tahun', 'media_type', 'image', 'ctwa_clid', 'ARAk' || g) END,
+           now() - random() * interval '90 days',
+           CASE WHEN random() < 0.01 THEN now() - random() * interval '30 days' END,
+           now() - interval '90 days' - random() * interval '60 days'
+    FROM (SELECT g, random() < 0.3 AS ad, 120210000000000001 + g % :ad_ids AS ad_id
+          FROM generate_series(1, :count) AS g) AS c,
+         string_to_array(:first_names, ' ') AS first_names,
+         string_to_array(:last_names, ' ') AS last_names
+    ORDER BY g
+"""
+
+# What identity resolution leaves for a WhatsApp sender: the wa_id digits and the E.164 phone.
+_IDENTITIES = """
+    INSERT INTO contact_identities (contact_id, kind, value, created_at)
+    SELECT id, kind, CASE kind WHEN 'wa_id' THEN substr(phone_e164, 2) ELSE phone_e164 END, created_at
+    FROM contacts, (VALUES ('wa_id'), ('phone')) AS k(kind)
+    ORDER BY id, kind DESC
+"""
+
+_LABELS = """
+    INSERT INTO labels (session, external_id, name, color, color_hex, as_of, created_at, updated_at)
+    SELECT :session, n::text, (:names)[n], n - 1, (:colors)[n], now() - interval '100 days',
+           now() - interval '100 days', now() - interval '100 days'
+    FROM generate_series(1, cardinality(:names)) AS n
+    ORDER BY n
+"""
+
+# Each contact's few labels (it may draw the same one twice), picked by the labels' weights.
+_SLOTS = """
+    CREATE TEMPORARY TABLE bench_slots AS
+    SELECT c.id AS contact_id, s.slot,
+           (SELECT min(id) FROM labels) + width_bucket(random(), :bounds) AS label_id
+    FROM contacts AS c, generate_series(0, :slots - 1) AS s(slot)
+"""
+
+# Events at random times over 90 days, each for a random contact and one of its labels; per
+# (contact, label) in time order they alternate given, taken away, given… The staff member is
+# mostly the one who handles the contact, sometimes anyone. Inserted in time order, as they come.
+_CHANGES = """
+    INSERT INTO label_changes (contact_id, label_id, label_name, action, occurred_at, session, account,
+                               staff, cause, applied, created_at)
+    SELECT e.contact_id, e.label_id, l.name, CASE WHEN e.nth % 2 = 1 THEN 'added' ELSE 'removed' END,
+           e.occurred_at, :session, :account, e.staff,
+           CASE WHEN e.nth % 2 = 1 THEN 'label.chat.added' ELSE 'label.chat.deleted' END, true,
+           e.occurred_at + random() * interval '2 seconds'
+    FROM (
+        SELECT r.contact_id, s.label_id, r.occurred_at, r.staff,
+               row_number() OVER (PARTITION BY r.contact_id, s.label_id ORDER BY r.occurred_at) AS nth
+        FROM (
+            SELECT :first + floor(random() * :contacts)::bigint AS contact_id,
+                   floor(random() * :slots)::int AS slot,
+                   now() - random() * interval '90 days' AS occurred_at,
+                   random() AS pick
+            FROM generate_series(1, :events)
+        ) AS r0
+        CROSS JOIN LATERAL (
+            SELECT r0.contact_id, r0.slot, r0.occurred_at,
+                   (:staff)[1 + CASE WHEN r0.pick < 0.8 THEN r0.contact_id % cardinality(:staff)
+                                     ELSE floor(r0.pick * 5 * cardinality(:staff))::bigint
+                                          % cardinality(:staff) END] AS staff
+        ) AS r
+        JOIN bench_slots AS s ON s.contact_id = r.contact_id AND s.slot = r.slot
+    ) AS e
+    JOIN labels AS l ON l.id = e.label_id
+    ORDER BY e.occurred_at
+"""
+
+# The state that history leaves: per (contact, label) the newest event decides.
+_STATE = """
+    INSERT INTO contact_labels (contact_id, label_id, active, changed_at, changed_by_session,
+                                changed_by_staff, updated_at)
+    SELECT DISTINCT ON (contact_id, label_id)
+           contact_id, label_id, action = 'added', occurred_at, session, staff, created_at
+    FROM label_changes
+    ORDER BY contact_id, label_id, occurred_at DESC, id DESC
+"""
+
+
+def _bounds() -> list[float]:
+    """``width_bucket`` bounds: the cumulative shares of every label but the last."""
+    total = sum(weight for _, weight, _ in LABELS)
+    return list(itertools.accumulate(weight / total for _, weight, _ in LABELS[:-1]))
+
+
+def seed(sizes: Sizes) -> dict[str, Any]:
+    """All the rows, in a few statements on one connection; returns what the later phases need."""
+    from sqlalchemy import text
+
+    from models.db import get_engine
+
+    phase(f"1. seeding {sizes.contacts:,} contacts and {sizes.events:,} label events")
+    started = time.perf_counter()
+    steps = (
+        ("contacts", _CONTACTS, {"count": sizes.contacts, "ad_ids": AD_IDS}),
+        ("contact identities", _IDENTITIES, {}),
+        ("labels", _LABELS, {"names": [n for n, _, _ in LABELS], "colors": [c for _, _, c in LABELS]}),
+        ("label slots (temporary)", _SLOTS, {"bounds": _bounds(), "slots": SLOTS}),
+        ("label_changes", _CHANGES, {"events": sizes.events, "slots": SLOTS, "staff": list(STAFF)}),
+        ("contact_labels", _STATE, {}),
+    )
+    common = {
+        "first_names": FIRST_NAMES,
+        "last_names": LAST_NAMES,
+        "session": SESSION,
+        "account": ACCOUNT,
+        "contacts": sizes.contacts,
+    }
+    with get_engine().begin() as connection:
+        connection.execute(text("SET LOCAL synchronous_commit = off"))
+        connection.execute(text("SET LOCAL work_mem = '256MB'"))
+        for name, sql, params in steps:
+            step = time.perf_counter()
+            if name == "label_changes":
+                first, last = connection.execute(text("SELECT min(id), max(id) FROM contacts")).one()
+                if last - first != sizes.contacts - 1:
+                    raise RuntimeError("contact ids are not consecutive")
+                params = {**params, "first": first}
+            used = {key: value for key, value in {**common, **params}.items() if f":{key}" in sql}
+            rows = connection.execute(text(sql), used).rowcount
+            print(f"   {name:24s} {rows:>10,} rows  {time.perf_counter() - step:6.1f} s")
+    inserted = time.perf_counter() - started
+    step = time.perf_counter()
+    vacuum_analyze()
+    analyzed = time.perf_counter() - step
+    total = time.perf_counter() - started
+    print(f"1. seeded in {inserted:.1f} s, VACUUM ANALYZE {analyzed:.1f} s: {total:.1f} s in all")
+    return describe_seed()
+
+
+def describe_seed() -> dict[str, Any]:
+    """Per label: contacts with it now; active labels per contact; the big and the small label."""
+    per_label = execute(
+        """
+        SELECT l.name, l.external_id, count(cl.id) FILTER (WHERE cl.active) AS active,
+               count(cl.id) FILTER (WHERE NOT cl.active) AS removed
+        FROM labels AS l LEFT JOIN contact_labels AS cl ON cl.label_id = l.id
+        GROUP BY l.id ORDER BY active DESC
+        """
+    )
+    spread = execute(
+        """
+        SELECT n, count(*) AS contacts FROM (
+            SELECT c.id, count(cl.id) AS n FROM contacts AS c
+            LEFT JOIN contact_labels AS cl ON cl.contact_id = c.id AND cl.active GROUP BY c.id
+        ) AS per GROUP BY n ORDER BY n
+        """
+    )
+    totals = execute(
+        """
+        SELECT (SELECT count(*) FROM label_changes) AS changes,
+               (SELECT count(*) FROM label_changes WHERE action = 'removed') AS removed,
+               (SELECT count(*) FROM contact_labels) AS pairs,
+               (SELECT count(*) FROM contact_labels WHERE active) AS active,
+               (SELECT count(*) FROM contacts WHERE lead_source <> 'organic') AS from_ads,
+               (SELECT count(*) FROM contact_identities) AS identities
+        """
+    )[0]
+    print(
+        f"   {totals.changes:,} label changes ({totals.removed:,} removals); {totals.pairs:,} "
+        f"(contact, label) rows, {totals.active:,} active; {totals.from_ads:,} contacts from ads; "
+        f"{totals.identities:,} identities"
+    )
+    print("   active labels per contact: " + ", ".join(f"{r.n}: {r.contacts:,}" for r in spread))
+    print("   contacts per label now: " + ", ".join(f"{r.name} {r.active:,}" for r in per_label))
+    big, small = per_label[0], per_label[-1]
+    return {
+        "big": big.name,
+        "small": small.name,
+        "labels": [(r.external_id, r.name) for r in per_label],
+        "counts": {r.name: r.active for r in per_label},
+    }
+
+
+# --- 2. latency -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timing:
+    name: str
+    seconds: list[float]
+
+    def p(self, percentile: int) -> float:
+        if len(self.seconds) < 2:
+            return self.seconds[0]
+        return statistics.quantiles(self.seconds, n=100, method="inclusive")[percentile - 1]
+
+
+def time_requests(port: int, path: str, headers: dict[str, str]) -> Timing:
+    """GET ``path`` one at a time on one keep-alive connection: WARMUP, then up to REQUESTS
+    (at least MIN_REQUESTS, else as many as fit in BUDGET_SECONDS)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    seconds: list[float] = []
+    try:
+        for index in range(WARMUP + REQUESTS):
+            started = time.perf_counter()
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            body = response.read()
+            elapsed = time.perf_counter() - started
+            if response.status != 200:
+                raise RuntimeError(f"GET {path}: {response.status} {body[:300]!r}")
+            if index >= WARMUP:
+                seconds.append(elapsed)
+                if len(seconds) >= MIN_REQUESTS and sum(seconds) > BUDGET_SECONDS:
+                    break
+    finally:
+        connection.close()
+    return Timing(path, seconds)
+
+
+def time_calls(name: str, call: Callable[[], object]) -> Timing:
+    for _ in range(2):
+        call()
+    seconds: list[float] = []
+    while len(seconds) < QUERY_CALLS:
+        started = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - started)
+        if len(seconds) >= 5 and sum(seconds) > QUERY_BUDGET_SECONDS:
+            break
+    return Timing(name, seconds)
+
+
+def _line(timing: Timing, floor: float | None = None) -> bool:
+    p95 = timing.p(95)
+    met = p95 < GOAL_SECONDS
+    ratio = f"  {p95 / floor:6.1f}x floor" if floor else ""
+    print(
+        f"   {timing.name:58s} n={len(timing.seconds):3d}  p50 {timing.p(50) * 1000:7.1f} ms  "
+        f"p95 {p95 * 1000:7.1f} ms{ratio}  goal p95 < {GOAL_SECONDS * 1000:.0f} ms {verdict(met)}"
+    )
+    return met
+
+
+def in_process_calls(seeded: dict[str, Any]) -> dict[str, Callable[[], object]]:
+    """What each endpoint does, called in this process: the same functions, no HTTP."""
+    from api import labels as data
+    from api.contacts import list_contacts
+    from models.db import session_scope
+
+    def in_session(function: Callable[..., object], *args: object) -> Callable[[], object]:
+        def call() -> object:
+            with session_scope() as session:
+                return function(session, *args)
+
+        return call
+
+    def dashboard() -> object:
+        with session_scope() as session:
+            data.label_counts(session)
+            data.label_flow(session, 14)
+            data.staff_quality(session, TARGET_LABEL)
+            data.lead_sources(session, TARGET_LABEL)
+            return data.segment(session, TARGET_LABEL)
+
+    return {
+        "contacts big": lambda: list_contacts(phone=None, label=seeded["big"], limit=50, cursor=None),
+        "contacts small": lambda: list_contacts(phone=None, label=seeded["small"], limit=50, cursor=None),
+        "labels": data.list_labels,
+        "dashboard": dashboard,
+        "csv small": in_session(lambda s, label: data.segment(s, label, limit=1000), seeded["small"]),
+        "label_counts": in_session(data.label_counts),
+        "label_flow 14 days": in_session(data.label_flow, 14),
+        "label_flow 90 days": in_session(data.label_flow, 90),
+        "staff_quality": in_session(data.staff_quality, TARGET_LABEL),
+        "lead_sources": in_session(data.lead_sources, TARGET_LABEL),
+        f"segment {TARGET_LABEL!r} (all, as the dashboard)": in_session(data.segment, TARGET_LABEL),
+    }
+
+
+def explain_slow(name: str, call: Callable[[], object]) -> None:
+    """EXPLAIN (ANALYZE, BUFFERS) of each statement ``call`` sends, as sent (captured from the
+    engine); the plan printed for those slower than SLOW_STATEMENT_SECONDS."""
+    from sqlalchemy import event
+
+    from models.db import get_engine
+
+    captured: list[tuple[str, Any, float]] = []
+    starts: list[float] = []
+
+    def before(*_: Any) -> None:
+        starts.append(time.perf_counter())
+
+    def after(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        captured.append((statement, parameters, time.perf_counter() - starts.pop()))
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        call()
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+    print(
+        f"   -- {name}: {len(captured)} statements; EXPLAIN ANALYZE of those over "
+        f"{SLOW_STATEMENT_SECONDS * 1000:.0f} ms"
+    )
+    for statement, parameters, seconds in captured:
+        if seconds < SLOW_STATEMENT_SECONDS:
+            continue
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", parameters)
+            plan = [row[0] for row in rows]
+            connection.rollback()
+        print(f"   [{seconds * 1000:.1f} ms as sent] {' '.join(statement.split())}")
+        print(f"      parameters: {parameters}")
+        for line in plan:
+            print(f"      {line}")
+
+
+def measure_latency(port: int, seeded: dict[str, Any]) -> dict[str, bool]:
+    counts = seeded["counts"]
+    big, small = seeded["big"], seeded["small"]
+    phase(
+        f"2. latency over HTTP, one request at a time (big label {big!r}: {counts[big]:,} contacts, "
+        f"small {small!r}: {counts[small]:,}, target {TARGET_LABEL!r}: {counts[TARGET_LABEL]:,})"
+    )
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    floor = time_requests(port, "/healthz", {})
+    _line(floor)
+    floor95 = floor.p(95)
+    endpoints = {
+        "contacts big": f"/api/contacts?{urlencode({'label': big})}",
+        "contacts small": f"/api/contacts?{urlencode({'label': small})}",
+        "labels": "/api/labels",
+        "dashboard": "/dashboard",
+        "csv small": f"/api/contacts.csv?{urlencode({'label': small})}",
+    }
+    results = {}
+    for key, path in endpoints.items():
+        results[key] = _line(time_requests(port, path, auth), floor95)
+    print("   the dashboard's data queries, called in this process (no HTTP):")
+    calls = in_process_calls(seeded)
+    query_results = {}
+    for key in list(calls)[5:]:
+        query_results[key] = _line(time_calls(key, calls[key]))
+    missed = [key for key, met in {**results, **query_results}.items() if not met]
+    if missed:
+        phase("2. EXPLAIN ANALYZE of what missed the goal")
+        for key in missed:
+            if key != "dashboard":  # its statements are the data queries', explained one by one
+                explain_slow(key, calls[key])
+    return {**results, **query_results}
+
+
+# --- 3. processing rate ---------------------------------------------------------------------------
+
+
+def label_event_requests(port: int, count: int, contacts: int, labels: list[tuple[str, str]]) -> list[bytes]:
+    """``count`` signed ``label.chat.added`` POSTs: a random existing contact, a random label."""
+    chooser = random.Random(4)
+    requests = []
+    now_ms = int(time.time() * 1000)
+    for index in range(count):
+        number = 1 + chooser.randrange(contacts)
+        external_id, name = chooser.choice(labels)
+        envelope = samples.waha_label_chat(
+            "added",
+            f"62812{number:08d}@c.us",
+            external_id,
+            name,
+            at_ms=now_ms + index,
+            metadata={"staff": chooser.choice(STAFF)},
+        )
+        body, headers = samples.waha_encode(envelope, WAHA_HMAC_KEY)
+        lines = ["POST /webhooks/waha HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {len(body)}"]
+        lines += [f"{key}: {value}" for key, value in headers.items()]
+        requests.append(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    return requests
+
+
+def post_events(port: int, sizes: Sizes, seeded: dict[str, Any]) -> None:
+    phase(f"3. posting {sizes.process:,} signed WAHA label.chat.added events (no worker running)")
+    requests = label_event_requests(port, sizes.process, sizes.contacts, seeded["labels"])
+    run = asyncio.run(closed_loop(port, requests, POST_CONCURRENCY))
+    print(
+        f"3. posted {run.requests:,} in {run.seconds:.1f} s: {run.rate:.0f} req/s "
+        f"({POST_CONCURRENCY} clients, uvicorn --workers 1; failures {run.failures})"
+    )
+    if run.failures:
+        raise RuntimeError("some label events were not accepted")
+
+
+@dataclass(frozen=True)
+class Drain:
+    count: int
+    startup: float
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+
+@contextmanager
+def workers(*extra: str) -> Iterator[list[CeleryProcess]]:
+    """WORKER_PROCESSES times ``celery -A workers worker -c WORKER_CONCURRENCY`` (plus ``extra``)."""
+    processes: list[CeleryProcess] = []
+    try:
+        for _ in range(WORKER_PROCESSES):
+            name = f"bench-{uuid.uuid4().hex[:6]}"
+            args = ["worker", "-n", f"{name}@%h", "-c", str(WORKER_CONCURRENCY), "-l", "INFO"]
+            processes.append(
+                CeleryProcess([*args, "--without-mingle", "--without-gossip", *extra], name=name)
+            )
+        yield processes
+    finally:
+        for process in processes:
+            process.stop()
+            process.log_path.unlink(missing_ok=True)
+
+
+def drain(broker: redis.Redis, queue: str, done: Callable[[], bool], *extra: str) -> Drain:
+    """Start the workers on a pre-loaded ``queue``; time their first fetch, then until ``done()``."""
+    total = int(broker.llen(queue))
+    if not total:
+        raise RuntimeError(f"queue {queue!r} is empty: nothing to drain")
+    with workers(*extra) as processes:
+        launched = time.perf_counter()
+
+        def wait(predicate: Callable[[], bool], what: str) -> float:
+            deadline = time.perf_counter() + DRAIN_TIMEOUT
+            while not predicate():
+                for process in processes:
+                    if process.process.poll() is not None:
+                        raise RuntimeError(f"a worker died waiting for {what}:\n{process.output()}")
+                if time.perf_counter() > deadline:
+                    raise TimeoutError(f"timed out waiting for {what}")
+                time.sleep(POLL_SECONDS)
+            return time.perf_counter()
+
+        first = wait(lambda: broker.llen(queue) < total, "the first fetch")
+        wait(lambda: broker.llen(queue) == 0 and broker.hlen("unacked") == 0, f"queue {queue!r} to drain")
+        finished = wait(done, "the work to be done")
+    return Drain(total, first - launched, finished - first)
+
+
+def inbox_states() -> dict[str, int]:
+    return {
+        row.state: row.n for row in execute("SELECT state, count(*) AS n FROM inbox_events GROUP BY state")
+    }
+
+
+def measure_processing(broker: redis.Redis, sizes: Sizes) -> tuple[Drain, Drain]:
+    from bench.noop import QUEUE
+
+    setup = f"{WORKER_PROCESSES} x celery -A workers worker -c {WORKER_CONCURRENCY} (prefork)"
+    tasks = NOOP_TASKS if sizes is FULL else NOOP_TASKS // 5
+    phase(f"3. baseline: {tasks} no-op tasks, {setup} -I bench.noop -Q {QUEUE}")
+    raw_publish_rate(tasks)
+    baseline = drain(broker, QUEUE, lambda: True, "-I", "bench.noop", "-Q", QUEUE)
+    print(
+        f"3. raw consume:  {baseline.rate:7.0f} tasks/s  ({baseline.count} no-op tasks; "
+        f"{baseline.seconds:.2f} s from first fetch, start-up {baseline.startup:.1f} s)"
+    )
+    phase(f"3. processing the label events: {setup}, every queue")
+    changes_before = execute("SELECT count(*) AS n FROM label_changes")[0].n
+    result = drain(broker, "ingest", lambda: inbox_states().get("pending", 0) == 0)
+    changes = execute("SELECT count(*) AS n FROM label_changes")[0].n - changes_before
+    print(
+        f"3. label events: {result.rate:7.0f} events/s  ({result.count} events; {result.seconds:.1f} s "
+        f"from first fetch, start-up {result.startup:.1f} s; inbox rows by state {inbox_states()}; "
+        f"{changes} label_changes rows written)"
+    )
+    print(f"3. label events / raw consume rate: {result.rate / baseline.rate:.2f}")
+    return result, baseline
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.labels", description=DESCRIPTION)
+    parser.add_argument(
+        "--quick", action="store_true", help="10,000 contacts, 100,000 label events, 200 events processed"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    sizes = QUICK if parse_args(argv).quick else FULL
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the clean-up below runs
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        server = stack.enter_context(private_redis())
+        database_url = stack.enter_context(bench_database())
+        configure_outbound_environment(database_url, server.url)
+        os.environ.update(ADMIN_TOKEN=ADMIN_TOKEN, WAHA_HMAC_KEY=WAHA_HMAC_KEY, TARGET_LABEL=TARGET_LABEL)
+        from models.migrate import upgrade_to_head
+
+        upgrade_to_head(database_url)
+        broker = stack.enter_context(closing(redis.Redis.from_url(server.url)))
+        seeded = seed(sizes)
+        with uvicorn_server(1) as port:
+            latency = measure_latency(port, seeded)
+            post_events(port, sizes, seeded)
+        processed, baseline = measure_processing(broker, sizes)
+    met = sum(latency.values())
+    print(
+        f"\nSummary: {met} of {len(latency)} latency figures meet p95 < {GOAL_SECONDS * 1000:.0f} ms "
+        f"(missed: {', '.join(k for k, v in latency.items() if not v) or 'none'}); label events "
+        f"{processed.rate:.0f}/s with {WORKER_PROCESSES} worker processes (raw no-op {baseline.rate:.0f}/s); "
+        f"wall time {time.perf_counter() - started:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

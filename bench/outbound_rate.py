@@ -1,0 +1,241 @@
+"""Outbound rate benchmark: how closely the shared send-rate limit holds OUTBOUND_RATE_PER_SECOND.
+
+Everything runs on this machine against real PostgreSQL (a fresh database, migrated, dropped at
+the end), a private redis-server on a free port (the limiter's key lives there too) and the fake
+Cloud API (``tests.fakes``, a real HTTP server in this process, which stamps each request's
+arrival):
+
+N contacts who wrote just now (their 24-hour window is open, so each message goes as free text)
+and N ``queued`` outbox rows are inserted directly; two ``celery -A workers worker -Q outbound``
+processes are started and one ``workers.outbound.send_outbound`` task per row is published with
+``workers.outbox.publish``. From the fake's arrival times:
+
+- achieved rate, ``(n - 1) / (last - first)``, and its ratio to the ceiling (goal >= 0.95);
+- the most requests in any sliding one-second window, computed exactly (goal <= the ceiling).
+
+Baseline in the same run: the same N sent with the limit effectively off
+(``OUTBOUND_RATE_PER_SECOND=100000``), the rate this machine can send at; the ceiling is what
+limits only if that is well above it. CPU per message (worker processes, PostgreSQL backends,
+this process) is printed for each run, so a machine too small for the ceiling shows why.
+
+A third run checks the limiter itself where this machine can hold the ceiling: half the
+unlimited rate, for about 20 seconds, against the same two goals.
+
+Run from the project root::
+
+    .venv/bin/python -m bench.outbound_rate            # 3,000 messages per run
+    .venv/bin/python -m bench.outbound_rate --quick    # 600
+
+PostgreSQL is reached as ``BENCH_POSTGRES_URL`` (default: postgres on 127.0.0.1:5432). Figures are
+printed, never asserted. Every process started is stopped, and the database dropped, on any exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import signal
+import statistics
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from bench.ingest import bench_database, phase, private_redis
+from bench.outbound_support import (
+    CpuMeter,
+    arrival_times,
+    celery_workers,
+    cloud_env,
+    configure_outbound_environment,
+    execute,
+    insert_contacts,
+    max_in_window,
+    outbox_states,
+    steady_rate,
+    unfinished_outbox,
+    verdict,
+    wait_until,
+)
+from tests.fakes.cloud_api import FakeCloudApi
+
+DESCRIPTION = "Outbound rate benchmark: the shared send-rate limit against OUTBOUND_RATE_PER_SECOND."
+CEILING = 200
+UNLIMITED = 100_000
+WORKER_PROCESSES = 2
+WORKER_CONCURRENCY = 8  # prefork children each; most of a send is waiting (slot, HTTP, PostgreSQL)
+TARGET_RATE_RATIO = 0.95
+DRAIN_TIMEOUT = 900.0
+REACHABLE_FRACTION = 0.5  # the extra run's ceiling, as a fraction of the unlimited rate
+REACHABLE_SECONDS = 20.0  # and about how long it runs
+
+
+@dataclass(frozen=True)
+class Result:
+    rate_limit: int
+    messages: int
+    requests: int
+    accepted: int
+    states: dict[str, int]
+    publish_seconds: float
+    times: list[float]
+    cpu: dict[str, float]  # CPU seconds: workers, postgres, bench (the fake and the polling)
+
+    @property
+    def rate(self) -> float:
+        return steady_rate(self.times)
+
+    @property
+    def max_window(self) -> int:
+        return max_in_window(self.times)
+
+
+def load_outbox(first_contact: int, count: int) -> list[int]:
+    """One queued text message for each contact, as ``workers.outbox.queue`` would write it."""
+    execute("TRUNCATE outbound_messages, messages, conversations")
+    execute("UPDATE contacts SET last_outbound_at = NULL, last_inbound_at = now()")
+    rows = execute(
+        """
+        INSERT INTO outbound_messages (dedupe_key, trigger, contact_id, text, state, attempts,
+                                       next_attempt_at, created_at, updated_at)
+        SELECT 'bench:' || c.id, 'bench', c.id,
+               'Halo ' || c.name || ', pesanan Anda sedang kami siapkan. Terima kasih!',
+               'queued', 0, now(), now(), now()
+        FROM contacts AS c WHERE c.id BETWEEN :first AND :last ORDER BY c.id
+        RETURNING id
+        """,
+        first=first_contact,
+        last=first_contact + count - 1,
+    )
+    return sorted(row.id for row in rows)
+
+
+def send_all(rate_limit: int, first_contact: int, count: int) -> Result:
+    """Publish one send task per outbox row to two running workers; wait until none is unfinished."""
+    from workers.outbox import publish
+
+    ids = load_outbox(first_contact, count)
+    with FakeCloudApi() as fake:
+        env = {**cloud_env(fake), "OUTBOUND_RATE_PER_SECOND": str(rate_limit)}
+        with celery_workers(WORKER_PROCESSES, WORKER_CONCURRENCY, "outbound", env) as workers:
+            meter = CpuMeter(workers).start()
+            started = time.perf_counter()
+            publish(ids)
+            publish_seconds = time.perf_counter() - started
+            wait_until(
+                lambda: unfinished_outbox() == 0,
+                workers,
+                DRAIN_TIMEOUT,
+                "every message to be sent",
+                lambda: f"(outbox {outbox_states()}, fake accepted {len(fake.accepted)})",
+                progress=lambda: len(fake.requests),
+            )
+            cpu = meter.stop()
+        return Result(
+            rate_limit=rate_limit,
+            messages=count,
+            requests=len(fake.requests),
+            accepted=len(fake.accepted),
+            states=outbox_states(),
+            publish_seconds=publish_seconds,
+            times=arrival_times(fake),
+            cpu=cpu,
+        )
+
+
+def report(label: str, result: Result) -> None:
+    times = result.times
+    per_message = {group: seconds / result.messages * 1000 for group, seconds in result.cpu.items()}
+    print(
+        f"{label}: {result.rate:7.1f} /s first to last request, max {result.max_window} in any 1 s window "
+        f"({result.requests} requests, {result.accepted} accepted in {times[-1] - times[0]:.1f} s; "
+        f"outbox {result.states}; published in {result.publish_seconds:.1f} s)"
+    )
+    print(
+        f"{label}: CPU per message: workers {per_message['workers']:.1f} ms, PostgreSQL "
+        f"{per_message['postgres']:.1f} ms, fake Cloud API + bench {per_message['bench']:.1f} ms"
+    )
+    if result.rate_limit < UNLIMITED:
+        from workers.rate_limit import RateLimiter
+
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        interval = RateLimiter(result.rate_limit, None).interval_us / 1e6  # as the workers space slots
+        print(
+            f"{label}: gaps between arrivals: median {statistics.median(gaps) * 1000:.2f} ms, "
+            f"min {min(gaps) * 1000:.2f} ms; the limiter's slot interval {interval * 1000:.2f} ms; "
+            f"{sum(gap < interval / 2 for gap in gaps)} of {len(gaps)} gaps under half an interval"
+        )
+
+
+def check(label: str, result: Result) -> tuple[bool, bool]:
+    """The two goals for one limited run: rate >= 0.95 of the ceiling, no 1 s window above it."""
+    ratio = result.rate / result.rate_limit
+    rate_ok, window_ok = ratio >= TARGET_RATE_RATIO, result.max_window <= result.rate_limit
+    print(
+        f"  {label}: achieved / ceiling   {ratio:6.3f}   target >= {TARGET_RATE_RATIO:g}   {verdict(rate_ok)}"
+    )
+    print(
+        f"  {label}: max in a 1 s window  {result.max_window:6d}   target <= {result.rate_limit:<4d}  "
+        f"{verdict(window_ok)}"
+    )
+    return rate_ok, window_ok
+
+
+def reachable_ceiling(unlimited_rate: float) -> int:
+    """A ceiling this machine can hold: half the unlimited rate, rounded down to a multiple of 5."""
+    return max(5, int(unlimited_rate * REACHABLE_FRACTION) // 5 * 5)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.outbound_rate", description=DESCRIPTION)
+    parser.add_argument("--quick", action="store_true", help="600 messages per run instead of 3,000")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    count = 600 if parse_args(argv).quick else 3000
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the clean-up below runs
+    started = time.perf_counter()
+    workers = f"{WORKER_PROCESSES} x celery worker -c {WORKER_CONCURRENCY} -Q outbound (prefork)"
+    with ExitStack() as stack:
+        server = stack.enter_context(private_redis())
+        database_url = stack.enter_context(bench_database())
+        configure_outbound_environment(database_url, server.url)
+        from models.migrate import upgrade_to_head
+
+        upgrade_to_head(database_url)
+        first_contact = insert_contacts(count, window_open=True)
+        phase(f"baseline: {count} text messages, OUTBOUND_RATE_PER_SECOND={UNLIMITED} (no limit), {workers}")
+        unlimited = send_all(UNLIMITED, first_contact, count)
+        report("unlimited", unlimited)
+        phase(f"limited: {count} text messages, OUTBOUND_RATE_PER_SECOND={CEILING}, {workers}")
+        limited = send_all(CEILING, first_contact, count)
+        report(f"limit {CEILING}", limited)
+        reachable = reachable_ceiling(unlimited.rate)
+        small = min(count, int(reachable * REACHABLE_SECONDS))
+        phase(
+            f"limiter accuracy at a ceiling this machine can hold ({REACHABLE_FRACTION:g} of the unlimited "
+            f"rate): {small} text messages, OUTBOUND_RATE_PER_SECOND={reachable}, {workers}"
+        )
+        held = send_all(reachable, first_contact, small)
+        report(f"limit {reachable}", held)
+
+    print(
+        f"\nSummary: unlimited {unlimited.rate:.1f} /s; ceiling {CEILING} /s achieved {limited.rate:.1f} /s "
+        f"(ceiling / unlimited {CEILING / unlimited.rate:.2f}); ceiling {reachable} /s achieved "
+        f"{held.rate:.1f} /s; wall time {time.perf_counter() - started:.0f} s"
+    )
+    check(f"limit {CEILING}", limited)
+    if unlimited.rate < CEILING:
+        print(
+            f"  the unlimited rate ({unlimited.rate:.0f} /s) is below {CEILING} /s: this machine cannot send "
+            f"{CEILING} /s, so that rate goal cannot be met here whatever the limiter does"
+        )
+    check(f"limit {reachable}", held)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The one interface a CRM implements for the sync worker, and how a call can fail.
+
+The sync worker (workers/crm.py) decides *what* to sync and keeps the mapping of local ids to
+CRM ids; a CRM adapter only knows how to talk to its system. Another CRM is one more module that
+implements ``Crm``. Every method makes a few HTTP calls and either returns or raises one of the
+errors below; the class of the error is the whole contract with the worker:
+
+- ``CrmTransientError``: try again later (timeouts, connection refused, 5xx, rate limits, the CRM
+  not accepting our credentials yet). ``unconfirmed`` is true when the request may have been
+  applied before the failure (a read timeout): a retry must check before writing again.
+- ``CrmPermanentError``: the CRM refused this request and will refuse it again as it is
+  (validation, access rights, a deleted record). The job stops and keeps the error for a person.
+
+Methods that create a record search first, so calling one twice never makes two records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True)
+class PartnerIn:
+    """A person as the CRM should know them."""
+
+    name: str
+    phone: str | None  # E.164, "+6281212345678"
+
+
+@dataclass(frozen=True)
+class LeadIn:
+    """A new lead. ``salesperson`` is a CRM login (None: unassigned); ``source`` a source name."""
+
+    title: str
+    partner_id: int
+    contact_name: str | None
+    phone: str | None
+    tags: Sequence[str] = ()
+    priority: str = "1"  # Odoo's scale: "0" low, "1" medium, "2" high, "3" very high
+    salesperson: str | None = None
+    source: str | None = None
+    description: str | None = None
+    # The partner was created a moment ago, so it has no open lead to reuse: no need to look.
+    partner_is_new: bool = False
+
+
+@dataclass(frozen=True)
+class Target:
+    """The record a note, a log or an activity goes on: a lead, or a partner when there is none."""
+
+    kind: Literal["lead", "partner"]
+    id: int
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One message of the conversation log."""
+
+    at: datetime
+    author: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ActivityIn:
+    summary: str
+    due: date
+    note: str = ""
+
+
+class CrmError(Exception):
+    """A call that did not succeed; ``error`` is what the CRM said, kept for people to see."""
+
+    def __init__(self, message: str, *, error: dict[str, Any] | None = None, unconfirmed: bool = False):
+        super().__init__(message)
+        self.unconfirmed = unconfirmed
+        self.error = error or {"message": message}
+        if unconfirmed:
+            self.error = {**self.error, "unconfirmed": True}
+
+
+class CrmTransientError(CrmError):
+    pass
+
+
+class CrmPermanentError(CrmError):
+    pass
+
+
+class Crm(Protocol):
+    name: str  # "odoo": the ``crm`` column of the mapping table
+
+    def upsert_partner(self, partner: PartnerIn) -> tuple[int, bool]:
+        """The partner with this phone (however it was typed in the CRM), created if none; and
+        whether it was created."""
+        ...
+
+    def find_or_create_lead(self, lead: LeadIn) -> tuple[int, bool]:
+        """The partner's open lead, or a new one from ``lead`` (with its tags); and whether it
+        was created."""
+        ...
+
+    def set_lead_tags(self, lead_id: int, add: Sequence[str], remove: Sequence[str]) -> None:
+        """Add and remove tags by name (created when missing); other tags are left alone."""
+        ...
+
+    def post_log(self, target: Target, heading: str, lines: Sequence[LogLine], marker: str) -> None:
+        """Post a batch of conversation lines as one internal note; ``marker`` identifies it."""
+        ...
+
+    def post_note(self, target: Target, text: str, marker: str) -> None:
+        """Post one internal note."""
+        ...
+
+    def find_note(self, target: Target, marker: str) -> str | None:
+        """The body of a note already posted with ``marker`` on ``target``, if any (used after an
+        unconfirmed post, so a retry does not post it twice)."""
+        ...
+
+    def create_activity(self, target: Target, activity: ActivityIn, marker: str, check_first: bool) -> None:
+        """Schedule a to-do for the target's salesperson (the CRM user when there is none);
+        with ``check_first``, not if one with ``marker`` is already there."""
+        ...

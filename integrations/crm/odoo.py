@@ -1,0 +1,396 @@
+"""Odoo through its external JSON-RPC API (``POST {ODOO_URL}/jsonrpc``), on ``requests``.
+
+``OdooRpc`` is the transport: ``common.authenticate`` once with the API key as password, then
+``object.execute_kw`` per call, every request with a timeout, and Odoo's answers turned into
+the CRM errors of ``base``:
+
+- HTTP 5xx or 429, a refused connection, a timeout: ``CrmTransientError`` (a read timeout or a
+  connection dropped after sending is marked ``unconfirmed``: Odoo may have done it);
+- Odoo's error envelope (HTTP 200, ``{"error": {"data": {"name": "odoo.exceptions.…"}}}``):
+  ``ValidationError``, ``UserError``, ``AccessError``, ``MissingError`` and unknown server
+  errors are ``CrmPermanentError``; ``AccessDenied`` (the key is wrong or revoked) and
+  PostgreSQL concurrency errors are transient, so the backlog drains once an operator fixes the
+  key or the database calms down;
+- any other HTTP status: ``CrmPermanentError`` (a wrong ``ODOO_URL`` path, a proxy refusing).
+
+``OdooCrm`` implements the ``Crm`` interface on it. Records are found before they are created
+(partners by phone however it was typed, leads as the partner's open lead, tags and sources by
+name), so a retry after an unanswered create finds what the first attempt made. Optional fields
+(``mobile`` is gone in Odoo 19) are looked up once per process with ``fields_get``.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import re
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import requests
+import urllib3.exceptions
+
+from domain import phones
+from integrations.crm.base import (
+    ActivityIn,
+    CrmError,
+    CrmPermanentError,
+    CrmTransientError,
+    LeadIn,
+    LogLine,
+    PartnerIn,
+    Target,
+)
+
+CONNECT_TIMEOUT_SECONDS = 3.05
+# How long tag and source ids are remembered by name before they are looked up again.
+NAMES_CACHED_SECONDS = 600
+# How many partners whose phone ends in the same four digits we compare, at most.
+PHONE_CANDIDATES = 200
+PERMANENT = frozenset(
+    {
+        "odoo.exceptions.ValidationError",
+        "odoo.exceptions.UserError",
+        "odoo.exceptions.AccessError",
+        "odoo.exceptions.MissingError",
+        "odoo.exceptions.RedirectWarning",
+    }
+)
+# Errors that say "not now" rather than "not this": bad credentials (fixed by an operator),
+# an expired session, and PostgreSQL concurrency failures Odoo gave up retrying.
+TRANSIENT_PREFIXES = (
+    "odoo.exceptions.AccessDenied",
+    "odoo.http.SessionExpiredException",
+    "odoo.exceptions.ConcurrencyError",
+    "psycopg2.OperationalError",
+    "psycopg2.errors.SerializationFailure",
+    "psycopg2.errors.DeadlockDetected",
+    "psycopg2.errors.LockNotAvailable",
+    "psycopg2.extensions.TransactionRollbackError",
+)
+_SESSION_EXPIRED_CODE = 100
+MODELS = {"lead": "crm.lead", "partner": "res.partner"}
+_BAD_REQUEST = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.URLRequired,
+)
+
+
+class OdooRpc:
+    """One Odoo database, reached as one user with an API key."""
+
+    def __init__(
+        self,
+        url: str,
+        db: str,
+        login: str,
+        api_key: str,
+        timeout: float,
+        http: requests.Session | None = None,
+    ) -> None:
+        self.endpoint = url.rstrip("/") + "/jsonrpc"
+        self.db, self.login, self.api_key, self.timeout = db, login, api_key, timeout
+        self.http = http or requests.Session()
+        self._uid: int | None = None
+        self._ids = itertools.count(1)
+
+    def call(self, service: str, method: str, *args: Any) -> Any:
+        """One JSON-RPC call; its ``result``, or a ``CrmError``."""
+        body = {
+            "jsonrpc": "2.0",
+            "method": "call",
+            "id": next(self._ids),
+            "params": {"service": service, "method": method, "args": list(args)},
+        }
+        try:
+            response = self.http.post(
+                self.endpoint,
+                json=body,
+                timeout=(min(CONNECT_TIMEOUT_SECONDS, self.timeout), self.timeout),
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise _network_error(exc) from exc
+        if response.status_code != 200:
+            error = {"message": f"odoo: HTTP {response.status_code}", "body": response.text[:500]}
+            if response.status_code == 429 or response.status_code >= 500:
+                raise CrmTransientError(error["message"], error=error)
+            raise CrmPermanentError(error["message"], error=error)
+        try:
+            envelope = response.json()
+        except ValueError as exc:
+            error = {"message": "odoo: the answer is not JSON", "body": response.text[:500]}
+            raise CrmTransientError(error["message"], error=error, unconfirmed=True) from exc
+        if not isinstance(envelope, dict):
+            raise CrmPermanentError("odoo: the answer is not a JSON-RPC envelope")
+        if envelope.get("error") is not None:
+            raise self._rpc_error(envelope["error"])
+        return envelope.get("result")
+
+    def uid(self) -> int:
+        """The user id, from ``common.authenticate`` the first time (API key as password)."""
+        if self._uid is None:
+            uid = self.call("common", "authenticate", self.db, self.login, self.api_key, {})
+            if not isinstance(uid, int) or isinstance(uid, bool) or uid <= 0:
+                message = f"odoo: login {self.login!r} on database {self.db!r} refused (check ODOO_API_KEY)"
+                raise CrmTransientError(message, error={"message": message, "name": "AccessDenied"})
+            self._uid = uid
+        return self._uid
+
+    def execute(self, model: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``object.execute_kw(db, uid, key, model, method, args, kwargs)``."""
+        return self.call(
+            "object", "execute_kw", self.db, self.uid(), self.api_key, model, method, list(args), kwargs
+        )
+
+    def _rpc_error(self, error: dict[str, Any]) -> CrmError:
+        data = error.get("data") if isinstance(error.get("data"), dict) else {}
+        name = str(data.get("name") or "")
+        message = str(data.get("message") or error.get("message") or "Odoo Server Error")
+        kept = {"message": f"odoo: {message}", "name": name, "code": error.get("code")}
+        if name.startswith("odoo.exceptions.AccessDenied"):
+            self._uid = None  # log in again next time: the key may have been replaced
+        if name.startswith(TRANSIENT_PREFIXES) or error.get("code") == _SESSION_EXPIRED_CODE:
+            return CrmTransientError(kept["message"], error=kept)
+        # PERMANENT, and any other server error: the same request would fail the same way.
+        return CrmPermanentError(kept["message"], error=kept)
+
+
+class OdooCrm:
+    """The ``Crm`` interface on Odoo's models: res.partner, crm.lead, crm.tag, utm.source,
+    res.users, mail.message (chatter), mail.activity (through ``activity_schedule``)."""
+
+    name = "odoo"
+
+    def __init__(self, rpc: OdooRpc, region: str) -> None:
+        self.rpc = rpc
+        self.region = region
+        self._fields: dict[str, frozenset[str]] = {}
+        self._names: dict[tuple[str, str], int] = {}  # (model, name) -> id: tags, sources
+        self._names_since = time.monotonic()
+        self._users: dict[str, int] = {}
+        self._version: int | None = None
+
+    # --- partners and leads ------------------------------------------------------------------
+
+    def upsert_partner(self, partner: PartnerIn) -> tuple[int, bool]:
+        if partner.phone:
+            found = self._partner_by_phone(partner.phone)
+            if found is not None:
+                return found, False
+        values = {"name": partner.name, "phone": partner.phone or False}
+        return _one_id(self.rpc.execute("res.partner", "create", values)), True
+
+    def find_or_create_lead(self, lead: LeadIn) -> tuple[int, bool]:
+        if not lead.partner_is_new:
+            open_leads = self.rpc.execute(
+                "crm.lead",
+                "search_read",
+                [("partner_id", "=", lead.partner_id), ("stage_id.is_won", "=", False)],
+                fields=["id"],
+                order="id asc",
+                limit=1,
+            )
+            if open_leads:
+                return int(open_leads[0]["id"]), False
+        values: dict[str, Any] = {
+            "name": lead.title,
+            "partner_id": lead.partner_id,
+            "contact_name": lead.contact_name or False,
+            "phone": lead.phone or False,
+            "priority": lead.priority,
+            # Odoo assigns the calling user when user_id is absent: unassigned must be explicit.
+            "user_id": self._user_id(lead.salesperson) if lead.salesperson else False,
+        }
+        if lead.description:
+            values["description"] = lead.description
+        if lead.tags:
+            values["tag_ids"] = [[6, 0, self._named_ids("crm.tag", lead.tags)]]
+        if lead.source:
+            values["source_id"] = self._named_ids("utm.source", [lead.source])[0]
+        return _one_id(self.rpc.execute("crm.lead", "create", values)), True
+
+    def set_lead_tags(self, lead_id: int, add: Sequence[str], remove: Sequence[str]) -> None:
+        if not add and not remove:
+            return
+        try:
+            self._write_tags(lead_id, add, remove)
+        except CrmPermanentError:
+            # A tag we remembered may have been deleted in Odoo: look the names up again, once.
+            self._names = {key: value for key, value in self._names.items() if key[0] != "crm.tag"}
+            self._write_tags(lead_id, add, remove)
+
+    # --- chatter and activities ----------------------------------------------------------------
+
+    def post_log(self, target: Target, heading: str, lines: Sequence[LogLine], marker: str) -> None:
+        rows = "<br/>".join(
+            f"[{line.at:%Y-%m-%d %H:%M}] <b>{_escape(line.author)}</b>: {_escape(line.text)}"
+            for line in lines
+        )
+        self._post(target, f"<p><b>{_escape(heading)}</b></p><p>{rows}</p>{_marker_html(marker)}")
+
+    def post_note(self, target: Target, text: str, marker: str) -> None:
+        self._post(target, f"<p>{_escape(text)}</p>{_marker_html(marker)}")
+
+    def find_note(self, target: Target, marker: str) -> str | None:
+        rows = self.rpc.execute(
+            "mail.message",
+            "search_read",
+            [("model", "=", MODELS[target.kind]), ("res_id", "=", target.id), ("body", "ilike", marker)],
+            fields=["body"],
+            order="id desc",
+            limit=1,
+        )
+        return str(rows[0]["body"]) if rows else None
+
+    def create_activity(self, target: Target, activity: ActivityIn, marker: str, check_first: bool) -> None:
+        model = MODELS[target.kind]
+        if check_first and self.rpc.execute(
+            "mail.activity",
+            "search",
+            [("res_model", "=", model), ("res_id", "=", target.id), ("note", "ilike", marker)],
+            limit=1,
+        ):
+            return
+        user_id = self.rpc.uid()
+        if target.kind == "lead":
+            rows = self.rpc.execute("crm.lead", "search_read", [("id", "=", target.id)], fields=["user_id"])
+            if rows and rows[0].get("user_id"):
+                user_id = int(rows[0]["user_id"][0])  # many2one: [id, "name"]
+        self.rpc.execute(
+            model,
+            "activity_schedule",
+            [target.id],
+            act_type_xmlid="mail.mail_activity_data_todo",
+            date_deadline=activity.due.isoformat(),
+            summary=activity.summary,
+            note=f"<p>{_escape(activity.note)}</p>{_marker_html(marker)}",
+            user_id=user_id,
+        )
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _partner_by_phone(self, e164: str) -> int | None:
+        """Partners whose phone ends in the same four digits, compared after normalising what
+        Odoo holds (``0812-1234-5678``, ``+62 812 1234 5678``, ``62812…`` are all one number)."""
+        fields = [f for f in ("phone", "mobile") if f in self._fields_of("res.partner")]
+        tail = re.sub(r"\D", "", e164)[-4:]
+        domain: list[Any] = ["|"] * (len(fields) - 1) + [(f, "ilike", tail) for f in fields]
+        rows = self.rpc.execute(
+            "res.partner",
+            "search_read",
+            domain,
+            fields=["id", *fields],
+            order="id asc",
+            limit=PHONE_CANDIDATES,
+        )
+        for row in rows:
+            for field in fields:
+                value = row.get(field)
+                if value and phones.from_user_input(str(value), self.region).e164 == e164:
+                    return int(row["id"])
+        return None
+
+    def _write_tags(self, lead_id: int, add: Sequence[str], remove: Sequence[str]) -> None:
+        commands = [[4, tag_id, 0] for tag_id in self._named_ids("crm.tag", add)]
+        commands += [[3, tag_id, 0] for tag_id in self._named_ids("crm.tag", remove, create=False)]
+        if commands:
+            self.rpc.execute("crm.lead", "write", [lead_id], {"tag_ids": commands})
+
+    def _named_ids(self, model: str, names: Iterable[str], *, create: bool = True) -> list[int]:
+        """Ids of the records of ``model`` with these names (tags, sources), created if missing."""
+        if time.monotonic() - self._names_since > NAMES_CACHED_SECONDS:
+            # A tag renamed or deleted in Odoo: look the names up again now and then.
+            self._names, self._names_since = {}, time.monotonic()
+        wanted = list(dict.fromkeys(names))
+        missing = [n for n in wanted if (model, n) not in self._names]
+        if missing:
+            self._look_up_names(model, missing)
+        for name in wanted:
+            if (model, name) not in self._names and create:
+                try:
+                    self._names[(model, name)] = _one_id(self.rpc.execute(model, "create", {"name": name}))
+                except CrmPermanentError:
+                    # Another worker created it a moment ago (crm.tag names are unique).
+                    self._look_up_names(model, [name])
+                    if (model, name) not in self._names:
+                        raise
+        return [self._names[(model, n)] for n in wanted if (model, n) in self._names]
+
+    def _look_up_names(self, model: str, names: list[str]) -> None:
+        rows = self.rpc.execute(model, "search_read", [("name", "in", names)], fields=["id", "name"])
+        for row in sorted(rows, key=lambda r: r["id"], reverse=True):  # the oldest wins
+            self._names[(model, row["name"])] = int(row["id"])
+
+    def _user_id(self, login: str) -> int | bool:
+        if login not in self._users:
+            ids = self.rpc.execute("res.users", "search", [("login", "=", login)], limit=1)
+            if not ids:
+                return False  # an agent with no Odoo user: unassigned rather than refused
+            self._users[login] = int(ids[0])
+        return self._users[login]
+
+    def _fields_of(self, model: str) -> frozenset[str]:
+        if model not in self._fields:
+            self._fields[model] = frozenset(self.rpc.execute(model, "fields_get", attributes=["type"]))
+        return self._fields[model]
+
+    def _post(self, target: Target, body: str) -> None:
+        """An internal note (``mail.mt_note``: no e-mail to followers), as HTML."""
+        options: dict[str, Any] = {"body": body, "message_type": "comment", "subtype_xmlid": "mail.mt_note"}
+        if self._server_version() >= 17:
+            options["body_is_html"] = True  # 17+ escapes a str body unless told it is HTML
+        self.rpc.execute(MODELS[target.kind], "message_post", [target.id], **options)
+
+    def _server_version(self) -> int:
+        if self._version is None:
+            info = self.rpc.call("common", "version").get("server_version_info") or [0]
+            self._version = int(info[0]) if str(info[0]).isdigit() else 0
+        return self._version
+
+
+def _one_id(result: Any) -> int:
+    """``create`` answers an id (Odoo ≤18) or a list of ids (19, and ``create`` of a list)."""
+    if isinstance(result, list) and result:
+        result = result[0]
+    if isinstance(result, int) and not isinstance(result, bool):
+        return result
+    raise CrmPermanentError(f"odoo: expected a record id, got {result!r}")
+
+
+def _escape(text: str) -> str:
+    return html.escape(text or "", quote=False).replace("\n", "<br/>")
+
+
+def _marker_html(marker: str) -> str:
+    return f'<p style="color:#999"><small>ref {_escape(marker)}</small></p>'
+
+
+def _network_error(exc: requests.RequestException) -> CrmError:
+    """A failed request: transient, and ``unconfirmed`` unless it surely never left."""
+    detail = f"odoo: {type(exc).__name__}: {exc}"
+    if isinstance(exc, _BAD_REQUEST):
+        return CrmPermanentError(detail)  # ODOO_URL is not a URL: configuration, not luck
+    not_sent = isinstance(exc, requests.ConnectTimeout) or _caused_by(
+        exc, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
+    )
+    return CrmTransientError(detail, unconfirmed=not not_sent)
+
+
+def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``kinds`` is anywhere under ``exc`` (requests wraps urllib3's errors in ``args``)."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kinds):
+            return True
+        linked = [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
+        stack.extend(item for item in linked if isinstance(item, BaseException))
+    return False

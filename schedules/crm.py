@@ -1,0 +1,69 @@
+"""The CRM sync sweeper: beat's guarantee that a queued sync job is never forgotten.
+
+A sync job whose task was lost (the broker was down at commit, a Redis restart dropped the
+queue, a countdown task died with its worker) stays ``queued`` past its due time; a job whose
+worker was killed mid-sync stays ``running`` after its lease ran out. Either way the sweeper
+publishes the contact's task again. Running a contact twice is harmless: the second task finds
+the contact leased, or nothing due. Done jobs older than a week are deleted on the way.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import and_, delete, or_, select, update
+
+from models import CrmSyncJob
+from models.base import utcnow
+from models.crm import DONE, QUEUED, RUNNING
+from models.db import session_scope
+from observability.metrics import CRM_REQUEUED
+from settings import settings
+from workers import crm
+from workers.celery_app import app
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000
+# Done jobs are kept this long (the API shows when a contact last synced), then deleted.
+KEEP_DONE = timedelta(days=7)
+
+
+@app.task(name="schedules.crm.sweep_sync_jobs")
+def sweep_sync_jobs() -> int:
+    """Publish again the contacts with a job overdue by INBOX_SWEEP_AFTER_SECONDS or a lapsed
+    lease. Returns how many contacts were published."""
+    if not settings.odoo_url:
+        return 0
+    now = utcnow()
+    overdue = now - timedelta(seconds=settings.inbox_sweep_after_seconds)
+    with session_scope() as session:
+        rows = session.execute(
+            select(CrmSyncJob.id, CrmSyncJob.contact_id)
+            .where(
+                or_(
+                    and_(CrmSyncJob.state == QUEUED, CrmSyncJob.next_attempt_at < overdue),
+                    and_(CrmSyncJob.state == RUNNING, CrmSyncJob.lease_until < now),
+                )
+            )
+            .order_by(CrmSyncJob.next_attempt_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        # Published now: not again before another INBOX_SWEEP_AFTER_SECONDS have passed.
+        queued = [job_id for job_id, _ in rows]
+        if queued:
+            session.execute(
+                update(CrmSyncJob)
+                .where(CrmSyncJob.id.in_(queued), CrmSyncJob.state == QUEUED)
+                .values(next_attempt_at=now)
+            )
+        old = select(CrmSyncJob.id).where(CrmSyncJob.state == DONE, CrmSyncJob.done_at < now - KEEP_DONE)
+        session.execute(delete(CrmSyncJob).where(CrmSyncJob.id.in_(old.limit(BATCH).scalar_subquery())))
+    contacts = sorted({contact_id for _, contact_id in rows})
+    if contacts:
+        crm.publish(contacts)
+        CRM_REQUEUED.inc(len(contacts))
+        log.warning("re-published CRM sync for stale jobs", extra={"count": len(contacts)})
+    return len(contacts)
