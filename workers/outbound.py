@@ -1,7 +1,8 @@
 """The outbound queue: one task per outbox row, each sent at most once.
 
-``send_outbound`` waits for a slot under the shared rate limit, then claims the row
-(``queued`` -> ``sending``, committed) and only then calls the gateway, outside any transaction.
+``send_outbound`` reserves a slot under the shared rate limit, claims the row (``queued`` ->
+``sending``, committed), waits for its slot and only then calls the gateway, outside any
+transaction.
 Because the claim is committed before the call, a redelivered or duplicated task finds the row
 no longer queued and sends nothing. What the gateway answers decides the end state:
 
@@ -79,10 +80,10 @@ def gateway() -> Gateway:
 
 @app.task(name=SEND_OUTBOUND, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=None)
 def send_outbound(outbound_id: int) -> str:
-    if not _is_due(outbound_id):
-        return "skipped"
+    # Reserve the slot first, claim the row, and wait for the slot only then: the wait ends right
+    # before the request, so the database work of the claim cannot bunch sends at the gateway.
     try:
-        limiter().acquire()
+        slot_at = time.monotonic() + limiter().reserve().wait
     except redis.RedisError:
         # Sending without the shared limit could breach the number's throughput: leave the row
         # queued; the outbox sweeper publishes it again.
@@ -92,7 +93,8 @@ def send_outbound(outbound_id: int) -> str:
         return "deferred"
     claim = _claim(outbound_id)
     if claim is None:
-        return "skipped"
+        return "skipped"  # sent already, or not due yet: a duplicate or early task
+    time.sleep(max(0.0, slot_at - time.monotonic()))
     try:
         sent = gateway().send(claim.message, window_open=claim.window_open)
     except TransientError as exc:
@@ -107,21 +109,17 @@ def send_outbound(outbound_id: int) -> str:
     return SENT
 
 
-def _is_due(outbound_id: int) -> bool:
-    with session_scope() as session:
-        row = session.get(OutboundMessage, outbound_id)
-        # A second of slack: a countdown task may run a hair before the time it was set for.
-        return (
-            row is not None and row.state == QUEUED and row.next_attempt_at <= utcnow() + timedelta(seconds=1)
-        )
-
-
 def _claim(outbound_id: int) -> Claim | None:
     """queued -> sending, committed before the gateway is called; None if someone else has it."""
     with session_scope() as session:
         row = session.scalars(
             select(OutboundMessage)
-            .where(OutboundMessage.id == outbound_id, OutboundMessage.state == QUEUED)
+            .where(
+                OutboundMessage.id == outbound_id,
+                OutboundMessage.state == QUEUED,
+                # A second of slack: a countdown task may run a hair before its time.
+                OutboundMessage.next_attempt_at <= utcnow() + timedelta(seconds=1),
+            )
             .with_for_update(skip_locked=True)
         ).first()
         if row is None:

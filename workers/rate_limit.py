@@ -30,7 +30,7 @@ import redis
 
 from settings import settings
 
-SAFETY_MARGIN = 0.02
+SAFETY_MARGIN = 0.03
 
 # KEYS[1]: the TAT key. ARGV[1]: the interval between slots in microseconds (an integer).
 # Returns {wait, slot}: microseconds to wait from Redis's "now", and the slot's own time.
