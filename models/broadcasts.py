@@ -34,4 +34,6 @@ class Broadcast(Base):
     # The highest contact id handled so far: expansion walks contacts in id order.
     expanded_through: Mapped[int] = mapped_column(BigId, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When its expansion task was last published: the sweeper publishes a lost one again.
+    published_at: Mapped[datetime] = mapped_column(default=utcnow)
     expanded_at: Mapped[datetime | None]

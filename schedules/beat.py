@@ -11,6 +11,10 @@ BEAT_SCHEDULE = {
         "task": "schedules.sweepers.sweep_outbox",
         "schedule": settings.inbox_sweep_interval_seconds,
     },
+    "sweep-broadcasts": {
+        "task": "schedules.sweepers.sweep_broadcasts",
+        "schedule": settings.inbox_sweep_interval_seconds,
+    },
     "fire-due-followups": {
         "task": "schedules.followups.fire_due_followups",
         "schedule": settings.followup_tick_seconds,

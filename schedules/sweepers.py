@@ -5,7 +5,8 @@ was down when the producer published, a Redis restart dropped the queue, a worke
 before it acknowledged). The sweeper claims such rows, bumps their ``enqueued_at`` and publishes
 them again; processing is idempotent, so an event that was only slow costs one no-op task.
 
-The outbox gets the same care: a queued message whose send task was lost is published again.
+The outbox gets the same care: a queued message whose send task was lost is published again, and
+so is a broadcast whose expansion task was lost (it resumes at its cursor).
 A message stuck in ``sending`` lost its worker in the middle of a send; whether the gateway got
 it cannot be known, so it is marked failed as unconfirmed and never resent (see
 workers/outbound.py), unless its status webhook confirms it later.
@@ -18,8 +19,9 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from models import InboxEvent, OutboundMessage
+from models import Broadcast, InboxEvent, OutboundMessage
 from models.base import utcnow
+from models.broadcasts import EXPANDING
 from models.db import session_scope
 from models.inbox import PENDING
 from models.outbox import FAILED, QUEUED, SENDING
@@ -27,7 +29,7 @@ from observability.metrics import INBOX_REQUEUED, OUTBOX_REQUEUED
 from settings import settings
 from workers import outbox
 from workers.celery_app import app
-from workers.publish import enqueue
+from workers.publish import enqueue, expand_broadcast
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +88,25 @@ def sweep_outbox() -> int:
         OUTBOX_REQUEUED.inc(len(requeue))
         log.warning("re-published stale outbox rows", extra={"count": len(requeue)})
     return len(requeue)
+
+
+@app.task(name="schedules.sweepers.sweep_broadcasts")
+def sweep_broadcasts() -> int:
+    """Publish again the expansion of broadcasts still expanding OUTBOX_SWEEP_AFTER_SECONDS after
+    they were last published; a running expansion skips the batches it is not holding."""
+    now = utcnow()
+    with session_scope() as session:
+        stale = session.scalars(
+            select(Broadcast)
+            .where(
+                Broadcast.state == EXPANDING,
+                Broadcast.published_at < now - timedelta(seconds=settings.outbox_sweep_after_seconds),
+            )
+            .with_for_update(skip_locked=True)
+        ).all()
+        for broadcast in stale:
+            broadcast.published_at = now
+        ids = [broadcast.id for broadcast in stale]
+    for broadcast_id in ids:
+        expand_broadcast(broadcast_id)
+    return len(ids)

@@ -4,13 +4,16 @@ real HTTP) Cloud API received: what each customer would have got on their phone.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
 from cli import samples
-from models import OutboundMessage
+from models import Broadcast, OutboundMessage
+from models.base import utcnow
 from models.db import session_scope
-from tests.support import wait_for
+from tests.support import CeleryProcess, wait_for
 from tests.waha_support import chat_of, label_contact, post_waha
 from workers import outbox
 from workers.publish import expand_broadcast
@@ -121,3 +124,28 @@ def test_a_broadcast_needs_a_known_label_and_the_admin_token(client, admin_heade
     assert client.post("/api/broadcasts", json={"label": "Grade A", "text": PROMO}).status_code == 401
     assert client.post("/api/broadcasts", json={"label": "Grade A"}, headers=admin_headers).status_code == 422
     assert client.get("/api/broadcasts/999", headers=admin_headers).status_code == 404
+
+
+def test_a_broadcast_whose_expansion_task_was_lost_is_expanded_by_the_sweeper(
+    client, admin_headers, cloud_api, drained
+):
+    chats = [chat_of(n) for n in range(3)]
+    for chat in chats:
+        label_contact(client, chat, "9", "Grade A")
+    drained()
+    # As if Redis lost the task right after the API answered 202: the row exists, nothing queued.
+    with session_scope() as session:
+        broadcast = Broadcast(
+            label="Grade A", text=PROMO, template=TEMPLATE, published_at=utcnow() - timedelta(hours=1)
+        )
+        session.add(broadcast)
+        session.flush()
+        broadcast_id = broadcast.id
+
+    beat = CeleryProcess.beat()
+    try:
+        view = finished_when_settled(client, admin_headers, broadcast_id)
+    finally:
+        beat.stop()
+    assert view["total"] == 3
+    assert sorted(body["to"] for body in cloud_api.accepted) == sorted(c.split("@")[0] for c in chats)
