@@ -64,14 +64,16 @@ def dashboard(
     with session_scope() as session:
         counts = data.label_counts(session)
         dates, flow = data.label_flow(session, days)
-        staff = data.staff_quality(session, target)
+        staff = data.staff_quality(session, target, days)
         sources = data.lead_sources(session, target)
         names = [item.name for item in counts]
         chosen = label or (target if target in names else (names[0] if names else None))
-        members = data.segment(session, chosen) if chosen else []
-    if q:
-        needle = q.strip().lower()
-        members = [m for m in members if needle in f"{m.name or ''} {m.phone or ''}".lower()]
+        # One more than is shown, to know whether there are more.
+        members = (
+            data.segment(session, chosen, limit=CONTACT_LIST_LIMIT + 1, search=q.strip().lower())
+            if chosen
+            else []
+        )
     nonce = secrets.token_urlsafe(16)
     body = "\n".join(
         (
@@ -87,7 +89,7 @@ def dashboard(
             _section("chart-flow", f"Entered and left, last {days} days", _flow(dates, flow)),
             _section(
                 "chart-staff",
-                f"Labels given per staff member, and the share that reached {target}",
+                f"Labels given per staff member, last {days} days, and the share that reached {target}",
                 _bar_chart(
                     [
                         (

@@ -86,36 +86,43 @@ def export_segment(label: Annotated[str, Query(min_length=1, max_length=255)]) -
 
 
 def label_counts(session: Session) -> list[LabelOut]:
-    names = session.execute(
-        select(LABEL_NAME, Label.session, Label.color_hex)
+    labels = session.execute(
+        select(Label.id, LABEL_NAME, Label.session, Label.color_hex)
         .where(Label.deleted_at.is_(None))
         .order_by(LABEL_NAME, Label.id)
     ).all()
-    totals = dict(
-        session.execute(
-            select(LABEL_NAME, func.count(func.distinct(ContactLabel.contact_id)))
-            .join(Label, Label.id == ContactLabel.label_id)
-            .where(ContactLabel.active, Label.deleted_at.is_(None))
-            .group_by(LABEL_NAME)
-        ).all()
-    )
-    per_staff: dict[str, list[StaffCount]] = defaultdict(list)
+    # Counted per label id, not per name: (contact_id, label_id) is unique, so count(*) of the
+    # active rows is the number of contacts with that label, and no join or DISTINCT is needed.
+    # Same-named labels in different sessions are summed below; a contact holding both is then
+    # counted twice (rare: two WhatsApp accounts labelling the same person alike).
+    name_of = {label_id: name for label_id, name, _, _ in labels}
+    totals: dict[str, int] = defaultdict(int)
+    per_staff: dict[str, dict[str | None, int]] = defaultdict(lambda: defaultdict(int))
     staff_rows = session.execute(
-        select(LABEL_NAME, ContactLabel.changed_by_staff, func.count(func.distinct(ContactLabel.contact_id)))
-        .join(Label, Label.id == ContactLabel.label_id)
-        .where(ContactLabel.active, Label.deleted_at.is_(None))
-        .group_by(LABEL_NAME, ContactLabel.changed_by_staff)
+        select(ContactLabel.label_id, ContactLabel.changed_by_staff, func.count())
+        .where(ContactLabel.active)
+        .group_by(ContactLabel.label_id, ContactLabel.changed_by_staff)
     )
-    for name, staff, count in staff_rows:
-        per_staff[name].append(StaffCount(staff=staff or "unknown", contacts=count))
+    for label_id, staff, count in staff_rows:
+        name = name_of.get(label_id)
+        if name is None:  # a deleted label
+            continue
+        totals[name] += count
+        per_staff[name][staff] += count
     items: dict[str, LabelOut] = {}
-    for name, session_name, color_hex in names:
+    for _, name, session_name, color_hex in labels:
         item = items.setdefault(
             name,
             LabelOut(
                 name=name,
                 contacts=totals.get(name, 0),
-                by_staff=sorted(per_staff.get(name, []), key=lambda s: (-s.contacts, s.staff)),
+                by_staff=sorted(
+                    (
+                        StaffCount(staff=staff or "unknown", contacts=count)
+                        for staff, count in per_staff.get(name, {}).items()
+                    ),
+                    key=lambda s: (-s.contacts, s.staff),
+                ),
                 color_hex=color_hex,
                 sessions=[],
             ),
@@ -190,9 +197,15 @@ class StaffQuality:
         return self.reached_target / self.contacts if self.contacts else 0.0
 
 
-def staff_quality(session: Session, target: str) -> list[StaffQuality]:
-    """Per staff member: labels given, contacts labelled, and how many of those contacts were
-    ever given the target label (by anyone)."""
+def staff_quality(
+    session: Session, target: str, days: int = 14, today: date | None = None
+) -> list[StaffQuality]:
+    """Per staff member, over the last ``days`` local days (as ``label_flow``): labels given,
+    contacts labelled, and how many of those contacts were ever given the target label (by
+    anyone, at any time)."""
+    zone = ZoneInfo(settings.timezone)
+    today = today or datetime.now(zone).date()
+    start = datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), zone)
     reached = (
         select(LabelChange.contact_id)
         .where(LabelChange.action == ADDED, LabelChange.label_id.in_(label_ids_named(target)))
@@ -206,7 +219,7 @@ def staff_quality(session: Session, target: str) -> list[StaffQuality]:
             func.count(func.distinct(LabelChange.contact_id)),
             func.count(func.distinct(LabelChange.contact_id)).filter(LabelChange.contact_id.in_(reached)),
         )
-        .where(LabelChange.action == ADDED)
+        .where(LabelChange.action == ADDED, LabelChange.occurred_at >= start)
         .group_by(staff)
     )
     result = [StaffQuality(name, given, contacts, hits) for name, given, contacts, hits in rows]
@@ -246,21 +259,28 @@ class SegmentMember:
     opted_out_at: datetime | None
 
 
-def segment(session: Session, label: str, *, after: int = 0, limit: int | None = None) -> list[SegmentMember]:
-    """Contacts with ``label`` now, by id, with when and by whom it was given."""
+def segment(
+    session: Session, label: str, *, after: int = 0, limit: int | None = None, search: str = ""
+) -> list[SegmentMember]:
+    """Contacts with ``label`` now, by id, with when and by whom it was given: at most ``limit``
+    contacts, those whose "name phone" contains ``search`` (lower case) if given."""
+    label_ids = label_ids_named(label)
+    wanted = select(ContactLabel.contact_id).where(ContactLabel.active, ContactLabel.label_id.in_(label_ids))
+    ids = select(Contact.id).where(
+        Contact.id.in_(wanted), Contact.merged_into_id.is_(None), Contact.id > after
+    )
+    if search:
+        text = func.lower(func.coalesce(Contact.name, "") + " " + func.coalesce(Contact.phone_e164, ""))
+        ids = ids.where(text.contains(search, autoescape=True))
+    if limit is not None:
+        # A contact may hold two same-named labels (two sessions): limit contacts, not rows.
+        ids = ids.order_by(Contact.id).limit(limit)
     query = (
         select(Contact, ContactLabel.changed_at, ContactLabel.changed_by_staff)
         .join(ContactLabel, ContactLabel.contact_id == Contact.id)
-        .where(
-            ContactLabel.active,
-            ContactLabel.label_id.in_(label_ids_named(label)),
-            Contact.merged_into_id.is_(None),
-            Contact.id > after,
-        )
+        .where(ContactLabel.active, ContactLabel.label_id.in_(label_ids), Contact.id.in_(ids))
         .order_by(Contact.id, ContactLabel.changed_at.desc())
     )
-    if limit is not None:
-        query = query.limit(limit)
     members: dict[int, SegmentMember] = {}
     for contact, changed_at, staff in session.execute(query):
         members.setdefault(
