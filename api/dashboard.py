@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api import labels as data
 from models.db import session_scope
+from producers.security import read_body
 from settings import settings
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
@@ -143,7 +144,7 @@ async def login(request: Request) -> Response:
     token: str | None = request.app.state.settings.admin_token
     if not token:
         return _page("Dashboard closed", "<p>ADMIN_TOKEN is not set: the dashboard stays closed.</p>", 503)
-    form = parse_qs((await request.body())[:4096].decode(errors="replace"))
+    form = parse_qs((await read_body(request, 4096)).decode(errors="replace"))
     given = (form.get("token") or [""])[0]
     if not hmac.compare_digest(given.encode(), token.encode()):
         return _login_page("That token is not right.")
@@ -211,7 +212,7 @@ def _bar_chart(rows: Sequence[tuple[str, int, str, str | None]], *, empty: str) 
             f'<text class="name" x="{name_w - 8}" y="{y + 19}" text-anchor="end">'
             f"{escape(_short(name))}</text>"
             f'<rect x="{name_w}" y="{y + 4}" width="{length:.1f}" height="{row_h - 10}" rx="3" '
-            f'fill="{fill}"/>'
+            f'fill="{escape(fill)}"/>'
             f'<text class="value" x="{name_w + length + 8:.1f}" y="{y + 19}">{escape(caption)}</text></g>'
         )
     parts.append("</svg>")

@@ -30,7 +30,7 @@ class OrderMessageOut(BaseModel):
     id: int
     trigger: str
     title: str
-    # queued | sending | sent | delivered | read | failed | blocked_window | cancelled
+    # queued | sent | delivered | read | failed | blocked_window | cancelled
     status: str
     sent_as: str | None
     text: str
@@ -93,10 +93,15 @@ def get_order(order_id: str) -> OrderOut:
         )
 
 
+# The interface's statuses: a message being sent is still queued; "played" (a voice note) is read.
+_SPEC_STATUS = {"sending": "queued", "played": "read"}
+
+
 def _message_out(row: OutboundMessage, message: Message | None) -> OrderMessageOut:
     # Once sent, the message's own delivery status (delivered, read, failed) is the news; a
     # re-engagement failure reported later by webhook is a closed window, as when reported at once.
     status = message.status if row.state == SENT and message is not None and message.status else row.state
+    status = _SPEC_STATUS.get(status, status)
     if status == "failed" and message is not None and (message.error or {}).get("code") == REENGAGEMENT_CODE:
         status = BLOCKED_WINDOW
     return OrderMessageOut(

@@ -192,6 +192,19 @@ def test_rate_limit_answers_back_off_before_trying_again(client, admin_headers, 
     assert order_view(client, admin_headers)["messages"][0]["status"] == "sent"
 
 
+def test_a_message_waiting_to_be_retried_is_cancelled_with_its_order(client, admin_headers, cloud_api):
+    customer_writes(client)
+    cloud_api.fail_next(429, code=130429, retry_after=5)  # the retry waits at least 5 s
+    post_order(client, samples.order_event("order.created", total=10000))
+    wait_for(lambda: len(cloud_api.requests) == 1, 30, "the first attempt")
+    post_order(client, samples.order_event("order.cancelled"))
+    settled()
+    time.sleep(6)  # past the retry's time: the retry task finds the message cancelled
+    [message] = order_view(client, admin_headers)["messages"]
+    assert message["status"] == "cancelled"
+    assert cloud_api.accepted == []
+
+
 def test_gateway_that_keeps_failing_ends_failed_with_its_error(client, admin_headers, cloud_api):
     customer_writes(client)
     cloud_api.fail_next(400, code=131026, times=1)

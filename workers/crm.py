@@ -248,6 +248,7 @@ def _claim(contact_id: int) -> list[Job] | None:
             # A second of slack: a countdown task may run a hair before the time it was set for.
             if row.state == QUEUED and row.next_attempt_at > now + timedelta(seconds=1):
                 break
+            was_running = row.state == RUNNING
             row.state, row.lease_until, row.updated_at = RUNNING, now + timedelta(seconds=LEASE_SECONDS), now
             claimed.append(
                 Job(
@@ -258,7 +259,8 @@ def _claim(contact_id: int) -> list[Job] | None:
                     dedupe_key=row.dedupe_key,
                     payload=dict(row.payload or {}),
                     attempts=row.attempts,
-                    unconfirmed=bool((row.error or {}).get("unconfirmed")),
+                    # Found still running: its worker died, maybe after Odoo had done it.
+                    unconfirmed=was_running or bool((row.error or {}).get("unconfirmed")),
                 )
             )
         return claimed

@@ -134,7 +134,9 @@ def _try_create(session: Session, sighting: Sighting, identities: list[Identity]
     except IntegrityError:
         return None
     # Lock it like any found contact, so that later work on it in this transaction is serialised.
-    return session.scalars(select(Contact).where(Contact.id == contact.id).with_for_update()).one()
+    return session.scalars(
+        select(Contact).where(Contact.id == contact.id).with_for_update(key_share=True)
+    ).one()
 
 
 def _try_attach(session: Session, contact: Contact, identities: list[Identity]) -> bool:
@@ -156,7 +158,12 @@ def _insert_identities(session: Session, contact: Contact, identities: list[Iden
 def _lock_and_merge(session: Session, contact_ids: list[int]) -> Contact | None:
     """Lock the contacts (in id order, so two workers cannot deadlock) and merge them into one."""
     contacts = session.scalars(
-        select(Contact).where(Contact.id.in_(contact_ids)).order_by(Contact.id).with_for_update()
+        # FOR NO KEY UPDATE: serialises workers on the contact, but lets inserts that merely point
+        # at it (their foreign-key check) through, so those can never close a deadlock cycle.
+        select(Contact)
+        .where(Contact.id.in_(contact_ids))
+        .order_by(Contact.id)
+        .with_for_update(key_share=True)
     ).all()
     if len(contacts) != len(contact_ids) or any(c.merged_into_id for c in contacts):
         return None  # merged away by another worker since we looked

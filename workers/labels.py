@@ -18,6 +18,7 @@ identity resolution), then the label, then the contact's label row.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -111,7 +112,7 @@ def record_label_deleted(session: Session, stored: dict[str, Any]) -> None:
             ContactLabel.changed_at <= event.occurred_at,
         )
         .order_by(ContactLabel.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     ).all()
     for row in holders:
         _history(session, event, row.contact_id, label, REMOVED, applied=True)
@@ -220,10 +221,13 @@ def _set(row: ContactLabel, event: WahaEvent, *, active: bool) -> None:
     row.updated_at = utcnow()
 
 
+_HEX_COLOR = re.compile(r"#[0-9a-fA-F]{3,8}")
+
+
 def _color(described: dict[str, Any]) -> tuple[int | None, str | None]:
     color = described.get("color")
     color_hex = described.get("colorHex")
     return (
         color if isinstance(color, int) and not isinstance(color, bool) else None,
-        color_hex[:16] if isinstance(color_hex, str) else None,
+        color_hex if isinstance(color_hex, str) and _HEX_COLOR.fullmatch(color_hex) else None,
     )

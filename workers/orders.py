@@ -19,7 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from domain import order_messages
@@ -36,6 +36,7 @@ from models import Contact, DeliveryFollowup, Order, OutboundMessage
 from models.base import utcnow
 from models.db import dialect_insert
 from models.orders import CANCELLED, SCHEDULED, STAGES
+from models.outbox import QUEUED
 from settings import settings
 from workers import context, crm, identity, outbox
 
@@ -81,7 +82,11 @@ def record_order_event(session: Session, payload: dict[str, Any]) -> None:
         if order.cancelled_at is None:
             order.cancelled_at = occurred_at
         order.stage = CANCELLED
-    elif event_type in STAGE_OF_EVENT:
+        _cancel_queued(session, order)
+    elif event_type == "order.received":
+        # "Has it arrived?" is answered: a follow-up still waiting to go out is not sent.
+        _cancel_queued(session, order, ORDER_FOLLOWUP_DELIVERY)
+    if event_type in STAGE_OF_EVENT:
         stage = STAGE_OF_EVENT[event_type]
         if getattr(order, STEP_TIME[stage]) is None:
             setattr(order, STEP_TIME[stage], occurred_at)
@@ -121,10 +126,22 @@ def on_followup_delivered(session: Session, external_id: str) -> None:
     ).first()
     if sent is None or sent.order_id is None:
         return
-    order = session.scalars(select(Order).where(Order.id == sent.order_id).with_for_update()).one()
+    order = session.scalars(
+        select(Order).where(Order.id == sent.order_id).with_for_update(key_share=True)
+    ).one()
     if order.stage != CANCELLED:
         contact = session.get_one(Contact, order.contact_id)
         queue_message(session, ORDER_RECEIVED, contact, order)
+
+
+def _cancel_queued(session: Session, order: Order, trigger: str | None = None) -> None:
+    """Cancel the order's messages still queued; one already claimed by a sender goes out."""
+    query = update(OutboundMessage).where(
+        OutboundMessage.order_id == order.id, OutboundMessage.state == QUEUED
+    )
+    if trigger is not None:
+        query = query.where(OutboundMessage.trigger == trigger)
+    session.execute(query.values(state=CANCELLED, updated_at=utcnow()))
 
 
 def _order_for_update(
@@ -146,7 +163,9 @@ def _order_for_update(
         .on_conflict_do_nothing(index_elements=["external_id"])
         .returning(Order.id)
     )
-    order = session.scalars(select(Order).where(Order.external_id == external_id).with_for_update()).one()
+    order = session.scalars(
+        select(Order).where(Order.external_id == external_id).with_for_update(key_share=True)
+    ).one()
     return order, 0 if created is not None else _RANK.get(order.stage, len(STAGES) + 1)
 
 

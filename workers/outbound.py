@@ -49,7 +49,7 @@ from integrations.whatsapp import (
     Unconfirmed,
     gateway_for,
 )
-from models import OutboundMessage
+from models import Contact, OutboundMessage
 from models.base import utcnow
 from models.contacts import current_contact
 from models.db import session_scope
@@ -200,8 +200,8 @@ def _record_sent(outbound_id: int, sent: Sent) -> None:
     for attempt in range(_RECORD_ATTEMPTS):
         try:
             with session_scope() as session:
-                row = session.get_one(OutboundMessage, outbound_id, with_for_update=True)
-                if row.external_id is None:
+                row = _locked_with_contact(session, outbound_id)
+                if row is not None and row.external_id is None:
                     mark_sent(session, row, sent.external_id, sent.type, sent.request, utcnow())
             OUTBOUND_SENDS.labels(SENT).inc()
             return
@@ -212,6 +212,19 @@ def _record_sent(outbound_id: int, sent: Sent) -> None:
         "sent message left unrecorded",
         extra={"outbound_id": outbound_id, "external_id": sent.external_id},
     )
+
+
+def _locked_with_contact(session: Session, outbound_id: int) -> OutboundMessage | None:
+    """The outbox row, locked after its contact: recording a sent message changes the contact's
+    conversation, which inbound messages change too under the same contact lock (taken first,
+    as everywhere else, so no two paths wait on each other in opposite order)."""
+    contact_id = session.scalar(select(OutboundMessage.contact_id).where(OutboundMessage.id == outbound_id))
+    if contact_id is None:
+        return None
+    contact = current_contact(session, contact_id)
+    if contact is not None:
+        session.execute(select(Contact.id).where(Contact.id == contact.id).with_for_update(key_share=True))
+    return session.get(OutboundMessage, outbound_id, with_for_update=True)
 
 
 def mark_sent(
@@ -248,7 +261,7 @@ def confirm_from_receipt(session: Session, status: dict[str, Any]) -> None:
     callback = str(status.get("biz_opaque_callback_data") or "")
     if not callback.startswith("outbox:") or not callback[7:].isdigit():
         return
-    row = session.get(OutboundMessage, int(callback[7:]), with_for_update=True)
+    row = _locked_with_contact(session, int(callback[7:]))
     if row is None or row.external_id is not None or row.state not in (SENDING, FAILED):
         return
     sent_at = datetime.fromtimestamp(int(status["timestamp"]), UTC)
