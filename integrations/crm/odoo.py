@@ -29,7 +29,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import requests
-import urllib3.exceptions
 
 from domain import phones
 from integrations.crm.base import (
@@ -42,6 +41,7 @@ from integrations.crm.base import (
     PartnerIn,
     Target,
 )
+from integrations.network import never_sent
 
 CONNECT_TIMEOUT_SECONDS = 3.05
 # How long tag and source ids are remembered by name before they are looked up again.
@@ -374,23 +374,4 @@ def _network_error(exc: requests.RequestException) -> CrmError:
     detail = f"odoo: {type(exc).__name__}: {exc}"
     if isinstance(exc, _BAD_REQUEST):
         return CrmPermanentError(detail)  # ODOO_URL is not a URL: configuration, not luck
-    not_sent = isinstance(exc, requests.ConnectTimeout) or _caused_by(
-        exc, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
-    )
-    return CrmTransientError(detail, unconfirmed=not not_sent)
-
-
-def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
-    """Whether ``kinds`` is anywhere under ``exc`` (requests wraps urllib3's errors in ``args``)."""
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, kinds):
-            return True
-        linked = [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
-        stack.extend(item for item in linked if isinstance(item, BaseException))
-    return False
+    return CrmTransientError(detail, unconfirmed=not never_sent(exc))

@@ -12,16 +12,13 @@ import time
 from typing import Any
 
 import requests
-import urllib3.exceptions
 
+from integrations.network import never_sent
 from integrations.whatsapp.base import GatewayError, PermanentError, TransientError, Unconfirmed
 
 # Connect timeout: slightly above a multiple of 3 s, the TCP retransmission window (requests docs).
 CONNECT_TIMEOUT_SECONDS = 3.05
 
-# urllib3 errors raised before a single byte of the request was written (refused, DNS, connect
-# timeout; NewConnectionError and NameResolutionError are subclasses of ConnectTimeoutError).
-_NOT_SENT = (urllib3.exceptions.ConnectTimeoutError,)
 # Mistakes in what we asked for (URL, headers, body), found before anything is sent.
 _BAD_REQUEST = (
     requests.exceptions.InvalidURL,
@@ -48,30 +45,13 @@ def network_error(exc: requests.RequestException, gateway: str) -> GatewayError:
     if isinstance(exc, requests.ReadTimeout):
         return Unconfirmed(detail, error=error)
     if isinstance(exc, requests.ConnectionError):
-        if _caused_by(exc, _NOT_SENT):
+        if never_sent(exc):
             return TransientError(detail, error=error)
         return Unconfirmed(detail, error=error)
     if isinstance(exc, _BAD_REQUEST):
         return PermanentError(detail, error=error)
     # Anything else (a broken chunked answer, a body that will not decode) came after sending.
     return Unconfirmed(detail, error=error)
-
-
-def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
-    """Whether ``kinds`` appears anywhere under ``exc``: in ``args`` (requests wraps urllib3's
-    MaxRetryError there), in MaxRetryError's ``reason``, or in ``__cause__``/``__context__``."""
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, kinds):
-            return True
-        linked = [*current.args, getattr(current, "reason", None), current.__cause__, current.__context__]
-        stack.extend(item for item in linked if isinstance(item, BaseException))
-    return False
 
 
 def post_json(
