@@ -12,6 +12,7 @@ from domain import order_messages
 from domain.followup_time import followup_due
 from domain.order_messages import TemplateError, format_total
 from settings import settings
+from tests.support import CeleryProcess, wait_for
 
 
 def with_trigger(tmp_path: Path, trigger: str, table: str) -> Path:
@@ -99,3 +100,26 @@ def test_followup_is_due_at_the_first_cron_time_of_the_delivery_date_in_local_ti
         followup_due(date(2026, 11, 26), "0 9 * * 1", "Asia/Jakarta").isoformat()
         == "2026-11-30T02:00:00+00:00"
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"WHATSAPP_ACCESS_TOKEN": ""}, "WHATSAPP_ACCESS_TOKEN"),
+        ({"ORDER_MESSAGES_FILE": "BROKEN"}, "{nama}"),
+    ],
+)
+def test_a_worker_with_broken_configuration_refuses_to_start_and_says_why(tmp_path, env, named):
+    if env.get("ORDER_MESSAGES_FILE") == "BROKEN":
+        env = {
+            "ORDER_MESSAGES_FILE": str(
+                with_trigger(tmp_path, "order_paid", '[order_paid]\ntext = "Halo {nama}"\n')
+            )
+        }
+    worker = CeleryProcess.worker(queues="outbound", **env)
+    try:
+        wait_for(lambda: worker.process.poll() is not None, 60, "the worker to exit")
+    finally:
+        worker.stop()
+    assert worker.process.returncode != 0
+    assert named in worker.output()

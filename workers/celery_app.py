@@ -9,6 +9,7 @@ from celery import Celery, signals
 
 from domain import order_messages
 from domain.followup_time import check_cron
+from integrations.whatsapp import gateway_for
 from models.db import dispose_engine
 from observability.logs import configure_logging
 from settings import settings
@@ -37,5 +38,19 @@ def _own_connections(**_: Any) -> None:
 @signals.beat_init.connect
 def _check_content(**_: Any) -> None:
     # A broken messages file or cron stops the process at start, not on a customer's phone.
-    order_messages.templates_from(settings.order_messages_file)
-    check_cron(settings.followup_cron)
+    # SystemExit, because Celery logs and swallows a signal handler's ordinary exceptions.
+    try:
+        order_messages.templates_from(settings.order_messages_file)
+        check_cron(settings.followup_cron)
+    except ValueError as exc:
+        raise SystemExit(f"configuration error: {exc}") from exc
+
+
+@signals.worker_init.connect
+def _check_gateway(**_: Any) -> None:
+    # Missing gateway credentials stop the worker at start, naming the setting, rather than
+    # failing every send later.
+    try:
+        gateway_for(settings)
+    except ValueError as exc:
+        raise SystemExit(f"configuration error: {exc}") from exc
