@@ -84,6 +84,8 @@ def gateway() -> Gateway:
 
 @app.task(name=SEND_OUTBOUND, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=None)
 def send_outbound(outbound_id: int) -> str:
+    if not _still_queued(outbound_id):
+        return "skipped"  # a duplicate task (redelivered, or republished by the sweeper)
     # Reserve the slot first, claim the row, and wait for the slot only then: the wait ends right
     # before the request, so the database work of the claim cannot bunch sends at the gateway.
     try:
@@ -114,6 +116,14 @@ def send_outbound(outbound_id: int) -> str:
         return _finish(outbound_id, FAILED, exc)
     _record_sent(outbound_id, sent)
     return SENT
+
+
+def _still_queued(outbound_id: int) -> bool:
+    """A cheap unlocked look, so that duplicate tasks do not spend the shared rate on nothing;
+    the claim decides for real."""
+    with session_scope() as session:
+        state = session.scalar(select(OutboundMessage.state).where(OutboundMessage.id == outbound_id))
+    return state == QUEUED
 
 
 def _reserve_slot() -> float:
