@@ -8,7 +8,7 @@ what the fake accepted is what a customer would have received.
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -313,6 +313,21 @@ def test_delivery_followup_is_fired_by_beat_and_its_delivery_asks_about_the_prod
     names = [b["template"]["name"] for b in cloud_api.accepted]
     assert names == ["order_shipped", "order_delivery_followup", "order_received_feedback"]
     assert statuses(order_view(client, admin_headers))["order_followup_delivery"] == "read"
+
+
+def test_a_followup_due_tomorrow_is_not_sent_today(client, admin_headers, cloud_api):
+    tomorrow = (datetime.now(ZoneInfo("Asia/Jakarta")) + timedelta(days=1)).date().isoformat()
+    post_order(client, samples.order_event("order.updated", estimated_delivery_date=tomorrow))
+    settled()
+    beat = CeleryProcess.beat()
+    try:
+        wait_for(lambda: "fire_due_followups" in beat.output(), 30, "beat to tick")
+        time.sleep(3)  # several more ticks
+    finally:
+        beat.stop()
+    settled()
+    assert cloud_api.accepted == []
+    assert order_view(client, admin_headers)["followup"]["state"] == "scheduled"
 
 
 def test_followup_moves_with_the_delivery_date_and_is_cancelled_with_the_order(client, admin_headers):
