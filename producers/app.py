@@ -12,6 +12,7 @@ import api.labels
 import api.orders
 from observability.logs import configure_logging
 from producers import health, orders, waha, whatsapp
+from producers.inbox import InboxUnavailable, unavailable_handler
 from producers.rejections import Rejected, rejected_handler
 from settings import Settings, settings
 
@@ -25,6 +26,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     )
     application.state.settings = config
     application.add_exception_handler(Rejected, rejected_handler)
+    application.add_exception_handler(InboxUnavailable, unavailable_handler)
     application.include_router(whatsapp.router)
     application.include_router(orders.router)
     application.include_router(waha.router)

@@ -13,7 +13,11 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from sqlalchemy import Insert
+from sqlalchemy.exc import DBAPIError
 
 from models import InboxEvent
 from models.base import utcnow
@@ -85,3 +89,20 @@ def store_and_enqueue(events: list[NewEvent]) -> Stored:
     except Exception:
         log.warning("broker unavailable; the sweeper will enqueue these events", exc_info=True)
     return Stored(len(new), duplicates)
+
+
+class InboxUnavailable(Exception):
+    """The inbox could not be written: the producer answers 503 so that the sender retries."""
+
+
+async def store(events: list[NewEvent]) -> Stored:
+    """``store_and_enqueue`` off the event loop; ``InboxUnavailable`` when the database is away."""
+    try:
+        return await run_in_threadpool(store_and_enqueue, events)
+    except DBAPIError as exc:
+        log.exception("inbox unavailable")
+        raise InboxUnavailable from exc
+
+
+async def unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"error": "the database is unavailable; retry later"}, status_code=503)

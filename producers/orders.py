@@ -7,24 +7,20 @@ on its ``id`` and answers 202; a replay of the same id answers 200 and is not pr
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
 
 from domain import phones
 from domain.order_events import EVENT_TYPES
-from producers.inbox import NewEvent, store_and_enqueue
+from producers.inbox import NewEvent, store
 from producers.rejections import Rejected
 from producers.security import parse_json, read_body, verify_signature
 from settings import Settings
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 # Ways a body could change several orders at once; bulk updates are refused.
@@ -40,11 +36,7 @@ async def receive(request: Request) -> JSONResponse:
         settings.order_webhook_secret, body, request.headers.get("x-signature-256"), header="X-Signature-256"
     )
     event = validate(parse_json(body), settings)
-    try:
-        stored = await run_in_threadpool(store_and_enqueue, [event])
-    except DBAPIError:
-        log.exception("inbox unavailable")
-        return JSONResponse({"error": "the database is unavailable; retry later"}, status_code=503)
+    stored = await store([event])
     if stored.accepted:
         return JSONResponse({"id": event.dedupe_key, "status": "accepted"}, status_code=202)
     return JSONResponse({"id": event.dedupe_key, "status": "duplicate"}, status_code=200)

@@ -23,11 +23,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
 
-from producers.inbox import NewEvent, store_and_enqueue
+from producers.inbox import NewEvent, store
 from producers.rejections import Rejected
 from producers.security import parse_json, read_body, verify_signature
 from settings import Settings
@@ -65,11 +63,7 @@ async def receive(request: Request) -> JSONResponse:
     if event is None:
         log.info("ignored WAHA event", extra={"event": document.get("event")})
         return JSONResponse({"accepted": 0, "duplicates": 0, "ignored": 1})
-    try:
-        stored = await run_in_threadpool(store_and_enqueue, [event])
-    except DBAPIError:
-        log.exception("inbox unavailable")
-        return JSONResponse({"error": "the database is unavailable; retry later"}, status_code=503)
+    stored = await store([event])
     return JSONResponse({"accepted": stored.accepted, "duplicates": stored.duplicates})
 
 

@@ -12,12 +12,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy.exc import DBAPIError
 
-from producers.inbox import NewEvent, store_and_enqueue
+from producers.inbox import NewEvent, store
 from producers.rejections import Rejected
 from producers.security import parse_json, read_body, verify_signature
 from settings import Settings
@@ -109,11 +107,7 @@ async def receive(request: Request) -> JSONResponse:
     )
     envelope = _parse(body)
     events = inbox_events(envelope)
-    try:
-        stored = await run_in_threadpool(store_and_enqueue, events)
-    except DBAPIError:
-        log.exception("inbox unavailable")
-        return JSONResponse({"error": "the database is unavailable; retry later"}, status_code=503)
+    stored = await store(events)
     return JSONResponse({"accepted": stored.accepted, "duplicates": stored.duplicates})
 
 
