@@ -36,7 +36,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import delete, event, exists, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -48,6 +48,7 @@ from models.db import dialect_insert, lock_key, session_scope
 from observability.metrics import CRM_SYNC_JOBS
 from settings import settings
 from workers import crm_jobs
+from workers.after_commit import publish_after_commit
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -163,16 +164,7 @@ def _queue(
     if dedupe_key is not None:
         statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
     if session.scalar(statement.returning(CrmSyncJob.id)) is not None:
-        publish_after_commit(session, contact_id, delay)
-
-
-def publish_after_commit(session: Session, contact_id: int, delay: float = 0.0) -> None:
-    """Publish the contact's sync task once (and only if) the transaction commits."""
-    pending: set[tuple[int, float]] = session.info.setdefault(_PENDING_KEY, set())
-    if not pending:
-        event.listen(session, "after_commit", _publish_pending, once=True)
-        event.listen(session, "after_rollback", _forget_pending, once=True)
-    pending.add((contact_id, delay))
+        publish_after_commit(session, _PENDING_KEY, (contact_id, delay), _publish_each)
 
 
 def publish(contact_ids: list[int], delay: float = 0.0) -> None:
@@ -181,17 +173,9 @@ def publish(contact_ids: list[int], delay: float = 0.0) -> None:
         app.send_task(SYNC_CONTACT, args=(contact_id,), countdown=delay or None)
 
 
-def _publish_pending(session: Session) -> None:
-    pending = session.info.pop(_PENDING_KEY, set())
-    try:
-        for contact_id, delay in sorted(pending):
-            publish([contact_id], delay)
-    except Exception:
-        log.warning("broker unavailable; the CRM sweeper will publish these", exc_info=True)
-
-
-def _forget_pending(session: Session) -> None:
-    session.info.pop(_PENDING_KEY, None)
+def _publish_each(pending: list[tuple[int, float]]) -> None:
+    for contact_id, delay in pending:
+        publish([contact_id], delay)
 
 
 # --- the task ----------------------------------------------------------------------------------

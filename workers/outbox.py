@@ -8,18 +8,15 @@ publish is lost, the outbox sweeper publishes the row again.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from models import OutboundMessage
 from models.base import utcnow
 from models.db import dialect_insert
 from models.outbox import QUEUED
-
-log = logging.getLogger(__name__)
+from workers.after_commit import publish_after_commit
 
 SEND_OUTBOUND = "workers.outbound.send_outbound"
 _PENDING_KEY = "outbound_to_publish"
@@ -59,17 +56,8 @@ def queue(
         .returning(OutboundMessage.id)
     )
     if outbound_id is not None:
-        publish_after_commit(session, [outbound_id])
+        publish_after_commit(session, _PENDING_KEY, outbound_id, publish)
     return outbound_id
-
-
-def publish_after_commit(session: Session, outbound_ids: list[int]) -> None:
-    """Publish the send tasks once (and only if) the session's transaction commits."""
-    pending: list[int] = session.info.setdefault(_PENDING_KEY, [])
-    if not pending:
-        event.listen(session, "after_commit", _publish_pending, once=True)
-        event.listen(session, "after_rollback", _forget_pending, once=True)
-    pending.extend(outbound_ids)
 
 
 def publish(outbound_ids: list[int]) -> None:
@@ -78,15 +66,3 @@ def publish(outbound_ids: list[int]) -> None:
 
     for outbound_id in outbound_ids:
         app.send_task(SEND_OUTBOUND, args=(outbound_id,))
-
-
-def _publish_pending(session: Session) -> None:
-    ids = session.info.pop(_PENDING_KEY, [])
-    try:
-        publish(ids)
-    except Exception:
-        log.warning("broker unavailable; the outbox sweeper will send these", exc_info=True)
-
-
-def _forget_pending(session: Session) -> None:
-    session.info.pop(_PENDING_KEY, None)
