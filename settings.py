@@ -54,6 +54,32 @@ class Settings(BaseSettings):
     ai_base_url: str | None = None
     ai_api_key: str | None = None
     ai_model: str | None = None
+    ai_timeout_seconds: float = Field(default=8, gt=0)
+    # An answer the model itself rates below this goes to a human instead.
+    ai_min_confidence: float = Field(default=0.6, ge=0, le=1)
+
+    # Routing: who answers, how fast, and when the business is open.
+    business_hours: str = "mon-fri 08:00-17:00, sat 08:00-13:00"
+    automation_file: Path = PROJECT_ROOT / "templates" / "automation.toml"
+    faq_match_threshold: float = Field(default=82, ge=0, le=100)
+    default_team: str = "sales"
+    # First-response targets by lead class, in seconds.
+    response_target_hot_seconds: float = Field(default=300, gt=0)
+    response_target_warm_seconds: float = Field(default=1800, gt=0)
+    response_target_cold_seconds: float = Field(default=14400, gt=0)
+
+    # Adaptive follow-ups after our question meets silence (defaults; changeable through the API).
+    adaptive_followup_min_seconds: float = Field(default=3600, gt=0)
+    adaptive_followup_max_seconds: float = Field(default=86400, gt=0)
+    adaptive_followup_max_attempts: int = Field(default=2, ge=0)
+    # The delay is this many times the customer's typical response time, then bounded.
+    adaptive_followup_factor: float = Field(default=3, gt=0)
+    adaptive_followup_tick_seconds: float = Field(default=30, gt=0)
+    survey_enabled: bool = True
+
+    # Flower's basic auth, "user:password" (comma-separated for several); Flower refuses to
+    # start without it unless FLOWER_UNAUTHENTICATED=1.
+    flower_basic_auth: str | None = None
 
     # Operational knobs of this implementation.
     max_body_bytes: int = Field(default=3 * 1024 * 1024, gt=0)  # Meta's payload ceiling is 3 MB
