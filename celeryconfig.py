@@ -42,6 +42,9 @@ task_queues = [Queue(name, Exchange(name), routing_key=name) for name in QUEUES]
 task_default_queue = "ingest"
 task_routes = {
     "workers.ingest.*": {"queue": "ingest"},
+    # Routing and the AI agent: the AI's HTTP wait never holds up ingest.
+    "workers.routing.*": {"queue": "routing"},
+    "workers.ai_agent.*": {"queue": "routing"},
     "workers.outbound.*": {"queue": "outbound"},
     "workers.crm.*": {"queue": "crm"},
     # Expanding a broadcast writes outbox rows, like the follow-up ticks: bulk database work,
@@ -54,6 +57,16 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 4
 worker_cancel_long_running_tasks_on_connection_loss = True
+
+# Task events, so that Flower (flowerconfig.py) lists every task with its name and arguments from
+# the moment it is sent: workers report received/started/succeeded/failed/retried, and the process
+# that publishes a task (API, sweepers) reports it sent. On Redis, events go to subscribers only
+# (PUBLISH): with no Flower running each costs one publish and is never queued. The embedded
+# file broker would write each event as a file into every listener's queue, so it does without
+# (Flower still turns worker events on while it runs). Every task takes ids, never a phone number
+# or message text (tests/test_flower.py checks the signatures).
+worker_send_task_events = not broker_url.startswith("filesystem")
+task_send_sent_event = worker_send_task_events
 
 task_serializer = "json"
 accept_content = ["json"]
@@ -71,11 +84,14 @@ task_publish_retry_policy = {
 
 imports = (
     "workers.ingest",
+    "workers.routing",
+    "workers.ai_agent",
     "workers.outbound",
     "workers.broadcasts",
     "workers.crm",
     "schedules.sweepers",
     "schedules.followups",
+    "schedules.adaptive_followups",
     "schedules.crm",
 )
 

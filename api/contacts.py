@@ -39,6 +39,11 @@ class ContactOut(BaseModel):
     created_at: datetime
     labels: list[str] = []  # active labels, by name
     opted_out_at: datetime | None = None  # wrote STOP/BERHENTI: no broadcasts
+    lead_class: str | None = None  # hot | warm | cold, recomputed on each message
+    lead_score: int | None = None
+    lead_reasons: list[str] = []  # what made the score, with points
+    assigned_agent: str | None = None  # the sales agent who looks after the contact
+    automation_paused: bool = False  # no automatic message reaches them while true
 
 
 class ContactPage(BaseModel):
@@ -64,6 +69,11 @@ class ConversationOut(BaseModel):
     awaiting_reply_since: datetime | None
     last_response_seconds: float | None
     message_count: int
+    owner_agent: str | None  # a human who took it over: automation stays out
+    first_responder: str | None  # human | automation | ai
+    first_response_seconds: float | None
+    closed_at: datetime | None
+    closed_reason: str | None
 
 
 class IdentityOut(BaseModel):
@@ -109,11 +119,18 @@ class MessagePage(BaseModel):
 
 @router.get("/contacts", response_model=ContactPage)
 def list_contacts(
-    phone: str | None = None, label: str | None = None, limit: Limit = 50, cursor: int | None = None
+    phone: str | None = None,
+    label: str | None = None,
+    lead_class: Annotated[str | None, Query(pattern="^(hot|warm|cold)$")] = None,
+    limit: Limit = 50,
+    cursor: int | None = None,
 ) -> ContactPage:
     """Contacts by id; ``phone`` in any common form narrows to that number, ``label`` to the
-    contacts that have that label now (by name, any letter case)."""
+    contacts that have that label now (by name, any letter case), ``lead_class`` to hot, warm
+    or cold leads."""
     query = select(Contact).where(Contact.merged_into_id.is_(None)).order_by(Contact.id).limit(limit)
+    if lead_class:
+        query = query.where(Contact.lead_class == lead_class)
     if phone:
         parsed = phones.from_user_input(phone, settings.default_region)
         if not parsed.is_valid:
@@ -219,6 +236,11 @@ def _contact_out(session: Any, contact: Contact, labels: list[str] | None = None
         created_at=contact.created_at,
         labels=labels,
         opted_out_at=contact.opted_out_at,
+        lead_class=contact.lead_class,
+        lead_score=contact.lead_score,
+        lead_reasons=contact.lead_reasons or [],
+        assigned_agent=contact.assigned_agent,
+        automation_paused=contact.automation_paused_at is not None,
     )
 
 

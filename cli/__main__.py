@@ -1,11 +1,13 @@
-"""``python -m cli {up,demo,migrate}``."""
+"""``python -m cli {up,demo,migrate,faq}``."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from cli import demo, up
+from cli import demo, faq, up
 from models.migrate import upgrade_to_head
+from settings import settings
 
 
 def main() -> None:
@@ -18,9 +20,18 @@ def main() -> None:
     show = commands.add_parser("demo", help="post sample events to a running system, print the result")
     show.add_argument("--url", default="http://127.0.0.1:8000")
     commands.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+    faq_command = commands.add_parser("faq", help="load the FAQ file into the database, or print it")
+    faq_command.add_argument("action", choices=("import", "export"))
+    faq_command.add_argument("--file", type=Path, default=settings.automation_file)
     args = parser.parse_args()
 
-    if args.command == "demo":
+    if args.command == "faq":
+        if args.action == "import":
+            upgrade_to_head()
+            print(f"imported {faq.import_file(args.file)} FAQ entries from {args.file}")
+        else:
+            print(faq.export(), end="")
+    elif args.command == "demo":
         demo.run(args.url)
     elif args.command == "migrate":
         upgrade_to_head()

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+from cli import faq
 from models.migrate import upgrade_to_head
 from settings import VAR_DIR, settings
 
@@ -22,6 +23,7 @@ from settings import VAR_DIR, settings
 def run(host: str, port: int, concurrency: int) -> None:
     VAR_DIR.mkdir(exist_ok=True)
     upgrade_to_head()
+    faq.seed_if_empty(settings.automation_file)
     env = dict(os.environ)
     env.setdefault("ADMIN_TOKEN", _admin_token())
     metrics_dir = VAR_DIR / "metrics"

@@ -64,13 +64,14 @@ class TemplateError(ValueError):
 class MessageTemplate:
     trigger: str
     text: str
+    placeholders: frozenset[str]
     template_name: str | None = None
     template_language: str | None = None
     template_parameters: tuple[str, ...] = ()
 
     def render(self, values: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
         """The text, and the Cloud API template call (or None), filled from ``values``."""
-        filled = {name: _display(name, values.get(name)) for name in PLACEHOLDERS[self.trigger]}
+        filled = {name: _display(name, values.get(name)) for name in self.placeholders}
         text = self.text.format_map(filled)
         if self.template_name is None:
             return text, None
@@ -90,7 +91,10 @@ def load(path: Path) -> dict[str, MessageTemplate]:
     unknown = set(document) - set(PLACEHOLDERS)
     if unknown:
         raise TemplateError(f"{path}: unknown trigger(s) {sorted(unknown)}; known: {sorted(PLACEHOLDERS)}")
-    return {trigger: _parse(path, trigger, document.get(trigger)) for trigger in PLACEHOLDERS}
+    return {
+        trigger: parse_message(f"{path}: [{trigger}]", trigger, document.get(trigger), allowed)
+        for trigger, allowed in PLACEHOLDERS.items()
+    }
 
 
 @cache
@@ -98,15 +102,15 @@ def templates_from(path: Path) -> dict[str, MessageTemplate]:
     return load(path)
 
 
-def _parse(path: Path, trigger: str, table: Any) -> MessageTemplate:
-    where = f"{path}: [{trigger}]"
+def parse_message(where: str, trigger: str, table: Any, allowed: frozenset[str]) -> MessageTemplate:
+    """One message table (``text`` and an optional Cloud API ``template``), checked against the
+    placeholders its trigger can fill; ``where`` names it in errors."""
     if not isinstance(table, dict) or not isinstance(table.get("text"), str) or not table["text"].strip():
         raise TemplateError(f"{where}: a non-empty 'text' is required")
-    allowed = PLACEHOLDERS[trigger]
     _check_placeholders(where, table["text"], allowed)
     template = table.get("template")
     if template is None:
-        return MessageTemplate(trigger, table["text"])
+        return MessageTemplate(trigger, table["text"], allowed)
     if not isinstance(template, dict) or not template.get("name") or not template.get("language"):
         raise TemplateError(f"{where}: 'template' needs a 'name' and a 'language'")
     parameters = template.get("parameters", [])
@@ -119,7 +123,7 @@ def _parse(path: Path, trigger: str, table: Any) -> MessageTemplate:
                 f"(it can fill: {', '.join(sorted(allowed))})"
             )
     return MessageTemplate(
-        trigger, table["text"], str(template["name"]), str(template["language"]), tuple(parameters)
+        trigger, table["text"], allowed, str(template["name"]), str(template["language"]), tuple(parameters)
     )
 
 

@@ -9,8 +9,20 @@ from models.inbox import InboxEvent
 from models.labels import ContactLabel, Label, LabelChange
 from models.orders import DeliveryFollowup, Order
 from models.outbox import OutboundMessage
+from models.routing import (
+    AdaptiveFollowup,
+    Agent,
+    AuditEntry,
+    FaqEntry,
+    FollowupRules,
+    RoutingDecision,
+    SurveyResponse,
+)
 
 __all__ = [
+    "AdaptiveFollowup",
+    "Agent",
+    "AuditEntry",
     "Base",
     "Broadcast",
     "Company",
@@ -23,10 +35,14 @@ __all__ = [
     "Deal",
     "DeliveryFollowup",
     "DeliveryStatus",
+    "FaqEntry",
+    "FollowupRules",
     "InboxEvent",
     "Label",
     "LabelChange",
     "Message",
     "Order",
     "OutboundMessage",
+    "RoutingDecision",
+    "SurveyResponse",
 ]

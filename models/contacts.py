@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from models.base import Base, utcnow
+from models.base import Base, JSONType, utcnow
 from models.types import BigId
 
 
@@ -39,6 +39,15 @@ class Contact(Base):
     last_outbound_at: Mapped[datetime | None]
     # When the customer wrote STOP/BERHENTI: broadcasts skip them from then on.
     opted_out_at: Mapped[datetime | None]
+    # How fast this customer usually answers us (a moving average), for adaptive follow-ups.
+    typical_response_seconds: Mapped[float | None]
+    # Routing: the lead class with its reasons, the sales agent who owns the contact, and a
+    # pause switch that stops every automatic message to them.
+    lead_class: Mapped[str | None] = mapped_column(String(8), index=True)
+    lead_score: Mapped[int | None]
+    lead_reasons: Mapped[list[str] | None] = mapped_column(JSONType)
+    assigned_agent: Mapped[str | None] = mapped_column(String(64))
+    automation_paused_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     company: Mapped[Company | None] = relationship()
@@ -98,3 +107,17 @@ def current_contact(session: Session, contact_id: int) -> Contact | None:
             return contact
         contact = session.get(Contact, contact.merged_into_id)
     raise RuntimeError("merge chain too long")
+
+
+def locked_contact(session: Session, contact_id: int) -> Contact | None:
+    """The current contact, locked ``FOR NO KEY UPDATE`` (fresh from the database): every step
+    that changes a contact's state takes this lock first, so one contact's work runs in order."""
+    contact = current_contact(session, contact_id)
+    if contact is None:
+        return None
+    return session.scalars(
+        select(Contact)
+        .where(Contact.id == contact.id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).one()

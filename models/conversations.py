@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import text as sql
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, utcnow
@@ -31,6 +32,16 @@ class Conversation(Base):
     awaiting_reply_since: Mapped[datetime | None]
     last_response_seconds: Mapped[float | None]
     message_count: Mapped[int] = mapped_column(default=0)
+    # A human who took the conversation over: automation stays out of it.
+    owner_agent: Mapped[str | None] = mapped_column(String(64))
+    # Buying intents seen so far (lead scoring remembers them for the whole conversation).
+    intents: Mapped[list[str] | None] = mapped_column(JSONType)
+    # The journey: who answered first and how fast; when and why it ended.
+    first_response_seconds: Mapped[float | None]
+    first_responder: Mapped[str | None] = mapped_column(String(16))
+    closed_at: Mapped[datetime | None]
+    closed_reason: Mapped[str | None] = mapped_column(String(64))
+    closed_in_window: Mapped[bool | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_conversations_contact_last", "contact_id", "last_message_at"),)
@@ -60,7 +71,16 @@ class Message(Base):
     error: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (Index("ix_messages_conversation_time", "conversation_id", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_messages_conversation_time", "conversation_id", "occurred_at"),
+        # The routing sweeper looks for recent inbound messages that have no decision yet.
+        Index(
+            "ix_messages_inbound_created",
+            "created_at",
+            postgresql_where=sql("direction = 'inbound'"),
+            sqlite_where=sql("direction = 'inbound'"),
+        ),
+    )
 
 
 class DeliveryStatus(Base):

@@ -71,6 +71,27 @@ CRM_SYNC_JOBS = Counter(
 CRM_REQUEUED = Counter(
     "wacrm_crm_requeued_total", "Contacts whose lost CRM sync task the sweeper published again."
 )
+ROUTING_DECISIONS = Counter(
+    "wacrm_routing_decisions_total",
+    "Inbound messages routed, by who answers (human, automation, ai, none).",
+    ["responder"],
+)
+AI_ANSWERS = Counter(
+    "wacrm_ai_answers_total",
+    "AI agent outcomes: answered, or handed to a human (low confidence, handoff, unavailable).",
+    ["outcome"],
+)
+FIRST_RESPONSE_SECONDS = Histogram(
+    "wacrm_first_response_seconds",
+    "From the customer's first unanswered message to the first reply in a conversation.",
+    ["responder"],
+    buckets=(1, 5, 15, 30, 60, 300, 900, 1800, 3600, 14400, 86400),
+)
+ADAPTIVE_FOLLOWUPS = Counter(
+    "wacrm_adaptive_followups_total",
+    "Adaptive follow-ups beat found due: queued, or cancelled (with why).",
+    ["outcome"],
+)
 
 
 def render() -> tuple[bytes, str]:

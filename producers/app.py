@@ -5,16 +5,24 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+import api.automation
 import api.broadcasts
 import api.contacts
+import api.control
 import api.dashboard
+import api.journey
 import api.labels
 import api.orders
 from observability.logs import configure_logging
 from producers import health, orders, waha, whatsapp
 from producers.inbox import InboxUnavailable, unavailable_handler
 from producers.rejections import Rejected, rejected_handler
+from producers.security import BodyLimit
 from settings import Settings, settings
+
+# Request bodies of the API and the dashboard: a broadcast (label, text up to 4096 characters,
+# template parameters) is the largest. Webhooks have their own limit, MAX_BODY_BYTES.
+API_MAX_BODY_BYTES = 64 * 1024
 
 
 def create_app(config: Settings = settings) -> FastAPI:
@@ -27,6 +35,9 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.state.settings = config
     application.add_exception_handler(Rejected, rejected_handler)
     application.add_exception_handler(InboxUnavailable, unavailable_handler)
+    application.add_middleware(
+        BodyLimit, limit=min(API_MAX_BODY_BYTES, config.max_body_bytes), exempt=("/webhooks/",)
+    )
     application.include_router(whatsapp.router)
     application.include_router(orders.router)
     application.include_router(waha.router)
@@ -35,6 +46,9 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.orders.router)
     application.include_router(api.labels.router)
     application.include_router(api.broadcasts.router)
+    application.include_router(api.control.router)
+    application.include_router(api.automation.router)
+    application.include_router(api.journey.router)
     application.include_router(api.dashboard.router)
     return application
 

@@ -15,6 +15,14 @@ BEAT_SCHEDULE = {
         "task": "schedules.sweepers.sweep_broadcasts",
         "schedule": settings.inbox_sweep_interval_seconds,
     },
+    "sweep-routing": {
+        "task": "schedules.sweepers.sweep_routing",
+        "schedule": settings.inbox_sweep_interval_seconds,
+    },
+    "fire-due-adaptive-followups": {
+        "task": "schedules.adaptive_followups.fire_due_adaptive_followups",
+        "schedule": settings.adaptive_followup_tick_seconds,
+    },
     "fire-due-followups": {
         "task": "schedules.followups.fire_due_followups",
         "schedule": settings.followup_tick_seconds,

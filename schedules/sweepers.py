@@ -19,17 +19,19 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from models import Broadcast, InboxEvent, OutboundMessage
+from models import Broadcast, InboxEvent, Message, OutboundMessage, RoutingDecision
 from models.base import utcnow
 from models.broadcasts import EXPANDING
+from models.conversations import INBOUND
 from models.db import session_scope
 from models.inbox import PENDING
 from models.outbox import FAILED, QUEUED, SENDING
+from models.routing import AI_PENDING
 from observability.metrics import INBOX_REQUEUED, OUTBOX_REQUEUED
 from settings import settings
 from workers import outbox
 from workers.celery_app import app
-from workers.publish import enqueue, expand_broadcast
+from workers.publish import answer_with_ai, enqueue, expand_broadcast, route_messages
 
 log = logging.getLogger(__name__)
 
@@ -110,3 +112,45 @@ def sweep_broadcasts() -> int:
     for broadcast_id in ids:
         expand_broadcast(broadcast_id)
     return len(ids)
+
+
+@app.task(name="schedules.sweepers.sweep_routing")
+def sweep_routing() -> int:
+    """Re-publish routing for recent inbound messages that have no decision yet, and the AI
+    agent's task for decisions still waiting on it. Returns how many tasks were published."""
+    now = utcnow()
+    overdue = now - timedelta(seconds=settings.inbox_sweep_after_seconds)
+    # Older messages are not answered automatically any more; routing still records a decision.
+    horizon = now - timedelta(days=2)
+    ai_overdue = overdue - timedelta(seconds=settings.ai_timeout_seconds)
+    with session_scope() as session:
+        messages = list(
+            session.scalars(
+                select(Message.id)
+                .outerjoin(RoutingDecision, RoutingDecision.message_id == Message.id)
+                .where(
+                    Message.direction == INBOUND,
+                    Message.created_at < overdue,
+                    Message.created_at > horizon,
+                    RoutingDecision.id.is_(None),
+                )
+                .order_by(Message.created_at)
+                .limit(BATCH)
+            )
+        )
+        waiting_for_ai = list(
+            session.scalars(
+                select(RoutingDecision.id)
+                .where(RoutingDecision.state == AI_PENDING, RoutingDecision.created_at < ai_overdue)
+                .limit(BATCH)
+            )
+        )
+    if messages:
+        route_messages(messages)
+    if waiting_for_ai:
+        answer_with_ai(waiting_for_ai)
+    if messages or waiting_for_ai:
+        log.warning(
+            "re-published routing", extra={"messages": len(messages), "ai_decisions": len(waiting_for_ai)}
+        )
+    return len(messages) + len(waiting_for_ai)

@@ -21,6 +21,7 @@ ADMIN_URL = make_url(
 DATABASE = f"wacrm_test_{uuid.uuid4().hex[:10]}"
 
 from tests.fakes.cloud_api import FakeCloudApi  # noqa: E402
+from tests.fakes.llm import FakeLlm  # noqa: E402
 from tests.fakes.odoo import FakeOdoo  # noqa: E402
 from tests.support import CeleryProcess, RedisServer, wait_for  # noqa: E402
 
@@ -29,6 +30,8 @@ REDIS = RedisServer()
 CLOUD = FakeCloudApi()
 # Every worker of the run syncs contacts to this fake Odoo (JSON-RPC over real HTTP).
 ODOO = FakeOdoo()
+# The AI agent's endpoint, for the routing worker started with the AI agent on (``routing``).
+LLM = FakeLlm()
 os.environ.update(
     DATABASE_URL=ADMIN_URL.set(database=DATABASE).render_as_string(hide_password=False),
     CELERY_BROKER_URL=REDIS.url,
@@ -52,6 +55,10 @@ os.environ.update(
     ODOO_API_KEY=ODOO.api_key,
     ODOO_TIMEOUT_SECONDS="2",
     CRM_RETRY_MAX_SECONDS="1",
+    # Routing: open all hours, no survey and no AI agent, unless a test's routing worker says so.
+    BUSINESS_HOURS="always",
+    SURVEY_ENABLED="false",
+    AI_TIMEOUT_SECONDS="2",
 )
 for name in (
     "WHATSAPP_APP_SECRET",
@@ -61,6 +68,10 @@ for name in (
     "ORDER_WEBHOOK_SECRET",
     "ORDER_MESSAGES_FILE",
     "OUTBOUND_RATE_REDIS_URL",
+    "AI_BASE_URL",
+    "AI_API_KEY",
+    "AI_MODEL",
+    "AUTOMATION_FILE",
 ):
     os.environ.pop(name, None)
 
@@ -96,12 +107,61 @@ def redis_server():
     REDIS.stop()
 
 
+class RoutingWorker:
+    """The worker of the ``routing`` queue, restarted when a test wants other routing settings
+    (the AI agent on, business hours, the survey): settings are read when a process starts."""
+
+    def __init__(self) -> None:
+        self.process: CeleryProcess | None = None
+        self.env: dict[str, str] | None = None
+
+    def use(self, **env: str) -> None:
+        if self.process is not None and env == self.env:
+            return
+        self.stop()
+        self.process = CeleryProcess.worker(concurrency=2, queues="routing", **env).wait_ready()
+        self.env = env
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+ROUTING = RoutingWorker()
+AI_ENV = {"AI_BASE_URL": LLM.base_url, "AI_API_KEY": LLM.api_key or "", "AI_MODEL": LLM.model}
+
+
 @pytest.fixture(scope="session")
 def worker(database, redis_server):
-    """One worker (two pool processes) on every queue, shared by the tests that need one."""
-    process = CeleryProcess.worker(concurrency=2).wait_ready()
+    """One worker (two pool processes) on every queue but ``routing``, and a routing worker
+    with the default test settings; shared by the tests that need them."""
+    process = CeleryProcess.worker(concurrency=2, queues="ingest,outbound,crm,labels,schedules").wait_ready()
     yield process
+    ROUTING.stop()
     process.stop()
+
+
+@pytest.fixture
+def routing(worker):
+    """The routing worker, with the default test settings (``routing.use(...)`` to change them)."""
+    ROUTING.use()
+    return ROUTING
+
+
+@pytest.fixture(autouse=True)
+def _default_routing(request):
+    # Tests that use the shared worker get routing too, with default settings.
+    if "worker" in request.fixturenames and "routing" not in request.fixturenames:
+        ROUTING.use()
+    yield
+
+
+@pytest.fixture
+def llm() -> FakeLlm:
+    """The fake LLM, answering with its default reply; nothing recorded."""
+    LLM.reset()
+    return LLM
 
 
 @pytest.fixture(autouse=True)

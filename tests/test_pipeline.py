@@ -280,6 +280,7 @@ def _outbound(external_id: str) -> None:
             text="Pesanan diproses",
             payload={},
             sent_at=utcnow(),
+            responder="human",  # a reply typed by a person
         )
 
 

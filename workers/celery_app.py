@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from domain import order_messages
+from domain import automation_content, business_hours, order_messages
 from domain.followup_time import check_cron
 from integrations.whatsapp import gateway_for
 from models.db import dispose_engine
@@ -37,10 +37,12 @@ def _own_connections(**_: Any) -> None:
 @signals.worker_init.connect
 @signals.beat_init.connect
 def _check_content(**_: Any) -> None:
-    # A broken messages file or cron stops the process at start, not on a customer's phone.
+    # A broken messages file, business hours or cron stops the process at start, not on a customer's phone.
     # SystemExit, because Celery logs and swallows a signal handler's ordinary exceptions.
     try:
         order_messages.templates_from(settings.order_messages_file)
+        automation_content.messages_from(settings.automation_file)
+        business_hours.parse(settings.business_hours)
         check_cron(settings.followup_cron)
     except ValueError as exc:
         raise SystemExit(f"configuration error: {exc}") from exc

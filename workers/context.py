@@ -19,8 +19,10 @@ from domain.message_types import describe
 from models import Contact, Conversation, Deal, Message
 from models.conversations import INBOUND, OUTBOUND
 from models.db import lock_key
+from observability.metrics import FIRST_RESPONSE_SECONDS
 from settings import settings
-from workers import crm, identity, receipts
+from workers import crm, identity, publish, receipts
+from workers.after_commit import publish_after_commit
 
 
 def record_inbound_message(
@@ -62,6 +64,7 @@ def record_inbound_message(
     session.add(stored)
     crm.queue_log(session, contact.id)  # the conversation log in Odoo (nothing while ODOO_URL is unset)
 
+    _learn_response_time(contact, conversation, occurred_at)
     conversation.message_count += 1
     conversation.last_message_at = max(conversation.last_message_at, occurred_at)
     conversation.last_inbound_at = _latest(conversation.last_inbound_at, occurred_at)
@@ -81,6 +84,8 @@ def record_inbound_message(
 
     ensure_open_deal(session, contact)
     session.flush()
+    # What happens next is decided on the routing queue, once this transaction has committed.
+    publish_after_commit(session, "messages_to_route", stored.id, publish.route_messages)
     return stored
 
 
@@ -93,12 +98,12 @@ def record_outbound_message(
     text: str | None,
     payload: dict[str, Any],
     sent_at: datetime,
-    is_reply: bool = True,
+    responder: str | None = None,
 ) -> Message:
     """Store a message we sent; receipts that arrived before it are applied now.
 
-    A notification we started (``is_reply=False``: an order update, a broadcast) does not count as
-    an answer to whatever the customer last asked.
+    Only a reply (``responder``: human, automation or ai) answers what the customer last asked and
+    times the response; a notification we started (an order update, a broadcast) does not.
     """
     conversation = _conversation_for(session, contact, sent_at)
     if external_id:
@@ -122,9 +127,13 @@ def record_outbound_message(
     conversation.last_message_at = max(conversation.last_message_at, sent_at)
     conversation.last_outbound_at = _latest(conversation.last_outbound_at, sent_at)
     waiting = conversation.awaiting_reply_since
-    if is_reply and waiting is not None and waiting <= sent_at:
+    if responder is not None and waiting is not None and waiting <= sent_at:
         conversation.last_response_seconds = (sent_at - waiting).total_seconds()
         conversation.awaiting_reply_since = None
+        if conversation.first_responder is None:
+            conversation.first_responder = responder
+            conversation.first_response_seconds = conversation.last_response_seconds
+            FIRST_RESPONSE_SECONDS.labels(responder).observe(conversation.last_response_seconds)
     contact.last_outbound_at = _latest(contact.last_outbound_at, sent_at)
     session.flush()
     if external_id:
@@ -162,6 +171,19 @@ def _conversation_for(session: Session, contact: Contact, at: datetime) -> Conve
     session.flush()
     crm.queue_sync(session, contact.id, "new_conversation")  # a lead in Odoo, when sync is on
     return conversation
+
+
+def _learn_response_time(contact: Contact, conversation: Conversation, occurred_at: datetime) -> None:
+    """The customer answers our last message: fold how long they took into their typical
+    response time (a moving average that follows the customer's habits as they change)."""
+    asked = conversation.last_outbound_at
+    if asked is None or occurred_at <= asked:
+        return
+    if conversation.last_inbound_at is not None and conversation.last_inbound_at >= asked:
+        return  # they had already answered that message
+    seconds = (occurred_at - asked).total_seconds()
+    typical = contact.typical_response_seconds
+    contact.typical_response_seconds = seconds if typical is None else 0.7 * typical + 0.3 * seconds
 
 
 def _changed_number(message: dict[str, Any]) -> identity.Sighting | None:

@@ -189,7 +189,17 @@ def merge_into(session: Session, survivor: Contact, duplicate: Contact) -> None:
                 session.execute(
                     update(table).where(column == duplicate.id).values({column.name: survivor.id})
                 )
-    for attribute in ("name", "phone_e164", "company_id", "referral"):
+    for attribute in (
+        "name",
+        "phone_e164",
+        "company_id",
+        "referral",
+        "assigned_agent",  # a returning customer keeps their agent, whichever number they use
+        "lead_class",
+        "lead_score",
+        "lead_reasons",
+        "typical_response_seconds",
+    ):
         if getattr(survivor, attribute) is None:
             setattr(survivor, attribute, getattr(duplicate, attribute))
     if survivor.lead_source == "organic":
@@ -198,6 +208,8 @@ def merge_into(session: Session, survivor: Contact, duplicate: Contact) -> None:
     survivor.last_outbound_at = _latest(survivor.last_outbound_at, duplicate.last_outbound_at)
     # Whoever said STOP stays opted out, from the first time they said it.
     survivor.opted_out_at = _earliest(survivor.opted_out_at, duplicate.opted_out_at)
+    # A pause on either number holds for the person.
+    survivor.automation_paused_at = _earliest(survivor.automation_paused_at, duplicate.automation_paused_at)
     if survivor.phone_e164:
         survivor.phone_invalid_reason = None
     # Contacts merged into the duplicate earlier now point straight at the survivor.

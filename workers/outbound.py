@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from domain import service_window
+from domain.replies import HUMAN_REPLY, RESPONDER_OF
 from domain.statuses import RANKS
 from integrations.whatsapp import (
     BlockedWindow,
@@ -53,10 +54,10 @@ from models import Contact, OutboundMessage
 from models.base import utcnow
 from models.contacts import current_contact
 from models.db import session_scope
-from models.outbox import BLOCKED_WINDOW, FAILED, QUEUED, SENDING, SENT
+from models.outbox import BLOCKED_WINDOW, CANCELLED, FAILED, QUEUED, SENDING, SENT
 from observability.metrics import OUTBOUND_SENDS
 from settings import settings
-from workers import context, orders
+from workers import adaptive_followups, context, orders
 from workers.celery_app import app
 from workers.outbox import SEND_OUTBOUND
 from workers.rate_limit import limiter
@@ -164,6 +165,10 @@ def _claim(outbound_id: int) -> Claim | None:
         if contact is None or not contact.phone_e164:
             row.state, row.error = FAILED, {"message": "the contact has no phone number to send to"}
             return None
+        if contact.automation_paused_at is not None and row.trigger != HUMAN_REPLY:
+            # Checked here, at the last moment: a pause also stops what was queued before it.
+            row.state, row.error = CANCELLED, {"message": "automation is paused for this contact"}
+            return None
         template = TemplateCall(**row.template) if row.template else None
         return Claim(
             message=OutgoingMessage(row.id, contact.phone_e164, row.text, template),
@@ -256,13 +261,14 @@ def mark_sent(
         text=row.text,
         payload=request,
         sent_at=sent_at,
-        is_reply=False,
+        responder=RESPONDER_OF.get(row.trigger),
     )
     row.state, row.external_id, row.sent_as, row.message_id = SENT, external_id, sent_as, message.id
     row.sent_at = row.updated_at = sent_at
     row.error = None
     if message.status_rank >= RANKS["delivered"]:
         orders.on_followup_delivered(session, external_id)
+    adaptive_followups.after_our_message(session, contact, row, message)
 
 
 def confirm_from_receipt(session: Session, status: dict[str, Any]) -> None:

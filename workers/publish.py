@@ -23,3 +23,19 @@ EXPAND_BROADCAST = "workers.broadcasts.expand_broadcast"
 def expand_broadcast(broadcast_id: int) -> None:
     """Publish the task that turns a broadcast into outbox rows. Raises if the broker is away."""
     app.send_task(EXPAND_BROADCAST, args=(broadcast_id,))
+
+
+ROUTE_MESSAGE = "workers.routing.route_message"
+ANSWER_WITH_AI = "workers.ai_agent.answer_with_ai"
+
+
+def route_messages(message_ids: list[int]) -> None:
+    """Publish one routing task per inbound message (queue ``routing``)."""
+    for message_id in message_ids:
+        app.send_task(ROUTE_MESSAGE, args=(message_id,))
+
+
+def answer_with_ai(decision_ids: list[int]) -> None:
+    """Publish the AI agent's task for routing decisions that wait for it (queue ``routing``)."""
+    for decision_id in decision_ids:
+        app.send_task(ANSWER_WITH_AI, args=(decision_id,))

@@ -1,0 +1,150 @@
+"""What automation knows and who the team is: FAQ and marketing entries, and sales agents.
+
+FAQ entries are also kept in the automation file (``python -m cli faq import`` loads it); both
+ways write the same table, and routing matches against the table. Changes are audited.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.auth import require_admin
+from api.control import audit
+from domain.automation_content import ContentError, FaqSpec, faq_spec
+from models import Agent, FaqEntry
+from models.base import utcnow
+from models.db import session_scope
+from settings import settings
+
+router = APIRouter(
+    prefix="/api", tags=["automation content and agents"], dependencies=[Depends(require_admin)]
+)
+
+Actor = Annotated[str, Header(alias="X-Actor", max_length=64, description="who acts; audited")]
+Login = Annotated[str, Field(pattern=r"^[A-Za-z0-9._@-]{1,64}$")]
+
+
+class FaqIn(BaseModel):
+    questions: list[str] = Field(description="question variants, Indonesian and English")
+    answer: str
+    kind: Literal["faq", "marketing"] = "faq"
+    media_url: str | None = None
+    media_type: Literal["image", "document", "link"] | None = None
+    active: bool = True
+
+
+class FaqOut(FaqIn):
+    key: str
+    updated_by: str | None
+    updated_at: datetime
+
+
+class AgentIn(BaseModel):
+    name: str | None = Field(default=None, max_length=255)
+    team: str = Field(default_factory=lambda: settings.default_team, max_length=64)
+    available: bool = True
+
+
+class AgentOut(AgentIn):
+    login: str
+    last_assigned_at: datetime | None
+
+
+@router.get("/faq", response_model=list[FaqOut])
+def list_faq() -> list[FaqOut]:
+    with session_scope() as session:
+        return [_faq_out(entry) for entry in session.scalars(select(FaqEntry).order_by(FaqEntry.key))]
+
+
+@router.put("/faq/{key}", response_model=FaqOut)
+def put_faq(key: str, body: FaqIn, actor: Actor = "admin") -> FaqOut:
+    """Create or replace an entry; the next matching message gets the new answer."""
+    try:
+        spec = faq_spec(key, body.model_dump())
+    except ContentError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    with session_scope() as session:
+        entry = upsert_faq(session, spec, actor)
+        audit(session, actor, "faq.saved", f"faq:{key}", body.model_dump())
+        return _faq_out(entry)
+
+
+@router.delete("/faq/{key}", status_code=204)
+def delete_faq(key: str, actor: Actor = "admin") -> Response:
+    with session_scope() as session:
+        entry = session.scalar(select(FaqEntry).where(FaqEntry.key == key).with_for_update())
+        if entry is None:
+            raise HTTPException(404, f"no FAQ entry {key!r}")
+        session.delete(entry)
+        audit(session, actor, "faq.deleted", f"faq:{key}")
+    return Response(status_code=204)
+
+
+@router.get("/agents", response_model=list[AgentOut])
+def list_agents() -> list[AgentOut]:
+    with session_scope() as session:
+        return [
+            _agent_out(agent) for agent in session.scalars(select(Agent).order_by(Agent.team, Agent.login))
+        ]
+
+
+@router.put("/agents/{login}", response_model=AgentOut)
+def put_agent(login: Login, body: AgentIn, actor: Actor = "admin") -> AgentOut:
+    """Add an agent or change one: their team, and whether they can take new conversations now."""
+    with session_scope() as session:
+        agent = session.scalar(select(Agent).where(Agent.login == login).with_for_update())
+        if agent is None:
+            agent = Agent(login=login)
+            session.add(agent)
+        agent.name, agent.team, agent.available, agent.updated_at = (
+            body.name,
+            body.team,
+            body.available,
+            utcnow(),
+        )
+        audit(session, actor, "agent.saved", f"agent:{login}", body.model_dump())
+        session.flush()
+        return _agent_out(agent)
+
+
+def upsert_faq(session: Session, spec: FaqSpec, actor: str) -> FaqEntry:
+    """Write one entry (the API and the file import share this)."""
+    entry = session.scalar(select(FaqEntry).where(FaqEntry.key == spec.key).with_for_update())
+    if entry is None:
+        entry = FaqEntry(key=spec.key)
+        session.add(entry)
+    entry.kind, entry.questions, entry.answer = spec.kind, list(spec.questions), spec.answer
+    entry.media_url, entry.media_type, entry.active = spec.media_url, spec.media_type, spec.active
+    entry.updated_by, entry.updated_at = actor, utcnow()
+    session.flush()
+    return entry
+
+
+def _faq_out(entry: FaqEntry) -> FaqOut:
+    return FaqOut(
+        key=entry.key,
+        questions=entry.questions,
+        answer=entry.answer,
+        kind=entry.kind,  # type: ignore[arg-type]
+        media_url=entry.media_url,
+        media_type=entry.media_type,  # type: ignore[arg-type]
+        active=entry.active,
+        updated_by=entry.updated_by,
+        updated_at=entry.updated_at,
+    )
+
+
+def _agent_out(agent: Agent) -> AgentOut:
+    return AgentOut(
+        login=agent.login,
+        name=agent.name,
+        team=agent.team,
+        available=agent.available,
+        last_assigned_at=agent.last_assigned_at,
+    )

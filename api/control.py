@@ -1,0 +1,398 @@
+"""Human control: people override the automation, and every action is audited.
+
+Take over a conversation, override a routing decision, pause or resume all automation for a
+contact, change the adaptive follow-up rules. Each action writes an ``audit_log`` row with who
+(the ``X-Actor`` header, else "admin") and when, in the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import case, select, update
+from sqlalchemy.orm import Session
+
+from api.auth import require_admin
+from domain.replies import AUTOMATION, CONVERSATIONAL, FAQ_ANSWER, HUMAN, HUMAN_REPLY, NOBODY
+from models import (
+    Agent,
+    AuditEntry,
+    Contact,
+    Conversation,
+    FaqEntry,
+    FollowupRules,
+    Message,
+    OutboundMessage,
+    RoutingDecision,
+)
+from models.base import utcnow
+from models.contacts import current_contact, locked_contact
+from models.db import session_scope
+from models.outbox import CANCELLED, QUEUED
+from settings import settings
+from workers import adaptive_followups, assignment, outbox
+from workers.routing import faq_reply_text
+
+router = APIRouter(prefix="/api", tags=["human control"], dependencies=[Depends(require_admin)])
+
+Actor = Annotated[str, Header(alias="X-Actor", max_length=64, description="who acts; audited")]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+class AutomationIn(BaseModel):
+    paused: bool
+
+
+class AutomationOut(BaseModel):
+    contact_id: int
+    automation_paused: bool
+    paused_at: datetime | None
+    cancelled_messages: int  # queued automatic messages that will not go out now
+
+
+class AssigneeIn(BaseModel):
+    agent: str | None = Field(max_length=64, description="the agent who takes over; null hands it back")
+
+
+class AssigneeOut(BaseModel):
+    conversation_id: int
+    owner_agent: str | None
+    cancelled_messages: int
+
+
+class OverrideIn(BaseModel):
+    responder: Literal["human", "automation", "none"]
+    agent: str | None = Field(default=None, max_length=64)  # human: this agent (else the rotation)
+    faq_key: str | None = Field(default=None, max_length=100)  # automation: send this entry's answer
+    reason: str | None = Field(default=None, max_length=500)
+
+    @model_validator(mode="after")
+    def _automation_needs_an_answer(self) -> OverrideIn:
+        if self.responder == AUTOMATION and not self.faq_key:
+            raise ValueError("faq_key: required when automation is to answer")
+        return self
+
+
+class DecisionOut(BaseModel):
+    id: int
+    message_id: int
+    conversation_id: int
+    needs_reply: bool
+    responder: str
+    agent: str | None
+    lead_class: str | None
+    lead_score: int | None
+    faq_key: str | None
+    out_of_hours: bool
+    respond_by: datetime | None
+    reasons: list[str]
+    state: str
+    overridden_by: str | None
+    overridden_at: datetime | None
+    created_at: datetime
+
+
+class DecisionPage(BaseModel):
+    items: list[DecisionOut]
+    next_cursor: str | None
+
+
+class RulesIn(BaseModel):
+    enabled: bool = True
+    min_delay_seconds: float = Field(gt=0, le=30 * 86400)
+    max_delay_seconds: float = Field(gt=0, le=30 * 86400)
+    max_attempts: int = Field(ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> RulesIn:
+        if self.min_delay_seconds > self.max_delay_seconds:
+            raise ValueError("min_delay_seconds: must not exceed max_delay_seconds")
+        return self
+
+
+class RulesOut(RulesIn):
+    scope: str  # "default", "contact:<id>", or "settings" (nothing set through the API yet)
+
+
+class AuditOut(BaseModel):
+    id: int
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]
+    created_at: datetime
+
+
+class AuditPage(BaseModel):
+    items: list[AuditOut]
+    next_cursor: str | None
+
+
+@router.post("/contacts/{contact_id}/automation", response_model=AutomationOut)
+def set_automation(contact_id: int, body: AutomationIn, actor: Actor = "admin") -> AutomationOut:
+    """Pause or resume every automatic message to this contact (replies, follow-ups, surveys,
+    order messages, broadcasts). A pause also cancels what is queued and not yet sent."""
+    with session_scope() as session:
+        contact = _contact(session, contact_id)
+        cancelled = 0
+        if body.paused and contact.automation_paused_at is None:
+            contact.automation_paused_at = utcnow()
+            cancelled = _cancel_queued(session, contact.id, None, "automation is paused for this contact")
+        elif not body.paused:
+            contact.automation_paused_at = None
+        audit(
+            session,
+            actor,
+            "automation.paused" if body.paused else "automation.resumed",
+            f"contact:{contact.id}",
+        )
+        return AutomationOut(
+            contact_id=contact.id,
+            automation_paused=body.paused,
+            paused_at=contact.automation_paused_at,
+            cancelled_messages=cancelled,
+        )
+
+
+@router.post("/conversations/{conversation_id}/assignee", response_model=AssigneeOut)
+def take_over(conversation_id: int, body: AssigneeIn, actor: Actor = "admin") -> AssigneeOut:
+    """A human takes the conversation over: automation stops answering it (queued automatic
+    replies are cancelled) and the contact is theirs. ``null`` hands it back to routing."""
+    with session_scope() as session:
+        found = session.get(Conversation, conversation_id)
+        if found is None:
+            raise HTTPException(404, f"no conversation {conversation_id}")
+        contact = _contact(session, found.contact_id)
+        conversation = session.get_one(Conversation, conversation_id, with_for_update=True)
+        cancelled = 0
+        if body.agent is not None:
+            _agent(session, body.agent)
+            contact.assigned_agent = body.agent
+            cancelled = _cancel_queued(session, contact.id, CONVERSATIONAL, f"{body.agent} took over")
+        previous, conversation.owner_agent = conversation.owner_agent, body.agent
+        audit(
+            session,
+            actor,
+            "conversation.taken_over" if body.agent else "conversation.released",
+            f"conversation:{conversation.id}",
+            {"agent": body.agent, "previous": previous},
+        )
+        return AssigneeOut(
+            conversation_id=conversation.id, owner_agent=body.agent, cancelled_messages=cancelled
+        )
+
+
+@router.post("/routing-decisions/{decision_id}/override", response_model=DecisionOut)
+def override_decision(decision_id: int, body: OverrideIn, actor: Actor = "admin") -> DecisionOut:
+    """Change who answers a message: a human (this agent, or the next in rotation), automation
+    (this FAQ entry's answer is sent) or nobody. A queued automatic reply not yet sent is
+    cancelled."""
+    with session_scope() as session:
+        found = session.get(RoutingDecision, decision_id)
+        if found is None:
+            raise HTTPException(404, f"no routing decision {decision_id}")
+        contact = _contact(session, found.contact_id)
+        decision = session.get_one(RoutingDecision, decision_id, with_for_update=True)
+        before = {"responder": decision.responder, "agent": decision.agent}
+        _cancel_reply(session, decision.message_id, f"overridden by {actor}")
+        note = f"overridden by {actor}: {body.responder}" + (f" ({body.reason})" if body.reason else "")
+        if body.responder == HUMAN:
+            if body.agent:
+                _agent(session, body.agent)
+                contact.assigned_agent = decision.agent = body.agent
+            else:
+                decision.agent = assignment.assign(session, contact, settings.default_team).agent
+        elif body.responder == AUTOMATION:
+            entry = session.scalar(select(FaqEntry).where(FaqEntry.key == body.faq_key))
+            if entry is None:
+                raise HTTPException(422, f"faq_key: no FAQ entry {body.faq_key!r}")
+            outbox.queue(
+                session,
+                dedupe_key=f"override:{decision.id}",
+                trigger=FAQ_ANSWER,
+                contact_id=contact.id,
+                text=faq_reply_text(entry),
+            )
+            decision.faq_key, decision.agent = entry.key, None
+        else:
+            decision.agent = None
+        decision.responder = body.responder if body.responder != "none" else NOBODY
+        decision.needs_reply = body.responder != "none"
+        decision.reasons = [*decision.reasons, note]
+        decision.overridden_by, decision.overridden_at = actor, utcnow()
+        audit(
+            session,
+            actor,
+            "routing.overridden",
+            f"routing_decision:{decision.id}",
+            {"before": before, **body.model_dump(exclude_none=True)},
+        )
+        return DecisionOut.model_validate(decision, from_attributes=True)
+
+
+@router.get("/contacts/{contact_id}/routing", response_model=DecisionPage)
+def list_decisions(contact_id: int, limit: Limit = 50, cursor: int | None = None) -> DecisionPage:
+    """Routing decisions for a contact's messages, newest first, each with its reasons."""
+    with session_scope() as session:
+        contact = _contact(session, contact_id, lock=False)
+        query = (
+            select(RoutingDecision)
+            .where(RoutingDecision.contact_id == contact.id)
+            .order_by(RoutingDecision.id.desc())
+            .limit(limit)
+        )
+        if cursor is not None:
+            query = query.where(RoutingDecision.id < cursor)
+        rows = session.scalars(query).all()
+        items = [DecisionOut.model_validate(row, from_attributes=True) for row in rows]
+    return DecisionPage(items=items, next_cursor=str(rows[-1].id) if len(rows) == limit else None)
+
+
+@router.get("/queue", response_model=DecisionPage)
+def human_queue(agent: str | None = None, limit: Limit = 50) -> DecisionPage:
+    """Messages waiting for a person, hot leads first, then by their first-response target."""
+    rank = case({"hot": 0, "warm": 1, "cold": 2}, value=RoutingDecision.lead_class, else_=3)
+    # Only each conversation's newest waiting decision: the customer is still awaiting a reply.
+    query = (
+        select(RoutingDecision)
+        .join(Conversation, Conversation.id == RoutingDecision.conversation_id)
+        .join(Message, Message.id == RoutingDecision.message_id)
+        .where(
+            RoutingDecision.responder == HUMAN,
+            RoutingDecision.needs_reply,
+            Conversation.awaiting_reply_since.is_not(None),
+            Message.occurred_at >= Conversation.awaiting_reply_since,
+        )
+        .order_by(rank, RoutingDecision.respond_by, RoutingDecision.id)
+        .limit(limit)
+    )
+    if agent:
+        query = query.where(RoutingDecision.agent == agent)
+    with session_scope() as session:
+        items = [DecisionOut.model_validate(row, from_attributes=True) for row in session.scalars(query)]
+    return DecisionPage(items=items, next_cursor=None)
+
+
+@router.get("/followup-rules", response_model=RulesOut)
+def get_default_rules() -> RulesOut:
+    """The adaptive follow-up rules for every contact without rules of their own."""
+    with session_scope() as session:
+        return _rules_out(adaptive_followups.rules_for(session, None))
+
+
+@router.put("/followup-rules", response_model=RulesOut)
+def put_default_rules(body: RulesIn, actor: Actor = "admin") -> RulesOut:
+    with session_scope() as session:
+        _store_rules(session, adaptive_followups.DEFAULT_SCOPE, body, actor)
+        return _rules_out(adaptive_followups.rules_for(session, None))
+
+
+@router.get("/contacts/{contact_id}/followup-rules", response_model=RulesOut)
+def get_contact_rules(contact_id: int) -> RulesOut:
+    """The rules that apply to this contact: their own, else the default ones."""
+    with session_scope() as session:
+        contact = _contact(session, contact_id, lock=False)
+        return _rules_out(adaptive_followups.rules_for(session, contact.id))
+
+
+@router.put("/contacts/{contact_id}/followup-rules", response_model=RulesOut)
+def put_contact_rules(contact_id: int, body: RulesIn, actor: Actor = "admin") -> RulesOut:
+    with session_scope() as session:
+        contact = _contact(session, contact_id)
+        _store_rules(session, adaptive_followups.contact_scope(contact.id), body, actor)
+        return _rules_out(adaptive_followups.rules_for(session, contact.id))
+
+
+@router.delete("/contacts/{contact_id}/followup-rules", response_model=RulesOut)
+def delete_contact_rules(contact_id: int, actor: Actor = "admin") -> RulesOut:
+    """Back to the default rules for this contact."""
+    with session_scope() as session:
+        contact = _contact(session, contact_id)
+        scope = adaptive_followups.contact_scope(contact.id)
+        row = session.scalar(select(FollowupRules).where(FollowupRules.scope == scope))
+        if row is not None:
+            session.delete(row)
+            audit(session, actor, "followup_rules.deleted", scope)
+        session.flush()
+        return _rules_out(adaptive_followups.rules_for(session, contact.id))
+
+
+@router.get("/audit", response_model=AuditPage)
+def listaudit(subject: str | None = None, limit: Limit = 100, cursor: int | None = None) -> AuditPage:
+    """Every human action, newest first; ``subject`` narrows to one thing, e.g. ``contact:12``."""
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if subject:
+        query = query.where(AuditEntry.subject == subject)
+    if cursor is not None:
+        query = query.where(AuditEntry.id < cursor)
+    with session_scope() as session:
+        rows = session.scalars(query).all()
+        items = [AuditOut.model_validate(row, from_attributes=True) for row in rows]
+    return AuditPage(items=items, next_cursor=str(rows[-1].id) if len(rows) == limit else None)
+
+
+def audit(
+    session: Session, actor: str, action: str, subject: str, details: dict[str, Any] | None = None
+) -> None:
+    """Record a human action in the caller's transaction."""
+    session.add(AuditEntry(actor=actor, action=action, subject=subject, details=details or {}))
+
+
+def _contact(session: Session, contact_id: int, *, lock: bool = True) -> Contact:
+    contact = locked_contact(session, contact_id) if lock else current_contact(session, contact_id)
+    if contact is None:
+        raise HTTPException(404, f"no contact {contact_id}")
+    return contact
+
+
+def _agent(session: Session, login: str) -> Agent:
+    agent = session.scalar(select(Agent).where(Agent.login == login))
+    if agent is None:
+        raise HTTPException(422, f"agent: no agent {login!r}; add one with PUT /api/agents/{{login}}")
+    return agent
+
+
+def _cancel_queued(session: Session, contact_id: int, triggers: frozenset[str] | None, why: str) -> int:
+    """Cancel this contact's queued automatic messages (all of them, or these triggers)."""
+    query = update(OutboundMessage).where(
+        OutboundMessage.contact_id == contact_id,
+        OutboundMessage.state == QUEUED,
+        OutboundMessage.trigger != HUMAN_REPLY,
+    )
+    if triggers is not None:
+        query = query.where(OutboundMessage.trigger.in_(triggers))
+    result = session.execute(query.values(state=CANCELLED, error={"message": why}, updated_at=utcnow()))
+    return result.rowcount or 0
+
+
+def _cancel_reply(session: Session, message_id: int, why: str) -> None:
+    session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.dedupe_key == f"reply:{message_id}", OutboundMessage.state == QUEUED)
+        .values(state=CANCELLED, error={"message": why}, updated_at=utcnow())
+    )
+
+
+def _store_rules(session: Session, scope: str, body: RulesIn, actor: str) -> None:
+    row = session.scalar(select(FollowupRules).where(FollowupRules.scope == scope).with_for_update())
+    if row is None:
+        row = FollowupRules(scope=scope)
+        session.add(row)
+    row.enabled, row.max_attempts = body.enabled, body.max_attempts
+    row.min_delay_seconds, row.max_delay_seconds = body.min_delay_seconds, body.max_delay_seconds
+    row.updated_by, row.updated_at = actor, utcnow()
+    audit(session, actor, "followup_rules.changed", scope, body.model_dump())
+    session.flush()
+
+
+def _rules_out(rules: adaptive_followups.Rules) -> RulesOut:
+    return RulesOut(
+        enabled=rules.enabled,
+        min_delay_seconds=rules.min_delay_seconds,
+        max_delay_seconds=rules.max_delay_seconds,
+        max_attempts=rules.max_attempts,
+        scope=rules.scope,
+    )

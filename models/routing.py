@@ -1,0 +1,159 @@
+"""The automation brain's tables: who may answer (agents), what automation knows (FAQ entries),
+what was decided for each inbound message and why, adaptive follow-ups, satisfaction answers,
+and the audit trail of every human intervention."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import text as sql
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, JSONType, utcnow
+from models.types import BigId
+
+# A decision is "decided" at once, or "ai_pending" until the AI agent answered or handed over.
+DECIDED, AI_PENDING = "decided", "ai_pending"
+
+# Adaptive follow-ups: pending until beat fires them (queued) or finds a reason not to.
+PENDING, QUEUED, CANCELLED = "pending", "queued", "cancelled"
+
+
+class Agent(Base):
+    """A member of the sales team who can be assigned conversations."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    available: Mapped[bool] = mapped_column(default=True)
+    # Round robin: the available agent assigned longest ago is next.
+    last_assigned_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FaqEntry(Base):
+    """An answer automation may give: an FAQ or a piece of marketing material."""
+
+    __tablename__ = "faq_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="faq")  # faq | marketing
+    questions: Mapped[list[str]] = mapped_column(JSONType)  # variants, Indonesian and English
+    answer: Mapped[str] = mapped_column(Text)
+    media_url: Mapped[str | None] = mapped_column(String(1000))
+    media_type: Mapped[str | None] = mapped_column(String(16))  # image | document | link
+    active: Mapped[bool] = mapped_column(default=True)
+    updated_by: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RoutingDecision(Base):
+    """What happens after one inbound message, and every reason for it. One per message."""
+
+    __tablename__ = "routing_decisions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    needs_reply: Mapped[bool]
+    responder: Mapped[str] = mapped_column(String(16))
+    agent: Mapped[str | None] = mapped_column(String(64))
+    lead_class: Mapped[str | None] = mapped_column(String(8))
+    lead_score: Mapped[int | None]
+    faq_key: Mapped[str | None] = mapped_column(String(100))
+    out_of_hours: Mapped[bool] = mapped_column(default=False)
+    # The first-response target: a human should have answered by then.
+    respond_by: Mapped[datetime | None]
+    reasons: Mapped[list[str]] = mapped_column(JSONType)
+    state: Mapped[str] = mapped_column(String(16), default=DECIDED)
+    overridden_by: Mapped[str | None] = mapped_column(String(64))
+    overridden_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index(
+            "ix_routing_decisions_ai_pending",
+            "created_at",
+            postgresql_where=sql("state = 'ai_pending'"),
+            sqlite_where=sql("state = 'ai_pending'"),
+        ),
+    )
+
+
+class FollowupRules(Base):
+    """How adaptive follow-ups behave: one row for everyone ("default"), or one per contact."""
+
+    __tablename__ = "followup_rules"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32), unique=True)  # "default" | "contact:<id>"
+    enabled: Mapped[bool] = mapped_column(default=True)
+    min_delay_seconds: Mapped[float]
+    max_delay_seconds: Mapped[float]
+    max_attempts: Mapped[int]
+    updated_by: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AdaptiveFollowup(Base):
+    """A nudge due when the customer stays silent after a question of ours."""
+
+    __tablename__ = "adaptive_followups"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    # Our message that asked something, and when it went out.
+    after_message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
+    asked_at: Mapped[datetime]
+    attempt: Mapped[int]
+    due_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default=PENDING)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    outbound_id: Mapped[int | None] = mapped_column(ForeignKey("outbound_messages.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index(
+            "ix_adaptive_followups_due",
+            "due_at",
+            postgresql_where=sql("state = 'pending'"),
+            sqlite_where=sql("state = 'pending'"),
+        ),
+    )
+
+
+class SurveyResponse(Base):
+    """A customer's answer to the satisfaction survey at the close of a conversation."""
+
+    __tablename__ = "survey_responses"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), unique=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+    rating: Mapped[int]
+    text: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what, when: every human action through the control API."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(48))
+    subject: Mapped[str] = mapped_column(String(64), index=True)  # e.g. "conversation:12"
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,91 @@
+"""Beat fires due adaptive follow-ups (scheduled by workers/adaptive_followups.py).
+
+Each tick claims due rows with ``FOR UPDATE SKIP LOCKED`` (two beats never take the same row)
+and decides, under the contact's lock, whether the nudge still makes sense: not when the
+customer answered, the conversation ended (thanks, goodbye, an order placed), automation is
+paused for the contact, a human owns the conversation, the contact opted out, or the rules say
+no more. Otherwise it goes to the outbox, unique per follow-up; outside the 24-hour window the
+outbound worker sends the file's template instead of the text (or marks it blocked_window).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from domain.automation_content import ADAPTIVE_FOLLOWUP
+from models import AdaptiveFollowup, Contact, Conversation, Order
+from models.base import utcnow
+from models.contacts import locked_contact
+from models.db import session_scope
+from models.routing import CANCELLED, PENDING, QUEUED
+from observability.metrics import ADAPTIVE_FOLLOWUPS
+from workers import adaptive_followups
+from workers.celery_app import app
+from workers.routing import queue_automation_message
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+
+
+@app.task(name="schedules.adaptive_followups.fire_due_adaptive_followups")
+def fire_due_adaptive_followups() -> int:
+    """Queue (or cancel, with the reason) every due follow-up. Returns how many were queued."""
+    queued = 0
+    with session_scope() as session:
+        due = session.scalars(
+            select(AdaptiveFollowup)
+            .where(AdaptiveFollowup.state == PENDING, AdaptiveFollowup.due_at <= utcnow())
+            .order_by(AdaptiveFollowup.due_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for followup in due:
+            contact = locked_contact(session, followup.contact_id)
+            reason = _why_not(session, followup, contact)
+            followup.updated_at = utcnow()
+            if reason or contact is None:
+                followup.state, followup.reason = CANCELLED, reason or "the contact is gone"
+                ADAPTIVE_FOLLOWUPS.labels("cancelled").inc()
+                continue
+            followup.outbound_id = queue_automation_message(
+                session, contact, ADAPTIVE_FOLLOWUP, f"adaptive_followup:{followup.id}"
+            )
+            followup.state = QUEUED
+            queued += 1
+            ADAPTIVE_FOLLOWUPS.labels("queued").inc()
+    if queued:
+        log.info("adaptive follow-ups queued", extra={"count": queued})
+    return queued
+
+
+def _why_not(session: Session, followup: AdaptiveFollowup, contact: Contact | None) -> str | None:
+    if contact is None:
+        return "the contact is gone"
+    conversation = session.get_one(Conversation, followup.conversation_id)
+    # WhatsApp times messages to the second: a reply in the same second as our question counts.
+    if conversation.last_inbound_at is not None and conversation.last_inbound_at >= followup.asked_at.replace(
+        microsecond=0
+    ):
+        return "the customer answered"
+    if conversation.closed_at is not None:
+        return f"the conversation ended: {conversation.closed_reason}"
+    if contact.automation_paused_at is not None:
+        return "automation is paused for this contact"
+    if conversation.owner_agent:
+        return f"{conversation.owner_agent} took over the conversation"
+    if contact.opted_out_at is not None:
+        return "the contact opted out"
+    if session.scalar(
+        select(Order.id).where(Order.contact_id == contact.id, Order.created_at > followup.asked_at).limit(1)
+    ):
+        return "the customer placed an order"
+    rules = adaptive_followups.rules_for(session, contact.id)
+    if not rules.enabled:
+        return f"adaptive follow-ups are off ({rules.scope} rules)"
+    if followup.attempt > rules.max_attempts:
+        return f"at most {rules.max_attempts} follow-ups ({rules.scope} rules)"
+    return None

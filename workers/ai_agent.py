@@ -1,0 +1,135 @@
+"""The AI agent: answers a message routing gave it, or hands it to a human. Never silence.
+
+``answer_with_ai`` reads the conversation and the FAQ in one short transaction, calls the
+OpenAI-compatible endpoint outside any transaction (with AI_TIMEOUT_SECONDS as its deadline),
+then settles the decision under the contact's lock: the answer goes to the outbox (unique per
+message, so a second run sends nothing), or, on any error, a handoff, or a confidence below
+AI_MIN_CONFIDENCE, the decision becomes a human's, assigned like any other. If the task is lost,
+the routing sweeper publishes it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from domain.replies import AI_ANSWER, HUMAN
+from integrations.ai import AiAnswer, AiRequest, AiResponder, AiUnavailable, FaqItem, Turn, ai_for
+from models import Contact, Conversation, FaqEntry, Message, RoutingDecision
+from models.contacts import locked_contact
+from models.conversations import INBOUND
+from models.db import session_scope
+from models.routing import AI_PENDING, DECIDED
+from observability.metrics import AI_ANSWERS
+from settings import settings
+from workers import assignment, outbox, publish
+from workers.celery_app import app
+from workers.routing import response_target
+
+log = logging.getLogger(__name__)
+
+HISTORY = 20  # the newest messages of the conversation the model sees
+
+
+@cache
+def responder() -> AiResponder | None:
+    return ai_for(settings)
+
+
+@app.task(
+    name=publish.ANSWER_WITH_AI,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=None,
+)
+def answer_with_ai(decision_id: int) -> str:
+    with session_scope() as session:
+        request = _request_for(session, decision_id)
+    if request is None:
+        return "skipped"
+    answer, failure = None, None
+    ai = responder()
+    if ai is None:
+        failure = "AI_BASE_URL is not set any more"
+    else:
+        try:
+            answer = ai.answer(request)
+        except AiUnavailable as exc:
+            failure = exc.reason
+    with session_scope() as session:
+        outcome = _settle(session, decision_id, answer, failure)
+    AI_ANSWERS.labels(outcome).inc()
+    return outcome
+
+
+def _request_for(session: Session, decision_id: int) -> AiRequest | None:
+    decision = session.get(RoutingDecision, decision_id)
+    if decision is None or decision.state != AI_PENDING:
+        return None
+    message = session.get_one(Message, decision.message_id)
+    contact = session.get_one(Contact, decision.contact_id)
+    recent = session.scalars(
+        select(Message)
+        .where(
+            Message.conversation_id == decision.conversation_id, Message.occurred_at <= message.occurred_at
+        )
+        .order_by(Message.occurred_at.desc(), Message.id.desc())
+        .limit(HISTORY)
+    ).all()
+    history = tuple(
+        Turn("customer" if m.direction == INBOUND else "business", m.text) for m in reversed(recent) if m.text
+    )
+    faq = tuple(
+        FaqItem(question=entry.questions[0], answer=entry.answer)
+        for entry in session.scalars(select(FaqEntry).where(FaqEntry.active).order_by(FaqEntry.key))
+    )
+    return AiRequest(
+        business_name=settings.business_name,
+        customer_name=contact.name,
+        history=history,
+        faq=faq,
+        lead_class=decision.lead_class,
+    )
+
+
+def _settle(session: Session, decision_id: int, answer: AiAnswer | None, failure: str | None) -> str:
+    decision = session.get(RoutingDecision, decision_id)
+    if decision is None:
+        return "skipped"
+    contact = locked_contact(session, decision.contact_id)
+    session.refresh(decision, with_for_update=True)
+    if contact is None or decision.state != AI_PENDING:
+        return "skipped"  # settled by a twin of this task
+    conversation = session.get_one(Conversation, decision.conversation_id)
+    decision.state = DECIDED
+    reasons = list(decision.reasons)
+    if contact.automation_paused_at is not None or conversation.owner_agent:
+        failure = "automation was paused or a human took over meanwhile"
+    elif answer is not None and answer.handoff:
+        failure = f"the model asked for a human (confidence {answer.confidence:.2f})"
+    elif answer is not None and answer.confidence < settings.ai_min_confidence:
+        failure = f"confidence {answer.confidence:.2f} is below {settings.ai_min_confidence:.2f}"
+    if failure is None and answer is not None:
+        outbox.queue(
+            session,
+            dedupe_key=f"reply:{decision.message_id}",
+            trigger=AI_ANSWER,
+            contact_id=contact.id,
+            text=answer.text,
+        )
+        decision.reasons = [*reasons, f"the AI agent answered (confidence {answer.confidence:.2f})"]
+        return "answered"
+    # Never silence: a person answers instead.
+    picked = assignment.assign(session, contact, settings.default_team)
+    message = session.get_one(Message, decision.message_id)
+    decision.responder = HUMAN
+    decision.agent = conversation.owner_agent or picked.agent
+    decision.respond_by = message.occurred_at + response_target(decision.lead_class)
+    decision.reasons = [*reasons, f"the AI agent did not answer: {failure}; a human answers", picked.reason]
+    log.info("AI agent handed a message to a human", extra={"decision_id": decision_id, "why": failure})
+    return "handed_over"
