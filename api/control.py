@@ -1,12 +1,13 @@
 """Human control: people override the automation, and every action is audited.
 
-Take over a conversation, override a routing decision, pause or resume all automation for a
-contact, change the adaptive follow-up rules. Each action writes an ``audit_log`` row with who
+Take over a conversation, answer it, override a routing decision, pause or resume all automation
+for a contact, change the adaptive follow-up rules. Each action writes an ``audit_log`` row with who
 (the ``X-Actor`` header, else "admin") and when, in the same transaction as the change.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -33,7 +34,7 @@ from models.contacts import current_contact, locked_contact
 from models.db import session_scope
 from models.outbox import CANCELLED, QUEUED
 from settings import settings
-from workers import adaptive_followups, assignment, outbox
+from workers import adaptive_followups, assignment, crm, outbox
 from workers.routing import faq_reply_text
 
 router = APIRouter(prefix="/api", tags=["human control"], dependencies=[Depends(require_admin)])
@@ -61,6 +62,14 @@ class AssigneeOut(BaseModel):
     conversation_id: int
     owner_agent: str | None
     cancelled_messages: int
+
+
+class ReplyIn(BaseModel):
+    text: str = Field(min_length=1, max_length=4096)
+
+
+class ReplyOut(BaseModel):
+    outbound_id: int | None  # None: this Idempotency-Key was used already, nothing new queued
 
 
 class OverrideIn(BaseModel):
@@ -172,6 +181,7 @@ def take_over(conversation_id: int, body: AssigneeIn, actor: Actor = "admin") ->
             _agent(session, body.agent)
             contact.assigned_agent = body.agent
             cancelled = _cancel_queued(session, contact.id, CONVERSATIONAL, f"{body.agent} took over")
+            crm.queue_sync(session, contact.id, "assignment")
         previous, conversation.owner_agent = conversation.owner_agent, body.agent
         audit(
             session,
@@ -183,6 +193,38 @@ def take_over(conversation_id: int, body: AssigneeIn, actor: Actor = "admin") ->
         return AssigneeOut(
             conversation_id=conversation.id, owner_agent=body.agent, cancelled_messages=cancelled
         )
+
+
+@router.post("/conversations/{conversation_id}/messages", response_model=ReplyOut, status_code=202)
+def reply(
+    conversation_id: int,
+    body: ReplyIn,
+    actor: Actor = "admin",
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
+) -> ReplyOut:
+    """An agent answers the customer through the outbound worker (the reply counts as a human's
+    in the journey metrics). Repeat the request with the same ``Idempotency-Key`` safely."""
+    with session_scope() as session:
+        found = session.get(Conversation, conversation_id)
+        if found is None:
+            raise HTTPException(404, f"no conversation {conversation_id}")
+        contact = _contact(session, found.contact_id)
+        outbound_id = outbox.queue(
+            session,
+            dedupe_key=f"human:{conversation_id}:{idempotency_key or uuid.uuid4().hex}",
+            trigger=HUMAN_REPLY,
+            contact_id=contact.id,
+            text=body.text,
+        )
+        if outbound_id is not None:
+            audit(
+                session,
+                actor,
+                "conversation.replied",
+                f"conversation:{conversation_id}",
+                {"outbound_id": outbound_id},
+            )
+        return ReplyOut(outbound_id=outbound_id)
 
 
 @router.post("/routing-decisions/{decision_id}/override", response_model=DecisionOut)

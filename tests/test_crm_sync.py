@@ -30,7 +30,7 @@ from integrations.crm import (
     PartnerIn,
     Target,
 )
-from models import Contact, CrmSyncJob, InboxEvent, OutboundMessage
+from models import Contact, CrmSyncJob, InboxEvent, Message, OutboundMessage, RoutingDecision
 from models.base import utcnow
 from models.crm import QUEUED, RUNNING
 from models.db import session_scope
@@ -69,7 +69,11 @@ def unsynced() -> int:
             select(func.count()).where(OutboundMessage.state.in_((OUTBOX_QUEUED, SENDING)))
         )
         jobs = session.scalar(select(func.count()).where(CrmSyncJob.state.in_((QUEUED, RUNNING))))
-    return pending + unsent + jobs
+        # Routing changes the lead class and the salesperson, which queue a sync of their own.
+        unrouted = session.scalar(
+            select(func.count()).where(Message.direction == "inbound")
+        ) - session.scalar(select(func.count()).select_from(RoutingDecision))
+    return pending + unsent + jobs + unrouted
 
 
 def settled(timeout: float = 90) -> None:
@@ -190,7 +194,8 @@ def test_new_chat_creates_partner_and_lead_once_even_when_replayed(client, admin
     assert partner["name"] == "Budi Santoso"
     [lead] = leads_of(odoo, partner["id"])
     assert lead["name"] == "WhatsApp: Budi Santoso" and lead["phone"] == phone
-    assert lead["contact_name"] == "Budi Santoso" and lead["priority"] == "1"
+    # Warm (asks about stock): two stars. No agents in the team, so nobody is assigned.
+    assert lead["contact_name"] == "Budi Santoso" and lead["priority"] == "2"
     assert lead["user_id"] is False  # unassigned, not the API user
     [source] = [s for s in odoo.records("utm.source") if s["id"] == lead["source_id"]]
     assert source["name"] == "WhatsApp ad 120210000000000777"
@@ -212,6 +217,18 @@ def test_existing_partner_with_the_phone_written_differently_is_reused(client, a
     [lead] = leads_of(odoo, existing)
     assert crm_view(client, admin_headers, "+6281355551234")["partner_id"] == existing
     assert lead["phone"] == "+6281355551234"
+
+
+def test_a_hot_lead_gets_three_stars_and_its_agent_as_salesperson(client, admin_headers, odoo):
+    ayu = odoo.add("res.users", name="Ayu", login="ayu")
+    answer = client.put("/api/agents/ayu", json={"team": "sales"}, headers=admin_headers)
+    assert answer.status_code == 200, answer.text
+    wa_id, phone = unique_phone()
+    customer_writes(client, wa_id, "Dewi", "Kak, harganya berapa? Mau transfer sekarang")
+    settled()
+    [partner] = partners(odoo, phone)
+    [lead] = leads_of(odoo, partner["id"])
+    assert (lead["priority"], lead["user_id"]) == ("3", ayu)
 
 
 def test_label_added_adds_a_tag_and_removed_takes_it_off(client, odoo):

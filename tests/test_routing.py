@@ -26,8 +26,9 @@ OPENING_HOURS_ANSWER = "Toko kami buka Senin-Sabtu pukul 08.00-17.00. Ada lagi y
 def api(client, admin_headers):
     """Call the admin API as Rina; returns the JSON, asserting the expected status."""
 
-    def call(method: str, path: str, status: int = 200, **kwargs):
-        answer = client.request(method, path, headers={**admin_headers, "X-Actor": "rina"}, **kwargs)
+    def call(method: str, path: str, status: int = 200, headers: dict | None = None, **kwargs):
+        headers = {**admin_headers, "X-Actor": "rina", **(headers or {})}
+        answer = client.request(method, path, headers=headers, **kwargs)
         assert answer.status_code == status, answer.text
         return answer.json() if answer.content else None
 

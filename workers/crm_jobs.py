@@ -101,16 +101,20 @@ def active_label_names(session: Session, contact_id: int) -> list[str]:
     return active_labels(session, [contact_id]).get(contact_id, [])
 
 
+# Odoo's priority stars: "0" low, "1" medium, "2" high, "3" very high.
+_PRIORITY = {"hot": "3", "warm": "2"}
+
+
 def lead_priority(session: Session, contact: Contact) -> str:
-    """The lead's priority from the contact's lead class. Lead classes are not built yet:
-    medium ("1") for everyone. Wire hot/warm/cold to "3"/"2"/"1" here."""
-    return "1"
+    """The lead's priority from the contact's lead class (workers/routing.py): hot leads get
+    three stars, warm two, cold and unscored one."""
+    return _PRIORITY.get(contact.lead_class or "", "1")
 
 
 def salesperson_login(session: Session, contact: Contact) -> str | None:
-    """The CRM login of the agent the contact is assigned to. Assignment is not built yet: None
-    (the lead is created unassigned)."""
-    return None
+    """The agent the contact is assigned to; agent logins are Odoo user logins (an agent
+    without an Odoo user leaves the lead unassigned)."""
+    return contact.assigned_agent
 
 
 def _load(crm: Crm, contact_id: int) -> Local | None:
@@ -218,7 +222,8 @@ def _lead(crm: Crm, local: Local, partner_id: int) -> int | None:
         )
         if not created:
             crm.set_lead_tags(lead_id, local.labels, [])
-        _remember(crm, local.contact_id, LEAD_MODEL, key, lead_id, data={"tags": local.labels})
+            crm.set_lead_priority(lead_id, local.priority, local.salesperson)
+        _remember(crm, local.contact_id, LEAD_MODEL, key, lead_id, data=_lead_data(local))
         local.lead_id = lead_id
         return lead_id
     synced = list(local.lead_data.get("tags") or [])
@@ -226,8 +231,17 @@ def _lead(crm: Crm, local: Local, partner_id: int) -> int | None:
     remove = [tag for tag in synced if tag not in local.labels]
     if add or remove:
         crm.set_lead_tags(local.lead_id, add, remove)
-        _remember(crm, local.contact_id, LEAD_MODEL, key, local.lead_id, data={"tags": local.labels})
+    routed = (local.lead_data.get("priority"), local.lead_data.get("salesperson"))
+    if routed != (local.priority, local.salesperson):
+        crm.set_lead_priority(local.lead_id, local.priority, local.salesperson)
+    if add or remove or routed != (local.priority, local.salesperson):
+        _remember(crm, local.contact_id, LEAD_MODEL, key, local.lead_id, data=_lead_data(local))
     return local.lead_id
+
+
+def _lead_data(local: Local) -> dict[str, Any]:
+    """What we last wrote to the lead, to write only what changed next time."""
+    return {"tags": local.labels, "priority": local.priority, "salesperson": local.salesperson}
 
 
 def _source_name(referral: dict[str, Any] | None) -> str | None:

@@ -39,7 +39,7 @@ from models.labels import active_labels
 from models.routing import AI_PENDING, DECIDED, SurveyResponse
 from observability.metrics import ROUTING_DECISIONS
 from settings import settings
-from workers import assignment, outbox, publish
+from workers import assignment, crm, outbox, publish
 from workers.after_commit import publish_after_commit
 from workers.celery_app import app
 
@@ -92,6 +92,7 @@ def route(session: Session, message_id: int) -> str:
     now = utcnow()
 
     draft = Draft()
+    before = (contact.lead_class, contact.assigned_agent)
     score = _score_lead(session, contact, conversation, message)
     draft.reasons.append(f"lead is {score.lead_class} (score {score.score}): " + "; ".join(score.reasons))
 
@@ -140,6 +141,8 @@ def route(session: Session, message_id: int) -> str:
     )
     session.add(decision)
     session.flush()
+    if (contact.lead_class, contact.assigned_agent) != before:
+        crm.queue_sync(session, contact.id, "lead class or assignment")  # Odoo's stars and salesperson
     if draft.state == AI_PENDING:
         publish_after_commit(session, "ai_to_publish", decision.id, publish.answer_with_ai)
     return draft.responder

@@ -107,6 +107,10 @@ class Crm(Protocol):
         """Add and remove tags by name (created when missing); other tags are left alone."""
         ...
 
+    def set_lead_priority(self, lead_id: int, priority: str, salesperson: str | None) -> None:
+        """The lead's priority and salesperson (a login; None leaves the lead unassigned)."""
+        ...
+
     def post_log(self, target: Target, heading: str, lines: Sequence[LogLine], marker: str) -> None:
         """Post a batch of conversation lines as one internal note; ``marker`` identifies it."""
         ...

@@ -213,6 +213,10 @@ class OdooCrm:
             values["source_id"] = self._named_ids("utm.source", [lead.source])[0]
         return _one_id(self.rpc.execute("crm.lead", "create", values)), True
 
+    def set_lead_priority(self, lead_id: int, priority: str, salesperson: str | None) -> None:
+        user = self._user_id(salesperson) if salesperson else False
+        self.rpc.execute("crm.lead", "write", [lead_id], {"priority": priority, "user_id": user})
+
     def set_lead_tags(self, lead_id: int, add: Sequence[str], remove: Sequence[str]) -> None:
         if not add and not remove:
             return
