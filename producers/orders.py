@@ -140,7 +140,10 @@ def _moment(value: Any, timezone: str) -> datetime:
         raise _invalid("occurred_at", f"{value!r} is not an ISO 8601 date and time")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(timezone))
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it: not a year 1-9999 in UTC
+        raise _invalid("occurred_at", f"{value!r} is out of the range of dates") from None
 
 
 def _invalid(field: str, error: str) -> Rejected:

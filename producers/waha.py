@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +46,11 @@ _REQUIRED: dict[str, tuple[tuple[str, str], ...]] = {
     "message.ack": (("id", "text"), ("ack", "int")),
 }
 _MAX_EPOCH_MS = 253402300799999  # 9999-12-31
+# X-Webhook-Timestamp, used only when it is plain ASCII digits ("²".isdigit() is true, int() fails).
+_MS_DIGITS = re.compile(r"[0-9]{1,15}")
+# Names from the request that go into a log line are cut to this (an unsigned sender could
+# otherwise write megabytes per line).
+_LOGGED_NAME_CHARS = 200
 
 
 @router.post("/webhooks/waha")
@@ -61,7 +67,7 @@ async def receive(request: Request) -> JSONResponse:
     document = parse_json(body)
     event = validate(document, request.headers.get("x-webhook-timestamp"))
     if event is None:
-        log.info("ignored WAHA event", extra={"event": document.get("event")})
+        log.info("ignored WAHA event", extra={"event": document["event"][:_LOGGED_NAME_CHARS]})
         return JSONResponse({"accepted": 0, "duplicates": 0, "ignored": 1})
     stored = await store([event])
     return JSONResponse({"accepted": stored.accepted, "duplicates": stored.duplicates})
@@ -93,7 +99,7 @@ def validate(document: Any, header_timestamp: str | None = None) -> NewEvent | N
 
     if at is None and event == "message":
         at = datetime.fromtimestamp(int(payload["timestamp"]), UTC)
-    if at is None and header_timestamp and header_timestamp.strip().isdigit():
+    if at is None and header_timestamp and _MS_DIGITS.fullmatch(header_timestamp.strip()):
         at = _epoch_ms(int(header_timestamp.strip()), "X-Webhook-Timestamp")
     at = at or datetime.now(UTC)
     dedupe_key = envelope_id or "sha256:" + hashlib.sha256(_canonical(document)).hexdigest()

@@ -144,7 +144,7 @@ def inbox_events(envelope: Envelope) -> list[NewEvent]:
     for entry in envelope.entry:
         for change in entry.changes:
             if change.field != "messages":
-                log.info("ignored webhook field", extra={"field": change.field})
+                log.info("ignored webhook field", extra={"field": _loggable(change.field)})
                 continue
             value = change.value
             metadata = value.get("metadata") or {}
@@ -176,9 +176,17 @@ def inbox_events(envelope: Envelope) -> list[NewEvent]:
             for error in value.get("errors") or []:
                 log.warning(
                     "WhatsApp reported an error",
-                    extra={"code": error.get("code"), "title": error.get("title")},
+                    extra={"code": _loggable(error.get("code")), "title": _loggable(error.get("title"))},
                 )
     return events
+
+
+def _loggable(value: Any) -> Any:
+    """A value from the request, fit for a log line: numbers as they are, anything else as text of
+    at most 200 characters (an unsigned sender could otherwise write megabytes per line)."""
+    if value is None or isinstance(value, int | float):
+        return value
+    return str(value)[:200]
 
 
 def _profile_of(message: dict[str, Any], profiles: list[dict[str, Any]]) -> dict[str, Any] | None:
