@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     # Adaptive follow-ups after our question meets silence (defaults; changeable through the API).
     adaptive_followup_min_seconds: float = Field(default=3600, gt=0)
     adaptive_followup_max_seconds: float = Field(default=86400, gt=0)
-    adaptive_followup_max_attempts: int = Field(default=2, ge=0)
+    adaptive_followup_max_attempts: int = Field(default=1, ge=0)
     # The delay is this many times the customer's typical response time, then bounded.
     adaptive_followup_factor: float = Field(default=3, gt=0)
     adaptive_followup_tick_seconds: float = Field(default=30, gt=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,14 +27,14 @@ router = APIRouter(
 )
 
 Actor = Annotated[str, Header(alias="X-Actor", max_length=64, description="who acts; audited")]
-Login = Annotated[str, Field(pattern=r"^[A-Za-z0-9._@-]{1,64}$")]
+Login = Annotated[str, Path(pattern=r"^[A-Za-z0-9._@-]{1,64}$")]
 
 
 class FaqIn(BaseModel):
     questions: list[str] = Field(description="question variants, Indonesian and English")
     answer: str
     kind: Literal["faq", "marketing"] = "faq"
-    media_url: str | None = None
+    media_url: str | None = Field(default=None, max_length=1000)
     media_type: Literal["image", "document", "link"] | None = None
     active: bool = True
 

@@ -33,6 +33,7 @@ from models.base import utcnow
 from models.contacts import current_contact, locked_contact
 from models.db import session_scope
 from models.outbox import CANCELLED, QUEUED
+from models.routing import DECIDED
 from settings import settings
 from workers import adaptive_followups, assignment, crm, outbox
 from workers.routing import faq_reply_text
@@ -175,7 +176,9 @@ def take_over(conversation_id: int, body: AssigneeIn, actor: Actor = "admin") ->
         if found is None:
             raise HTTPException(404, f"no conversation {conversation_id}")
         contact = _contact(session, found.contact_id)
-        conversation = session.get_one(Conversation, conversation_id, with_for_update=True)
+        conversation = session.get_one(
+            Conversation, conversation_id, with_for_update=True, populate_existing=True
+        )
         cancelled = 0
         if body.agent is not None:
             _agent(session, body.agent)
@@ -237,8 +240,10 @@ def override_decision(decision_id: int, body: OverrideIn, actor: Actor = "admin"
         if found is None:
             raise HTTPException(404, f"no routing decision {decision_id}")
         contact = _contact(session, found.contact_id)
-        decision = session.get_one(RoutingDecision, decision_id, with_for_update=True)
-        before = {"responder": decision.responder, "agent": decision.agent}
+        # Re-read under the lock: the AI agent may have settled it since the read above.
+        decision = session.get_one(RoutingDecision, decision_id, with_for_update=True, populate_existing=True)
+        before = {"responder": decision.responder, "agent": decision.agent, "state": decision.state}
+        decision.state = DECIDED  # a pending AI answer will find it decided and send nothing
         _cancel_reply(session, decision.message_id, f"overridden by {actor}")
         note = f"overridden by {actor}: {body.responder}" + (f" ({body.reason})" if body.reason else "")
         if body.responder == HUMAN:
@@ -247,6 +252,7 @@ def override_decision(decision_id: int, body: OverrideIn, actor: Actor = "admin"
                 contact.assigned_agent = decision.agent = body.agent
             else:
                 decision.agent = assignment.assign(session, contact, settings.default_team).agent
+            crm.queue_sync(session, contact.id, "assignment")
         elif body.responder == AUTOMATION:
             entry = session.scalar(select(FaqEntry).where(FaqEntry.key == body.faq_key))
             if entry is None:

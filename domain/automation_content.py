@@ -73,6 +73,8 @@ def faq_spec(key: str, data: dict[str, Any]) -> FaqSpec:
             raise ContentError(f"{where}: 'media_url' must be an http(s) URL")
         if media_type not in MEDIA_TYPES:
             raise ContentError(f"{where}: 'media_type' must be one of {', '.join(MEDIA_TYPES)}")
+        if len(answer.strip()) + 2 + len(str(media_url)) > _MAX_ANSWER:
+            raise ContentError(f"{where}: 'answer' and 'media_url' together exceed {_MAX_ANSWER} characters")
     elif media_type is not None:
         raise ContentError(f"{where}: 'media_type' given without 'media_url'")
     active = data.get("active", True)

@@ -74,6 +74,9 @@ class RoutingDecision(Base):
     respond_by: Mapped[datetime | None]
     reasons: Mapped[list[str]] = mapped_column(JSONType)
     state: Mapped[str] = mapped_column(String(16), default=DECIDED)
+    # When the AI agent's task was last published (the sweeper republishes a lost one, once per
+    # grace period, not on every tick).
+    published_at: Mapped[datetime | None]
     overridden_by: Mapped[str | None] = mapped_column(String(64))
     overridden_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -154,6 +157,6 @@ class AuditEntry(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     actor: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(48))
-    subject: Mapped[str] = mapped_column(String(64), index=True)  # e.g. "conversation:12"
+    subject: Mapped[str] = mapped_column(String(255), index=True)  # e.g. "conversation:12"
     details: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -16,9 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from domain.automation_content import ADAPTIVE_FOLLOWUP
-from models import AdaptiveFollowup, Contact, Conversation, Order
+from models import AdaptiveFollowup, Contact, Conversation, Message, Order
 from models.base import utcnow
 from models.contacts import locked_contact
+from models.conversations import INBOUND
 from models.db import session_scope
 from models.routing import CANCELLED, PENDING, QUEUED
 from observability.metrics import ADAPTIVE_FOLLOWUPS
@@ -34,44 +35,66 @@ BATCH = 200
 @app.task(name="schedules.adaptive_followups.fire_due_adaptive_followups")
 def fire_due_adaptive_followups() -> int:
     """Queue (or cancel, with the reason) every due follow-up. Returns how many were queued."""
-    queued = 0
     with session_scope() as session:
-        due = session.scalars(
-            select(AdaptiveFollowup)
+        due = session.execute(
+            select(AdaptiveFollowup.id, AdaptiveFollowup.contact_id)
             .where(AdaptiveFollowup.state == PENDING, AdaptiveFollowup.due_at <= utcnow())
             .order_by(AdaptiveFollowup.due_at)
             .limit(BATCH)
-            .with_for_update(skip_locked=True)
         ).all()
-        for followup in due:
-            contact = locked_contact(session, followup.contact_id)
-            reason = _why_not(session, followup, contact)
-            followup.updated_at = utcnow()
-            if reason or contact is None:
-                followup.state, followup.reason = CANCELLED, reason or "the contact is gone"
-                ADAPTIVE_FOLLOWUPS.labels("cancelled").inc()
-                continue
-            followup.outbound_id = queue_automation_message(
-                session, contact, ADAPTIVE_FOLLOWUP, f"adaptive_followup:{followup.id}"
-            )
-            followup.state = QUEUED
-            queued += 1
-            ADAPTIVE_FOLLOWUPS.labels("queued").inc()
+    queued = sum(_fire(followup_id, contact_id) for followup_id, contact_id in due)
     if queued:
         log.info("adaptive follow-ups queued", extra={"count": queued})
     return queued
+
+
+def _fire(followup_id: int, contact_id: int) -> bool:
+    """One follow-up in its own short transaction: the contact's lock first, as everywhere, then
+    the row (SKIP LOCKED: another beat has it). True if it was queued."""
+    with session_scope() as session:
+        contact = locked_contact(session, contact_id)
+        followup = session.scalars(
+            select(AdaptiveFollowup)
+            .where(AdaptiveFollowup.id == followup_id, AdaptiveFollowup.state == PENDING)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if followup is None:
+            return False
+        followup.updated_at = utcnow()
+        reason = _why_not(session, followup, contact)
+        if reason or contact is None:
+            followup.state, followup.reason = CANCELLED, reason or "the contact is gone"
+            ADAPTIVE_FOLLOWUPS.labels("cancelled").inc()
+            return False
+        followup.outbound_id = queue_automation_message(
+            session, contact, ADAPTIVE_FOLLOWUP, f"adaptive_followup:{followup.id}"
+        )
+        followup.state = QUEUED
+    ADAPTIVE_FOLLOWUPS.labels("queued").inc()
+    return True
 
 
 def _why_not(session: Session, followup: AdaptiveFollowup, contact: Contact | None) -> str | None:
     if contact is None:
         return "the contact is gone"
     conversation = session.get_one(Conversation, followup.conversation_id)
-    # WhatsApp times messages to the second: a reply in the same second as our question counts.
-    if conversation.last_inbound_at is not None and conversation.last_inbound_at >= followup.asked_at.replace(
-        microsecond=0
+    # Stored after our question went out: the customer's timestamps have whole seconds only, so
+    # when we stored their message says more than when they say they wrote it.
+    if session.scalar(
+        select(Message.id)
+        .where(
+            Message.contact_id == contact.id,
+            Message.direction == INBOUND,
+            Message.created_at > followup.asked_at,
+        )
+        .limit(1)
     ):
         return "the customer answered"
-    if conversation.closed_at is not None:
+    if contact.last_outbound_at is not None and contact.last_outbound_at > followup.asked_at:
+        return "a newer message of ours came after the question"  # that one has its own follow-up
+    if conversation.closed_at is not None and conversation.closed_at >= followup.asked_at.replace(
+        microsecond=0
+    ):
         return f"the conversation ended: {conversation.closed_reason}"
     if contact.automation_paused_at is not None:
         return "automation is paused for this contact"

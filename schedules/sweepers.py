@@ -117,7 +117,10 @@ def sweep_broadcasts() -> int:
 @app.task(name="schedules.sweepers.sweep_routing")
 def sweep_routing() -> int:
     """Re-publish routing for recent inbound messages that have no decision yet, and the AI
-    agent's task for decisions still waiting on it. Returns how many tasks were published."""
+    agent's task for decisions still waiting on it. Returns how many tasks were published.
+
+    A message still waiting in a long routing queue may be published twice; its second task
+    finds the decision made and does nothing (the decision is unique per message)."""
     now = utcnow()
     overdue = now - timedelta(seconds=settings.inbox_sweep_after_seconds)
     # Older messages are not answered automatically any more; routing still records a decision.
@@ -138,13 +141,20 @@ def sweep_routing() -> int:
                 .limit(BATCH)
             )
         )
+        # SKIP LOCKED and a new published_at: two beats, or two ticks, publish each at most once
+        # per grace period.
         waiting_for_ai = list(
             session.scalars(
                 select(RoutingDecision.id)
-                .where(RoutingDecision.state == AI_PENDING, RoutingDecision.created_at < ai_overdue)
+                .where(RoutingDecision.state == AI_PENDING, RoutingDecision.published_at < ai_overdue)
                 .limit(BATCH)
+                .with_for_update(skip_locked=True)
             )
         )
+        if waiting_for_ai:
+            session.execute(
+                update(RoutingDecision).where(RoutingDecision.id.in_(waiting_for_ai)).values(published_at=now)
+            )
     if messages:
         route_messages(messages)
     if waiting_for_ai:

@@ -4,11 +4,13 @@ Celery workers and, for follow-ups, a real beat."""
 
 from __future__ import annotations
 
+import os
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+import redis
 from sqlalchemy import func, select
 
 from cli import samples
@@ -227,27 +229,32 @@ def test_an_adaptive_follow_up_comes_after_silence_and_not_after_thanks(client, 
         "/api/followup-rules",
         json={"min_delay_seconds": 2, "max_delay_seconds": 3, "max_attempts": 1},
     )
-    write(client, BUDI, "jam buka toko?")  # Budi goes quiet after our answer's question
+    write(client, BUDI, "jam buka toko?")  # Budi asks twice, then goes quiet
     write(client, SITI, "toko buka jam berapa?")
+    settled()
+    write(client, BUDI, "toko buka jam berapa kak?")
     settled()
     write(client, SITI, "terima kasih kak")  # Siti answers: the conversation ended
     settled()
 
     beat = CeleryProcess.beat(ADAPTIVE_FOLLOWUP_TICK_SECONDS="0.5")
     try:
-        wait_for(lambda: len(sent_texts(cloud_api, BUDI)) == 2, 60, "Budi's follow-up")
+        wait_for(lambda: len(sent_texts(cloud_api, BUDI)) == 3, 60, "Budi's follow-up")
         time.sleep(4)  # time enough for a second follow-up, or one to Siti, were either allowed
     finally:
         beat.stop()
     settled()
+    # One nudge after the last answer: the first answer's follow-up gave way to the second's.
     assert sent_texts(cloud_api, BUDI) == [
+        OPENING_HOURS_ANSWER,
         OPENING_HOURS_ANSWER,
         "Halo Pelanggan, apakah masih ada yang ingin ditanyakan? Kami siap membantu.",
     ]
     assert sent_texts(cloud_api, SITI) == [OPENING_HOURS_ANSWER]
     with session_scope() as session:
-        reasons = sorted(row.reason or row.state for row in session.scalars(select(AdaptiveFollowup)))
-    assert reasons == ["queued", "the customer answered"]
+        rows = session.scalars(select(AdaptiveFollowup)).all()
+        reasons = sorted(row.reason or row.state for row in rows)
+    assert reasons == ["queued", "the customer answered", "the customer answered"]
 
 
 def test_follow_up_rules_are_validated_and_audited(api):
@@ -304,20 +311,61 @@ def test_when_the_ai_agent_cannot_answer_a_human_does(
     assert sent_texts(cloud_api, BUDI) == []
 
 
-def _last_closed_moment(hour: int = 3) -> int:
-    """The latest 03:00 in Jakarta before now (always outside business hours here)."""
+def test_a_person_overriding_a_pending_ai_answer_stops_it(client, api, team, cloud_api, routing, llm):
+    routing.use(**AI_ENV)
+    llm.delay_next(1.5)  # the model answers, but slowly (inside AI_TIMEOUT_SECONDS)
+    write(client, BUDI, "bisa kirim ke Papua?")
+    pending = wait_for(lambda: _first_decision(api, BUDI), 30, "the decision")
+    assert pending["state"] == "ai_pending"
+    api("POST", f"/api/routing-decisions/{pending['id']}/override", json={"responder": "none"})
+    wait_for(lambda: len(llm.requests) == 1, 30, "the model's answer")
+    settled()
+    [decision] = decisions(api, BUDI)
+    assert (decision["responder"], decision["overridden_by"]) == ("none", "rina")
+    assert sent_texts(cloud_api, BUDI) == []
+
+
+def test_the_sweeper_routes_a_message_whose_routing_task_was_lost(client, api, faq, cloud_api, routing):
+    routing.stop()
+    write(client, BUDI, "jam buka toko?")
+    wait_for(lambda: _pending_inbox() == 0, 60, "the message ingested")
+    broker = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
+    assert broker.delete("routing") == 1  # the routing task is lost
+    routing.use()
+    beat = CeleryProcess.beat()
+    try:
+        settled()
+    finally:
+        beat.stop()
+    assert decisions(api, BUDI)[0]["responder"] == "automation"
+    assert sent_texts(cloud_api, BUDI) == [OPENING_HOURS_ANSWER]
+
+
+def _first_decision(api, wa_id: str) -> dict | None:
+    if not api("GET", "/api/contacts", params={"phone": f"+{wa_id}"})["items"]:
+        return None  # not ingested yet
+    return (decisions(api, wa_id) or [None])[0]
+
+
+def _pending_inbox() -> int:
+    with session_scope() as session:
+        return session.scalar(select(func.count()).where(InboxEvent.state == "pending"))
+
+
+def _a_closed_moment() -> int:
+    """A recent moment outside 08:00-17:00 in Jakarta: a minute ago at night, else 07:00 today
+    (at most ten hours ago, well inside the day after which routing no longer answers)."""
     jakarta = datetime.now(ZoneInfo("Asia/Jakarta"))
-    moment = jakarta.replace(hour=hour, minute=0, second=0, microsecond=0)
-    if moment > jakarta:
-        moment -= timedelta(days=1)
-    return int(moment.timestamp())
+    if not 8 <= jakarta.hour < 17:
+        return int(jakarta.timestamp()) - 60
+    return int(jakarta.replace(hour=7, minute=0, second=0, microsecond=0).timestamp())
 
 
 def test_out_of_hours_reply_is_sent_once_per_conversation(client, api, team, cloud_api, routing):
     routing.use(BUSINESS_HOURS="mon-sun 08:00-17:00")
-    night = _last_closed_moment()
+    night = _a_closed_moment()
     write(client, BUDI, "Halo, masih buka?", at=night)
-    write(client, BUDI, "Mau tanya harga", at=night + 60)
+    write(client, BUDI, "Mau tanya harga", at=night + 30)
     settled()
     texts = sent_texts(cloud_api, BUDI)
     assert len(texts) == 1 and "di luar jam operasional" in texts[0]

@@ -11,6 +11,7 @@ the routing sweeper publishes it again.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from functools import cache
 
 from sqlalchemy import select
@@ -20,19 +21,22 @@ from sqlalchemy.orm import Session
 from domain.replies import AI_ANSWER, HUMAN
 from integrations.ai import AiAnswer, AiRequest, AiResponder, AiUnavailable, FaqItem, Turn, ai_for
 from models import Contact, Conversation, FaqEntry, Message, RoutingDecision
+from models.base import utcnow
 from models.contacts import locked_contact
 from models.conversations import INBOUND
 from models.db import session_scope
 from models.routing import AI_PENDING, DECIDED
 from observability.metrics import AI_ANSWERS
 from settings import settings
-from workers import assignment, outbox, publish
+from workers import assignment, crm, outbox, publish
 from workers.celery_app import app
 from workers.routing import response_target
 
 log = logging.getLogger(__name__)
 
 HISTORY = 20  # the newest messages of the conversation the model sees
+# An answer this late is no answer: the task was lost or the queue is far behind. A person takes it.
+GIVE_UP_AFTER = timedelta(minutes=10)
 
 
 @cache
@@ -49,25 +53,32 @@ def responder() -> AiResponder | None:
 )
 def answer_with_ai(decision_id: int) -> str:
     with session_scope() as session:
-        request = _request_for(session, decision_id)
-    if request is None:
+        prepared = _request_for(session, decision_id)
+    if prepared is None:
         return "skipped"
+    request, waited = prepared
     answer, failure = None, None
-    ai = responder()
-    if ai is None:
-        failure = "AI_BASE_URL is not set any more"
-    else:
-        try:
+    try:
+        ai = responder()
+        if waited > GIVE_UP_AFTER:
+            failure = f"the message waited {waited.total_seconds() / 60:.0f} minutes for the AI agent"
+        elif ai is None:
+            failure = "AI_BASE_URL is not set any more"
+        else:
             answer = ai.answer(request)
-        except AiUnavailable as exc:
-            failure = exc.reason
+    except AiUnavailable as exc:
+        failure = exc.reason
+    except Exception as exc:  # a bug or a bad setting must not leave the customer unanswered
+        log.exception("AI agent failed", extra={"decision_id": decision_id})
+        failure = f"the AI agent failed: {type(exc).__name__}"
     with session_scope() as session:
         outcome = _settle(session, decision_id, answer, failure)
     AI_ANSWERS.labels(outcome).inc()
     return outcome
 
 
-def _request_for(session: Session, decision_id: int) -> AiRequest | None:
+def _request_for(session: Session, decision_id: int) -> tuple[AiRequest, timedelta] | None:
+    """What the model is given, and how long the decision has waited for it."""
     decision = session.get(RoutingDecision, decision_id)
     if decision is None or decision.state != AI_PENDING:
         return None
@@ -88,13 +99,14 @@ def _request_for(session: Session, decision_id: int) -> AiRequest | None:
         FaqItem(question=entry.questions[0], answer=entry.answer)
         for entry in session.scalars(select(FaqEntry).where(FaqEntry.active).order_by(FaqEntry.key))
     )
-    return AiRequest(
+    request = AiRequest(
         business_name=settings.business_name,
         customer_name=contact.name,
         history=history,
         faq=faq,
         lead_class=decision.lead_class,
     )
+    return request, utcnow() - decision.created_at
 
 
 def _settle(session: Session, decision_id: int, answer: AiAnswer | None, failure: str | None) -> str:
@@ -108,8 +120,11 @@ def _settle(session: Session, decision_id: int, answer: AiAnswer | None, failure
     conversation = session.get_one(Conversation, decision.conversation_id)
     decision.state = DECIDED
     reasons = list(decision.reasons)
+    message = session.get_one(Message, decision.message_id)
     if contact.automation_paused_at is not None or conversation.owner_agent:
         failure = "automation was paused or a human took over meanwhile"
+    elif conversation.awaiting_reply_since is None or conversation.awaiting_reply_since > message.occurred_at:
+        failure = "someone answered meanwhile"
     elif answer is not None and answer.handoff:
         failure = f"the model asked for a human (confidence {answer.confidence:.2f})"
     elif answer is not None and answer.confidence < settings.ai_min_confidence:
@@ -126,7 +141,7 @@ def _settle(session: Session, decision_id: int, answer: AiAnswer | None, failure
         return "answered"
     # Never silence: a person answers instead.
     picked = assignment.assign(session, contact, settings.default_team)
-    message = session.get_one(Message, decision.message_id)
+    crm.queue_sync(session, contact.id, "assignment")
     decision.responder = HUMAN
     decision.agent = conversation.owner_agent or picked.agent
     decision.respond_by = message.occurred_at + response_target(decision.lead_class)

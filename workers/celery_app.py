@@ -9,6 +9,7 @@ from celery import Celery, signals
 
 from domain import automation_content, business_hours, order_messages
 from domain.followup_time import check_cron
+from integrations.ai import ai_for
 from integrations.whatsapp import gateway_for
 from models.db import dispose_engine
 from observability.logs import configure_logging
@@ -54,5 +55,6 @@ def _check_gateway(**_: Any) -> None:
     # failing every send later.
     try:
         gateway_for(settings)
+        ai_for(settings)
     except ValueError as exc:
         raise SystemExit(f"configuration error: {exc}") from exc

@@ -27,13 +27,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from domain import automation_content, business_hours, intent, lead_score
+from domain import automation_content, business_hours, intent, lead_score, opt_out
 from domain.faq_match import FaqCandidate, best_match
 from domain.replies import AI, AUTOMATION, FAQ_ANSWER, HUMAN, NOBODY
 from models import Contact, Conversation, FaqEntry, Message, Order, OutboundMessage, RoutingDecision
 from models.base import utcnow
 from models.contacts import locked_contact
-from models.conversations import INBOUND
+from models.conversations import INBOUND, OUTBOUND
 from models.db import session_scope
 from models.labels import active_labels
 from models.routing import AI_PENDING, DECIDED, SurveyResponse
@@ -97,16 +97,20 @@ def route(session: Session, message_id: int) -> str:
     draft.reasons.append(f"lead is {score.lead_class} (score {score.score}): " + "; ".join(score.reasons))
 
     rating = _survey_answer(session, contact, message)
-    needs, why = (
-        (False, f"an answer to the satisfaction survey: {rating}/5")
-        if rating
-        else (intent.needs_reply(message.type, message.text))
-    )
+    if rating:
+        needs, why = False, f"an answer to the satisfaction survey: {rating}/5"
+    elif message.type == "text" and opt_out.is_opt_out(message.text):
+        needs, why = False, "the customer opted out (STOP): no more broadcasts"
+    else:
+        needs, why = intent.needs_reply(message.type, message.text)
     if not needs:
         draft.needs_reply, draft.responder = False, NOBODY
         draft.reasons.append(f"no reply needed: {why}")
         if rating is None and intent.is_closing(message.text):
             _close(session, contact, conversation, message, draft)
+    elif _answered_since(conversation, message):
+        draft.needs_reply, draft.responder = False, NOBODY
+        draft.reasons.append("already answered: a reply went out after this message")
     elif now - message.occurred_at > TOO_OLD:
         draft.reasons.append("the message is over a day old: a person decides")
     elif contact.automation_paused_at is not None:
@@ -116,6 +120,9 @@ def route(session: Session, message_id: int) -> str:
         draft.reasons.append(f"{conversation.owner_agent} took over this conversation")
     else:
         draft.reasons.append(f"needs a reply: {why}")
+        if conversation.closed_at is not None and conversation.closed_at <= message.occurred_at:
+            conversation.closed_at = conversation.closed_reason = conversation.closed_in_window = None
+            draft.reasons.append("the conversation is open again")
         _reply_out_of_hours(session, contact, conversation, message, draft)
         _choose_automation(session, contact, message, draft)
 
@@ -137,6 +144,7 @@ def route(session: Session, message_id: int) -> str:
         else None,
         reasons=draft.reasons,
         state=draft.state,
+        published_at=now if draft.state == AI_PENDING else None,
         created_at=now,
     )
     session.add(decision)
@@ -146,6 +154,16 @@ def route(session: Session, message_id: int) -> str:
     if draft.state == AI_PENDING:
         publish_after_commit(session, "ai_to_publish", decision.id, publish.answer_with_ai)
     return draft.responder
+
+
+def _answered_since(conversation: Conversation, message: Message) -> bool:
+    """A message routed late (its task was lost and the sweeper found it) that a reply has
+    answered since: answering it now would answer twice. Messages routed on time are not
+    second-guessed: in a burst, the reply to the first must not silence the second."""
+    if utcnow() - message.created_at < timedelta(seconds=settings.inbox_sweep_after_seconds):
+        return False
+    waiting = conversation.awaiting_reply_since
+    return waiting is None or waiting > message.occurred_at
 
 
 def response_target(lead_class: str | None) -> timedelta:
@@ -196,20 +214,23 @@ def _survey_answer(session: Session, contact: Contact, message: Message) -> int 
     rating = intent.survey_rating(message.text)
     if rating is None:
         return None
-    surveyed = session.scalar(
-        select(Message.conversation_id)
-        .join(OutboundMessage, OutboundMessage.message_id == Message.id)
+    # Our last message before this one (customer messages are timed to the second; ours are not).
+    last_ours = session.execute(
+        select(Message.conversation_id, OutboundMessage.trigger)
+        .outerjoin(OutboundMessage, OutboundMessage.message_id == Message.id)
         .where(
-            OutboundMessage.contact_id == contact.id,
-            OutboundMessage.trigger == automation_content.SURVEY,
+            Message.contact_id == contact.id,
+            Message.direction == OUTBOUND,
             Message.occurred_at >= message.occurred_at - TOO_OLD,
-            # Customer messages are timed to the second; ours are not.
             Message.occurred_at < message.occurred_at + timedelta(seconds=1),
         )
         .order_by(Message.occurred_at.desc())
         .limit(1)
-    )
-    if surveyed is None or session.scalar(
+    ).first()
+    if last_ours is None or last_ours.trigger != automation_content.SURVEY:
+        return None  # a number answering something else we asked ("mau berapa pcs?" "2")
+    surveyed = last_ours.conversation_id
+    if session.scalar(
         select(SurveyResponse.id).where(SurveyResponse.conversation_id == surveyed)
     ):
         return None
@@ -283,9 +304,11 @@ def _choose_automation(session: Session, contact: Contact, message: Message, dra
             contact_id=contact.id,
             text=faq_reply_text(entry),
         )
-    elif settings.ai_base_url:
+    elif settings.ai_base_url and message.text:
         draft.responder, draft.state = AI, AI_PENDING
         draft.reasons.append("no FAQ entry matches: the AI agent answers")
+    elif settings.ai_base_url:
+        draft.reasons.append(f"a {message.type} without text: a human answers")
     else:
         draft.reasons.append("no FAQ entry matches and no AI agent is configured: a human answers")
 

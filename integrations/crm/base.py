@@ -108,7 +108,8 @@ class Crm(Protocol):
         ...
 
     def set_lead_priority(self, lead_id: int, priority: str, salesperson: str | None) -> None:
-        """The lead's priority and salesperson (a login; None leaves the lead unassigned)."""
+        """The lead's priority, and its salesperson when we know one (a login; None, or a login
+        without a CRM user, leaves the lead's salesperson as it is)."""
         ...
 
     def post_log(self, target: Target, heading: str, lines: Sequence[LogLine], marker: str) -> None:

@@ -214,8 +214,11 @@ class OdooCrm:
         return _one_id(self.rpc.execute("crm.lead", "create", values)), True
 
     def set_lead_priority(self, lead_id: int, priority: str, salesperson: str | None) -> None:
+        values: dict[str, Any] = {"priority": priority}
         user = self._user_id(salesperson) if salesperson else False
-        self.rpc.execute("crm.lead", "write", [lead_id], {"priority": priority, "user_id": user})
+        if user:  # never unassign: a salesperson set by hand in Odoo stays
+            values["user_id"] = user
+        self.rpc.execute("crm.lead", "write", [lead_id], values)
 
     def set_lead_tags(self, lead_id: int, add: Sequence[str], remove: Sequence[str]) -> None:
         if not add and not remove:

@@ -41,7 +41,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("actor", sa.String(length=64), nullable=False),
         sa.Column("action", sa.String(length=48), nullable=False),
-        sa.Column("subject", sa.String(length=64), nullable=False),
+        sa.Column("subject", sa.String(length=255), nullable=False),
         sa.Column(
             "details",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
@@ -103,6 +103,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("published_at", models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("overridden_by", sa.String(length=64), nullable=True),
         sa.Column("overridden_at", models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", models.base.UTCDateTime(timezone=True), nullable=False),
@@ -245,6 +246,15 @@ def upgrade() -> None:
         sqlite_where=sa.text("direction = 'inbound'"),
     )
     # ### end Alembic commands ###
+    # Messages from before routing existed are decided already: the routing sweeper must not
+    # answer them now (people did, or chose not to).
+    op.execute(
+        "INSERT INTO routing_decisions (message_id, contact_id, conversation_id, needs_reply, responder,"
+        " out_of_hours, reasons, state, created_at)"
+        " SELECT id, contact_id, conversation_id, false, 'none', false,"
+        " '[\"received before routing existed\"]', 'decided', created_at"
+        " FROM messages WHERE direction = 'inbound'"
+    )
 
 
 def downgrade() -> None:
