@@ -18,6 +18,7 @@ Run from the project root::
 
     .venv/bin/python -m bench.crm_sync            # 1,000 conversations
     .venv/bin/python -m bench.crm_sync --quick    # 100 conversations, a smoke run
+    .venv/bin/python -m bench.crm_sync --json figures.json   # also write the figures (bench.report)
 
 PostgreSQL is reached as ``BENCH_POSTGRES_URL`` (default: postgres on 127.0.0.1:5432). Figures are
 printed, never asserted. Every process started is stopped, and the database dropped, on any exit.
@@ -26,12 +27,9 @@ printed, never asserted. Every process started is stopped, and the database drop
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
 import multiprocessing
 import os
-import signal
-import sys
 import time
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ import redis
 from sqlalchemy import text
 
 from bench.ingest import bench_database, configure_environment, drain, inbox_counts, phase, private_redis
+from bench.report import Figure, add_json_argument, bench_main
 from cli import samples
 from tests.fakes.odoo import FakeOdoo
 
@@ -134,14 +133,15 @@ def baseline(odoo: FakeOdoo, calls: int) -> float:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.crm_sync", description=DESCRIPTION)
     parser.add_argument("--quick", action="store_true", help="100 conversations: a smoke run")
+    add_json_argument(parser)
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    sizes = QUICK if parse_args(argv).quick else FULL
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
+    """Every phase in a private redis-server and a fresh database; the figures, each appended to
+    ``figures`` (when given) as soon as it is measured."""
+    sizes = QUICK if quick else FULL
+    figures = [] if figures is None else figures
     with ExitStack() as stack:
         server = stack.enter_context(private_redis())
         database_url = stack.enter_context(bench_database())
@@ -182,15 +182,48 @@ def main(argv: list[str] | None = None) -> None:
         )
         for (model, method), count in sorted(odoo.calls.items(), key=lambda item: -item[1]):
             print(f"      {count:6d}  {model}.{method}")
+        complete = partners == leads == posts == n
+        figures += [
+            Figure(
+                "crm sync",
+                f"conversations synced to Odoo, worker -Q crm -c 2 ({n:,} conversations)",
+                n / sync.seconds,
+                "/s",
+                goal=f"{n:,} partners, leads and logs in Odoo",
+                met=complete,
+            ),
+            Figure(
+                "crm sync",
+                f"JSON-RPC calls per conversation ({MESSAGES_PER_CONVERSATION} messages each)",
+                calls / n,
+                "",
+            ),
+            Figure("crm sync", "message_post calls per conversation", posts_each, ""),
+        ]
 
         phase(f"3. baseline: the JSON-RPC client alone, {BASELINE_PROCESSES} processes calling search_read")
         raw = baseline(odoo, sizes.baseline_calls)
         print(f"   {raw:8.0f} calls/s")
     rate = calls / sync.seconds
+    figures.append(
+        Figure(
+            "crm sync",
+            "JSON-RPC call rate while syncing",
+            rate,
+            "/s",
+            raw,
+            f"the JSON-RPC client alone, {BASELINE_PROCESSES} processes calling search_read",
+        )
+    )
     print(
         f"\nSummary: {n / sync.seconds:.1f} conversations/s, {calls / n:.2f} JSON-RPC calls per "
         f"conversation; sync makes {rate:.0f} calls/s = {rate / raw:.2f} of the raw client's {raw:.0f}/s"
     )
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    bench_main(measure, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ Run from the project root::
 
     .venv/bin/python -m bench.followups            # full size, a few minutes
     .venv/bin/python -m bench.followups --quick    # 500 follow-ups, 20,000 future rows
+    .venv/bin/python -m bench.followups --json figures.json   # also write the figures (bench.report)
 
 PostgreSQL is reached as ``BENCH_POSTGRES_URL`` (default: postgres on 127.0.0.1:5432). Figures are
 printed, never asserted. Every process started is stopped, and the database dropped, on any exit.
@@ -29,10 +30,8 @@ printed, never asserted. Every process started is stopped, and the database drop
 from __future__ import annotations
 
 import argparse
-import io
-import signal
+import math
 import statistics
-import sys
 import time
 from collections import Counter
 from contextlib import ExitStack
@@ -56,6 +55,7 @@ from bench.outbound_support import (
     verdict,
     wait_until,
 )
+from bench.report import Figure, add_json_argument, bench_main
 from tests.fakes.cloud_api import FakeCloudApi
 
 DESCRIPTION = "Follow-up benchmark: many delivery follow-ups due at once, and beat's tick cost."
@@ -143,10 +143,21 @@ def progress() -> Any:
     )[0]
 
 
+@dataclass(frozen=True)
+class Burst:
+    """What the fake saw of the burst: follow-ups sent exactly once, T to the last send, the rate."""
+
+    followups: int
+    exactly_once: int  # orders whose follow-up reached the fake exactly once
+    once: bool  # every one of them, and the outbox agrees
+    span: float  # seconds from T to the last send (nan if nothing was sent)
+    rate: float  # sends per second from T to the last send
+
+
 # --- (a) the burst ------------------------------------------------------------------------------
 
 
-def measure_burst(sizes: Sizes, fake: FakeCloudApi) -> tuple[bool, int]:
+def measure_burst(sizes: Sizes, fake: FakeCloudApi) -> tuple[Burst, int]:
     """Fire and send ``sizes.burst`` follow-ups due at once; whether each went exactly once.
     Returns that and the first contact id (the tick phase reuses the contacts)."""
     n = sizes.burst
@@ -185,16 +196,16 @@ def measure_burst(sizes: Sizes, fake: FakeCloudApi) -> tuple[bool, int]:
             progress=lambda: (len(fake.requests), progress().scheduled),
         )
         cpu = meter.stop()
-    once = report_burst(n, fake, due_at, done)
+    burst = report_burst(n, fake, due_at, done)
     per = {group: seconds / n * 1000 for group, seconds in cpu.items()}
     print(
         f"(a) CPU per follow-up (fired and sent): workers and beat {per['workers']:.1f} ms, "
         f"PostgreSQL {per['postgres']:.1f} ms, fake Cloud API + bench {per['bench']:.1f} ms"
     )
-    return once, first_contact
+    return burst, first_contact
 
 
-def report_burst(n: int, fake: FakeCloudApi, due_at: float, done: float) -> bool:
+def report_burst(n: int, fake: FakeCloudApi, due_at: float, done: float) -> Burst:
     times = arrival_times(fake)
     accepted = list(fake.accepted)
     order_ids = [_order_id(body) for body in accepted]
@@ -237,7 +248,26 @@ def report_burst(n: int, fake: FakeCloudApi, due_at: float, done: float) -> bool
     print(f"(a) all done (outbox settled) at T{done - due_at:+.1f} s")
     once = len(accepted) == n == len(counts) == sent.n == sent.orders and duplicates == 0 and missing == 0
     print(f"  every follow-up sent exactly once: {verdict(once)}")
-    return once
+    exactly_once = sum(1 for order, count in counts.items() if count == 1 and order in expected)
+    span = times[-1] - due_at if times else math.nan
+    rate = len(times) / span if times and span > 0 else math.nan
+    return Burst(n, exactly_once, once, span, rate)
+
+
+def burst_figures(burst: Burst) -> list[Figure]:
+    n = burst.followups
+    return [
+        Figure(
+            "followups",
+            f"burst: follow-ups due at once sent exactly once (of {n:,})",
+            burst.exactly_once,
+            "",
+            goal=f"all {n:,}, no duplicate",
+            met=burst.once,
+        ),
+        Figure("followups", "burst: from T (all due) to the last send", burst.span, "s"),
+        Figure("followups", "burst: send rate from T to the last send", burst.rate, "/s"),
+    ]
 
 
 def _order_id(body: dict[str, Any]) -> str | None:
@@ -294,7 +324,7 @@ def explain_claim() -> list[str]:
     return [" ".join(statement.split()), *plan]
 
 
-def measure_tick_cost(sizes: Sizes, first_contact: int, contacts: int) -> float:
+def measure_tick_cost(sizes: Sizes, first_contact: int, contacts: int) -> Figure:
     """Tick cost with few and with many future follow-ups; the few measured before and after the
     many (TRUNCATE makes that cheap), so drift in the machine's load shows and averages out."""
     phase(f"(b) beat tick cost with nothing due: {BASELINE_FUTURE} vs {sizes.future} future follow-ups")
@@ -323,7 +353,16 @@ def measure_tick_cost(sizes: Sizes, first_contact: int, contacts: int) -> float:
         f"(against the mean of the two baseline medians)   target <= {TARGET_TICK_RATIO:g}x (about 1x) "
         f"{verdict(ratio <= TARGET_TICK_RATIO)}"
     )
-    return ratio
+    return Figure(
+        "followups",
+        f"beat tick with nothing due, {total:,} future follow-ups (median)",
+        many[0] * 1000,
+        "ms",
+        baseline * 1000,
+        f"same with {BASELINE_FUTURE} future follow-ups, mean of before and after",
+        f"ratio <= {TARGET_TICK_RATIO:g} (about 1)",
+        ratio <= TARGET_TICK_RATIO,
+    )
 
 
 def _print_tick(future: int, median: float, minimum: float, note: str = "") -> None:
@@ -344,14 +383,15 @@ def _print_plan(lines: list[str]) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.followups", description=DESCRIPTION)
     parser.add_argument("--quick", action="store_true", help="500 follow-ups and 20,000 future rows")
+    add_json_argument(parser)
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    sizes = QUICK if parse_args(argv).quick else FULL
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the clean-up below runs
+def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
+    """Both phases in a private redis-server and a fresh database; the figures, each appended to
+    ``figures`` (when given) as soon as it is measured."""
+    sizes = QUICK if quick else FULL
+    figures = [] if figures is None else figures
     started = time.perf_counter()
     with ExitStack() as stack:
         server = stack.enter_context(private_redis())
@@ -361,13 +401,20 @@ def main(argv: list[str] | None = None) -> None:
         from models.migrate import upgrade_to_head
 
         upgrade_to_head(database_url)
-        once, first_contact = measure_burst(sizes, fake)
-        ratio = measure_tick_cost(sizes, first_contact, sizes.burst)
+        burst, first_contact = measure_burst(sizes, fake)
+        figures += burst_figures(burst)
+        tick = measure_tick_cost(sizes, first_contact, sizes.burst)
+        figures.append(tick)
     print(
-        f"\nSummary: {sizes.burst} follow-ups due at once sent exactly once: {verdict(once)}; "
-        f"tick cost {sizes.future} / {BASELINE_FUTURE} future rows {ratio:.2f}x; "
+        f"\nSummary: {sizes.burst} follow-ups due at once sent exactly once: {verdict(burst.once)}; "
+        f"tick cost {sizes.future} / {BASELINE_FUTURE} future rows {tick.ratio:.2f}x; "
         f"wall time {time.perf_counter() - started:.0f} s"
     )
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    bench_main(measure, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,13 @@ port (never the shared one):
     open-loop load paced at half that maximum, on the better server, each request timed from
     its scheduled start (time spent waiting for a free client connection counts).
 (b) end-to-end: N inbox events pre-loaded with ``producers.inbox.store_and_enqueue`` (one task
-    each), then ``celery -A workers worker -c 2`` on every queue, timed until no inbox row is
-    ``pending``.
+    each), then ``celery -A workers worker -c 1`` on every queue, timed until no inbox row is
+    ``pending``; then the same again with ``-c 2`` (two worker processes). Each against the raw
+    consume rate of the same number of processes (the baseline consumes with ``-c 1`` too), and
+    2 processes against 1.
+(m) peak memory: the RSS high-water mark (``VmHWM`` in ``/proc/<pid>/status``) of each worker
+    pool process and of the worker's main process during (b), against the same worker consuming
+    only the no-op task in (c).
 
 Consume rates (b, c) run from the worker's first fetch to the drained queue, so start-up time
 is left out (and printed). The load generator is a minimal asyncio HTTP/1.1 keep-alive client,
@@ -25,6 +30,7 @@ Run from the project root::
 
     .venv/bin/python -m bench.ingest            # full size, a few minutes
     .venv/bin/python -m bench.ingest --quick    # small counts, a smoke run
+    .venv/bin/python -m bench.ingest --json figures.json   # also write the figures (bench.report)
 
 PostgreSQL is reached as ``BENCH_POSTGRES_URL`` (default: postgres on 127.0.0.1:5432). Timings
 are printed against their targets, never asserted. Every process started is stopped, and the
@@ -35,27 +41,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import itertools
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import redis
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.report import Figure, add_json_argument, bench_main
 from cli import samples
 from tests.support import PROJECT_ROOT, CeleryProcess, RedisServer, free_port, wait_for
 
@@ -65,11 +74,13 @@ SECRET = "bench-app-secret"
 WEBHOOK_PATH = "/webhooks/whatsapp"
 UVICORN_WORKERS = (1, 2)
 WORKER_CONCURRENCY = 2
+END_TO_END_CONCURRENCY = (1, 2)  # worker processes (prefork pool size) in (b), and in (c)
 INGEST_QUEUE = "ingest"
 WARMUP_REQUESTS = 100
 LATENCY_CONNECTIONS = 64
 PRELOAD_BATCH = 500
 POLL_SECONDS = 0.005
+MEMORY_POLL_SECONDS = 0.5
 DRAIN_TIMEOUT = 600.0
 
 TARGET_PUBLISH_RATIO = 0.8
@@ -88,7 +99,7 @@ class Sizes:
 
 
 FULL = Sizes(requests=3000, events=3000, tasks=5000, concurrency=(2, 4, 8, 32))
-QUICK = Sizes(requests=300, events=300, tasks=1000, concurrency=(4, 16))
+QUICK = Sizes(requests=300, events=200, tasks=1000, concurrency=(4, 16))
 
 
 @dataclass(frozen=True)
@@ -110,12 +121,34 @@ class Run:
 
 
 @dataclass(frozen=True)
+class Memory:
+    """RSS high-water marks (``VmHWM``), in KiB, of a worker's main process and pool processes."""
+
+    main_kib: int
+    pool_kib: tuple[int, ...]  # one per pool process seen, largest first
+
+    @property
+    def pool_peak_mib(self) -> float:
+        return max(self.pool_kib, default=0) / 1024
+
+    @property
+    def main_mib(self) -> float:
+        return self.main_kib / 1024
+
+    def describe(self) -> str:
+        pool = ", ".join(f"{kib / 1024:.1f}" for kib in self.pool_kib) or "none seen"
+        return f"peak RSS: main process {self.main_mib:.1f} MiB, pool processes {pool} MiB"
+
+
+@dataclass(frozen=True)
 class Drain:
     """A worker emptying a pre-loaded queue."""
 
     count: int
     startup: float  # worker launched -> first fetch
     seconds: float  # first fetch -> all done
+    memory: Memory | None = field(default=None, compare=False)
+    concurrency: int = WORKER_CONCURRENCY
 
     @property
     def rate(self) -> float:
@@ -197,12 +230,22 @@ def uvicorn_server(workers: int) -> Iterator[int]:
     try:
         started = lambda: log_path.read_bytes().count(b"Application startup complete") >= workers  # noqa: E731
         wait_for(lambda: started() or process.poll() is not None, 60, "uvicorn start-up")
+        # With one process uvicorn binds the port only after the application's start-up: wait for it.
+        wait_for(lambda: _accepts(port) or process.poll() is not None, 60, "uvicorn to listen")
         if process.poll() is not None:
             raise RuntimeError(f"uvicorn exited:\n{log_path.read_text(errors='replace')[-3000:]}")
         yield port
     finally:
         _stop_group(process)
         log_path.unlink(missing_ok=True)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
@@ -217,16 +260,76 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def celery_worker(*extra: str) -> Iterator[CeleryProcess]:
+def celery_worker(*extra: str, concurrency: int = WORKER_CONCURRENCY) -> Iterator[CeleryProcess]:
     """``celery -A workers worker -c 2`` (plus ``extra``), stopped and its log removed at the end."""
     name = f"bench-{uuid.uuid4().hex[:6]}"
-    args = ["worker", "-n", f"{name}@%h", "-c", str(WORKER_CONCURRENCY), "-l", "INFO"]
+    args = ["worker", "-n", f"{name}@%h", "-c", str(concurrency), "-l", "INFO"]
     worker = CeleryProcess([*args, "--without-mingle", "--without-gossip", *extra], name=name)
     try:
         yield worker
     finally:
         worker.stop()
         worker.log_path.unlink(missing_ok=True)
+
+
+class PeakMemory:
+    """Watches a process and its children (a prefork worker and its pool processes) for their RSS
+    high-water mark, ``VmHWM`` from ``/proc/<pid>/status``: read every MEMORY_POLL_SECONDS in a
+    thread (so a pool process replaced during the run keeps its peak) and once more on exit, which
+    must come before the worker stops."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.main_kib = 0
+        self.pool_kib: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="peak-memory", daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def result(self) -> Memory:
+        return Memory(self.main_kib, tuple(sorted(self.pool_kib.values(), reverse=True)))
+
+    def sample(self) -> None:
+        self.main_kib = max(self.main_kib, vm_hwm_kib(self.pid))
+        for child in child_pids(self.pid):
+            self.pool_kib[child] = max(self.pool_kib.get(child, 0), vm_hwm_kib(child))
+
+    def _run(self) -> None:
+        while not self._stop.wait(MEMORY_POLL_SECONDS):
+            self.sample()
+
+
+def vm_hwm_kib(pid: int) -> int:
+    """A process's peak resident set size in KiB (``VmHWM``); 0 if it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def child_pids(pid: int) -> list[int]:
+    """The children of ``pid`` (forked by any of its threads), from /proc."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return sorted(set(children))
 
 
 # --- the HTTP load generator ------------------------------------------------------------------
@@ -359,17 +462,27 @@ def raw_publish_rate(count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def drain(broker: redis.Redis, queue: str, done: Callable[[], bool], *worker_args: str) -> Drain:
-    """Start a worker on a pre-loaded ``queue``; time its first fetch and when ``done()`` holds."""
+def drain(
+    broker: redis.Redis,
+    queue: str,
+    done: Callable[[], bool],
+    *worker_args: str,
+    concurrency: int = WORKER_CONCURRENCY,
+) -> Drain:
+    """Start a worker on a pre-loaded ``queue``; time its first fetch and when ``done()`` holds;
+    watch its processes' peak memory meanwhile."""
     total = int(broker.llen(queue))
     if not total:
         raise RuntimeError(f"queue {queue!r} is empty: nothing to drain")
-    with celery_worker(*worker_args) as worker:
+    with (
+        celery_worker(*worker_args, concurrency=concurrency) as worker,
+        PeakMemory(worker.process.pid) as memory,
+    ):
         launched = time.perf_counter()
         first = _poll(lambda: broker.llen(queue) < total, worker, "the worker's first fetch")
         _poll(lambda: _broker_drained(broker, queue), worker, f"queue {queue!r} to drain")
         finished = _poll(done, worker, "the work to be done")
-    return Drain(total, first - launched, finished - first)
+    return Drain(total, first - launched, finished - first, memory.result(), concurrency)
 
 
 def _broker_drained(broker: redis.Redis, queue: str) -> bool:
@@ -393,19 +506,29 @@ def phase(title: str) -> None:
     print(f"\n{title}  [load average {os.getloadavg()[0]:.2f}]")
 
 
-def measure_baseline(sizes: Sizes, broker: redis.Redis) -> tuple[float, Drain]:
+def measure_baseline(sizes: Sizes, broker: redis.Redis) -> tuple[float, dict[int, Drain]]:
+    """The raw publish rate, and the raw consume rate with each of END_TO_END_CONCURRENCY (the
+    default, 2, first; the tasks published again for each)."""
     from bench.noop import QUEUE
 
     phase("(c) baseline: a no-op task on the project's Celery app and broker")
     publish = raw_publish_rate(sizes.tasks)
     print(f"(c) raw publish: {publish:8.0f} tasks/s  ({sizes.tasks} no-op apply_async, queue {QUEUE!r})")
-    consume = drain(broker, QUEUE, lambda: True, "-I", "bench.noop", "-Q", QUEUE)
-    print(
-        f"(c) raw consume: {consume.rate:8.0f} tasks/s  ({consume.count} no-op tasks, worker "
-        f"-c {WORKER_CONCURRENCY} -Q {QUEUE}; {consume.seconds:.2f} s from first fetch, "
-        f"start-up {consume.startup:.1f} s)"
-    )
-    return publish, consume
+    consumes: dict[int, Drain] = {}
+    for concurrency in sorted(END_TO_END_CONCURRENCY, key=lambda c: c != WORKER_CONCURRENCY):
+        if consumes:
+            again = raw_publish_rate(sizes.tasks)
+            print(f"(c) raw publish: {again:8.0f} tasks/s  (again, for -c {concurrency})")
+        consume = drain(broker, QUEUE, lambda: True, "-I", "bench.noop", "-Q", QUEUE, concurrency=concurrency)
+        consumes[concurrency] = consume
+        print(
+            f"(c) raw consume: {consume.rate:8.0f} tasks/s  ({consume.count} no-op tasks, worker "
+            f"-c {concurrency} -Q {QUEUE}; {consume.seconds:.2f} s from first fetch, "
+            f"start-up {consume.startup:.1f} s)"
+        )
+        if consume.memory:
+            print(f"(c) -c {concurrency} {consume.memory.describe()}")
+    return publish, consumes
 
 
 # --- (a) webhook ingest -----------------------------------------------------------------------
@@ -482,21 +605,133 @@ def inbox_counts() -> dict[str, int]:
         return {state: count for state, count in rows}
 
 
-def measure_end_to_end(sizes: Sizes, broker: redis.Redis) -> Drain:
-    phase("(b) end-to-end: pre-loaded inbox events through the real worker")
+def measure_end_to_end(sizes: Sizes, broker: redis.Redis, concurrency: int = WORKER_CONCURRENCY) -> Drain:
+    phase(f"(b) end-to-end: pre-loaded inbox events through the real worker, -c {concurrency}")
     reset_state(broker)
     preload_events(sizes.events)
-    result = drain(broker, INGEST_QUEUE, lambda: inbox_counts().get("pending", 0) == 0)
+    result = drain(
+        broker, INGEST_QUEUE, lambda: inbox_counts().get("pending", 0) == 0, concurrency=concurrency
+    )
     counts = inbox_counts()
     print(
         f"(b) end-to-end:  {result.rate:8.0f} events/s  ({result.count} events, worker "
-        f"-c {WORKER_CONCURRENCY}; {result.seconds:.1f} s from first fetch, start-up "
+        f"-c {concurrency}; {result.seconds:.1f} s from first fetch, start-up "
         f"{result.startup:.1f} s; inbox rows by state {counts})"
     )
+    if result.memory:
+        print(f"(m) -c {concurrency} {result.memory.describe()}")
     return result
 
 
 # --- the report -------------------------------------------------------------------------------
+
+
+def ingest_figures(publish: float, ingest: Ingest) -> list[Figure]:
+    publish_ratio = ingest.best.rate / publish
+    p99 = ingest.latency.percentile(99) * 1000
+    return [
+        Figure(
+            "ingest",
+            f"webhooks accepted over HTTP (uvicorn --workers {ingest.workers}, {ingest.concurrency} clients)",
+            ingest.best.rate,
+            "/s",
+            publish,
+            "raw publish, no-op apply_async",
+            f"ratio >= {TARGET_PUBLISH_RATIO:g}",
+            publish_ratio >= TARGET_PUBLISH_RATIO,
+        ),
+        Figure(
+            "ingest",
+            "p50 latency at half the max rate (open loop)",
+            ingest.latency.percentile(50) * 1e3,
+            "ms",
+        ),
+        Figure(
+            "ingest",
+            "p99 latency at half the max rate (open loop)",
+            p99,
+            "ms",
+            goal=f"< {TARGET_P99_SECONDS * 1000:g} ms",
+            met=p99 < TARGET_P99_SECONDS * 1000,
+        ),
+    ]
+
+
+def end_to_end_figures(consumes: dict[int, Drain], ends: dict[int, Drain]) -> list[Figure]:
+    figures = []
+    for concurrency, result in sorted(ends.items()):
+        raw = consumes[concurrency]
+        figures.append(
+            Figure(
+                "end-to-end",
+                f"inbox events processed, {_processes(concurrency)} (-c {concurrency})",
+                result.rate,
+                "/s",
+                raw.rate,
+                f"raw consume, no-op task, -c {concurrency}",
+                f"ratio >= {TARGET_CONSUME_RATIO:g}",
+                result.rate / raw.rate >= TARGET_CONSUME_RATIO,
+            )
+        )
+    low, high = min(ends), max(ends)
+    if low != high:
+        figures.append(
+            Figure(
+                "end-to-end",
+                f"scaling: end-to-end with {_processes(high)} / with {_processes(low)}",
+                ends[high].rate,
+                "/s",
+                ends[low].rate,
+                f"end-to-end, -c {low}",
+            )
+        )
+        figures.append(
+            Figure(
+                "end-to-end",
+                f"scaling: raw consume with {_processes(high)} / with {_processes(low)}",
+                consumes[high].rate,
+                "/s",
+                consumes[low].rate,
+                f"raw consume, -c {low}",
+            )
+        )
+    return figures
+
+
+def memory_figures(consumes: dict[int, Drain], ends: dict[int, Drain]) -> list[Figure]:
+    figures = []
+    for concurrency, result in sorted(ends.items()):
+        raw = consumes[concurrency]
+        if result.memory is None or raw.memory is None:
+            continue
+        figures.append(
+            Figure(
+                "memory",
+                f"peak RSS per worker pool process, end-to-end -c {concurrency} "
+                f"(largest of {len(result.memory.pool_kib)})",
+                result.memory.pool_peak_mib,
+                "MiB",
+                raw.memory.pool_peak_mib,
+                f"pool process of a worker running only the no-op task, -c {concurrency}",
+            )
+        )
+    high = max(ends)
+    if ends[high].memory and consumes[high].memory:
+        figures.append(
+            Figure(
+                "memory",
+                f"peak RSS of the worker's main process, end-to-end -c {high}",
+                ends[high].memory.main_mib,
+                "MiB",
+                consumes[high].memory.main_mib,
+                f"main process, no-op task only, -c {high}",
+            )
+        )
+    return figures
+
+
+def _processes(concurrency: int) -> str:
+    return "1 worker process" if concurrency == 1 else f"{concurrency} worker processes"
 
 
 def summarize(publish: float, consume: Drain, ingest: Ingest, end_to_end: Drain) -> None:
@@ -518,17 +753,11 @@ def _check(name: str, value: float, relation: str, target: float) -> None:
     print(f"  {name:31s} {value:8.2f}   target {relation} {target:<5g} {'met' if met else 'NOT met'}")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=DESCRIPTION)
-    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run in under a minute")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    sizes = QUICK if parse_args(argv).quick else FULL
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)  # each figure shows as soon as it is measured
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the clean-up below runs
+def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
+    """Every phase, in a private redis-server and a fresh database; the figures, each appended to
+    ``figures`` (when given) as soon as it is measured."""
+    sizes = QUICK if quick else FULL
+    figures = [] if figures is None else figures
     with ExitStack() as stack:
         server = stack.enter_context(private_redis())
         database_url = stack.enter_context(bench_database())
@@ -537,10 +766,25 @@ def main(argv: list[str] | None = None) -> None:
 
         upgrade_to_head(database_url)
         broker = stack.enter_context(closing(redis.Redis.from_url(server.url)))
-        publish, consume = measure_baseline(sizes, broker)
+        publish, consumes = measure_baseline(sizes, broker)
         ingest = measure_ingest(sizes)
-        end_to_end = measure_end_to_end(sizes, broker)
-    summarize(publish, consume, ingest, end_to_end)
+        figures += ingest_figures(publish, ingest)
+        ends = {c: measure_end_to_end(sizes, broker, c) for c in sorted(END_TO_END_CONCURRENCY)}
+        figures += end_to_end_figures(consumes, ends)
+        figures += memory_figures(consumes, ends)
+    summarize(publish, consumes[WORKER_CONCURRENCY], ingest, ends[WORKER_CONCURRENCY])
+    return figures
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=DESCRIPTION)
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run in under a minute")
+    add_json_argument(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    bench_main(measure, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ Run from the project root::
 
     .venv/bin/python -m bench.labels            # 100,000 contacts, 1,000,000 events
     .venv/bin/python -m bench.labels --quick    # 10,000 contacts, 100,000 events
+    .venv/bin/python -m bench.labels --json figures.json   # also write the figures (bench.report)
 
 PostgreSQL is reached as ``BENCH_POSTGRES_URL`` (default: postgres on 127.0.0.1:5432). Figures are
 printed, never asserted. Every process started is stopped, and the database dropped, on any exit.
@@ -36,13 +37,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
-import io
 import itertools
 import os
 import random
-import signal
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -62,6 +60,7 @@ from bench.ingest import (
     uvicorn_server,
 )
 from bench.outbound_support import configure_outbound_environment, execute, vacuum_analyze, verdict
+from bench.report import Figure, add_json_argument, bench_main
 from cli import samples
 from tests.support import CeleryProcess
 
@@ -473,7 +472,24 @@ def explain_slow(name: str, call: Callable[[], object], explained: set[str]) -> 
             print(f"      {line}")
 
 
-def measure_latency(port: int, seeded: dict[str, Any]) -> dict[str, bool]:
+def latency_figure(name: str, timing: Timing, floor: Timing | None = None) -> Figure:
+    """p95 of one endpoint (against the HTTP floor, ``/healthz``) or one in-process query."""
+    p95 = timing.p(95)
+    return Figure(
+        "labels",
+        f"{name}, p95 (n={len(timing.seconds)})",
+        p95 * 1000,
+        "ms",
+        floor.p(95) * 1000 if floor else None,
+        "GET /healthz p95, the HTTP floor" if floor else None,
+        f"< {GOAL_SECONDS * 1000:.0f} ms",
+        p95 < GOAL_SECONDS,
+    )
+
+
+def measure_latency(port: int, seeded: dict[str, Any], figures: list[Figure]) -> dict[str, bool]:
+    """Each endpoint's and data query's latency: whether it met the goal, by key; its figure
+    appended to ``figures``."""
     counts = seeded["counts"]
     big, small = seeded["big"], seeded["small"]
     phase(
@@ -490,11 +506,17 @@ def measure_latency(port: int, seeded: dict[str, Any]) -> dict[str, bool]:
         "dashboard": "/dashboard",
         "csv small": f"/api/contacts.csv?{urlencode({'label': small})}",
     }
-    results = {key: _line(time_requests(port, path, auth), floor.p(95)) for key, path in paths.items()}
+    results = {}
+    for key, path in paths.items():
+        timing = time_requests(port, path, auth)
+        results[key] = _line(timing, floor.p(95))
+        figures.append(latency_figure(f"GET {_describe_path(path, counts)}", timing, floor))
     print("   the dashboard's data queries (api.labels), called in this process, no HTTP:")
     endpoints, queries = in_process_calls(seeded)
     for key, call in queries.items():
-        results[key] = _line(time_calls(key, call))
+        timing = time_calls(key, call)
+        results[key] = _line(timing)
+        figures.append(latency_figure(f"in process: {key}", timing))
     missed = [key for key, met in results.items() if not met]
     if missed:
         phase("2. EXPLAIN ANALYZE of what missed the goal (the dashboard: its data queries above)")
@@ -503,6 +525,15 @@ def measure_latency(port: int, seeded: dict[str, Any]) -> dict[str, bool]:
             if key in endpoints or key in queries:
                 explain_slow(key, endpoints.get(key) or queries[key], explained)
     return results
+
+
+def _describe_path(path: str, counts: dict[str, int]) -> str:
+    """``/api/contacts?label=Paid (1,234 members)``: the label unquoted, with its size."""
+    from urllib.parse import unquote_plus
+
+    shown = unquote_plus(path)
+    label = shown.partition("label=")[2]
+    return f"{shown} ({counts[label]:,} members)" if label in counts else shown
 
 
 # --- 3. processing rate ---------------------------------------------------------------------------
@@ -531,7 +562,7 @@ def label_event_requests(port: int, count: int, contacts: int, labels: list[tupl
     return requests
 
 
-def post_events(port: int, sizes: Sizes, seeded: dict[str, Any]) -> None:
+def post_events(port: int, sizes: Sizes, seeded: dict[str, Any]) -> float:
     phase(f"3. posting {sizes.process:,} signed WAHA label.chat.added events (no worker running)")
     requests = label_event_requests(port, sizes.process, sizes.contacts, seeded["labels"])
     run = asyncio.run(closed_loop(port, requests, POST_CONCURRENCY))
@@ -541,6 +572,7 @@ def post_events(port: int, sizes: Sizes, seeded: dict[str, Any]) -> None:
     )
     if run.failures:
         raise RuntimeError("some label events were not accepted")
+    return run.rate
 
 
 @dataclass(frozen=True)
@@ -636,14 +668,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="10,000 contacts, 100,000 label events, 200 events processed"
     )
+    add_json_argument(parser)
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    sizes = QUICK if parse_args(argv).quick else FULL
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the clean-up below runs
+def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
+    """Every phase in a private redis-server and a fresh database; the figures, each appended to
+    ``figures`` (when given) as soon as it is measured."""
+    sizes = QUICK if quick else FULL
+    figures = [] if figures is None else figures
     started = time.perf_counter()
     with ExitStack() as stack:
         server = stack.enter_context(private_redis())
@@ -656,9 +689,22 @@ def main(argv: list[str] | None = None) -> None:
         broker = stack.enter_context(closing(redis.Redis.from_url(server.url)))
         seeded = seed(sizes)
         with uvicorn_server(1) as port:
-            latency = measure_latency(port, seeded)
-            post_events(port, sizes, seeded)
+            latency = measure_latency(port, seeded, figures)
+            posted = post_events(port, sizes, seeded)
+        figures.append(
+            Figure("labels", f"label events accepted over HTTP ({POST_CONCURRENCY} clients)", posted, "/s")
+        )
         processed, baseline = measure_processing(broker, sizes)
+        figures.append(
+            Figure(
+                "labels",
+                f"label events processed, {WORKER_PROCESSES} x worker -c {WORKER_CONCURRENCY}",
+                processed.rate,
+                "/s",
+                baseline.rate,
+                "raw consume, no-op task, the same workers",
+            )
+        )
     met = sum(latency.values())
     print(
         f"\nSummary: {met} of {len(latency)} latency figures meet p95 < {GOAL_SECONDS * 1000:.0f} ms "
@@ -666,6 +712,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{processed.rate:.0f}/s with {WORKER_PROCESSES} worker processes (raw no-op {baseline.rate:.0f}/s); "
         f"wall time {time.perf_counter() - started:.0f} s"
     )
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    bench_main(measure, parse_args(argv))
 
 
 if __name__ == "__main__":

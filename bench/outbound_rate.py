@@ -25,6 +25,7 @@ Run from the project root::
 
     .venv/bin/python -m bench.outbound_rate            # 3,000 messages per run
     .venv/bin/python -m bench.outbound_rate --quick    # 600
+    .venv/bin/python -m bench.outbound_rate --json figures.json   # also write the figures (bench.report)
 
 PostgreSQL is reached as ``BENCH_POSTGRES_URL`` (default: postgres on 127.0.0.1:5432). Figures are
 printed, never asserted. Every process started is stopped, and the database dropped, on any exit.
@@ -33,11 +34,8 @@ printed, never asserted. Every process started is stopped, and the database drop
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
-import signal
 import statistics
-import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -58,6 +56,7 @@ from bench.outbound_support import (
     verdict,
     wait_until,
 )
+from bench.report import Figure, add_json_argument, bench_main
 from tests.fakes.cloud_api import FakeCloudApi
 
 DESCRIPTION = "Outbound rate benchmark: the shared send-rate limit against OUTBOUND_RATE_PER_SECOND."
@@ -93,7 +92,7 @@ class Result:
 
 def load_outbox(first_contact: int, count: int) -> list[int]:
     """One queued text message for each contact, as ``workers.outbox.queue`` would write it."""
-    execute("TRUNCATE outbound_messages, messages, conversations")
+    execute("TRUNCATE outbound_messages, messages, conversations CASCADE")  # and what refers to them
     execute("UPDATE contacts SET last_outbound_at = NULL, last_inbound_at = now()")
     rows = execute(
         """
@@ -182,6 +181,33 @@ def check(label: str, result: Result) -> tuple[bool, bool]:
     return rate_ok, window_ok
 
 
+def limited_figures(result: Result, unlimited: Result) -> list[Figure]:
+    """A limited run's two goals, each against the unlimited run (what this machine sends)."""
+    ceiling = result.rate_limit
+    return [
+        Figure(
+            "outbound rate",
+            f"ceiling {ceiling}/s: achieved send rate ({result.messages:,} messages)",
+            result.rate,
+            "/s",
+            unlimited.rate,
+            "the same messages with no limit",
+            f">= {TARGET_RATE_RATIO * ceiling:g}/s ({TARGET_RATE_RATIO:g} of the ceiling)",
+            result.rate / ceiling >= TARGET_RATE_RATIO,
+        ),
+        Figure(
+            "outbound rate",
+            f"ceiling {ceiling}/s: most requests in any 1 s window",
+            result.max_window,
+            "",
+            unlimited.max_window,
+            "the same with no limit",
+            f"<= {ceiling}",
+            result.max_window <= ceiling,
+        ),
+    ]
+
+
 def reachable_ceiling(unlimited_rate: float) -> int:
     """A ceiling this machine can hold: half the unlimited rate, rounded down to a multiple of 5."""
     return max(5, int(unlimited_rate * REACHABLE_FRACTION) // 5 * 5)
@@ -190,15 +216,15 @@ def reachable_ceiling(unlimited_rate: float) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.outbound_rate", description=DESCRIPTION)
     parser.add_argument("--quick", action="store_true", help="600 messages per run instead of 3,000")
+    add_json_argument(parser)
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    quick = parse_args(argv).quick
+def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
+    """The three runs in a private redis-server and a fresh database; the figures, each appended
+    to ``figures`` (when given) as soon as it is measured."""
+    figures = [] if figures is None else figures
     count = 600 if quick else 3000
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the clean-up below runs
     started = time.perf_counter()
     workers = f"{WORKER_PROCESSES} x celery worker -c {WORKER_CONCURRENCY} -Q outbound (prefork)"
     with ExitStack() as stack:
@@ -215,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         phase(f"limited: {count} text messages, OUTBOUND_RATE_PER_SECOND={CEILING}, {workers}")
         limited = send_all(CEILING, first_contact, count)
         report(f"limit {CEILING}", limited)
+        figures += limited_figures(limited, unlimited)
         reachable = reachable_ceiling(unlimited.rate)
         small = min(count, int(reachable * REACHABLE_SECONDS / (2 if quick else 1)))
         phase(
@@ -223,6 +250,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         held = send_all(reachable, first_contact, small)
         report(f"limit {reachable}", held)
+        figures += limited_figures(held, unlimited)
 
     print(
         f"\nSummary: unlimited {unlimited.rate:.1f} /s; ceiling {CEILING} /s achieved {limited.rate:.1f} /s "
@@ -236,6 +264,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{CEILING} /s, so that rate goal cannot be met here whatever the limiter does"
         )
     check(f"limit {reachable}", held)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    bench_main(measure, parse_args(argv))
 
 
 if __name__ == "__main__":
