@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Date, ForeignKey, Index, Numeric, String, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -38,6 +39,9 @@ class Order(Base):
     tracking_number: Mapped[str | None] = mapped_column(String(128))
     # The event time the details above come from: an older event never overwrites them.
     details_as_of: Mapped[datetime | None]
+    # Per detail (total, courier, ...): the time of the event that set it, so the newest event
+    # that carries a detail decides it, whatever order the events are processed in.
+    detail_times: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -318,7 +318,8 @@ def test_a_person_overriding_a_pending_ai_answer_stops_it(client, api, team, clo
     pending = wait_for(lambda: _first_decision(api, BUDI), 30, "the decision")
     assert pending["state"] == "ai_pending"
     api("POST", f"/api/routing-decisions/{pending['id']}/override", json={"responder": "none"})
-    wait_for(lambda: len(llm.requests) == 1, 30, "the model's answer")
+    settled()
+    time.sleep(3)  # the model's slow answer (or the AI task finding the decision made) comes and goes
     settled()
     [decision] = decisions(api, BUDI)
     assert (decision["responder"], decision["overridden_by"]) == ("none", "rina")
@@ -328,8 +329,8 @@ def test_a_person_overriding_a_pending_ai_answer_stops_it(client, api, team, clo
 def test_the_sweeper_routes_a_message_whose_routing_task_was_lost(client, api, faq, cloud_api, routing):
     routing.stop()
     write(client, BUDI, "jam buka toko?")
-    wait_for(lambda: _pending_inbox() == 0, 60, "the message ingested")
     broker = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
+    wait_for(lambda: _pending_inbox() == 0 and broker.llen("routing") == 1, 60, "the routing task queued")
     assert broker.delete("routing") == 1  # the routing task is lost
     routing.use()
     beat = CeleryProcess.beat()

@@ -19,8 +19,8 @@
    and the outbox's unique cause keep the effects single: each event processed once, each
    message and each broadcast recipient reached once at the (fake) Cloud API.
 
-The first test found that an order's details can depend on the order its events were processed
-in; the strict xfail at the end of this module reproduces it deterministically.
+The first test found that an order's details could depend on the order its events were
+processed in; the test at the end of this module reproduces that case deterministically.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import func, select, update
 
 from cli import samples
@@ -144,7 +143,7 @@ def test_one_contacts_events_through_several_processes_end_in_the_newest_state(
     moments = [datetime.fromtimestamp(base + 60 * i, UTC) for i in range(4)]
     delivery_date = (datetime.now(ZoneInfo("Asia/Jakarta")).date() + timedelta(days=3)).isoformat()
     order_events = [
-        # Only one event carries the total: see the xfail test at the end of this module.
+        # Only one event carries the total; several totals are the last test's case.
         ("order.created", moments[0], {"total": 100000, "currency": "IDR"}),
         ("order.paid", moments[1], {}),
         ("order.updated", moments[2], {"courier": "SiCepat"}),
@@ -371,15 +370,11 @@ def test_two_beats_sweep_each_lost_event_message_and_broadcast_once(
 
 
 # ---------------------------------------------------------------------------------------------
-# Found by the test above: a detail's final value depends on the processing order
+# Found by the test above: a detail's final value depended on the processing order (one
+# details_as_of per order); each detail now keeps the time of the event that set it.
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workers/orders.py keeps one details_as_of per order, not per field: an older event fills "
-    "a detail the newest event lacked, and a newer (but not newest) event can then no longer replace it",
-)
 def test_order_total_comes_from_the_newest_event_that_has_one_whatever_the_processing_order(
     client, monkeypatch
 ):

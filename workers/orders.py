@@ -170,7 +170,8 @@ def _order_for_update(
 
 
 def _apply_details(order: Order, details: dict[str, Any], occurred_at: datetime) -> None:
-    newest = order.details_as_of is None or occurred_at >= order.details_as_of
+    """Each detail comes from the newest event that carries it."""
+    times = dict(order.detail_times or {})
     for name in DETAILS:
         value = details.get(name)
         if value is None:
@@ -179,9 +180,17 @@ def _apply_details(order: Order, details: dict[str, Any], occurred_at: datetime)
             value = Decimal(str(value))
         elif name == "estimated_delivery_date":
             value = datetime.strptime(value, "%Y-%m-%d").date()
-        if newest or getattr(order, name) is None:
+        # Orders stored before detail_times existed: their details are as of details_as_of.
+        known = times.get(name) or (
+            order.details_as_of.isoformat()
+            if getattr(order, name) is not None and order.details_as_of
+            else None
+        )
+        if known is None or occurred_at >= datetime.fromisoformat(known):
             setattr(order, name, value)
-    if newest:
+            times[name] = occurred_at.isoformat()
+    order.detail_times = times
+    if order.details_as_of is None or occurred_at > order.details_as_of:
         order.details_as_of = occurred_at
 
 
