@@ -230,9 +230,7 @@ def _survey_answer(session: Session, contact: Contact, message: Message) -> int 
     if last_ours is None or last_ours.trigger != automation_content.SURVEY:
         return None  # a number answering something else we asked ("mau berapa pcs?" "2")
     surveyed = last_ours.conversation_id
-    if session.scalar(
-        select(SurveyResponse.id).where(SurveyResponse.conversation_id == surveyed)
-    ):
+    if session.scalar(select(SurveyResponse.id).where(SurveyResponse.conversation_id == surveyed)):
         return None
     session.add(
         SurveyResponse(
