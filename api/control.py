@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from pydantic import BaseModel, Field, model_validator
@@ -40,6 +40,7 @@ from workers.routing import faq_reply_text
 
 router = APIRouter(prefix="/api", tags=["human control"], dependencies=[Depends(require_admin)])
 
+T = TypeVar("T", Conversation, RoutingDecision)
 Actor = Annotated[str, Header(alias="X-Actor", max_length=64, description="who acts; audited")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
@@ -172,13 +173,7 @@ def take_over(conversation_id: int, body: AssigneeIn, actor: Actor = "admin") ->
     """A human takes the conversation over: automation stops answering it (queued automatic
     replies are cancelled) and the contact is theirs. ``null`` hands it back to routing."""
     with session_scope() as session:
-        found = session.get(Conversation, conversation_id)
-        if found is None:
-            raise HTTPException(404, f"no conversation {conversation_id}")
-        contact = _contact(session, found.contact_id)
-        conversation = session.get_one(
-            Conversation, conversation_id, with_for_update=True, populate_existing=True
-        )
+        contact, conversation = _locked_with_contact(session, Conversation, conversation_id, "conversation")
         cancelled = 0
         if body.agent is not None:
             _agent(session, body.agent)
@@ -208,10 +203,7 @@ def reply(
     """An agent answers the customer through the outbound worker (the reply counts as a human's
     in the journey metrics). Repeat the request with the same ``Idempotency-Key`` safely."""
     with session_scope() as session:
-        found = session.get(Conversation, conversation_id)
-        if found is None:
-            raise HTTPException(404, f"no conversation {conversation_id}")
-        contact = _contact(session, found.contact_id)
+        contact, _ = _locked_with_contact(session, Conversation, conversation_id, "conversation")
         outbound_id = outbox.queue(
             session,
             dedupe_key=f"human:{conversation_id}:{idempotency_key or uuid.uuid4().hex}",
@@ -236,12 +228,7 @@ def override_decision(decision_id: int, body: OverrideIn, actor: Actor = "admin"
     (this FAQ entry's answer is sent) or nobody. A queued automatic reply not yet sent is
     cancelled."""
     with session_scope() as session:
-        found = session.get(RoutingDecision, decision_id)
-        if found is None:
-            raise HTTPException(404, f"no routing decision {decision_id}")
-        contact = _contact(session, found.contact_id)
-        # Re-read under the lock: the AI agent may have settled it since the read above.
-        decision = session.get_one(RoutingDecision, decision_id, with_for_update=True, populate_existing=True)
+        contact, decision = _locked_with_contact(session, RoutingDecision, decision_id, "routing decision")
         before = {"responder": decision.responder, "agent": decision.agent, "state": decision.state}
         decision.state = DECIDED  # a pending AI answer will find it decided and send nothing
         _cancel_reply(session, decision.message_id, f"overridden by {actor}")
@@ -394,6 +381,16 @@ def _contact(session: Session, contact_id: int, *, lock: bool = True) -> Contact
     if contact is None:
         raise HTTPException(404, f"no contact {contact_id}")
     return contact
+
+
+def _locked_with_contact(session: Session, model: type[T], row_id: int, what: str) -> tuple[Contact, T]:
+    """The row and its contact, locked contact first (as everywhere), then the row re-read under
+    its own lock: the AI agent or routing may have changed it since it was first read."""
+    found = session.get(model, row_id)
+    if found is None:
+        raise HTTPException(404, f"no {what} {row_id}")
+    contact = _contact(session, found.contact_id)  # type: ignore[attr-defined]
+    return contact, session.get_one(model, row_id, with_for_update=True, populate_existing=True)
 
 
 def _agent(session: Session, login: str) -> Agent:
