@@ -22,7 +22,6 @@ import redis
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import func, select, text
 
-from celeryconfig import QUEUES
 from cli import samples
 from models import Contact, ContactIdentity, Conversation, Deal, InboxEvent, Message
 from models.db import get_engine, session_scope
@@ -129,16 +128,22 @@ def _tell_all(command: Callable[..., list | None], queue: str, names: list[str])
 
 @pytest.fixture
 def alone():
-    """Workers started elsewhere in the session (the shared ``worker`` fixture) stop consuming
-    during the test, so that the tasks it stops and kills are in its own worker (and so that a
-    broker restart finds them holding nothing). They consume again afterwards."""
-    others = sorted({name for reply in app.control.ping(timeout=1.0) or [] for name in reply})
-    for queue in QUEUES if others else ():
-        _tell_all(app.control.cancel_consumer, queue, others)
+    """Workers started elsewhere in the session (the shared ``worker`` fixture and the routing
+    worker) stop consuming during the test, so that the tasks it stops and kills are in its own
+    worker (and so that a broker restart finds them holding nothing). Afterwards each consumes
+    again exactly the queues it consumed before."""
+    consuming = {
+        worker: sorted(queue["name"] for queue in queues)
+        for worker, queues in (app.control.inspect(timeout=1.0).active_queues() or {}).items()
+    }
+    for worker, queues in consuming.items():
+        for queue in queues:
+            _tell_all(app.control.cancel_consumer, queue, [worker])
     yield
     restore_redis()
-    for queue in QUEUES if others else ():
-        _tell_all(app.control.add_consumer, queue, others)
+    for worker, queues in consuming.items():
+        for queue in queues:
+            _tell_all(app.control.add_consumer, queue, [worker])
 
 
 @pytest.fixture
