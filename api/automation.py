@@ -19,7 +19,7 @@ from api.control import audit
 from domain.automation_content import ContentError, FaqSpec, faq_spec
 from models import Agent, FaqEntry
 from models.base import utcnow
-from models.db import session_scope
+from models.db import locked_row, session_scope
 from settings import settings
 
 router = APIRouter(
@@ -98,10 +98,7 @@ def list_agents() -> list[AgentOut]:
 def put_agent(login: Login, body: AgentIn, actor: Actor = "admin") -> AgentOut:
     """Add an agent or change one: their team, and whether they can take new conversations now."""
     with session_scope() as session:
-        agent = session.scalar(select(Agent).where(Agent.login == login).with_for_update())
-        if agent is None:
-            agent = Agent(login=login)
-            session.add(agent)
+        agent = locked_row(session, Agent, {"login": login}, {"team": body.team})
         agent.name, agent.team, agent.available, agent.updated_at = (
             body.name,
             body.team,
@@ -115,10 +112,7 @@ def put_agent(login: Login, body: AgentIn, actor: Actor = "admin") -> AgentOut:
 
 def upsert_faq(session: Session, spec: FaqSpec, actor: str) -> FaqEntry:
     """Write one entry (the API and the file import share this)."""
-    entry = session.scalar(select(FaqEntry).where(FaqEntry.key == spec.key).with_for_update())
-    if entry is None:
-        entry = FaqEntry(key=spec.key)
-        session.add(entry)
+    entry = locked_row(session, FaqEntry, {"key": spec.key}, {"questions": [], "answer": ""})
     entry.kind, entry.questions, entry.answer = spec.kind, list(spec.questions), spec.answer
     entry.media_url, entry.media_type, entry.active = spec.media_url, spec.media_type, spec.active
     entry.updated_by, entry.updated_at = actor, utcnow()

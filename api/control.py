@@ -31,7 +31,7 @@ from models import (
 )
 from models.base import utcnow
 from models.contacts import current_contact, locked_contact
-from models.db import session_scope
+from models.db import locked_row, session_scope
 from models.outbox import CANCELLED, QUEUED
 from models.routing import DECIDED
 from settings import settings
@@ -422,10 +422,8 @@ def _cancel_reply(session: Session, message_id: int, why: str) -> None:
 
 
 def _store_rules(session: Session, scope: str, body: RulesIn, actor: str) -> None:
-    row = session.scalar(select(FollowupRules).where(FollowupRules.scope == scope).with_for_update())
-    if row is None:
-        row = FollowupRules(scope=scope)
-        session.add(row)
+    bounds = {"min_delay_seconds": body.min_delay_seconds, "max_delay_seconds": body.max_delay_seconds}
+    row = locked_row(session, FollowupRules, {"scope": scope}, {**bounds, "max_attempts": body.max_attempts})
     row.enabled, row.max_attempts = body.enabled, body.max_attempts
     row.min_delay_seconds, row.max_delay_seconds = body.min_delay_seconds, body.max_delay_seconds
     row.updated_by, row.updated_at = actor, utcnow()

@@ -10,13 +10,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from settings import settings
+
+M = TypeVar("M")
 
 
 def build_engine(url: str) -> Engine:
@@ -87,3 +90,12 @@ def lock_key(session: Session, key: str) -> None:
 def dialect_insert(dialect: str):  # type: ignore[no-untyped-def]
     """The ``insert`` construct with ``on_conflict_do_nothing`` for this backend."""
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def locked_row(session: Session, model: type[M], key: dict[str, Any], values: dict[str, Any]) -> M:
+    """The row with this unique ``key``, inserted with ``values`` first if there is none, locked
+    for update. Two requests creating the same row at once do not collide: the unique index lets
+    one insert, the other inserts nothing and waits for that row's lock."""
+    insert = dialect_insert(session.get_bind().dialect.name)
+    session.execute(insert(model).values(**key, **values).on_conflict_do_nothing())
+    return session.scalars(select(model).filter_by(**key).with_for_update()).one()
