@@ -107,6 +107,10 @@ def redis_server():
     REDIS.stop()
 
 
+# The session's long-lived workers, for the tests that must stop them for a while (test_faults).
+SHARED: list[CeleryProcess] = []
+
+
 class RoutingWorker:
     """The worker of the ``routing`` queue, restarted when a test wants other routing settings
     (the AI agent on, business hours, the survey): settings are read when a process starts."""
@@ -120,11 +124,13 @@ class RoutingWorker:
             return
         self.stop()
         self.process = CeleryProcess.worker(concurrency=2, queues="routing", **env).wait_ready()
+        SHARED.append(self.process)
         self.env = env
 
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+            SHARED.remove(self.process)
             self.process = None
 
 
@@ -137,8 +143,10 @@ def worker(database, redis_server):
     """One worker (two pool processes) on every queue but ``routing``, and a routing worker
     with the default test settings; shared by the tests that need them."""
     process = CeleryProcess.worker(concurrency=2, queues="ingest,outbound,crm,labels,schedules").wait_ready()
+    SHARED.append(process)
     yield process
     ROUTING.stop()
+    SHARED.remove(process)
     process.stop()
 
 

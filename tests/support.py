@@ -81,15 +81,27 @@ class CeleryProcess:
     def __init__(self, args: list[str], env: dict[str, str] | None = None, name: str | None = None) -> None:
         self.name = name or f"test-{uuid.uuid4().hex[:6]}"
         self.log_path = Path(tempfile.gettempdir()) / f"wacrm-{self.name}.log"
+        self._args, self._env = args, env
+        self._started_at = 0  # where this run's output begins in the log (restart appends)
         self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers", *args],
+        self.process = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers", *self._args],
             cwd=PROJECT_ROOT,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **(self._env or {})},
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def restart(self) -> CeleryProcess:
+        """Start the same process again after ``stop``, logging on into the same file."""
+        self._log = self.log_path.open("ab")
+        self._started_at = self.log_path.stat().st_size
+        self.process = self._spawn()
+        return self
 
     @classmethod
     def worker(cls, concurrency: int = 2, queues: str | None = None, **env: str) -> CeleryProcess:
@@ -105,8 +117,11 @@ class CeleryProcess:
         return cls(["beat", "-l", "INFO", "-s", str(schedule)], env)
 
     def wait_ready(self, timeout: float = 60) -> CeleryProcess:
+        since = getattr(self, "_started_at", 0)
         wait_for(
-            lambda: b"ready." in self.log_path.read_bytes() or self._died(), timeout, f"{self.name} ready"
+            lambda: b"ready." in self.log_path.read_bytes()[since:] or self._died(),
+            timeout,
+            f"{self.name} ready",
         )
         assert self.process.poll() is None, f"{self.name} died:\n{self.output()}"
         return self

@@ -19,15 +19,13 @@ from collections.abc import Callable
 
 import pytest
 import redis
-from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import func, select, text
 
 from cli import samples
 from models import Contact, ContactIdentity, Conversation, Deal, InboxEvent, Message
 from models.db import get_engine, session_scope
-from tests.conftest import REDIS
+from tests.conftest import REDIS, SHARED
 from tests.support import CeleryProcess, wait_for
-from workers.celery_app import app
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -111,39 +109,20 @@ def unacknowledged() -> int:
         return client.hlen("unacked")
 
 
-def _tell_all(command: Callable[..., list | None], queue: str, names: list[str]) -> None:
-    """Send a control command until every named worker has answered it. A broadcast is not
-    queued, so a worker still reconnecting to the broker misses it; and right after a Redis
-    restart this process's own pooled broker connection fails once before it is replaced."""
-
-    def answered() -> bool:
-        try:
-            replies = command(queue, destination=names, reply=True, timeout=2) or []
-        except (BrokerError, redis.RedisError):
-            return False
-        return {name for reply in replies for name in reply} >= set(names)
-
-    wait_for(answered, 60, f"{names} to answer {command.__name__}({queue!r})")
-
-
 @pytest.fixture
 def alone():
-    """Workers started elsewhere in the session (the shared ``worker`` fixture and the routing
-    worker) stop consuming during the test, so that the tasks it stops and kills are in its own
-    worker (and so that a broker restart finds them holding nothing). Afterwards each consumes
-    again exactly the queues it consumed before."""
-    consuming = {
-        worker: sorted(queue["name"] for queue in queues)
-        for worker, queues in (app.control.inspect(timeout=1.0).active_queues() or {}).items()
-    }
-    for worker, queues in consuming.items():
-        for queue in queues:
-            _tell_all(app.control.cancel_consumer, queue, [worker])
+    """The session's shared workers (the ``worker`` fixture's and the routing worker) stop during
+    the test, so that the tasks it stops and kills are in its own worker (and so that a broker
+    restart finds them holding nothing); they start again afterwards. A restart, not remote
+    control: a queue cancelled and added back with cancel_consumer/add_consumer is forgotten at
+    the worker's next broker reconnection (celery keeps it out of its ``-Q`` selection)."""
+    paused = [process for process in SHARED if process.process.poll() is None]
+    for process in paused:
+        process.stop()
     yield
     restore_redis()
-    for worker, queues in consuming.items():
-        for queue in queues:
-            _tell_all(app.control.add_consumer, queue, [worker])
+    for process in paused:
+        process.restart().wait_ready()
 
 
 @pytest.fixture
