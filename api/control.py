@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy import case, select, update
+from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
 from api.auth import require_admin
@@ -32,7 +32,6 @@ from models import (
 from models.base import utcnow
 from models.contacts import current_contact, locked_contact
 from models.db import locked_row, session_scope
-from models.outbox import CANCELLED, QUEUED
 from models.routing import DECIDED
 from settings import settings
 from workers import adaptive_followups, assignment, crm, outbox
@@ -231,7 +230,11 @@ def override_decision(decision_id: int, body: OverrideIn, actor: Actor = "admin"
         contact, decision = _locked_with_contact(session, RoutingDecision, decision_id, "routing decision")
         before = {"responder": decision.responder, "agent": decision.agent, "state": decision.state}
         decision.state = DECIDED  # a pending AI answer will find it decided and send nothing
-        _cancel_reply(session, decision.message_id, f"overridden by {actor}")
+        outbox.cancel_queued(
+            session,
+            OutboundMessage.dedupe_key == f"reply:{decision.message_id}",
+            why=f"overridden by {actor}",
+        )
         note = f"overridden by {actor}: {body.responder}" + (f" ({body.reason})" if body.reason else "")
         if body.responder == HUMAN:
             if body.agent:
@@ -290,7 +293,8 @@ def list_decisions(contact_id: int, limit: Limit = 50, cursor: int | None = None
 def human_queue(agent: str | None = None, limit: Limit = 50) -> DecisionPage:
     """Messages waiting for a person, hot leads first, then by their first-response target."""
     rank = case({"hot": 0, "warm": 1, "cold": 2}, value=RoutingDecision.lead_class, else_=3)
-    # Only each conversation's newest waiting decision: the customer is still awaiting a reply.
+    # Decisions for the messages a customer is still waiting on: from the conversation's oldest
+    # unanswered message on (our next reply clears awaiting_reply_since).
     query = (
         select(RoutingDecision)
         .join(Conversation, Conversation.id == RoutingDecision.conversation_id)
@@ -356,7 +360,7 @@ def delete_contact_rules(contact_id: int, actor: Actor = "admin") -> RulesOut:
 
 
 @router.get("/audit", response_model=AuditPage)
-def listaudit(subject: str | None = None, limit: Limit = 100, cursor: int | None = None) -> AuditPage:
+def list_audit(subject: str | None = None, limit: Limit = 100, cursor: int | None = None) -> AuditPage:
     """Every human action, newest first; ``subject`` narrows to one thing, e.g. ``contact:12``."""
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
     if subject:
@@ -402,23 +406,10 @@ def _agent(session: Session, login: str) -> Agent:
 
 def _cancel_queued(session: Session, contact_id: int, triggers: frozenset[str] | None, why: str) -> int:
     """Cancel this contact's queued automatic messages (all of them, or these triggers)."""
-    query = update(OutboundMessage).where(
-        OutboundMessage.contact_id == contact_id,
-        OutboundMessage.state == QUEUED,
-        OutboundMessage.trigger != HUMAN_REPLY,
-    )
+    conditions = [OutboundMessage.contact_id == contact_id, OutboundMessage.trigger != HUMAN_REPLY]
     if triggers is not None:
-        query = query.where(OutboundMessage.trigger.in_(triggers))
-    result = session.execute(query.values(state=CANCELLED, error={"message": why}, updated_at=utcnow()))
-    return result.rowcount or 0
-
-
-def _cancel_reply(session: Session, message_id: int, why: str) -> None:
-    session.execute(
-        update(OutboundMessage)
-        .where(OutboundMessage.dedupe_key == f"reply:{message_id}", OutboundMessage.state == QUEUED)
-        .values(state=CANCELLED, error={"message": why}, updated_at=utcnow())
-    )
+        conditions.append(OutboundMessage.trigger.in_(triggers))
+    return outbox.cancel_queued(session, *conditions, why=why)
 
 
 def _store_rules(session: Session, scope: str, body: RulesIn, actor: str) -> None:

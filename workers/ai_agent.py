@@ -28,7 +28,7 @@ from models.db import session_scope
 from models.routing import AI_PENDING, DECIDED
 from observability.metrics import AI_ANSWERS
 from settings import settings
-from workers import assignment, crm, outbox, publish
+from workers import assignment, context, crm, outbox, publish
 from workers.celery_app import app
 from workers.routing import response_target
 
@@ -123,7 +123,7 @@ def _settle(session: Session, decision_id: int, answer: AiAnswer | None, failure
     message = session.get_one(Message, decision.message_id)
     if contact.automation_paused_at is not None or conversation.owner_agent:
         failure = "automation was paused or a human took over meanwhile"
-    elif conversation.awaiting_reply_since is None or conversation.awaiting_reply_since > message.occurred_at:
+    elif context.answered_since(conversation, message):
         failure = "someone answered meanwhile"
     elif answer is not None and answer.handoff:
         failure = f"the model asked for a human (confidence {answer.confidence:.2f})"

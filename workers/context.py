@@ -141,6 +141,13 @@ def record_outbound_message(
     return stored
 
 
+def answered_since(conversation: Conversation, message: Message) -> bool:
+    """A reply of ours has gone out since this customer message (our reply clears
+    ``awaiting_reply_since``; a later unanswered message sets it anew)."""
+    waiting = conversation.awaiting_reply_since
+    return waiting is None or waiting > message.occurred_at
+
+
 def ensure_open_deal(session: Session, contact: Contact) -> Deal:
     """Every chat is a lead: a contact without an open deal gets one at stage ``new``."""
     deal = session.scalars(select(Deal).where(Deal.contact_id == contact.id, Deal.status == "open")).first()

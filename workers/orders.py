@@ -19,7 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from domain import order_messages
@@ -36,7 +36,6 @@ from models import Contact, DeliveryFollowup, Order, OutboundMessage
 from models.base import utcnow
 from models.db import dialect_insert
 from models.orders import CANCELLED, SCHEDULED, STAGES
-from models.outbox import QUEUED
 from settings import settings
 from workers import context, crm, identity, outbox
 
@@ -135,13 +134,11 @@ def on_followup_delivered(session: Session, external_id: str) -> None:
 
 
 def _cancel_queued(session: Session, order: Order, trigger: str | None = None) -> None:
-    """Cancel the order's messages still queued; one already claimed by a sender goes out."""
-    query = update(OutboundMessage).where(
-        OutboundMessage.order_id == order.id, OutboundMessage.state == QUEUED
-    )
+    """Cancel the order's messages still queued (or only this trigger's)."""
+    conditions = [OutboundMessage.order_id == order.id]
     if trigger is not None:
-        query = query.where(OutboundMessage.trigger == trigger)
-    session.execute(query.values(state=CANCELLED, updated_at=utcnow()))
+        conditions.append(OutboundMessage.trigger == trigger)
+    outbox.cancel_queued(session, *conditions)
 
 
 def _order_for_update(

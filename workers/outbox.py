@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
 
 from models import OutboundMessage
 from models.base import utcnow
 from models.db import dialect_insert
-from models.outbox import QUEUED
+from models.outbox import CANCELLED, QUEUED
 from workers.after_commit import publish_after_commit
 
 SEND_OUTBOUND = "workers.outbound.send_outbound"
@@ -58,6 +59,18 @@ def queue(
     if outbound_id is not None:
         publish_after_commit(session, _PENDING_KEY, outbound_id, publish)
     return outbound_id
+
+
+def cancel_queued(session: Session, *where: ColumnElement[bool], why: str | None = None) -> int:
+    """Cancel the queued rows matching ``where`` (with ``why`` as their error, when given); a row
+    a sender has already claimed goes out. Returns how many were cancelled."""
+    values: dict[str, Any] = {"state": CANCELLED, "updated_at": utcnow()}
+    if why is not None:
+        values["error"] = {"message": why}
+    result = session.execute(
+        update(OutboundMessage).where(OutboundMessage.state == QUEUED, *where).values(**values)
+    )
+    return result.rowcount or 0
 
 
 def publish(outbound_ids: list[int]) -> None:

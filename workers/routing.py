@@ -39,7 +39,7 @@ from models.labels import active_labels
 from models.routing import AI_PENDING, DECIDED, SurveyResponse
 from observability.metrics import ROUTING_DECISIONS
 from settings import settings
-from workers import assignment, crm, outbox, publish
+from workers import assignment, context, crm, outbox, publish
 from workers.after_commit import publish_after_commit
 from workers.celery_app import app
 
@@ -162,8 +162,7 @@ def _answered_since(conversation: Conversation, message: Message) -> bool:
     second-guessed: in a burst, the reply to the first must not silence the second."""
     if utcnow() - message.created_at < timedelta(seconds=settings.inbox_sweep_after_seconds):
         return False
-    waiting = conversation.awaiting_reply_since
-    return waiting is None or waiting > message.occurred_at
+    return context.answered_since(conversation, message)
 
 
 def response_target(lead_class: str | None) -> timedelta:
