@@ -139,12 +139,17 @@ def _settle(session: Session, decision_id: int, answer: AiAnswer | None, failure
         )
         decision.reasons = [*reasons, f"the AI agent answered (confidence {answer.confidence:.2f})"]
         return "answered"
-    # Never silence: a person answers instead.
-    picked = assignment.assign(session, contact, settings.default_team)
-    crm.queue_sync(session, contact.id, "assignment")
-    decision.responder = HUMAN
-    decision.agent = conversation.owner_agent or picked.agent
+    # Never silence: a person answers instead, the conversation's owner if it has one.
+    if conversation.owner_agent:
+        agent, why = conversation.owner_agent, f"{conversation.owner_agent} took over this conversation"
+    else:
+        before = contact.assigned_agent
+        picked = assignment.assign(session, contact, settings.default_team)
+        agent, why = picked.agent, picked.reason
+        if contact.assigned_agent != before:
+            crm.queue_sync(session, contact.id, "assignment")
+    decision.responder, decision.agent = HUMAN, agent
     decision.respond_by = message.occurred_at + response_target(decision.lead_class)
-    decision.reasons = [*reasons, f"the AI agent did not answer: {failure}; a human answers", picked.reason]
+    decision.reasons = [*reasons, f"the AI agent did not answer: {failure}; a human answers", why]
     log.info("AI agent handed a message to a human", extra={"decision_id": decision_id, "why": failure})
     return "handed_over"
