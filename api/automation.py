@@ -59,7 +59,10 @@ class AgentOut(AgentIn):
 @router.get("/faq", response_model=list[FaqOut])
 def list_faq() -> list[FaqOut]:
     with session_scope() as session:
-        return [_faq_out(entry) for entry in session.scalars(select(FaqEntry).order_by(FaqEntry.key))]
+        return [
+            FaqOut.model_validate(entry, from_attributes=True)
+            for entry in session.scalars(select(FaqEntry).order_by(FaqEntry.key))
+        ]
 
 
 @router.put("/faq/{key}", response_model=FaqOut)
@@ -72,7 +75,7 @@ def put_faq(key: str, body: FaqIn, actor: Actor = "admin") -> FaqOut:
     with session_scope() as session:
         entry = upsert_faq(session, spec, actor)
         audit(session, actor, "faq.saved", f"faq:{key}", body.model_dump())
-        return _faq_out(entry)
+        return FaqOut.model_validate(entry, from_attributes=True)
 
 
 @router.delete("/faq/{key}", status_code=204)
@@ -90,7 +93,8 @@ def delete_faq(key: str, actor: Actor = "admin") -> Response:
 def list_agents() -> list[AgentOut]:
     with session_scope() as session:
         return [
-            _agent_out(agent) for agent in session.scalars(select(Agent).order_by(Agent.team, Agent.login))
+            AgentOut.model_validate(agent, from_attributes=True)
+            for agent in session.scalars(select(Agent).order_by(Agent.team, Agent.login))
         ]
 
 
@@ -107,7 +111,7 @@ def put_agent(login: Login, body: AgentIn, actor: Actor = "admin") -> AgentOut:
         )
         audit(session, actor, "agent.saved", f"agent:{login}", body.model_dump())
         session.flush()
-        return _agent_out(agent)
+        return AgentOut.model_validate(agent, from_attributes=True)
 
 
 def upsert_faq(session: Session, spec: FaqSpec, actor: str) -> FaqEntry:
@@ -118,27 +122,3 @@ def upsert_faq(session: Session, spec: FaqSpec, actor: str) -> FaqEntry:
     entry.updated_by, entry.updated_at = actor, utcnow()
     session.flush()
     return entry
-
-
-def _faq_out(entry: FaqEntry) -> FaqOut:
-    return FaqOut(
-        key=entry.key,
-        questions=entry.questions,
-        answer=entry.answer,
-        kind=entry.kind,  # type: ignore[arg-type]
-        media_url=entry.media_url,
-        media_type=entry.media_type,  # type: ignore[arg-type]
-        active=entry.active,
-        updated_by=entry.updated_by,
-        updated_at=entry.updated_at,
-    )
-
-
-def _agent_out(agent: Agent) -> AgentOut:
-    return AgentOut(
-        login=agent.login,
-        name=agent.name,
-        team=agent.team,
-        available=agent.available,
-        last_assigned_at=agent.last_assigned_at,
-    )

@@ -319,14 +319,14 @@ def human_queue(agent: str | None = None, limit: Limit = 50) -> DecisionPage:
 def get_default_rules() -> RulesOut:
     """The adaptive follow-up rules for every contact without rules of their own."""
     with session_scope() as session:
-        return _rules_out(adaptive_followups.rules_for(session, None))
+        return _rules_out(session, None)
 
 
 @router.put("/followup-rules", response_model=RulesOut)
 def put_default_rules(body: RulesIn, actor: Actor = "admin") -> RulesOut:
     with session_scope() as session:
         _store_rules(session, adaptive_followups.DEFAULT_SCOPE, body, actor)
-        return _rules_out(adaptive_followups.rules_for(session, None))
+        return _rules_out(session, None)
 
 
 @router.get("/contacts/{contact_id}/followup-rules", response_model=RulesOut)
@@ -334,7 +334,7 @@ def get_contact_rules(contact_id: int) -> RulesOut:
     """The rules that apply to this contact: their own, else the default ones."""
     with session_scope() as session:
         contact = _contact(session, contact_id, lock=False)
-        return _rules_out(adaptive_followups.rules_for(session, contact.id))
+        return _rules_out(session, contact.id)
 
 
 @router.put("/contacts/{contact_id}/followup-rules", response_model=RulesOut)
@@ -342,7 +342,7 @@ def put_contact_rules(contact_id: int, body: RulesIn, actor: Actor = "admin") ->
     with session_scope() as session:
         contact = _contact(session, contact_id)
         _store_rules(session, adaptive_followups.contact_scope(contact.id), body, actor)
-        return _rules_out(adaptive_followups.rules_for(session, contact.id))
+        return _rules_out(session, contact.id)
 
 
 @router.delete("/contacts/{contact_id}/followup-rules", response_model=RulesOut)
@@ -356,7 +356,7 @@ def delete_contact_rules(contact_id: int, actor: Actor = "admin") -> RulesOut:
             session.delete(row)
             audit(session, actor, "followup_rules.deleted", scope)
         session.flush()
-        return _rules_out(adaptive_followups.rules_for(session, contact.id))
+        return _rules_out(session, contact.id)
 
 
 @router.get("/audit", response_model=AuditPage)
@@ -422,11 +422,6 @@ def _store_rules(session: Session, scope: str, body: RulesIn, actor: str) -> Non
     session.flush()
 
 
-def _rules_out(rules: adaptive_followups.Rules) -> RulesOut:
-    return RulesOut(
-        enabled=rules.enabled,
-        min_delay_seconds=rules.min_delay_seconds,
-        max_delay_seconds=rules.max_delay_seconds,
-        max_attempts=rules.max_attempts,
-        scope=rules.scope,
-    )
+def _rules_out(session: Session, contact_id: int | None) -> RulesOut:
+    """The rules that apply to this contact (None: to everyone without rules of their own)."""
+    return RulesOut.model_validate(adaptive_followups.rules_for(session, contact_id), from_attributes=True)
