@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faults.environment import APP_PREFIX
-from tests.support import PROJECT_ROOT, free_port
+from tests.support import PROJECT_ROOT, RedisServer
 
 START_TIMEOUT = 120.0
 RESTART_DELAY = 1.0  # compose restarts a dead container at once; a second keeps logs readable
@@ -125,36 +124,19 @@ def beat(logs: Path) -> Child:
     return Child("beat", command, b"beat: Starting", {}, logs)
 
 
-class Redis:
-    """A private redis-server on a fixed free port, keeping nothing on disk: stopping it loses
-    every queued task, as a crashed broker without persistence would."""
+class Redis(RedisServer):
+    """The tests' private redis-server (nothing on disk: stopping it loses every queued task, as a
+    crashed broker without persistence would), stopped by the chaos and restarted by the
+    supervisor, counting its starts."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.workdir = Path(tempfile.mkdtemp(prefix="wacrm-faults-redis-"))
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__()
         self.held = threading.Event()  # set while the chaos thread keeps it down on purpose
         self.starts = 0
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
     def start(self) -> Redis:
-        binary = shutil.which("redis-server")
-        if not binary:
-            raise RuntimeError("redis-server is not installed (Debian package redis-server)")
-        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(
-            command, cwd=self.workdir, stdout=subprocess.DEVNULL, start_new_session=True
-        )
+        super().start()
         self.starts += 1
-        deadline = time.monotonic() + 10
-        while not self.answers():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.05)
         return self
 
     def alive(self) -> bool:
@@ -169,16 +151,6 @@ class Redis:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def answers(self) -> bool:
-        import socket
-
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
 
 
 @dataclass

@@ -57,6 +57,7 @@ class RedisServer:
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             cwd=self.workdir,
             stdout=subprocess.DEVNULL,
+            start_new_session=True,  # out of the caller's process group: Ctrl-C there leaves it to us
         )
         wait_for(self._answers, 10, f"redis-server on port {self.port}")
         return self
