@@ -26,7 +26,6 @@ printed, never asserted. Every process started is stopped, and the database drop
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import multiprocessing
 import os
@@ -38,7 +37,7 @@ import redis
 from sqlalchemy import text
 
 from bench.ingest import bench_database, configure_environment, drain, inbox_counts, phase, private_redis
-from bench.report import Figure, add_json_argument, bench_main
+from bench.report import Figure, bench_args, bench_main
 from cli import samples
 from tests.fakes.odoo import FakeOdoo
 
@@ -130,13 +129,6 @@ def baseline(odoo: FakeOdoo, calls: int) -> float:
     return sum(rates)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.crm_sync", description=DESCRIPTION)
-    parser.add_argument("--quick", action="store_true", help="100 conversations: a smoke run")
-    add_json_argument(parser)
-    return parser.parse_args(argv)
-
-
 def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
     """Every phase in a private redis-server and a fresh database; the figures, each appended to
     ``figures`` (when given) as soon as it is measured."""
@@ -223,7 +215,7 @@ def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    bench_main(measure, parse_args(argv))
+    bench_main(measure, bench_args("bench.crm_sync", DESCRIPTION, "100 conversations: a smoke run", argv))
 
 
 if __name__ == "__main__":

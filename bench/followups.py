@@ -29,7 +29,6 @@ printed, never asserted. Every process started is stopped, and the database drop
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import time
@@ -55,7 +54,7 @@ from bench.outbound_support import (
     verdict,
     wait_until,
 )
-from bench.report import Figure, add_json_argument, bench_main
+from bench.report import Figure, bench_args, bench_main
 from tests.fakes.cloud_api import FakeCloudApi
 
 DESCRIPTION = "Follow-up benchmark: many delivery follow-ups due at once, and beat's tick cost."
@@ -380,13 +379,6 @@ def _print_plan(lines: list[str]) -> None:
 # --- main -----------------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.followups", description=DESCRIPTION)
-    parser.add_argument("--quick", action="store_true", help="500 follow-ups and 20,000 future rows")
-    add_json_argument(parser)
-    return parser.parse_args(argv)
-
-
 def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
     """Both phases in a private redis-server and a fresh database; the figures, each appended to
     ``figures`` (when given) as soon as it is measured."""
@@ -414,7 +406,9 @@ def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    bench_main(measure, parse_args(argv))
+    bench_main(
+        measure, bench_args("bench.followups", DESCRIPTION, "500 follow-ups and 20,000 future rows", argv)
+    )
 
 
 if __name__ == "__main__":

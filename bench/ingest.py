@@ -39,7 +39,6 @@ database dropped, on any exit.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
 import os
@@ -53,7 +52,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +63,7 @@ import redis
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.report import Figure, add_json_argument, bench_main
+from bench.report import Figure, bench_args, bench_main
 from cli import samples
 from tests.support import PROJECT_ROOT, CeleryProcess, RedisServer, free_port, wait_for
 
@@ -589,12 +588,22 @@ def reset_state(broker: redis.Redis) -> None:
 
 def preload_events(count: int) -> None:
     """``count`` one-message webhooks' inbox events, stored and enqueued as the producer does."""
+    store_webhooks(next_payload() for _ in range(count))
+
+
+def store_webhooks(payloads: Iterable[dict[str, Any]]) -> None:
+    """Cloud API webhooks' inbox events, stored and enqueued as the producer does, in batches."""
     from producers.inbox import store_and_enqueue
     from producers.whatsapp import Envelope, inbox_events
 
-    for start in range(0, count, PRELOAD_BATCH):
-        batch = range(min(PRELOAD_BATCH, count - start))
-        store_and_enqueue([e for _ in batch for e in inbox_events(Envelope.model_validate(next_payload()))])
+    batch: list[Any] = []
+    for payload in payloads:
+        batch += inbox_events(Envelope.model_validate(payload))
+        if len(batch) >= PRELOAD_BATCH:
+            store_and_enqueue(batch)
+            batch = []
+    if batch:
+        store_and_enqueue(batch)
 
 
 def inbox_counts() -> dict[str, int]:
@@ -776,15 +785,10 @@ def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
     return figures
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=DESCRIPTION)
-    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run in under a minute")
-    add_json_argument(parser)
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> None:
-    bench_main(measure, parse_args(argv))
+    bench_main(
+        measure, bench_args("bench.ingest", DESCRIPTION, "small counts: a smoke run in under a minute", argv)
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ printed, never asserted. Every process started is stopped, and the database drop
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import http.client
 import itertools
@@ -60,7 +59,7 @@ from bench.ingest import (
     uvicorn_server,
 )
 from bench.outbound_support import configure_outbound_environment, execute, vacuum_analyze, verdict
-from bench.report import Figure, add_json_argument, bench_main
+from bench.report import Figure, bench_args, bench_main
 from cli import samples
 from tests.support import CeleryProcess
 
@@ -663,15 +662,6 @@ def measure_processing(broker: redis.Redis, sizes: Sizes) -> tuple[Drain, Drain]
 # --- main -----------------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.labels", description=DESCRIPTION)
-    parser.add_argument(
-        "--quick", action="store_true", help="10,000 contacts, 100,000 label events, 200 events processed"
-    )
-    add_json_argument(parser)
-    return parser.parse_args(argv)
-
-
 def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
     """Every phase in a private redis-server and a fresh database; the figures, each appended to
     ``figures`` (when given) as soon as it is measured."""
@@ -716,7 +706,12 @@ def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    bench_main(measure, parse_args(argv))
+    bench_main(
+        measure,
+        bench_args(
+            "bench.labels", DESCRIPTION, "10,000 contacts, 100,000 label events, 200 events processed", argv
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ printed, never asserted. Every process started is stopped, and the database drop
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import statistics
 import time
@@ -56,7 +55,7 @@ from bench.outbound_support import (
     verdict,
     wait_until,
 )
-from bench.report import Figure, add_json_argument, bench_main
+from bench.report import Figure, bench_args, bench_main
 from tests.fakes.cloud_api import FakeCloudApi
 
 DESCRIPTION = "Outbound rate benchmark: the shared send-rate limit against OUTBOUND_RATE_PER_SECOND."
@@ -213,13 +212,6 @@ def reachable_ceiling(unlimited_rate: float) -> int:
     return max(5, int(unlimited_rate * REACHABLE_FRACTION) // 5 * 5)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.outbound_rate", description=DESCRIPTION)
-    parser.add_argument("--quick", action="store_true", help="600 messages per run instead of 3,000")
-    add_json_argument(parser)
-    return parser.parse_args(argv)
-
-
 def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
     """The three runs in a private redis-server and a fresh database; the figures, each appended
     to ``figures`` (when given) as soon as it is measured."""
@@ -268,7 +260,9 @@ def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    bench_main(measure, parse_args(argv))
+    bench_main(
+        measure, bench_args("bench.outbound_rate", DESCRIPTION, "600 messages per run instead of 3,000", argv)
+    )
 
 
 if __name__ == "__main__":

@@ -82,6 +82,16 @@ def add_json_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def bench_args(
+    module: str, description: str, quick_help: str, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """The options every benchmark takes: ``--quick`` (its small sizes) and ``--json PATH``."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    add_json_argument(parser)
+    return parser.parse_args(argv)
+
+
 def write_json(path: Path | str, figures: Iterable[Figure]) -> None:
     """The figures as a JSON array, written to a temporary file and renamed into place."""
     path = Path(path)

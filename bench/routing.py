@@ -19,13 +19,14 @@ agents:
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import random
 import statistics
 import time
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import redis
 from sqlalchemy import text
@@ -38,8 +39,9 @@ from bench.ingest import (
     phase,
     private_redis,
     raw_publish_rate,
+    store_webhooks,
 )
-from bench.report import Figure, add_json_argument, bench_main
+from bench.report import Figure, bench_args, bench_main
 from cli import samples
 
 DESCRIPTION = "Routing decisions per second, and the latency routing adds before a reply is queued."
@@ -91,16 +93,6 @@ def realistic_messages(count: int, per_customer: int = 5) -> list[dict]:
     return payloads
 
 
-def store(payloads: list[dict]) -> None:
-    """As the producer does: inbox rows committed, then their ingest tasks published."""
-    from producers.inbox import store_and_enqueue
-    from producers.whatsapp import Envelope, inbox_events
-
-    for start in range(0, len(payloads), 200):
-        batch = payloads[start : start + 200]
-        store_and_enqueue([e for p in batch for e in inbox_events(Envelope.model_validate(p))])
-
-
 def seed() -> None:
     from cli import faq
     from models import Agent
@@ -112,11 +104,11 @@ def seed() -> None:
         session.add_all(Agent(login=login, team=settings.default_team) for login in ("ayu", "bayu", "citra"))
 
 
-def count(sql: str) -> int:
+def count(sql: str, **params: Any) -> int:
     from models.db import session_scope
 
     with session_scope() as session:
-        return int(session.scalar(text(sql)) or 0)
+        return int(session.scalar(text(sql), params) or 0)
 
 
 def measure_throughput(sizes: Sizes, broker: redis.Redis, figures: list[Figure]) -> float:
@@ -129,7 +121,7 @@ def measure_throughput(sizes: Sizes, broker: redis.Redis, figures: list[Figure])
     print(f"raw consume: {noop.rate:8.0f} tasks/s ({noop.count} no-op tasks, -c 2)")
 
     phase(f"throughput: {sizes.messages} messages ingested, then routed by -Q routing -c 2")
-    store(realistic_messages(sizes.messages))
+    store_webhooks(realistic_messages(sizes.messages))
     drain(broker, "ingest", lambda: count("SELECT count(*) FROM inbox_events WHERE state = 'pending'") == 0,
           "-Q", "ingest")  # fmt: skip
     routed = drain(
@@ -167,19 +159,20 @@ def measure_latency(sizes: Sizes, broker: redis.Redis, figures: list[Figure], ca
         samples.inbound_text(str(next(_customers)), "Pelanggan", rng.choice(FAQ_QUESTIONS[:3]))
         for _ in range(sizes.latency_messages)
     ]
+    since = datetime.now(UTC)  # only this phase's messages: the throughput phase's are still there
     with celery_worker("-Q", "ingest,routing", concurrency=2) as worker:
         worker.wait_ready()
         started = time.perf_counter()
         for index, payload in enumerate(payloads):
             time.sleep(max(0.0, started + index / pace - time.perf_counter()))
-            store([payload])
+            store_webhooks([payload])
         deadline = time.perf_counter() + 300
-        while count(LATENCY_DONE) < sizes.latency_messages and time.perf_counter() < deadline:
+        while count(LATENCY_DONE, since=since) < sizes.latency_messages and time.perf_counter() < deadline:
             time.sleep(0.2)
     from models.db import session_scope
 
     with session_scope() as session:
-        rows = session.execute(text(LATENCY_ROWS)).all()
+        rows = session.execute(text(LATENCY_ROWS), {"since": since}).all()
     total = [float(r.total) * 1000 for r in rows]
     added = [float(r.added) * 1000 for r in rows]
     ingest = [float(r.ingest) * 1000 for r in rows]
@@ -216,8 +209,9 @@ SELECT extract(epoch FROM o.created_at - i.received_at) AS total,
   FROM inbox_events i
   JOIN messages m ON m.external_id = i.dedupe_key
   JOIN outbound_messages o ON o.dedupe_key = 'reply:' || m.id
+ WHERE i.received_at >= :since
 """
-LATENCY_DONE = "SELECT count(*) FROM routing_decisions"
+LATENCY_DONE = "SELECT count(*) FROM routing_decisions WHERE created_at >= :since"
 
 
 def _percentiles(values: list[float]) -> tuple[float, float]:
@@ -242,15 +236,8 @@ def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
     return figures
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.routing", description=DESCRIPTION)
-    parser.add_argument("--quick", action="store_true", help="1,000 messages, 150 for latency")
-    add_json_argument(parser)
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> None:
-    bench_main(measure, parse_args(argv))
+    bench_main(measure, bench_args("bench.routing", DESCRIPTION, "1,000 messages, 150 for latency", argv))
 
 
 if __name__ == "__main__":
