@@ -8,11 +8,9 @@ may run. Effects are exactly-once because every task is idempotent (see workers/
 
 from kombu import Exchange, Queue
 
+from queueing.names import QUEUE_OF, QUEUES
 from schedules.beat import BEAT_SCHEDULE
 from settings import VAR_DIR, settings
-
-# One queue per group of work, so each can be given its own workers (celery worker -Q ...).
-QUEUES = ("ingest", "routing", "outbound", "crm", "labels", "schedules")
 
 broker_url = settings.celery_broker_url
 broker_connection_retry_on_startup = True
@@ -37,21 +35,11 @@ else:
         "socket_timeout": 10,
     }
 
-# Each queue its own direct exchange: a message routed to one queue never lands in another.
+# One queue per group of work (queueing/names.py), each its own direct exchange: a message
+# routed to one queue never lands in another.
 task_queues = [Queue(name, Exchange(name), routing_key=name) for name in QUEUES]
 task_default_queue = "ingest"
-task_routes = {
-    "workers.ingest.*": {"queue": "ingest"},
-    # Routing and the AI agent: the AI's HTTP wait never holds up ingest.
-    "workers.routing.*": {"queue": "routing"},
-    "workers.ai_agent.*": {"queue": "routing"},
-    "workers.outbound.*": {"queue": "outbound"},
-    "workers.crm.*": {"queue": "crm"},
-    # Expanding a broadcast writes outbox rows, like the follow-up ticks: bulk database work,
-    # kept off the outbound queue whose concurrency is tuned for waiting on the gateway.
-    "workers.broadcasts.*": {"queue": "schedules"},
-    "schedules.*": {"queue": "schedules"},
-}
+task_routes = {name: {"queue": queue} for name, queue in QUEUE_OF.items()}
 
 task_acks_late = True
 task_reject_on_worker_lost = True

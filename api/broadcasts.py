@@ -20,12 +20,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from api.auth import require_admin
-from integrations.whatsapp.cloud import REENGAGEMENT_CODE
+from integrations.whatsapp.cloud import is_closed_window_error
 from models import Broadcast, Message, OutboundMessage
 from models.db import session_scope
 from models.labels import label_ids_named
 from models.outbox import BLOCKED_WINDOW, FAILED, QUEUED, SENDING, SENT
-from workers.publish import expand_broadcast
+from queueing.publish import expand_broadcast
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["broadcasts"], dependencies=[Depends(require_admin)])
@@ -108,7 +108,7 @@ def get_broadcast(broadcast_id: int) -> BroadcastOut:
                 .join(OutboundMessage, OutboundMessage.message_id == Message.id)
                 .where(OutboundMessage.broadcast_id == broadcast_id, Message.status == FAILED)
             )
-            if (error or {}).get("code") == REENGAGEMENT_CODE
+            if is_closed_window_error(error)
         )
         counts: Counter[str] = Counter()
         sent_as: Counter[str] = Counter()

@@ -18,8 +18,8 @@ from models.base import utcnow
 from models.contacts import current_contact
 from models.db import session_scope
 from models.labels import active_labels, contacts_with_label
+from pipeline.identity import PHONE
 from settings import settings
-from workers.identity import PHONE
 
 router = APIRouter(prefix="/api", tags=["contacts"], dependencies=[Depends(require_admin)])
 

@@ -30,12 +30,12 @@ from models import (
     RoutingDecision,
 )
 from models.base import utcnow
-from models.contacts import current_contact, locked_contact
+from models.contacts import current_contact
 from models.db import locked_row, session_scope
 from models.routing import DECIDED
+from pipeline import adaptive_followups, assignment, crm_sync, locks, outbox
+from pipeline.routing import faq_reply_text
 from settings import settings
-from workers import adaptive_followups, assignment, crm, outbox
-from workers.routing import faq_reply_text
 
 router = APIRouter(prefix="/api", tags=["human control"], dependencies=[Depends(require_admin)])
 
@@ -178,7 +178,7 @@ def take_over(conversation_id: int, body: AssigneeIn, actor: Actor = "admin") ->
             _agent(session, body.agent)
             contact.assigned_agent = body.agent
             cancelled = _cancel_queued(session, contact.id, CONVERSATIONAL, f"{body.agent} took over")
-            crm.queue_sync(session, contact.id, "assignment")
+            crm_sync.queue_sync(session, contact.id, "assignment")
         previous, conversation.owner_agent = conversation.owner_agent, body.agent
         audit(
             session,
@@ -242,7 +242,7 @@ def override_decision(decision_id: int, body: OverrideIn, actor: Actor = "admin"
                 contact.assigned_agent = decision.agent = body.agent
             else:
                 decision.agent = assignment.assign(session, contact, settings.default_team).agent
-            crm.queue_sync(session, contact.id, "assignment")
+            crm_sync.queue_sync(session, contact.id, "assignment")
         elif body.responder == AUTOMATION:
             entry = session.scalar(select(FaqEntry).where(FaqEntry.key == body.faq_key))
             if entry is None:
@@ -381,7 +381,7 @@ def audit(
 
 
 def _contact(session: Session, contact_id: int, *, lock: bool = True) -> Contact:
-    contact = locked_contact(session, contact_id) if lock else current_contact(session, contact_id)
+    contact = locks.contact(session, contact_id) if lock else current_contact(session, contact_id)
     if contact is None:
         raise HTTPException(404, f"no contact {contact_id}")
     return contact

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from api.auth import require_admin
 from domain.order_messages import TITLES
-from integrations.whatsapp.cloud import REENGAGEMENT_CODE
+from integrations.whatsapp.cloud import is_closed_window_error
 from models import DeliveryFollowup, Message, Order, OutboundMessage
 from models.db import session_scope
 from models.outbox import BLOCKED_WINDOW, SENT
@@ -102,7 +102,7 @@ def _message_out(row: OutboundMessage, message: Message | None) -> OrderMessageO
     # re-engagement failure reported later by webhook is a closed window, as when reported at once.
     status = message.status if row.state == SENT and message is not None and message.status else row.state
     status = _SPEC_STATUS.get(status, status)
-    if status == "failed" and message is not None and (message.error or {}).get("code") == REENGAGEMENT_CODE:
+    if status == "failed" and message is not None and is_closed_window_error(message.error):
         status = BLOCKED_WINDOW
     return OrderMessageOut(
         id=row.id,

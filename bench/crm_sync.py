@@ -1,7 +1,7 @@
 """CRM sync benchmark: conversations synced to Odoo per second, and JSON-RPC calls per conversation.
 
 Everything runs on this machine against real PostgreSQL (a fresh database, migrated, dropped at
-the end), a private redis-server on a free port and the fake Odoo (``tests.fakes.odoo``, a real
+the end), a private redis-server on a free port and the fake Odoo (``testkit.fakes.odoo``, a real
 HTTP server in this process speaking Odoo's JSON-RPC):
 
 1. N new customers each send one webhook with M text messages (stored in the inbox as the
@@ -38,8 +38,8 @@ from sqlalchemy import text
 
 from bench.ingest import bench_database, configure_environment, drain, inbox_counts, phase, private_redis
 from bench.report import Figure, bench_args, bench_main
-from cli import samples
-from tests.fakes.odoo import FakeOdoo
+from testkit import samples
+from testkit.fakes.odoo import FakeOdoo
 
 DESCRIPTION = "CRM sync benchmark: conversations synced to the (fake) Odoo, and JSON-RPC calls each."
 MESSAGES_PER_CONVERSATION = 4

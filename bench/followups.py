@@ -1,7 +1,7 @@
 """Follow-up benchmark: 10,000 delivery follow-ups due at the same moment, and beat's tick cost.
 
 Everything runs on this machine against real PostgreSQL (a fresh database, migrated, dropped at
-the end), a private redis-server on a free port and the fake Cloud API (``tests.fakes``, a real
+the end), a private redis-server on a free port and the fake Cloud API (``testkit.fakes``, a real
 HTTP server in this process):
 
 (a) burst: 10,000 contacts whose 24-hour window is closed (so each follow-up goes out as the
@@ -55,7 +55,7 @@ from bench.outbound_support import (
     wait_until,
 )
 from bench.report import Figure, bench_args, bench_main
-from tests.fakes.cloud_api import FakeCloudApi
+from testkit.fakes.cloud_api import FakeCloudApi
 
 DESCRIPTION = "Follow-up benchmark: many delivery follow-ups due at once, and beat's tick cost."
 WORKER_PROCESSES = 2

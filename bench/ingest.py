@@ -7,7 +7,7 @@ port (never the shared one):
 (c) baseline: a no-op task (``bench/noop.py``, queue ``bench``) published in a loop with
     ``apply_async`` on the project's Celery app: the raw publish rate. Then
     ``celery -A workers worker -c 2 -I bench.noop -Q bench`` consumes them: the raw consume rate.
-(a) ingest: signed one-message Cloud API webhooks (``cli.samples.inbound_text``, unique wa_ids
+(a) ingest: signed one-message Cloud API webhooks (``testkit.samples.inbound_text``, unique wa_ids
     and wamids) POSTed over HTTP to ``uvicorn producers.app:app``. No worker runs, so the ingest
     queue just fills. Max throughput is the best closed-loop rate over several client
     concurrencies, for ``uvicorn --workers 1`` and ``--workers 2``; then p50/p99 latency of an
@@ -64,8 +64,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench.report import Figure, bench_args, bench_main
-from cli import samples
-from tests.support import PROJECT_ROOT, CeleryProcess, RedisServer, free_port, wait_for
+from testkit import samples
+from testkit.processes import PROJECT_ROOT, CeleryProcess, RedisServer, free_port, wait_for
 
 DESCRIPTION = "Ingest benchmark: the webhook producer, end-to-end processing, and the raw Celery baseline."
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")

@@ -60,8 +60,8 @@ from bench.ingest import (
 )
 from bench.outbound_support import configure_outbound_environment, execute, vacuum_analyze, verdict
 from bench.report import Figure, bench_args, bench_main
-from cli import samples
-from tests.support import CeleryProcess
+from testkit import samples
+from testkit.processes import CeleryProcess
 
 DESCRIPTION = "Label benchmark: label API and dashboard latency on a big table, label-event processing rate."
 ADMIN_TOKEN = "bench-admin-token"

@@ -6,7 +6,7 @@ task costs Celery and the broker alone, with the project's settings (acks late, 
 
 from __future__ import annotations
 
-from workers.celery_app import app
+from queueing.app import app
 
 QUEUE = "bench"
 

@@ -2,13 +2,13 @@
 
 Everything runs on this machine against real PostgreSQL (a fresh database, migrated, dropped at
 the end), a private redis-server on a free port (the limiter's key lives there too) and the fake
-Cloud API (``tests.fakes``, a real HTTP server in this process, which stamps each request's
+Cloud API (``testkit.fakes``, a real HTTP server in this process, which stamps each request's
 arrival):
 
 N contacts who wrote just now (their 24-hour window is open, so each message goes as free text)
 and N ``queued`` outbox rows are inserted directly; two ``celery -A workers worker -Q outbound``
 processes are started and one ``workers.outbound.send_outbound`` task per row is published with
-``workers.outbox.publish``. From the fake's arrival times:
+``queueing.publish.send_outbound``. From the fake's arrival times:
 
 - achieved rate, ``(n - 1) / (last - first)``, and its ratio to the ceiling (goal >= 0.95);
 - the most requests in any sliding one-second window, computed exactly (goal <= the ceiling).
@@ -56,7 +56,7 @@ from bench.outbound_support import (
     wait_until,
 )
 from bench.report import Figure, bench_args, bench_main
-from tests.fakes.cloud_api import FakeCloudApi
+from testkit.fakes.cloud_api import FakeCloudApi
 
 DESCRIPTION = "Outbound rate benchmark: the shared send-rate limit against OUTBOUND_RATE_PER_SECOND."
 CEILING = 200
@@ -90,7 +90,7 @@ class Result:
 
 
 def load_outbox(first_contact: int, count: int) -> list[int]:
-    """One queued text message for each contact, as ``workers.outbox.queue`` would write it."""
+    """One queued text message for each contact, as ``pipeline.outbox.queue`` would write it."""
     execute("TRUNCATE outbound_messages, messages, conversations CASCADE")  # and what refers to them
     execute("UPDATE contacts SET last_outbound_at = NULL, last_inbound_at = now()")
     rows = execute(
@@ -111,7 +111,7 @@ def load_outbox(first_contact: int, count: int) -> list[int]:
 
 def send_all(rate_limit: int, first_contact: int, count: int) -> Result:
     """Publish one send task per outbox row to two running workers; wait until none is unfinished."""
-    from workers.outbox import publish
+    from queueing.publish import send_outbound as publish
 
     ids = load_outbox(first_contact, count)
     with FakeCloudApi() as fake:
@@ -155,7 +155,7 @@ def report(label: str, result: Result) -> None:
         f"{per_message['postgres']:.1f} ms, fake Cloud API + bench {per_message['bench']:.1f} ms"
     )
     if result.rate_limit < UNLIMITED:
-        from workers.rate_limit import RateLimiter
+        from integrations.whatsapp.rate_limit import RateLimiter
 
         gaps = [b - a for a, b in itertools.pairwise(times)]
         interval = RateLimiter(result.rate_limit, None).interval_us / 1e6  # as the workers space slots

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.ingest import configure_environment
-from tests.fakes.cloud_api import FakeCloudApi
-from tests.support import CeleryProcess
+from testkit.fakes.cloud_api import FakeCloudApi
+from testkit.processes import CeleryProcess
 
 # Settings that would send the bench somewhere else (the shared Redis, another messages file).
 _UNSET = (

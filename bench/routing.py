@@ -42,7 +42,7 @@ from bench.ingest import (
     store_webhooks,
 )
 from bench.report import Figure, bench_args, bench_main
-from cli import samples
+from testkit import samples
 
 DESCRIPTION = "Routing decisions per second, and the latency routing adds before a reply is queued."
 

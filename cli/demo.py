@@ -8,8 +8,8 @@ import time
 
 import requests
 
-from cli import samples
 from settings import VAR_DIR, settings
+from testkit import samples
 
 CUSTOMERS = {
     "6281212345678": "Budi Santoso",

@@ -14,8 +14,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from tests.fakes import Reply
-from tests.fakes.cloud_api import FakeCloudApi
+from testkit.fakes import Reply
+from testkit.fakes.cloud_api import FakeCloudApi
 
 FOLLOWUP_TEMPLATE = "order_delivery_followup"
 FOLLOWUP_TEXT = "dijadwalkan tiba"  # in the default texts (templates/order_messages.toml)

@@ -39,6 +39,8 @@ from sqlalchemy import text
 
 from faults.cloud import RecordingCloudApi
 from faults.traffic import EventRecord, Traffic
+from integrations.whatsapp.cloud import outbox_callback, outbox_id_from_callback
+from queueing import names
 
 RANK = {"created": 1, "paid": 2, "shipped": 3, "received": 4}
 STAGE_OF = {"order.created": "created", "order.paid": "paid", "order.shipped": "shipped"}
@@ -244,13 +246,13 @@ def _settle(
         if row is None:
             figures.lost_messages.append(f"{key}: never queued")
             continue
-        reached = received.get(f"outbox:{row.id}", 0) > 0
+        reached = received.get(outbox_callback(row.id), 0) > 0
         error = row.error or {}
         if row.state == "sent":
             figures.sent += 1
             if not reached:
                 figures.marked_sent_not_received.append(key)
-            elif f"outbox:{row.id}" not in answered:
+            elif outbox_callback(row.id) not in answered:
                 figures.confirmed_by_status += 1  # the worker never had an answer: a status told
         elif row.state == "failed" and error.get("unconfirmed"):
             cause = str(error.get("message") or "")
@@ -276,19 +278,16 @@ def _cause(message: str) -> str:
 
 
 def _duplicates(figures: Figures, sends: list[Any], by_id: dict[int, Any]) -> None:
-    per_id = Counter(s.callback for s in sends)
-    for callback, count in per_id.items():
-        if callback is None or not callback.startswith("outbox:") or int(callback[7:]) not in by_id:
+    per_id = Counter(outbox_id_from_callback(s.callback) for s in sends)
+    for outbound_id, count in per_id.items():
+        if outbound_id not in by_id:
             figures.sent_without_row += count
             continue
         if count > 1:
             figures.sent_twice_by_id += count - 1
-            figures.sent_twice_detail.append(f"{callback} ({by_id[int(callback[7:])].dedupe_key}) x{count}")
-    per_cause = Counter(
-        by_id[int(s.callback[7:])].dedupe_key
-        for s in sends
-        if s.callback and s.callback.startswith("outbox:") and int(s.callback[7:]) in by_id
-    )
+            row = by_id[outbound_id]
+            figures.sent_twice_detail.append(f"{outbox_callback(row.id)} ({row.dedupe_key}) x{count}")
+    per_cause = Counter(by_id[key].dedupe_key for key in per_id.elements() if key in by_id)
     figures.sent_twice_by_cause = sum(count - 1 for count in per_cause.values() if count > 1)
 
 
@@ -413,7 +412,7 @@ def worker_activity(log_texts: list[str]) -> dict[str, int]:
         "re-enqueued stale inbox events": "inbox events re-enqueued by the sweeper",
         "re-published stale outbox rows": "outbox rows re-published by the sweeper",
     }
-    tasks = {"workers.ingest.process_inbox_event": "ingest", "workers.outbound.send_outbound": "send"}
+    tasks = {names.PROCESS_INBOX_EVENT: "ingest", names.SEND_OUTBOUND: "send"}
     for log in log_texts:
         for line in log.splitlines():
             if "stale" not in line and "succeeded in" not in line:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faults.environment import APP_PREFIX
-from tests.support import PROJECT_ROOT, RedisServer
+from testkit.processes import PROJECT_ROOT, RedisServer
 
 START_TIMEOUT = 120.0
 RESTART_DELAY = 1.0  # compose restarts a dead container at once; a second keeps logs readable

@@ -41,7 +41,7 @@ from faults.cloud import RecordingCloudApi
 from faults.environment import TIMINGS, configure, scratch_database
 from faults.processes import Redis, Supervisor
 from faults.traffic import Sender, Traffic
-from tests.support import free_port
+from testkit.processes import free_port
 
 DESCRIPTION = "Fault injection: events flow while workers, Redis, PostgreSQL and the Cloud API fail."
 

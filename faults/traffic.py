@@ -36,9 +36,9 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from cli import samples
 from faults.cloud import RecordingCloudApi, Send
 from faults.environment import APP_SECRET, ORDER_SECRET, WAHA_HMAC_KEY
+from testkit import samples
 
 LABELS = {"1": "Lead", "2": "Grade A", "3": "Grade B", "4": "Follow up", "5": "VIP", "6": "Komplain"}
 STATUS_ORDER = ("sent", "delivered", "read")

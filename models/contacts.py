@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, select, text
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.base import Base, JSONType, utcnow
@@ -107,17 +107,3 @@ def current_contact(session: Session, contact_id: int) -> Contact | None:
             return contact
         contact = session.get(Contact, contact.merged_into_id)
     raise RuntimeError("merge chain too long")
-
-
-def locked_contact(session: Session, contact_id: int) -> Contact | None:
-    """The current contact, locked ``FOR NO KEY UPDATE`` (fresh from the database): every step
-    that changes a contact's state takes this lock first, so one contact's work runs in order."""
-    contact = current_contact(session, contact_id)
-    if contact is None:
-        return None
-    return session.scalars(
-        select(Contact)
-        .where(Contact.id == contact.id)
-        .with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    ).one()

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from models.db import get_engine
 from observability import metrics
-from workers.celery_app import app as celery_app
+from queueing.app import app as celery_app
 
 router = APIRouter(tags=["operations"])
 

@@ -23,7 +23,7 @@ from models import InboxEvent
 from models.base import utcnow
 from models.db import dialect_insert, session_scope
 from observability.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE
-from workers.publish import enqueue
+from queueing.publish import enqueue
 
 log = logging.getLogger(__name__)
 

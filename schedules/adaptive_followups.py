@@ -18,21 +18,21 @@ from sqlalchemy.orm import Session
 from domain.automation_content import ADAPTIVE_FOLLOWUP
 from models import AdaptiveFollowup, Contact, Conversation, Message, Order
 from models.base import utcnow
-from models.contacts import locked_contact
 from models.conversations import INBOUND
 from models.db import session_scope
 from models.routing import CANCELLED, PENDING, QUEUED
 from observability.metrics import ADAPTIVE_FOLLOWUPS
-from workers import adaptive_followups
-from workers.celery_app import app
-from workers.routing import queue_automation_message
+from pipeline import adaptive_followups, locks
+from pipeline.routing import queue_automation_message
+from queueing import names
+from queueing.tasks import periodic_task
 
 log = logging.getLogger(__name__)
 
 BATCH = 200
 
 
-@app.task(name="schedules.adaptive_followups.fire_due_adaptive_followups")
+@periodic_task(names.FIRE_DUE_ADAPTIVE_FOLLOWUPS)
 def fire_due_adaptive_followups() -> int:
     """Queue (or cancel, with the reason) every due follow-up. Returns how many were queued."""
     with session_scope() as session:
@@ -52,7 +52,7 @@ def _fire(followup_id: int, contact_id: int) -> bool:
     """One follow-up in its own short transaction: the contact's lock first, as everywhere, then
     the row (SKIP LOCKED: another beat has it). True if it was queued."""
     with session_scope() as session:
-        contact = locked_contact(session, contact_id)
+        contact = locks.contact(session, contact_id)
         followup = session.scalars(
             select(AdaptiveFollowup)
             .where(AdaptiveFollowup.id == followup_id, AdaptiveFollowup.state == PENDING)

@@ -1,30 +1,31 @@
 """The beat schedule (read by celeryconfig). Task names only: beat imports no task code."""
 
+from queueing import names
 from settings import settings
 
 BEAT_SCHEDULE = {
     "sweep-inbox": {
-        "task": "schedules.sweepers.sweep_inbox",
+        "task": names.SWEEP_INBOX,
         "schedule": settings.inbox_sweep_interval_seconds,
     },
     "sweep-outbox": {
-        "task": "schedules.sweepers.sweep_outbox",
+        "task": names.SWEEP_OUTBOX,
         "schedule": settings.inbox_sweep_interval_seconds,
     },
     "sweep-broadcasts": {
-        "task": "schedules.sweepers.sweep_broadcasts",
+        "task": names.SWEEP_BROADCASTS,
         "schedule": settings.inbox_sweep_interval_seconds,
     },
     "sweep-routing": {
-        "task": "schedules.sweepers.sweep_routing",
+        "task": names.SWEEP_ROUTING,
         "schedule": settings.inbox_sweep_interval_seconds,
     },
     "fire-due-adaptive-followups": {
-        "task": "schedules.adaptive_followups.fire_due_adaptive_followups",
+        "task": names.FIRE_DUE_ADAPTIVE_FOLLOWUPS,
         "schedule": settings.adaptive_followup_tick_seconds,
     },
     "fire-due-followups": {
-        "task": "schedules.followups.fire_due_followups",
+        "task": names.FIRE_DUE_FOLLOWUPS,
         "schedule": settings.followup_tick_seconds,
     },
 }
@@ -32,6 +33,6 @@ BEAT_SCHEDULE = {
 if settings.odoo_url:
     # CRM sync jobs whose task was lost, or whose worker died mid-sync (schedules/crm.py).
     BEAT_SCHEDULE["sweep-crm-sync"] = {
-        "task": "schedules.crm.sweep_sync_jobs",
+        "task": names.SWEEP_CRM_SYNC,
         "schedule": settings.inbox_sweep_interval_seconds,
     }

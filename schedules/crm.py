@@ -19,9 +19,9 @@ from models.base import utcnow
 from models.crm import DONE, QUEUED, RUNNING
 from models.db import session_scope
 from observability.metrics import CRM_REQUEUED
+from queueing import names, publish
+from queueing.tasks import periodic_task
 from settings import settings
-from workers import crm
-from workers.celery_app import app
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ BATCH = 1000
 KEEP_DONE = timedelta(days=7)
 
 
-@app.task(name="schedules.crm.sweep_sync_jobs")
+@periodic_task(names.SWEEP_CRM_SYNC)
 def sweep_sync_jobs() -> int:
     """Publish again the contacts with a job overdue by INBOX_SWEEP_AFTER_SECONDS or a lapsed
     lease. Returns how many contacts were published."""
@@ -63,7 +63,7 @@ def sweep_sync_jobs() -> int:
         session.execute(delete(CrmSyncJob).where(CrmSyncJob.id.in_(old.limit(BATCH).scalar_subquery())))
     contacts = sorted({contact_id for _, contact_id in rows})
     if contacts:
-        crm.publish(contacts)
+        publish.sync_contacts(contacts)
         CRM_REQUEUED.inc(len(contacts))
         log.warning("re-published CRM sync for stale jobs", extra={"count": len(contacts)})
     return len(contacts)

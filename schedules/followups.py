@@ -18,15 +18,16 @@ from models.base import utcnow
 from models.db import session_scope
 from models.orders import CANCELLED, FIRED, SCHEDULED
 from observability.metrics import FOLLOWUPS_FIRED
-from workers import crm, orders
-from workers.celery_app import app
+from pipeline import crm_sync, orders
+from queueing import names
+from queueing.tasks import periodic_task
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
 
 
-@app.task(name="schedules.followups.fire_due_followups")
+@periodic_task(names.FIRE_DUE_FOLLOWUPS)
 def fire_due_followups() -> int:
     """Queue the message of every follow-up due by now. Returns how many fired."""
     fired = 0
@@ -71,5 +72,5 @@ def _fire_batch() -> int:
                 followup.state = CANCELLED
                 continue
             orders.queue_message(session, ORDER_FOLLOWUP_DELIVERY, contact, order)
-            crm.queue_followup_activity(session, contact, order, followup.id)  # when Odoo sync is on
+            crm_sync.queue_followup_activity(session, contact, order, followup.id)  # when Odoo sync is on
         return len(by_order)  # fewer than BATCH when some were skipped: the rest waits a tick

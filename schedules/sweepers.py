@@ -28,17 +28,17 @@ from models.inbox import PENDING
 from models.outbox import FAILED, QUEUED, SENDING
 from models.routing import AI_PENDING
 from observability.metrics import INBOX_REQUEUED, OUTBOX_REQUEUED
+from queueing import names
+from queueing.publish import answer_with_ai, enqueue, expand_broadcast, route_messages, send_outbound
+from queueing.tasks import periodic_task
 from settings import settings
-from workers import outbox
-from workers.celery_app import app
-from workers.publish import answer_with_ai, enqueue, expand_broadcast, route_messages
 
 log = logging.getLogger(__name__)
 
 BATCH = 1000
 
 
-@app.task(name="schedules.sweepers.sweep_inbox")
+@periodic_task(names.SWEEP_INBOX)
 def sweep_inbox() -> int:
     """Re-enqueue pending inbox rows not enqueued for INBOX_SWEEP_AFTER_SECONDS. Returns how many."""
     cutoff = utcnow() - timedelta(seconds=settings.inbox_sweep_after_seconds)
@@ -62,7 +62,7 @@ def sweep_inbox() -> int:
     return len(ids)
 
 
-@app.task(name="schedules.sweepers.sweep_outbox")
+@periodic_task(names.SWEEP_OUTBOX)
 def sweep_outbox() -> int:
     """Re-publish queued outbox rows overdue by OUTBOX_SWEEP_AFTER_SECONDS; give up on rows whose
     sender died mid-send. Returns how many rows were re-published."""
@@ -86,13 +86,13 @@ def sweep_outbox() -> int:
                 row.state, row.updated_at = FAILED, now
                 row.error = {"message": "the worker stopped while sending", "unconfirmed": "not resent"}
     if requeue:
-        outbox.publish(requeue)
+        send_outbound(requeue)
         OUTBOX_REQUEUED.inc(len(requeue))
         log.warning("re-published stale outbox rows", extra={"count": len(requeue)})
     return len(requeue)
 
 
-@app.task(name="schedules.sweepers.sweep_broadcasts")
+@periodic_task(names.SWEEP_BROADCASTS)
 def sweep_broadcasts() -> int:
     """Publish again the expansion of broadcasts still expanding OUTBOX_SWEEP_AFTER_SECONDS after
     they were last published; a running expansion skips the batches it is not holding."""
@@ -114,7 +114,7 @@ def sweep_broadcasts() -> int:
     return len(ids)
 
 
-@app.task(name="schedules.sweepers.sweep_routing")
+@periodic_task(names.SWEEP_ROUTING)
 def sweep_routing() -> int:
     """Re-publish routing for recent inbound messages that have no decision yet, and the AI
     agent's task for decisions still waiting on it. Returns how many tasks were published.

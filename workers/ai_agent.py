@@ -15,22 +15,21 @@ from datetime import timedelta
 from functools import cache
 
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from domain.replies import AI_ANSWER, HUMAN
 from integrations.ai import AiAnswer, AiRequest, AiResponder, AiUnavailable, FaqItem, Turn, ai_for
 from models import Contact, Conversation, FaqEntry, Message, RoutingDecision
 from models.base import utcnow
-from models.contacts import locked_contact
 from models.conversations import INBOUND
 from models.db import session_scope
 from models.routing import AI_PENDING, DECIDED
 from observability.metrics import AI_ANSWERS
+from pipeline import assignment, context, crm_sync, locks, outbox
+from pipeline.routing import response_target
+from queueing import names
+from queueing.tasks import event_task
 from settings import settings
-from workers import assignment, context, crm, outbox, publish
-from workers.celery_app import app
-from workers.routing import response_target
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +43,7 @@ def responder() -> AiResponder | None:
     return ai_for(settings)
 
 
-@app.task(
-    name=publish.ANSWER_WITH_AI,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=None,
-)
+@event_task(names.ANSWER_WITH_AI)
 def answer_with_ai(decision_id: int) -> str:
     with session_scope() as session:
         prepared = _request_for(session, decision_id)
@@ -113,7 +106,7 @@ def _settle(session: Session, decision_id: int, answer: AiAnswer | None, failure
     decision = session.get(RoutingDecision, decision_id)
     if decision is None:
         return "skipped"
-    contact = locked_contact(session, decision.contact_id)
+    contact = locks.contact(session, decision.contact_id)
     session.refresh(decision, with_for_update=True)
     if contact is None or decision.state != AI_PENDING:
         return "skipped"  # settled by a twin of this task
@@ -147,7 +140,7 @@ def _settle(session: Session, decision_id: int, answer: AiAnswer | None, failure
         picked = assignment.assign(session, contact, settings.default_team)
         agent, why = picked.agent, picked.reason
         if contact.assigned_agent != before:
-            crm.queue_sync(session, contact.id, "assignment")
+            crm_sync.queue_sync(session, contact.id, "assignment")
     decision.responder, decision.agent = HUMAN, agent
     decision.respond_by = message.occurred_at + response_target(decision.lead_class)
     decision.reasons = [*reasons, f"the AI agent did not answer: {failure}; a human answers", why]

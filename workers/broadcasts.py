@@ -12,22 +12,21 @@ send time (the customer's 24-hour window then), not this task's.
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 
 from models import Broadcast, Contact
 from models.base import utcnow
 from models.broadcasts import EXPANDED
 from models.db import session_scope
 from models.labels import contacts_with_label
-from workers import outbox
-from workers.celery_app import app
-from workers.publish import EXPAND_BROADCAST
+from pipeline import outbox
+from queueing import names
+from queueing.tasks import event_task
 
 BATCH = 500
 TRIGGER = "broadcast"
 
 
-@app.task(name=EXPAND_BROADCAST, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=None)
+@event_task(names.EXPAND_BROADCAST)
 def expand_broadcast(broadcast_id: int) -> str:
     while not _expand_batch(broadcast_id):
         pass

@@ -1,13 +1,6 @@
 """CRM sync: an outbox of sync jobs, drained per contact by the ``crm`` queue.
 
-**Queueing.** ``queue_sync`` (the contact's lead is out of date: a new conversation, a label
-change), ``queue_log`` (new messages to post), ``queue_order_event`` and
-``queue_followup_activity`` write a ``crm_sync_jobs`` row in the caller's transaction, so the
-sync commits or rolls back with the change that needs it. They do nothing while ``ODOO_URL`` is
-unset. "Bring it up to date" jobs (lead, log) are coalesced: at most one waits per contact and
-kind, however many changes arrive; jobs with a cause (an order event's note, a follow-up's
-activity) are unique on that cause. The task is published after the commit; if that publish is
-lost, the sweeper (schedules/crm.py) publishes it again.
+Jobs are queued in the caller's transaction by ``pipeline.crm_sync``.
 
 **One contact at a time.** ``sync_contact(contact_id)`` claims the contact's due jobs, oldest
 first, under a transaction lock on the contact (``lock_key``), marking them ``running`` with a
@@ -21,7 +14,7 @@ backoff and jitter, capped at ``CRM_RETRY_MAX_SECONDS``, with no limit on attemp
 drains when Odoo returns. The contact's later jobs wait behind it (order is kept); other
 contacts are not affected. A permanent error (validation, access rights) fails that job with
 the CRM's error kept, visible in ``GET /api/contacts/{id}``, and the contact's next jobs go on.
-What each job does is in ``workers/crm_jobs.py``.
+What each job does is in ``pipeline/crm_jobs.py``.
 """
 
 from __future__ import annotations
@@ -29,11 +22,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import delete, exists, select
@@ -41,41 +32,23 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from integrations.crm import Crm, CrmPermanentError, CrmTransientError, crm_for
-from models import Contact, Order
 from models.base import utcnow
-from models.crm import ACTIVITY, DONE, FAILED, LEAD, LOG, NOTE, QUEUED, RUNNING, CrmSyncJob
-from models.db import dialect_insert, lock_key, session_scope
+from models.crm import DONE, FAILED, QUEUED, RUNNING, CrmSyncJob
+from models.db import session_scope
 from observability.metrics import CRM_SYNC_JOBS
+from pipeline import crm_jobs, locks
+from pipeline.crm_jobs import Job
+from queueing import names, publish
+from queueing.app import app
+from queueing.tasks import event_task
 from settings import settings
-from workers import crm_jobs
-from workers.after_commit import publish_after_commit
-from workers.celery_app import app
 
 log = logging.getLogger(__name__)
 
-SYNC_CONTACT = "workers.crm.sync_contact"
-# New messages wait this long before their log is posted, so a burst of messages (customers
-# often send three or four in a row) goes to the CRM as one post.
-LOG_BATCH_SECONDS = 5.0
 BATCH = 50  # jobs claimed at once for one contact
 RUN_SECONDS = 60.0  # then the task hands over to a fresh one, so no task nears the time limit
 LEASE_SECONDS = float(app.conf.task_time_limit or 300) + 30.0  # outlives any task
 RETRY_BASE_SECONDS = 1.0
-_PENDING_KEY = "crm_to_publish"
-
-
-@dataclass(frozen=True)
-class Job:
-    """A claimed job, detached from its session: what ``crm_jobs`` needs to run it."""
-
-    id: int
-    contact_id: int
-    kind: str
-    reason: str
-    dedupe_key: str | None
-    payload: dict[str, Any]
-    attempts: int
-    unconfirmed: bool  # the last attempt may have reached the CRM: check before writing again
 
 
 @cache
@@ -83,105 +56,10 @@ def adapter() -> Crm | None:
     return crm_for(settings)
 
 
-# --- queueing (in the caller's transaction) ----------------------------------------------------
-
-
-def queue_sync(session: Session, contact_id: int, reason: str) -> None:
-    """The contact's partner and lead are out of date (new conversation, labels, lead class,
-    assignment): sync them. For the labels worker: call it in the transaction that changed them."""
-    _queue(session, contact_id, LEAD, reason)
-
-
-def queue_log(session: Session, contact_id: int) -> None:
-    """New messages of the contact: post them to the lead after LOG_BATCH_SECONDS, batched."""
-    _queue(session, contact_id, LOG, "messages", delay=LOG_BATCH_SECONDS)
-
-
-def queue_order_event(session: Session, contact_id: int, order: Order, event: dict[str, Any]) -> None:
-    """Note an order event on the contact's lead (once per event id)."""
-    _queue(
-        session,
-        contact_id,
-        NOTE,
-        event["type"],
-        dedupe_key=f"order-event:{event['id']}",
-        payload={"text": crm_jobs.order_note(order, event["type"])},
-    )
-
-
-def queue_followup_activity(session: Session, contact: Contact, order: Order, followup_id: int) -> None:
-    """A delivery follow-up went out: a to-do for the salesperson to check on the customer."""
-    _queue(
-        session,
-        contact.id,
-        ACTIVITY,
-        "delivery_followup",
-        dedupe_key=f"followup:{followup_id}",
-        payload={
-            "summary": f"Delivery follow-up: order {order.external_id}",
-            "due": datetime.now(ZoneInfo(settings.timezone)).date().isoformat(),
-            "note": f"The customer was asked on WhatsApp whether order {order.external_id} has arrived.",
-        },
-    )
-
-
-def _queue(
-    session: Session,
-    contact_id: int,
-    kind: str,
-    reason: str,
-    *,
-    dedupe_key: str | None = None,
-    payload: dict[str, Any] | None = None,
-    delay: float = 0.0,
-) -> None:
-    if not settings.odoo_url:
-        return
-    if dedupe_key is None and session.scalar(
-        select(CrmSyncJob.id)
-        .where(
-            CrmSyncJob.contact_id == contact_id,
-            CrmSyncJob.kind == kind,
-            CrmSyncJob.state == QUEUED,
-            CrmSyncJob.dedupe_key.is_(None),
-        )
-        .limit(1)
-    ):
-        return  # one is waiting already: it will pick this change up too
-    now = utcnow()
-    statement = dialect_insert(session.get_bind().dialect.name)(CrmSyncJob).values(
-        contact_id=contact_id,
-        kind=kind,
-        reason=reason,
-        dedupe_key=dedupe_key,
-        payload=payload,
-        state=QUEUED,
-        attempts=0,
-        next_attempt_at=now + timedelta(seconds=delay),
-        created_at=now,
-        updated_at=now,
-    )
-    if dedupe_key is not None:
-        statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
-    if session.scalar(statement.returning(CrmSyncJob.id)) is not None:
-        publish_after_commit(session, _PENDING_KEY, (contact_id, delay), _publish_each)
-
-
-def publish(contact_ids: list[int], delay: float = 0.0) -> None:
-    """One sync task per contact on the ``crm`` queue. Raises if the broker is away."""
-    for contact_id in contact_ids:
-        app.send_task(SYNC_CONTACT, args=(contact_id,), countdown=delay or None)
-
-
-def _publish_each(pending: list[tuple[int, float]]) -> None:
-    for contact_id, delay in pending:
-        publish([contact_id], delay)
-
-
 # --- the task ----------------------------------------------------------------------------------
 
 
-@app.task(name=SYNC_CONTACT, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=None)
+@event_task(names.SYNC_CONTACT)
 def sync_contact(contact_id: int) -> str:
     """Run the contact's due sync jobs in order, unless another worker is running them."""
     crm = adapter()
@@ -198,7 +76,7 @@ def sync_contact(contact_id: int) -> str:
         if outcome == "retry":
             return outcome
         if time.monotonic() - started > RUN_SECONDS:
-            publish([contact_id])  # more may be due: a fresh task goes on from here
+            publish.sync_contacts([contact_id])  # more may be due: a fresh task goes on from here
             return outcome
 
 
@@ -207,7 +85,7 @@ def _claim(contact_id: int) -> list[Job] | None:
     worker holds a live lease on this contact. The oldest job not yet due stops the claim, so
     jobs never overtake one that waits for a retry."""
     with session_scope() as session:
-        lock_key(session, f"crm:contact:{contact_id}")
+        locks.crm_contact(session, contact_id)
         now = utcnow()
         busy = session.scalar(
             select(

@@ -25,10 +25,10 @@ from models.base import utcnow
 from models.db import session_scope
 from models.inbox import FAILED, PENDING, PROCESSED
 from observability.metrics import EVENT_LATENCY_SECONDS, EVENTS_PROCESSED, TASK_SECONDS
+from pipeline import context, delivery_reports, labels, orders, waha_events
+from queueing import names
+from queueing.tasks import event_task
 from settings import settings
-from workers import context, delivery_reports, labels, orders, waha_events
-from workers.celery_app import app
-from workers.publish import PROCESS_INBOX_EVENT
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,7 @@ STEPS: dict[tuple[str, str], Step] = {
 }
 
 
-@app.task(
-    name=PROCESS_INBOX_EVENT,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=None,
-)
+@event_task(names.PROCESS_INBOX_EVENT)
 def process_inbox_event(event_id: int) -> str:
     started = time.perf_counter()
     try:

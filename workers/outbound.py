@@ -26,18 +26,15 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import cache
-from typing import Any
 
 import redis
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import DBAPIError
 
 from domain import service_window
-from domain.replies import HUMAN_REPLY, RESPONDER_OF
-from domain.statuses import RANKS
+from domain.replies import HUMAN_REPLY
 from integrations.whatsapp import (
     BlockedWindow,
     Gateway,
@@ -50,17 +47,17 @@ from integrations.whatsapp import (
     Unconfirmed,
     gateway_for,
 )
-from models import Contact, OutboundMessage
+from integrations.whatsapp.rate_limit import limiter
+from models import OutboundMessage
 from models.base import utcnow
 from models.contacts import current_contact
 from models.db import session_scope
 from models.outbox import BLOCKED_WINDOW, CANCELLED, FAILED, QUEUED, SENDING, SENT
 from observability.metrics import OUTBOUND_SENDS
+from pipeline import sent_messages
+from queueing import names
+from queueing.tasks import event_task
 from settings import settings
-from workers import adaptive_followups, context, orders
-from workers.celery_app import app
-from workers.outbox import SEND_OUTBOUND
-from workers.rate_limit import limiter
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +80,7 @@ def gateway() -> Gateway:
     return gateway_for(settings)
 
 
-@app.task(name=SEND_OUTBOUND, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=None)
+@event_task(names.SEND_OUTBOUND)
 def send_outbound(outbound_id: int) -> str:
     if not _still_queued(outbound_id):
         return "skipped"  # a duplicate task (redelivered, or republished by the sweeper)
@@ -215,9 +212,9 @@ def _record_sent(outbound_id: int, sent: Sent) -> None:
     for attempt in range(_RECORD_ATTEMPTS):
         try:
             with session_scope() as session:
-                row = _locked_with_contact(session, outbound_id)
+                row = sent_messages.locked_with_contact(session, outbound_id)
                 if row is not None and row.external_id is None:
-                    mark_sent(session, row, sent.external_id, sent.type, sent.request, utcnow())
+                    sent_messages.mark_sent(session, row, sent.external_id, sent.type, sent.request, utcnow())
             OUTBOUND_SENDS.labels(SENT).inc()
             return
         except DBAPIError:
@@ -227,59 +224,3 @@ def _record_sent(outbound_id: int, sent: Sent) -> None:
         "sent message left unrecorded",
         extra={"outbound_id": outbound_id, "external_id": sent.external_id},
     )
-
-
-def _locked_with_contact(session: Session, outbound_id: int) -> OutboundMessage | None:
-    """The outbox row, locked after its contact: recording a sent message changes the contact's
-    conversation, which inbound messages change too under the same contact lock (taken first,
-    as everywhere else, so no two paths wait on each other in opposite order)."""
-    contact_id = session.scalar(select(OutboundMessage.contact_id).where(OutboundMessage.id == outbound_id))
-    if contact_id is None:
-        return None
-    contact = current_contact(session, contact_id)
-    if contact is not None:
-        session.execute(select(Contact.id).where(Contact.id == contact.id).with_for_update(key_share=True))
-    return session.get(OutboundMessage, outbound_id, with_for_update=True)
-
-
-def mark_sent(
-    session: Session,
-    row: OutboundMessage,
-    external_id: str,
-    sent_as: str,
-    request: dict[str, Any],
-    sent_at: datetime,
-) -> None:
-    """The row went out as ``external_id``: it joins the conversation and its receipts apply."""
-    contact = current_contact(session, row.contact_id)
-    assert contact is not None
-    message = context.record_outbound_message(
-        session,
-        contact,
-        external_id=external_id,
-        type=sent_as,
-        text=row.text,
-        payload=request,
-        sent_at=sent_at,
-        responder=RESPONDER_OF.get(row.trigger),
-    )
-    row.state, row.external_id, row.sent_as, row.message_id = SENT, external_id, sent_as, message.id
-    row.sent_at = row.updated_at = sent_at
-    row.error = None
-    if message.status_rank >= RANKS["delivered"]:
-        orders.on_followup_delivered(session, external_id)
-    adaptive_followups.after_our_message(session, contact, row, message)
-
-
-def confirm_from_receipt(session: Session, status: dict[str, Any]) -> None:
-    """A status webhook names our outbox row (``biz_opaque_callback_data = "outbox:<id>"``): a
-    send we could not confirm did reach the gateway after all."""
-    callback = str(status.get("biz_opaque_callback_data") or "")
-    if not callback.startswith("outbox:") or not callback[7:].isdigit():
-        return
-    row = _locked_with_contact(session, int(callback[7:]))
-    if row is None or row.external_id is not None or row.state not in (SENDING, FAILED):
-        return
-    sent_at = datetime.fromtimestamp(int(status["timestamp"]), UTC)
-    mark_sent(session, row, status["id"], row.sent_as or "text", {}, sent_at)
-    log.info("unconfirmed send confirmed by a status webhook", extra={"outbound_id": row.id})

@@ -4,7 +4,7 @@ Two things decide whether a failed send may be repeated, and both are settled he
 outbound worker only looks at the class of the error (see ``base``):
 
 - What the Graph API said. Its JSON error envelope carries ``error.code``; Meta asks to key on
-  the code rather than the HTTP status (shared spec, formats.md 2.5), so the status is only a
+  the code rather than the HTTP status (docs/formats.md, Cloud API errors), so the status is only a
   fallback when no code can be read.
 - Whether the request left this machine. ``requests`` reports a refused connection and a
   connection dropped after the request was written as the same ``ConnectionError``; only the
@@ -32,11 +32,31 @@ from integrations.whatsapp.base import (
 )
 from integrations.whatsapp.http import json_or_none, post_json, retry_after, status_error
 
-# Graph error codes after which the same request may succeed later (formats.md 2.5): throughput,
-# pair rate, upgrade/maintenance, app and WABA rate limits, unknown/unavailable service.
+# Graph error codes after which the same request may succeed later (docs/formats.md, Cloud API
+# errors): throughput, pair rate, upgrade/maintenance, app and WABA rate limits, unknown/unavailable service.
 TRANSIENT_CODES = frozenset({130429, 131056, 131057, 4, 80007, 131000, 131016, 2, 1})
 # Free-form message outside the 24-hour customer-service window: only a template can go.
 REENGAGEMENT_CODE = 131047
+# Sends carry ``biz_opaque_callback_data = "outbox:<id>"``; Meta echoes it in the status webhooks.
+_CALLBACK_PREFIX = "outbox:"
+
+
+def outbox_callback(outbound_id: int) -> str:
+    """What a send carries so that its receipts name our outbox row."""
+    return f"{_CALLBACK_PREFIX}{outbound_id}"
+
+
+def outbox_id_from_callback(callback: object) -> int | None:
+    """The outbox row a status webhook's ``biz_opaque_callback_data`` names, if it is ours."""
+    if not isinstance(callback, str) or not callback.startswith(_CALLBACK_PREFIX):
+        return None
+    number = callback[len(_CALLBACK_PREFIX) :]
+    return int(number) if number.isdigit() else None
+
+
+def is_closed_window_error(error: dict[str, Any] | None) -> bool:
+    """Whether a stored gateway error is Meta's "outside the 24-hour window" refusal."""
+    return isinstance(error, dict) and error.get("code") == REENGAGEMENT_CODE
 
 
 def cloud_request_body(message: OutgoingMessage, *, window_open: bool) -> dict[str, Any]:
@@ -62,7 +82,7 @@ def cloud_request_body(message: OutgoingMessage, *, window_open: bool) -> dict[s
     else:
         raise BlockedWindow("the 24-hour window is closed and this message has no template")
     # Echoed back in status webhooks: ties a delivery receipt to our outbox row.
-    body["biz_opaque_callback_data"] = f"outbox:{message.outbound_id}"
+    body["biz_opaque_callback_data"] = outbox_callback(message.outbound_id)
     return body
 
 

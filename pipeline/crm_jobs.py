@@ -1,0 +1,377 @@
+"""What each CRM sync job does, from the local data to the CRM calls.
+
+Every job first makes sure of the contact's **partner** (the mapping table, else the CRM's
+search by phone, else a new one) and finds the record its work goes on: the **lead** of the
+contact's open deal when there is one, else the partner.
+
+- ``lead`` (a new conversation, a label change): an un-converted contact's open deal becomes a
+  lead (the CRM's open lead of that partner is reused, never duplicated) with the contact's name,
+  phone, tags from the active labels, priority from the lead class, the salesperson from the
+  assignment and the source from the ad referral; later runs bring the tags up to date, adding
+  and removing only tags that came from labels. A converted contact (a paid order, a won deal)
+  gets no new lead.
+- ``log``: the messages not posted yet, as one internal note per conversation (up to
+  LOG_CHUNK lines each), never one call per message. A cursor in the mapping table says how far
+  the log got; the note carries a marker so a retry after an unanswered post finds it.
+- ``note``: an order event, as an internal note (once per event).
+- ``activity``: a to-do for the salesperson (a delivery follow-up went out).
+
+Each id the CRM hands out is saved at once, in its own transaction, so a retry of a job that
+failed half-way finds what the first attempt made.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from domain import order_messages
+from integrations.crm import ActivityIn, Crm, LeadIn, LogLine, PartnerIn, Target
+from models import Contact, Conversation, CrmRecord, Deal, Message, Order
+from models.base import utcnow
+from models.contacts import current_contact
+from models.conversations import INBOUND
+from models.crm import ACTIVITY, LEAD, LOG, NOTE
+from models.db import dialect_insert, session_scope
+from models.labels import active_labels
+from settings import settings
+
+LOG_CHUNK = 100  # lines per post
+LOG_POSTS_PER_JOB = 20
+# Messages younger than this are left to the next log job: a transaction that wrote an older
+# message id may not have committed yet, and the cursor must never step over it.
+LOG_SETTLE_SECONDS = 2.0
+PARTNER, LEAD_MODEL, LOG_MODEL = "res.partner", "crm.lead", "conversation_log"
+CONVERTED_STAGES = ("paid", "shipped", "received")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed job, detached from its session: what ``crm_jobs`` needs to run it."""
+
+    id: int
+    contact_id: int
+    kind: str
+    reason: str
+    dedupe_key: str | None
+    payload: dict[str, Any]
+    attempts: int
+    unconfirmed: bool  # the last attempt may have reached the CRM: check before writing again
+
+
+@dataclass
+class Local:
+    """What the job needs from our database, read in one short transaction."""
+
+    contact_id: int
+    name: str | None
+    phone: str | None
+    referral: dict[str, Any] | None
+    labels: list[str]
+    priority: str
+    salesperson: str | None
+    deal_id: int | None
+    converted: bool
+    partner_id: int | None
+    lead_id: int | None
+    lead_data: dict[str, Any] = field(default_factory=dict)
+    partner_is_new: bool = False  # created by this job: it cannot have a lead yet
+
+
+def run(crm: Crm, job: Job) -> None:
+    local = _load(crm, job.contact_id)
+    if local is None:
+        return  # the contact is gone: nothing to sync
+    partner_id = _partner(crm, local)
+    lead_id = _lead(crm, local, partner_id) if job.kind == LEAD else local.lead_id
+    target = Target("lead", lead_id) if lead_id else Target("partner", partner_id)
+    if job.kind == LOG:
+        _post_log(crm, local, target, job)
+    elif job.kind == NOTE:
+        marker = job.dedupe_key or f"wacrm-job:{job.id}"
+        if not (job.unconfirmed and crm.find_note(target, marker)):
+            crm.post_note(target, job.payload["text"], marker)
+    elif job.kind == ACTIVITY:
+        activity = ActivityIn(
+            job.payload["summary"], date.fromisoformat(job.payload["due"]), job.payload["note"]
+        )
+        crm.create_activity(target, activity, job.dedupe_key or f"wacrm-job:{job.id}", job.unconfirmed)
+
+
+# --- local data --------------------------------------------------------------------------------
+
+
+def active_label_names(session: Session, contact_id: int) -> list[str]:
+    """The contact's active WhatsApp labels: they become the lead's tags."""
+    return active_labels(session, [contact_id]).get(contact_id, [])
+
+
+# Odoo's priority stars: "0" low, "1" medium, "2" high, "3" very high.
+_PRIORITY = {"hot": "3", "warm": "2"}
+
+
+def lead_priority(session: Session, contact: Contact) -> str:
+    """The lead's priority from the contact's lead class (pipeline/routing.py): hot leads get
+    three stars, warm two, cold and unscored one."""
+    return _PRIORITY.get(contact.lead_class or "", "1")
+
+
+def salesperson_login(session: Session, contact: Contact) -> str | None:
+    """The agent the contact is assigned to; agent logins are Odoo user logins (an agent
+    without an Odoo user leaves the lead unassigned)."""
+    return contact.assigned_agent
+
+
+def _load(crm: Crm, contact_id: int) -> Local | None:
+    with session_scope() as session:
+        contact = current_contact(session, contact_id)
+        if contact is None:
+            return None
+        deal = session.scalars(
+            select(Deal).where(Deal.contact_id == contact.id, Deal.status == "open")
+        ).first()
+        converted = bool(
+            session.scalar(
+                select(
+                    exists().where(Order.contact_id == contact.id, Order.stage.in_(CONVERTED_STAGES))
+                    | exists().where(Deal.contact_id == contact.id, Deal.status == "won")
+                )
+            )
+        )
+        partner = _record(session, crm, PARTNER, f"contact:{contact.id}")
+        lead = _record(session, crm, LEAD_MODEL, f"deal:{deal.id}") if deal else None
+        return Local(
+            contact_id=contact.id,
+            name=contact.name,
+            phone=contact.phone_e164,
+            referral=contact.referral,
+            labels=active_label_names(session, contact.id),
+            priority=lead_priority(session, contact),
+            salesperson=salesperson_login(session, contact),
+            deal_id=deal.id if deal else None,
+            converted=converted,
+            partner_id=partner.remote_id if partner else None,
+            lead_id=lead.remote_id if lead else None,
+            lead_data=dict(lead.data or {}) if lead else {},
+        )
+
+
+def _record(session: Session, crm: Crm, model: str, local_key: str) -> CrmRecord | None:
+    return session.scalars(
+        select(CrmRecord).where(
+            CrmRecord.crm == crm.name, CrmRecord.model == model, CrmRecord.local_key == local_key
+        )
+    ).first()
+
+
+def _remember(
+    crm: Crm,
+    contact_id: int,
+    model: str,
+    local_key: str,
+    remote_id: int,
+    *,
+    cursor: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Save (or move) a mapping at once, in its own transaction."""
+    with session_scope() as session:
+        now = utcnow()
+        values: dict[str, Any] = {"remote_id": remote_id, "updated_at": now}
+        if cursor is not None:
+            values["cursor"] = cursor
+        if data is not None:
+            values["data"] = data
+        insert = dialect_insert(session.get_bind().dialect.name)(CrmRecord).values(
+            crm=crm.name, model=model, local_key=local_key, contact_id=contact_id, created_at=now, **values
+        )
+        session.execute(
+            insert.on_conflict_do_update(index_elements=["crm", "model", "local_key"], set_=values)
+        )
+
+
+# --- partner and lead --------------------------------------------------------------------------
+
+
+def _partner(crm: Crm, local: Local) -> int:
+    if local.partner_id is None:
+        partner = PartnerIn(
+            name=local.name or local.phone or f"WhatsApp contact {local.contact_id}", phone=local.phone
+        )
+        local.partner_id, local.partner_is_new = crm.upsert_partner(partner)
+        _remember(crm, local.contact_id, PARTNER, f"contact:{local.contact_id}", local.partner_id)
+    return local.partner_id
+
+
+def _lead(crm: Crm, local: Local, partner_id: int) -> int | None:
+    """The open deal's lead, created for an un-converted contact; its label tags brought up to date."""
+    if local.deal_id is None:
+        return None
+    key = f"deal:{local.deal_id}"
+    if local.lead_id is None:
+        if local.converted:
+            return None
+        lead_id, created = crm.find_or_create_lead(
+            LeadIn(
+                title=f"WhatsApp: {local.name or local.phone or 'unknown'}",
+                partner_id=partner_id,
+                contact_name=local.name,
+                phone=local.phone,
+                tags=local.labels,
+                priority=local.priority,
+                salesperson=local.salesperson,
+                source=_source_name(local.referral),
+                description=_referral_text(local.referral),
+                partner_is_new=local.partner_is_new,
+            )
+        )
+        if not created:
+            crm.set_lead_tags(lead_id, local.labels, [])
+            crm.set_lead_priority(lead_id, local.priority, local.salesperson)
+        _remember(crm, local.contact_id, LEAD_MODEL, key, lead_id, data=_lead_data(local))
+        local.lead_id = lead_id
+        return lead_id
+    synced = list(local.lead_data.get("tags") or [])
+    add = [tag for tag in local.labels if tag not in synced]
+    remove = [tag for tag in synced if tag not in local.labels]
+    if add or remove:
+        crm.set_lead_tags(local.lead_id, add, remove)
+    routed = (local.lead_data.get("priority"), local.lead_data.get("salesperson"))
+    if routed != (local.priority, local.salesperson):
+        crm.set_lead_priority(local.lead_id, local.priority, local.salesperson)
+    if add or remove or routed != (local.priority, local.salesperson):
+        _remember(crm, local.contact_id, LEAD_MODEL, key, local.lead_id, data=_lead_data(local))
+    return local.lead_id
+
+
+def _lead_data(local: Local) -> dict[str, Any]:
+    """What we last wrote to the lead, to write only what changed next time."""
+    return {"tags": local.labels, "priority": local.priority, "salesperson": local.salesperson}
+
+
+def _source_name(referral: dict[str, Any] | None) -> str | None:
+    """The CRM source of a click-to-WhatsApp lead: one per ad, stable across its headlines."""
+    if not referral:
+        return None
+    return f"WhatsApp {referral.get('source_type') or 'ad'} {referral.get('source_id') or '?'}"
+
+
+def _referral_text(referral: dict[str, Any] | None) -> str | None:
+    if not referral:
+        return None
+    parts = [f"Came from a WhatsApp {referral.get('source_type') or 'ad'}"]
+    if referral.get("headline"):
+        parts.append(f"“{referral['headline']}”")
+    if referral.get("source_url"):
+        parts.append(f"({referral['source_url']})")
+    return " ".join(parts)
+
+
+# --- the conversation log ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chunk:
+    conversation_started: Any
+    first_id: int
+    last_id: int
+    lines: list[LogLine]
+
+
+def _post_log(crm: Crm, local: Local, target: Target, job: Job) -> None:
+    check = job.unconfirmed
+    for _ in range(LOG_POSTS_PER_JOB):
+        chunk = _unposted(crm, local)
+        if chunk is None:
+            return
+        prefix = f"wacrm-log:{local.contact_id}:{chunk.first_id}-"
+        if check:
+            check = False
+            body = crm.find_note(target, prefix)
+            found = re.search(re.escape(prefix) + r"(\d+)", body or "")
+            if found:  # the unanswered post did land: go on after it
+                _remember(
+                    crm,
+                    local.contact_id,
+                    LOG_MODEL,
+                    f"contact:{local.contact_id}",
+                    target.id,
+                    cursor=int(found.group(1)),
+                )
+                continue
+        started = chunk.conversation_started.astimezone(ZoneInfo(settings.timezone))
+        heading = f"WhatsApp conversation started {started:%Y-%m-%d %H:%M}"
+        crm.post_log(target, heading, chunk.lines, f"{prefix}{chunk.last_id}")
+        _remember(
+            crm, local.contact_id, LOG_MODEL, f"contact:{local.contact_id}", target.id, cursor=chunk.last_id
+        )
+
+
+def _unposted(crm: Crm, local: Local) -> Chunk | None:
+    """The oldest messages not posted yet, from one conversation, up to LOG_CHUNK."""
+    with session_scope() as session:
+        record = _record(session, crm, LOG_MODEL, f"contact:{local.contact_id}")
+        cursor = record.cursor if record else None
+        if cursor is None:
+            # The first log of this contact starts with its latest conversation, not its history.
+            latest = (
+                select(Conversation.id)
+                .where(Conversation.contact_id == local.contact_id)
+                .order_by(Conversation.last_message_at.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+            first = session.scalar(select(func.min(Message.id)).where(Message.conversation_id == latest))
+            cursor = (first or 1) - 1
+        settled = utcnow() - timedelta(seconds=LOG_SETTLE_SECONDS)
+        rows = session.scalars(
+            select(Message)
+            .where(Message.contact_id == local.contact_id, Message.id > cursor, Message.created_at <= settled)
+            .order_by(Message.id)
+            .limit(LOG_CHUNK)
+        ).all()
+        if not rows:
+            return None
+        conversation_id = rows[0].conversation_id
+        rows = [row for row in rows if row.conversation_id == conversation_id]
+        conversation = session.get_one(Conversation, conversation_id)
+        timezone = ZoneInfo(settings.timezone)
+        customer = local.name or local.phone or "Customer"
+        lines = [
+            LogLine(
+                at=row.occurred_at.astimezone(timezone),
+                author=customer if row.direction == INBOUND else settings.business_name,
+                text=row.text or f"[{row.raw_type or row.type}]",
+            )
+            for row in rows
+        ]
+        return Chunk(conversation.started_at, rows[0].id, rows[-1].id, lines)
+
+
+# --- order notes -------------------------------------------------------------------------------
+
+
+def order_note(order: Order, event_type: str) -> str:
+    """The note an order event leaves on the lead, from the order as the event left it."""
+    what = {
+        "order.created": "created",
+        "order.updated": "updated",
+        "order.paid": "paid",
+        "order.shipped": "shipped",
+        "order.received": "received by the customer",
+        "order.cancelled": "cancelled",
+    }.get(event_type, event_type)
+    parts = [f"Order {order.external_id} {what}."]
+    if order.total is not None:
+        parts.append(f"Total {order_messages.format_total(order.total, order.currency)}.")
+    if event_type == "order.shipped" and order.tracking_number:
+        parts.append(f"Courier {order.courier or '-'}, tracking number {order.tracking_number}.")
+    if order.estimated_delivery_date and event_type in ("order.created", "order.updated", "order.shipped"):
+        parts.append(f"Estimated delivery {order.estimated_delivery_date.isoformat()}.")
+    return " ".join(parts)

@@ -1,0 +1,120 @@
+"""Queueing CRM sync jobs, in the caller's transaction.
+
+``queue_sync`` (the contact's lead is out of date: a new conversation, a label
+change), ``queue_log`` (new messages to post), ``queue_order_event`` and
+``queue_followup_activity`` write a ``crm_sync_jobs`` row in the caller's transaction, so the
+sync commits or rolls back with the change that needs it. They do nothing while ``ODOO_URL`` is
+unset. "Bring it up to date" jobs (lead, log) are coalesced: at most one waits per contact and
+kind, however many changes arrive; jobs with a cause (an order event's note, a follow-up's
+activity) are unique on that cause. The task is published after the commit; if that publish is
+lost, the sweeper (schedules/crm.py) publishes it again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import Contact, Order
+from models.base import utcnow
+from models.crm import ACTIVITY, LEAD, LOG, NOTE, QUEUED, CrmSyncJob
+from models.db import dialect_insert
+from pipeline.crm_jobs import order_note
+from queueing import publish
+from queueing.after_commit import publish_after_commit
+from settings import settings
+
+# New messages wait this long before their log is posted, so a burst of messages (customers
+# often send three or four in a row) goes to the CRM as one post.
+LOG_BATCH_SECONDS = 5.0
+_PENDING_KEY = "crm_to_publish"
+
+
+def queue_sync(session: Session, contact_id: int, reason: str) -> None:
+    """The contact's partner and lead are out of date (new conversation, labels, lead class,
+    assignment): sync them. For the labels worker: call it in the transaction that changed them."""
+    _queue(session, contact_id, LEAD, reason)
+
+
+def queue_log(session: Session, contact_id: int) -> None:
+    """New messages of the contact: post them to the lead after LOG_BATCH_SECONDS, batched."""
+    _queue(session, contact_id, LOG, "messages", delay=LOG_BATCH_SECONDS)
+
+
+def queue_order_event(session: Session, contact_id: int, order: Order, event: dict[str, Any]) -> None:
+    """Note an order event on the contact's lead (once per event id)."""
+    _queue(
+        session,
+        contact_id,
+        NOTE,
+        event["type"],
+        dedupe_key=f"order-event:{event['id']}",
+        payload={"text": order_note(order, event["type"])},
+    )
+
+
+def queue_followup_activity(session: Session, contact: Contact, order: Order, followup_id: int) -> None:
+    """A delivery follow-up went out: a to-do for the salesperson to check on the customer."""
+    _queue(
+        session,
+        contact.id,
+        ACTIVITY,
+        "delivery_followup",
+        dedupe_key=f"followup:{followup_id}",
+        payload={
+            "summary": f"Delivery follow-up: order {order.external_id}",
+            "due": datetime.now(ZoneInfo(settings.timezone)).date().isoformat(),
+            "note": f"The customer was asked on WhatsApp whether order {order.external_id} has arrived.",
+        },
+    )
+
+
+def _queue(
+    session: Session,
+    contact_id: int,
+    kind: str,
+    reason: str,
+    *,
+    dedupe_key: str | None = None,
+    payload: dict[str, Any] | None = None,
+    delay: float = 0.0,
+) -> None:
+    if not settings.odoo_url:
+        return
+    if dedupe_key is None and session.scalar(
+        select(CrmSyncJob.id)
+        .where(
+            CrmSyncJob.contact_id == contact_id,
+            CrmSyncJob.kind == kind,
+            CrmSyncJob.state == QUEUED,
+            CrmSyncJob.dedupe_key.is_(None),
+        )
+        .limit(1)
+    ):
+        return  # one is waiting already: it will pick this change up too
+    now = utcnow()
+    statement = dialect_insert(session.get_bind().dialect.name)(CrmSyncJob).values(
+        contact_id=contact_id,
+        kind=kind,
+        reason=reason,
+        dedupe_key=dedupe_key,
+        payload=payload,
+        state=QUEUED,
+        attempts=0,
+        next_attempt_at=now + timedelta(seconds=delay),
+        created_at=now,
+        updated_at=now,
+    )
+    if dedupe_key is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
+    if session.scalar(statement.returning(CrmSyncJob.id)) is not None:
+        publish_after_commit(session, _PENDING_KEY, (contact_id, delay), _publish_each)
+
+
+def _publish_each(pending: list[tuple[int, float]]) -> None:
+    for contact_id, delay in pending:
+        publish.sync_contacts([contact_id], delay)

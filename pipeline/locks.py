@@ -1,0 +1,50 @@
+"""Every lock the pipeline takes, and the one order they are taken in.
+
+Two transactions that take the same locks in opposite orders can deadlock, so every path takes
+them in this order, and never a lock above one it already holds:
+
+1. **The contact** (``contact``): its row ``FOR NO KEY UPDATE``, following merges to the
+   survivor. Every step that changes what we know of a person takes it first, so one contact's
+   events are applied one at a time, in order. ``NO KEY`` lets rows that point at the contact
+   (their foreign-key checks take ``KEY SHARE``) be inserted meanwhile. Identity resolution,
+   which may merge several contacts, locks them all at once in id order (pipeline/identity.py).
+2. **The contact's rows**: its conversation, order, outbox row, routing decision or labels,
+   locked ``FOR UPDATE`` by the step that changes them.
+3. **One WhatsApp message** (``message``): a transaction-scoped advisory lock on its id, so a
+   message and a receipt for it that arrive together are applied one after the other.
+
+The CRM sync's lease lock (``crm_contact``) is taken alone, in a short transaction of its own.
+On SQLite, writers are serialised by ``BEGIN IMMEDIATE`` and the advisory locks are no-ops.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import Contact
+from models.contacts import current_contact
+from models.db import lock_key
+
+
+def contact(session: Session, contact_id: int) -> Contact | None:
+    """The current contact (after merges), locked first and fresh from the database."""
+    found = current_contact(session, contact_id)
+    if found is None:
+        return None
+    return session.scalars(
+        select(Contact)
+        .where(Contact.id == found.id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def message(session: Session, external_id: str) -> None:
+    """The lock on one WhatsApp message id (ours or the customer's), held until commit."""
+    lock_key(session, f"wamid:{external_id}")
+
+
+def crm_contact(session: Session, contact_id: int) -> None:
+    """The lock that makes claiming a contact's CRM jobs one worker's at a time."""
+    lock_key(session, f"crm:contact:{contact_id}")

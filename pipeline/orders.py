@@ -1,0 +1,224 @@
+"""Order-system events: the order's state, and the automated message each step triggers.
+
+One step per event (``record_order_event``), run by the ingest task in the transaction that
+marks the inbox row processed. It resolves the customer through identity resolution (the order's
+``0812…`` and the customer's WhatsApp are one contact), moves the order forward, queues the
+step's message in the outbox (unique per order and trigger) and (re)schedules the delivery
+follow-up, all in that one transaction.
+
+Events can arrive out of order. The stage only moves forward; each step's time is set by the
+first event of it; details (total, dates, courier) come from the newest event, and an older one
+only fills gaps. A step's message goes out only if no later step was known when its event was
+processed: "payment verified" followed by "your order is being processed" would confuse more than
+it tells. A cancelled order gets no further messages and its follow-up is cancelled.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from domain import order_messages
+from domain.followup_time import followup_due
+from domain.order_messages import (
+    CONTACT_CREATED,
+    ORDER_CREATED,
+    ORDER_DELIVERY,
+    ORDER_FOLLOWUP_DELIVERY,
+    ORDER_PAID,
+    ORDER_RECEIVED,
+)
+from models import Contact, DeliveryFollowup, Order, OutboundMessage
+from models.base import utcnow
+from models.db import dialect_insert
+from models.orders import CANCELLED, SCHEDULED, STAGES
+from pipeline import context, crm_sync, identity, outbox
+from settings import settings
+
+# The stage each event moves the order to, and the message that step sends.
+STAGE_OF_EVENT = {
+    "order.created": "created",
+    "order.paid": "paid",
+    "order.shipped": "shipped",
+    "order.received": "received",
+}
+TRIGGER_OF_STAGE = {
+    "created": ORDER_CREATED,
+    "paid": ORDER_PAID,
+    "shipped": ORDER_DELIVERY,
+    "received": ORDER_RECEIVED,
+}
+STEP_TIME = {"created": "ordered_at", "paid": "paid_at", "shipped": "shipped_at", "received": "received_at"}
+DETAILS = ("total", "currency", "estimated_delivery_date", "courier", "tracking_number")
+_RANK = {stage: rank for rank, stage in enumerate(STAGES, start=1)}
+
+
+def record_order_event(session: Session, payload: dict[str, Any]) -> None:
+    """Apply one order-system event (as the producer validated it into the inbox)."""
+    person = payload["contact"]
+    contact = identity.resolve_contact(
+        session,
+        identity.from_typed_phone(
+            person["phone"],
+            external_id=f"orders:{person['id']}" if person.get("id") else None,
+            name=person.get("name"),
+        ),
+    )
+    deal = context.ensure_open_deal(session, contact)
+    if payload["type"] == "contact.created":
+        queue_message(session, CONTACT_CREATED, contact, None)
+        return
+
+    occurred_at = datetime.fromisoformat(payload["occurred_at"])
+    order, previous_rank = _order_for_update(session, payload["order"]["id"], contact, deal.id)
+    _apply_details(order, payload["order"], occurred_at)
+    event_type = payload["type"]
+    if event_type == "order.cancelled":
+        if order.cancelled_at is None:
+            order.cancelled_at = occurred_at
+        order.stage = CANCELLED
+        _cancel_queued(session, order)
+    elif event_type == "order.received":
+        # "Has it arrived?" is answered: a follow-up still waiting to go out is not sent.
+        _cancel_queued(session, order, ORDER_FOLLOWUP_DELIVERY)
+    if event_type in STAGE_OF_EVENT:
+        stage = STAGE_OF_EVENT[event_type]
+        if getattr(order, STEP_TIME[stage]) is None:
+            setattr(order, STEP_TIME[stage], occurred_at)
+        if order.stage != CANCELLED:
+            if _RANK[stage] > _RANK[order.stage]:
+                order.stage = stage
+            if _RANK[stage] >= previous_rank:
+                queue_message(session, TRIGGER_OF_STAGE[stage], contact, order)
+    order.updated_at = utcnow()
+    _schedule_followup(session, order)
+    crm_sync.queue_order_event(session, contact.id, order, payload)  # a note on the Odoo lead, if synced
+
+
+def queue_message(session: Session, trigger: str, contact: Contact, order: Order | None) -> int | None:
+    """Render the trigger's message from the current data and put it in the outbox, once ever."""
+    template = order_messages.templates_from(settings.order_messages_file)[trigger]
+    text, template_call = template.render(_values(contact, order))
+    cause = f"order:{order.external_id}" if order else f"contact:{contact.id}"
+    return outbox.queue(
+        session,
+        dedupe_key=f"{cause}:{trigger}",
+        trigger=trigger,
+        contact_id=contact.id,
+        order_id=order.id if order else None,
+        text=text,
+        template=template_call,
+    )
+
+
+def on_followup_delivered(session: Session, external_id: str) -> None:
+    """The follow-up reached the customer's phone: time to ask how the order was (once)."""
+    sent = session.scalars(
+        select(OutboundMessage).where(
+            OutboundMessage.external_id == external_id,
+            OutboundMessage.trigger == ORDER_FOLLOWUP_DELIVERY,
+        )
+    ).first()
+    if sent is None or sent.order_id is None:
+        return
+    order = session.scalars(
+        select(Order).where(Order.id == sent.order_id).with_for_update(key_share=True)
+    ).one()
+    if order.stage != CANCELLED:
+        contact = session.get_one(Contact, order.contact_id)
+        queue_message(session, ORDER_RECEIVED, contact, order)
+
+
+def _cancel_queued(session: Session, order: Order, trigger: str | None = None) -> None:
+    """Cancel the order's messages still queued (or only this trigger's)."""
+    conditions = [OutboundMessage.order_id == order.id]
+    if trigger is not None:
+        conditions.append(OutboundMessage.trigger == trigger)
+    outbox.cancel_queued(session, *conditions)
+
+
+def _order_for_update(
+    session: Session, external_id: str, contact: Contact, deal_id: int
+) -> tuple[Order, int]:
+    """The order, locked; with the rank of the stage it had before this event (0 when new)."""
+    insert = dialect_insert(session.get_bind().dialect.name)
+    now = utcnow()
+    created = session.scalar(
+        insert(Order)
+        .values(
+            external_id=external_id,
+            contact_id=contact.id,
+            deal_id=deal_id,
+            stage="created",
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["external_id"])
+        .returning(Order.id)
+    )
+    order = session.scalars(
+        select(Order).where(Order.external_id == external_id).with_for_update(key_share=True)
+    ).one()
+    return order, 0 if created is not None else _RANK.get(order.stage, len(STAGES) + 1)
+
+
+def _apply_details(order: Order, details: dict[str, Any], occurred_at: datetime) -> None:
+    """Each detail comes from the newest event that carries it."""
+    times = dict(order.detail_times or {})
+    for name in DETAILS:
+        value = details.get(name)
+        if value is None:
+            continue
+        if name == "total":
+            value = Decimal(str(value))
+        elif name == "estimated_delivery_date":
+            value = datetime.strptime(value, "%Y-%m-%d").date()
+        # Orders stored before detail_times existed: their details are as of details_as_of.
+        known = times.get(name) or (
+            order.details_as_of.isoformat()
+            if getattr(order, name) is not None and order.details_as_of
+            else None
+        )
+        if known is None or occurred_at >= datetime.fromisoformat(known):
+            setattr(order, name, value)
+            times[name] = occurred_at.isoformat()
+    order.detail_times = times
+    if order.details_as_of is None or occurred_at > order.details_as_of:
+        order.details_as_of = occurred_at
+
+
+def _schedule_followup(session: Session, order: Order) -> None:
+    """Schedule, move or cancel the delivery follow-up; one that already fired stays as it is."""
+    followup = session.scalars(
+        select(DeliveryFollowup).where(DeliveryFollowup.order_id == order.id).with_for_update()
+    ).first()
+    if order.stage in (CANCELLED, "received"):
+        if followup is not None and followup.state == SCHEDULED:
+            followup.state, followup.updated_at = CANCELLED, utcnow()
+        return
+    if order.estimated_delivery_date is None:
+        return
+    due = followup_due(order.estimated_delivery_date, settings.followup_cron, settings.timezone)
+    if followup is None:
+        session.add(DeliveryFollowup(order_id=order.id, due_at=due, state=SCHEDULED))
+    elif followup.state == SCHEDULED and followup.due_at != due:
+        followup.due_at, followup.updated_at = due, utcnow()
+
+
+def _values(contact: Contact, order: Order | None) -> dict[str, Any]:
+    values: dict[str, Any] = {"name": contact.name, "business": settings.business_name}
+    if order is not None:
+        values |= {
+            "order_id": order.external_id,
+            "total": order_messages.format_total(order.total, order.currency)
+            if order.total is not None
+            else None,
+            "courier": order.courier,
+            "tracking_number": order.tracking_number,
+            "estimated_delivery_date": order.estimated_delivery_date,
+        }
+    return values

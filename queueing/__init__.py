@@ -1,0 +1,2 @@
+"""Queue plumbing any process may import: the Celery app, every task name, publishing by name,
+and publishing only after the outermost commit. Nothing here runs a task."""

@@ -1,0 +1,47 @@
+"""Every task name, and the queue each is routed to: the one place a name is spelt.
+
+Producers, the API and beat publish by these names (``app.send_task``), so they never import the
+task modules; ``celeryconfig.task_routes`` is built from ``QUEUE_OF``. A task module registers
+its task under the same constant. Renaming a task is a deploy hazard (messages already queued
+under the old name would be unknown to new workers), so the strings keep the modules' paths.
+"""
+
+from __future__ import annotations
+
+# Event work, one queue per group so each can get its own workers (celery worker -Q ...).
+PROCESS_INBOX_EVENT = "workers.ingest.process_inbox_event"
+ROUTE_MESSAGE = "workers.routing.route_message"
+ANSWER_WITH_AI = "workers.ai_agent.answer_with_ai"
+SEND_OUTBOUND = "workers.outbound.send_outbound"
+SYNC_CONTACT = "workers.crm.sync_contact"
+EXPAND_BROADCAST = "workers.broadcasts.expand_broadcast"
+
+# Beat's periodic tasks (schedules/).
+SWEEP_INBOX = "schedules.sweepers.sweep_inbox"
+SWEEP_OUTBOX = "schedules.sweepers.sweep_outbox"
+SWEEP_BROADCASTS = "schedules.sweepers.sweep_broadcasts"
+SWEEP_ROUTING = "schedules.sweepers.sweep_routing"
+SWEEP_CRM_SYNC = "schedules.crm.sweep_sync_jobs"
+FIRE_DUE_FOLLOWUPS = "schedules.followups.fire_due_followups"
+FIRE_DUE_ADAPTIVE_FOLLOWUPS = "schedules.adaptive_followups.fire_due_adaptive_followups"
+
+QUEUES = ("ingest", "routing", "outbound", "crm", "schedules")
+
+QUEUE_OF = {
+    PROCESS_INBOX_EVENT: "ingest",
+    # Routing and the AI agent: the AI's HTTP wait never holds up ingest.
+    ROUTE_MESSAGE: "routing",
+    ANSWER_WITH_AI: "routing",
+    SEND_OUTBOUND: "outbound",
+    SYNC_CONTACT: "crm",
+    # Expanding a broadcast writes outbox rows, like the follow-up ticks: bulk database work,
+    # kept off the outbound queue whose concurrency is tuned for waiting on the gateway.
+    EXPAND_BROADCAST: "schedules",
+    SWEEP_INBOX: "schedules",
+    SWEEP_OUTBOX: "schedules",
+    SWEEP_BROADCASTS: "schedules",
+    SWEEP_ROUTING: "schedules",
+    SWEEP_CRM_SYNC: "schedules",
+    FIRE_DUE_FOLLOWUPS: "schedules",
+    FIRE_DUE_ADAPTIVE_FOLLOWUPS: "schedules",
+}

@@ -1,0 +1,47 @@
+"""Publishing tasks by name (queueing/names.py), for any process.
+
+Producers, the API, beat and the pipeline's after-commit hooks publish through these functions,
+so none of them imports a task module; ``task_routes`` in celeryconfig picks the queue. Each
+raises if the broker cannot be reached: callers publish after their commit, and a sweeper
+publishes again whatever a failed publish left waiting.
+"""
+
+from __future__ import annotations
+
+from queueing import names
+from queueing.app import app
+
+
+def enqueue(event_ids: list[int]) -> None:
+    """One ingest task per inbox event."""
+    for event_id in event_ids:
+        app.send_task(names.PROCESS_INBOX_EVENT, args=(event_id,))
+
+
+def route_messages(message_ids: list[int]) -> None:
+    """One routing task per inbound message (queue ``routing``)."""
+    for message_id in message_ids:
+        app.send_task(names.ROUTE_MESSAGE, args=(message_id,))
+
+
+def answer_with_ai(decision_ids: list[int]) -> None:
+    """The AI agent's task for routing decisions that wait for it (queue ``routing``)."""
+    for decision_id in decision_ids:
+        app.send_task(names.ANSWER_WITH_AI, args=(decision_id,))
+
+
+def send_outbound(outbound_ids: list[int]) -> None:
+    """One send task per outbox row (queue ``outbound``)."""
+    for outbound_id in outbound_ids:
+        app.send_task(names.SEND_OUTBOUND, args=(outbound_id,))
+
+
+def sync_contacts(contact_ids: list[int], delay: float = 0.0) -> None:
+    """One CRM sync task per contact (queue ``crm``), after ``delay`` seconds."""
+    for contact_id in contact_ids:
+        app.send_task(names.SYNC_CONTACT, args=(contact_id,), countdown=delay or None)
+
+
+def expand_broadcast(broadcast_id: int) -> None:
+    """The task that turns a broadcast into outbox rows."""
+    app.send_task(names.EXPAND_BROADCAST, args=(broadcast_id,))

@@ -1,0 +1,63 @@
+"""A fake WAHA server: ``POST /api/sendText`` as in formats.md 3.4.
+
+It checks ``X-Api-Key`` when built with one (401 otherwise), answers with a WAMessage-like body
+whose ``id`` is a string (``true_<chatId>_<hex>``) or, with ``id_as_object=True``, the object some
+engines return (``{"fromMe": true, "remote": …, "id": …, "_serialized": …}``), and records what
+it accepted. Scripted failures answer with WAHA's (NestJS) error body.
+"""
+
+from __future__ import annotations
+
+import uuid
+from http import HTTPStatus
+from typing import Any
+
+from testkit.fakes import FakeServer, Reply
+
+
+class FakeWaha(FakeServer):
+    def __init__(self, api_key: str | None = "test-waha-key", id_as_object: bool = False) -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.id_as_object = id_as_object
+
+    @property
+    def url(self) -> str:
+        """What ``WAHA_URL`` would be."""
+        return self.root_url
+
+    def __enter__(self) -> FakeWaha:
+        return self
+
+    def handle(self, path: str, headers: dict[str, str], body: Any) -> Reply:
+        if path != "/api/sendText":
+            return Reply(404, _nest_error(404, f"Cannot POST {path}"))
+        if self.api_key is not None and headers.get("x-api-key") != self.api_key:
+            return Reply(401, _nest_error(401, "Unauthorized"))
+        action = self.next_action()
+        if action is not None and action.kind == "fail":
+            return Reply(action.status, _nest_error(action.status, "scripted failure"))
+        if not (
+            isinstance(body, dict)
+            and isinstance(body.get("session"), str)
+            and isinstance(body.get("chatId"), str)
+            and body["chatId"].endswith("@c.us")
+            and isinstance(body.get("text"), str)
+        ):
+            return Reply(400, _nest_error(400, "session, chatId (…@c.us) and text are required"))
+        self.accept(body)
+        key = uuid.uuid4().hex.upper()[:20]
+        serialized = f"true_{body['chatId']}_{key}"
+        message_id: Any = (
+            {"fromMe": True, "remote": body["chatId"], "id": key, "_serialized": serialized}
+            if self.id_as_object
+            else serialized
+        )
+        answer = {"id": message_id, "fromMe": True, "to": body["chatId"], "body": body["text"], "ack": 1}
+        if action is not None and action.kind == "drop":
+            return Reply(201, drop=True)
+        return Reply(201, answer, delay=action.seconds if action is not None else 0.0)
+
+
+def _nest_error(status: int, message: str) -> dict[str, Any]:
+    return {"statusCode": status, "message": message, "error": HTTPStatus(status).phrase}

@@ -1,0 +1,597 @@
+"""Fuzzing the webhook producers, and the other findings of the security review.
+
+Hypothesis posts generated bodies to ``/webhooks/whatsapp``, ``/webhooks/orders`` and
+``/webhooks/waha``: documents of the right shape with wrong types, missing fields, huge and
+unusual strings (NUL, lone surrogates, digits of other scripts) and JSON that Python reads but
+PostgreSQL cannot store (``NaN``, ``1e400``, integers of 4,400 digits, nesting 5,000 deep);
+random JSON; random bytes; signed, unsigned and wrongly signed. Whatever comes in, a producer
+answers below 500 (a 503 would say the database is down, which it is not), a refusal (4xx)
+changes nothing in the inbox, and an acceptance stores and publishes exactly what it says.
+
+Reproducible: ``derandomize=True`` (the examples depend only on the code) and no example
+database. No worker: published ids are captured, so nothing here is processed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import io
+import json
+import logging
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import create_engine, func, select, text
+
+from domain.order_events import EVENT_TYPES
+from models import InboxEvent
+from models.db import session_scope
+from observability.logs import MaskingJsonFormatter
+from producers.waha import LABEL_EVENTS, MESSAGE_EVENTS
+from testkit import samples
+
+WA_SECRET, ORDER_SECRET, WAHA_KEY = "fuzz-app-secret", "fuzz-order-secret", "fuzz-waha-key"
+MAX_BODY = 256 * 1024
+FUZZ = settings(
+    max_examples=80,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+
+# ---------------------------------------------------------------------------------------------
+# Values
+
+MISSING = object()  # the field is left out
+SPLICE = "\ue000raw json\ue000"  # replaced in the encoded body by one of RAW_TOKENS
+
+RAW_TOKENS = st.sampled_from(
+    [
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "1e400",
+        "-1e400",
+        "1" * 4400,  # more digits than Python turns into an int
+        "[" * 5000 + "]" * 5000,  # deeper than Python's recursion limit
+        "[" * 100 + "]" * 100,
+        '{"a":' * 80 + "1" + "}" * 80,
+        '"\\ud800"',  # a lone surrogate: valid JSON, not storable text
+        '"x\\udfff"',
+        '"a\\u0000b"',
+        '"\\ud83d\\ude00"',  # a proper surrogate pair
+        "-0",
+        "0.1e-400",
+        "true",
+        "null",
+        "[]",
+        "{}",
+    ]
+)
+NASTY_TEXT = st.one_of(
+    st.text(st.characters(categories=["Cs", "Cc", "Nd", "No", "Zs", "So", "Mn"]), max_size=12),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "\x00",
+            "\ud800",
+            "١٢٣٤٥",
+            "²",
+            "\uff11\uff12\uff13",
+            "\U0001d7d7\U0001d7d7",
+            "\u202e",
+            "null",
+            "NaN",
+        ]
+    ),
+)
+HUGE_TEXT = st.builds(
+    lambda char, size: char * size,
+    st.sampled_from(["x", "9", "é", "😀", " "]),
+    st.integers(min_value=256, max_value=300_000),
+)
+WRONG = st.one_of(
+    st.just(MISSING),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(),  # NaN and the infinities included
+    st.text(max_size=10),
+    NASTY_TEXT,
+    HUGE_TEXT,
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+    st.just(SPLICE),
+)
+
+
+def maybe(good: st.SearchStrategy) -> st.SearchStrategy:
+    """Mostly (9 in 10) a right value, else a wrong type, a nasty or huge string, raw JSON, nothing:
+    so that a fair share of documents pass validation and reach the database."""
+    return st.integers(min_value=0, max_value=9).flatmap(lambda i: WRONG if i == 9 else good)
+
+
+def fields(**values: st.SearchStrategy) -> st.SearchStrategy:
+    return st.fixed_dictionaries({name.rstrip("_"): maybe(value) for name, value in values.items()})
+
+
+def without_missing(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: without_missing(v) for k, v in value.items() if v is not MISSING}
+    if isinstance(value, list):
+        return [without_missing(v) for v in value if v is not MISSING]
+    return value
+
+
+SHORT = st.text(max_size=30)
+JSON_ANY = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+WA_IDS = st.from_regex(r"\A62[1-9][0-9]{7,11}\Z") | st.sampled_from(["16505551234", "0", "+6281212345678"])
+EPOCH_SECONDS = st.integers(min_value=0, max_value=99_999_999_999).map(str) | st.sampled_from(
+    ["", "-1", "1e9", "١٢٣٤٥", "123456789012", " 12", "1.5"]
+)
+WAMIDS = st.text(min_size=1, max_size=40).map(lambda s: f"wamid.{s}") | st.text(max_size=300)
+PHONES = st.one_of(
+    st.sampled_from(["0812-1234-5678", "+62 812 1234 5678", "6281212345678", "+1 650 555 1234"]),
+    st.from_regex(r"\A08[1-9][0-9]{7,10}\Z"),
+    st.sampled_from(["0012", "+", "12", "abc", "\u0660\u0668\u0661\u0662"]),
+    st.from_regex(r"\A\+?[0-9 ()-]{0,24}\Z"),
+)
+IDS = st.text(min_size=1, max_size=20) | st.integers(min_value=0, max_value=10**12)
+EXTREME_DATES = st.sampled_from(
+    [
+        "0001-01-01T00:00:00",
+        "0001-01-01T00:00:00+05:00",
+        "9999-12-31T23:59:59-05:00",
+        "9999-12-31T23:59:59",
+        "2026-02-30T10:00:00",
+        "2026-11-23",
+        "yesterday",
+    ]
+)
+OFFSETS = st.none() | st.builds(lambda m: timezone(timedelta(minutes=m)), st.integers(-1439, 1439))
+
+
+def moments(start: datetime, end: datetime) -> st.SearchStrategy[str]:
+    return st.builds(lambda at, tz: at.replace(tzinfo=tz).isoformat(), st.datetimes(start, end), OFFSETS)
+
+
+ISO_MOMENTS = st.one_of(
+    moments(datetime(2000, 1, 1), datetime(2100, 1, 1)),
+    moments(datetime(2000, 1, 1), datetime(2100, 1, 1)),
+    moments(datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59)),
+    EXTREME_DATES,
+)
+DATES = st.dates().map(str) | st.sampled_from(["2026-13-01", "26-11-2026", "2026-11-26T00:00"])
+
+# ---------------------------------------------------------------------------------------------
+# Documents of the right shape, more or less
+
+WA_MESSAGE = fields(
+    from_=WA_IDS,
+    id=WAMIDS,
+    timestamp=EPOCH_SECONDS,
+    type=st.sampled_from(["text", "image", "interactive", "reaction", "system", "unknown", "order"]),
+    text=fields(body=SHORT | HUGE_TEXT),
+    context=JSON_ANY,
+)
+WA_STATUS = fields(
+    id=WAMIDS,
+    status=st.sampled_from(["sent", "delivered", "read", "failed"]) | SHORT,
+    timestamp=EPOCH_SECONDS,
+    recipient_id=WA_IDS,
+    errors=st.lists(JSON_ANY, max_size=2),
+)
+WA_VALUE = fields(
+    messaging_product=st.just("whatsapp"),
+    metadata=fields(display_phone_number=WA_IDS, phone_number_id=SHORT),
+    contacts=st.lists(fields(profile=fields(name=SHORT), wa_id=WA_IDS), max_size=2),
+    messages=st.lists(WA_MESSAGE, max_size=3),
+    statuses=st.lists(WA_STATUS, max_size=2),
+    errors=st.lists(fields(code=st.integers(), title=SHORT), max_size=1),
+)
+WA_ENVELOPE = fields(
+    object=st.just("whatsapp_business_account"),
+    entry=st.lists(
+        fields(
+            id=SHORT,
+            changes=st.lists(
+                fields(field=st.sampled_from(["messages", "account_update"]), value=WA_VALUE), max_size=2
+            ),
+        ),
+        max_size=2,
+    ),
+)
+ORDER_EVENT = st.fixed_dictionaries(
+    {
+        "id": maybe(st.uuids().map(str) | st.text(max_size=20).map(lambda s: f"evt-{s}")),
+        "type": maybe(st.sampled_from(EVENT_TYPES)),
+        "occurred_at": maybe(ISO_MOMENTS),
+        "contact": maybe(fields(id=IDS, name=SHORT, phone=PHONES)),
+        "order": maybe(
+            fields(
+                id=IDS,
+                total=st.integers(min_value=-5, max_value=10**20) | st.floats(),
+                currency=st.just("IDR"),
+                estimated_delivery_date=DATES,
+                tracking_number=SHORT,
+                courier=SHORT,
+            )
+        ),
+    },
+)
+# Now and then a key that would change several orders at once.
+ORDER_EVENT = st.tuples(ORDER_EVENT, st.integers(min_value=0, max_value=9), JSON_ANY).map(
+    lambda drawn: {**drawn[0], "orders": drawn[2]} if drawn[1] == 9 else drawn[0]
+)
+WAHA_CHATS = st.sampled_from(["6281212345678@c.us", "120363@g.us", "status@broadcast", "x@lid"]) | SHORT
+WAHA_ENVELOPE = fields(
+    id=st.uuids().map(str) | st.text(max_size=40).map(lambda s: f"evt-{s}"),
+    event=st.sampled_from([*LABEL_EVENTS, *MESSAGE_EVENTS, "session.status", "message.any"]),
+    session=st.just("default"),
+    timestamp=st.integers(min_value=-1, max_value=260_000_000_000_000),
+    me=st.dictionaries(st.text(max_size=8), JSON_ANY, max_size=3),
+    metadata=st.dictionaries(st.text(max_size=8), JSON_ANY, max_size=3),
+    payload=fields(
+        id=IDS,
+        name=SHORT,
+        labelId=IDS,
+        chatId=WAHA_CHATS,
+        label=st.none() | fields(id=IDS, name=SHORT),
+        from_=WAHA_CHATS,
+        timestamp=st.integers(min_value=-1, max_value=260_000_000_000),
+        body=SHORT | HUGE_TEXT,
+        ack=st.integers(min_value=-1, max_value=5),
+    ),
+)
+WAHA_TIMESTAMP_HEADERS = (
+    st.none()
+    | st.integers(min_value=0, max_value=10**15).map(str)
+    | st.sampled_from(["²", "-1", " 12 ", "\uff11\uff12", "9" * 5000, ""])
+)
+
+
+@st.composite
+def bodies(draw: st.DrawFn, documents: st.SearchStrategy) -> bytes:
+    """The document as JSON bytes, with SPLICE replaced by raw JSON and lone surrogates kept."""
+    document = without_missing(draw(documents))
+    ascii_only = draw(st.booleans())
+    encoded = json.dumps(document, ensure_ascii=ascii_only)
+    marker = json.dumps(SPLICE, ensure_ascii=ascii_only)
+    if marker in encoded:
+        encoded = encoded.replace(marker, draw(RAW_TOKENS))
+    return encoded.encode("utf-8", "surrogatepass")
+
+
+SIGNING = st.sampled_from(["valid"] * 6 + ["missing", "wrong"])
+
+# ---------------------------------------------------------------------------------------------
+# The invariant
+
+
+@pytest.fixture
+def published(monkeypatch) -> list[int]:
+    import producers.inbox
+
+    ids: list[int] = []
+    monkeypatch.setattr(producers.inbox, "enqueue", ids.extend)
+    return ids
+
+
+@pytest.fixture
+def fuzz_client(make_client):
+    return make_client(
+        whatsapp_app_secret=WA_SECRET,
+        order_webhook_secret=ORDER_SECRET,
+        waha_hmac_key=WAHA_KEY,
+        max_body_bytes=MAX_BODY,
+    )
+
+
+def inbox_rows() -> int:
+    with session_scope() as session:
+        return session.scalar(select(func.count()).select_from(InboxEvent))
+
+
+def signed(path: str, body: bytes, signing: str) -> dict[str, str]:
+    header, secret, algorithm, prefix = {
+        "/webhooks/whatsapp": ("X-Hub-Signature-256", WA_SECRET, hashlib.sha256, "sha256="),
+        "/webhooks/orders": ("X-Signature-256", ORDER_SECRET, hashlib.sha256, "sha256="),
+        "/webhooks/waha": ("X-Webhook-Hmac", WAHA_KEY, hashlib.sha512, ""),
+    }[path]
+    if signing == "missing":
+        return {}
+    key = secret if signing == "valid" else secret + "-guess"
+    return {header: prefix + hmac.new(key.encode(), body, algorithm).hexdigest()}
+
+
+def header_bytes(value: str) -> bytes:
+    """As the server will read it: HTTP headers are Latin-1."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
+
+
+def post_and_check(client, published: list[int], path: str, body: bytes, signing: str, **headers) -> int:
+    """POST; then no 5xx, a refusal changed nothing, an acceptance stored what it says."""
+    before, published_before = inbox_rows(), len(published)
+    answer = client.post(
+        path,
+        content=body,
+        headers={"Content-Type": "application/json", **signed(path, body, signing), **headers},
+    )
+    event(f"{path} answered {answer.status_code}")
+    assert answer.status_code < 500, f"{answer.status_code}: {answer.text[:500]}"
+    stored = inbox_rows() - before
+    if answer.status_code >= 400:
+        assert stored == 0, f"refused with {answer.status_code} yet stored {stored} rows"
+        assert answer.json()["error"]
+    else:
+        reply = answer.json()
+        accepted = reply["accepted"] if "accepted" in reply else int(reply["status"] == "accepted")
+        assert stored == accepted, reply
+        assert len(published) - published_before == accepted
+    if signing != "valid" and len(body) <= MAX_BODY:
+        assert answer.status_code == 401
+    return answer.status_code
+
+
+# ---------------------------------------------------------------------------------------------
+# The producers
+
+
+@FUZZ
+@given(body=bodies(WA_ENVELOPE | JSON_ANY), signing=SIGNING)
+def test_whatsapp_webhook_survives_any_envelope(fuzz_client, published, body, signing):
+    post_and_check(fuzz_client, published, "/webhooks/whatsapp", body, signing)
+
+
+@FUZZ
+@given(body=bodies(ORDER_EVENT | JSON_ANY), signing=SIGNING)
+def test_order_webhook_survives_any_event(fuzz_client, published, body, signing):
+    post_and_check(fuzz_client, published, "/webhooks/orders", body, signing)
+
+
+@FUZZ
+@given(body=bodies(WAHA_ENVELOPE | JSON_ANY), signing=SIGNING, at=WAHA_TIMESTAMP_HEADERS)
+def test_waha_webhook_survives_any_envelope(fuzz_client, published, body, signing, at):
+    headers = {} if at is None else {"X-Webhook-Timestamp": header_bytes(at)}
+    post_and_check(fuzz_client, published, "/webhooks/waha", body, signing, **headers)
+
+
+# Real payloads (cli/samples.py, fixed ids and times), each mutated in one to three places: a value
+# replaced, or a key added, anywhere in the document. The rest stays valid, so the odd value
+# travels as far as it can: through validation into the database.
+T0 = 1_790_000_000
+GOOD = {
+    "/webhooks/whatsapp": [
+        samples.envelope(
+            messages=[samples.text("6281212345678", "Halo kak", id="wamid.fuzz.1", at=T0)],
+            contacts=[samples.profile("6281212345678", "Budi")],
+        ),
+        samples.envelope(statuses=[samples.status("wamid.fuzz.2", "delivered", "6281212345678", at=T0)]),
+    ],
+    "/webhooks/orders": [
+        samples.order_event("order.created", event_id="evt-fuzz", occurred_at="2026-11-23T09:15:00+07:00"),
+        samples.order_event(
+            "order.shipped", event_id="evt-fuzz", tracking_number="JNE1", estimated_delivery_date="2026-11-26"
+        ),
+    ],
+    "/webhooks/waha": [
+        samples.waha_label_chat("added", "6281212345678@c.us", "7", "Lead", id="evt-fuzz", at_ms=T0 * 1000),
+        samples.waha_message("6281212345678@c.us", "Halo", id="false_fuzz", at=T0),
+        samples.waha_ack("true_fuzz", 3, "6281212345678@c.us", legacy=True),
+    ],
+}
+NEW_IDS = {  # where each source's dedupe id lives, so that mutants are new events, not replays
+    "/webhooks/whatsapp": lambda d: d["entry"][0]["changes"][0]["value"]["messages"][0],
+    "/webhooks/orders": lambda d: d,
+    "/webhooks/waha": lambda d: d,
+}
+NASTY_VALUE = st.one_of(st.just(SPLICE), st.just(SPLICE), WRONG, JSON_ANY)
+
+
+def places(document: Any) -> list[tuple[Any, Any]]:
+    """Every (container, key) that can take a value: existing keys and indexes, and a new key."""
+    found: list[tuple[Any, Any]] = []
+    pending = [document]
+    while pending:
+        container = pending.pop()
+        if isinstance(container, dict):
+            found += [(container, key) for key in container] + [(container, "fuzz")]
+            pending += list(container.values())
+        elif isinstance(container, list):
+            found += [(container, index) for index in range(len(container))]
+            pending += container
+    return found
+
+
+@st.composite
+def mutants(draw: st.DrawFn, path: str) -> Any:
+    document = json.loads(json.dumps(draw(st.sampled_from(GOOD[path]))))  # a deep copy
+    with contextlib.suppress(KeyError, IndexError, TypeError):  # a statuses-only sample: a replay
+        NEW_IDS[path](document)["id"] = str(draw(st.uuids()))
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        container, key = draw(st.sampled_from(places(document)))
+        container[key] = draw(NASTY_VALUE)
+    return document
+
+
+@pytest.mark.parametrize("path", list(GOOD))
+@settings(FUZZ, max_examples=60)
+@given(data=st.data())
+def test_producers_survive_one_odd_value_in_a_real_payload(fuzz_client, published, path, data):
+    body = data.draw(bodies(mutants(path)), label="body")
+    post_and_check(fuzz_client, published, path, body, data.draw(SIGNING, label="signing"))
+
+
+@settings(FUZZ, max_examples=50)
+@given(
+    path=st.sampled_from(["/webhooks/whatsapp", "/webhooks/orders", "/webhooks/waha"]),
+    body=st.binary(max_size=2000) | HUGE_TEXT.map(str.encode),
+    signing=st.sampled_from(["valid", "missing"]),
+)
+def test_producers_survive_any_bytes(fuzz_client, published, path, body, signing):
+    assert post_and_check(fuzz_client, published, path, body, signing) in (400, 401, 413, 422)
+
+
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [
+        ("NaN", "store"),
+        ("1e400", "store"),
+        ("1" * 4400, "store"),
+        ("[" * 5000 + "]" * 5000, "nested"),
+        ("[" * 100 + "]" * 100, "nested"),
+        ('"\\ud800"', "surrogate"),
+    ],
+)
+def test_json_postgresql_cannot_store_is_refused_with_400(client, published, token, why):
+    """Each of these once answered 500 or 503 (which the sender retries for ever)."""
+    good = samples.inbound_text("6281212345678", "Budi", "Halo")
+    good["entry"][0]["changes"][0]["value"]["messages"][0]["context"] = SPLICE
+    body = json.dumps(good).replace(json.dumps(SPLICE), token).encode()
+    answer = client.post("/webhooks/whatsapp", content=body)
+    assert answer.status_code == 400, answer.text
+    assert why in answer.json()["error"]
+    assert inbox_rows() == 0
+
+
+@pytest.mark.parametrize(
+    "moment", ["0001-01-01T00:00:00", "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"]
+)
+def test_order_time_out_of_range_is_422(client, published, moment):
+    answer = client.post("/webhooks/orders", json=samples.order_event("contact.created", occurred_at=moment))
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["field"] == "occurred_at"
+
+
+@pytest.mark.parametrize("at", ["²", "9" * 5000])
+def test_waha_timestamp_header_that_is_not_ascii_digits_is_ignored(client, published, at):
+    envelope = samples.waha_label_upsert("7", "Lead", legacy=True)
+    body, headers = samples.waha_encode(envelope)
+    answer = client.post(
+        "/webhooks/waha", content=body, headers={**headers, "X-Webhook-Timestamp": header_bytes(at)}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["accepted"] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The rest of the review: tokens, body limits, logs
+
+
+def test_every_admin_route_is_closed_without_the_token(make_client):
+    """Every operation of the API (from its OpenAPI schema) and the dashboard's pages: 401 without
+    the token or with a wrong one, 503 while ADMIN_TOKEN is unset."""
+    client, closed = make_client(), make_client(admin_token=None)
+    operations = [
+        (method.upper(), path)
+        for path, item in client.app.openapi()["paths"].items()
+        if path.startswith("/api/")
+        for method in item
+    ]
+    assert len(operations) > 5
+    operations += [("GET", "/dashboard"), ("GET", "/dashboard/contacts.csv")]
+    for method, template in operations:
+        path = re.sub(r"\{[^}]+\}", "1", template)  # /api/contacts/{contact_id}: any id will do
+        for app_client, headers, expected in (
+            (client, {}, 401),
+            (client, {"Authorization": "Bearer guess"}, 401),
+            (closed, {}, 503),
+        ):
+            answer = app_client.request(method, path, params={"label": "x"}, headers=headers, json={})
+            assert answer.status_code == expected, f"{method} {template}: {answer.status_code}"
+
+
+def test_api_bodies_are_limited_before_the_token_is_read(client, admin_headers, published):
+    big = b'{"label": "x", "text": "' + b"a" * 200_000 + b'"}'
+    for headers in ({}, admin_headers):
+        answer = client.post(
+            "/api/broadcasts", content=big, headers={"Content-Type": "application/json", **headers}
+        )
+        assert answer.status_code == 413
+
+    def chunked():  # no Content-Length: counted as it arrives
+        for _ in range(200):
+            yield b"a" * 1000
+
+    answer = client.post("/api/broadcasts", content=chunked(), headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413
+    assert client.post("/api/broadcasts", json={"label": "x", "text": "y"}).status_code == 401
+
+    # Webhooks keep their own, larger limit (MAX_BODY_BYTES), behind a --root-path too.
+    body, headers = samples.encode(samples.inbound_text("6281212345678", "Budi", "x" * 200_000))
+    for prefix in ("", "/crm"):
+        behind = TestClient(client.app, root_path=prefix)
+        assert behind.post(f"{prefix}/webhooks/whatsapp", content=body, headers=headers).status_code == 200
+    assert published and inbox_rows() == 1
+
+
+@pytest.fixture
+def log_lines():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(MaskingJsonFormatter("{levelname}{message}", style="{"))
+    logger = logging.getLogger("tests.fuzz.masking")
+    logger.handlers[:], logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+    yield logger, stream
+    logger.handlers.clear()
+
+
+@settings(FUZZ, max_examples=100)
+@given(digits=st.from_regex(r"\A8[1-9][0-9]{7,10}\Z"))
+def test_logs_mask_every_phone_number_form(log_lines, digits):
+    """E.164, wa_id, WAHA chat id, typed with or without groups, and percent-encoded in a URL."""
+    logger, stream = log_lines
+    forms = [f"+62{digits}", f"62{digits}", f"62{digits}@c.us", f"0{digits}"]
+    if 3 <= len(digits[7:]) <= 4:
+        forms += [f"0{digits[:3]}-{digits[3:7]}-{digits[7:]}", f"+62 {digits[:3]} {digits[3:7]} {digits[7:]}"]
+    stream.seek(0)
+    stream.truncate()
+    logger.info("from %s", forms[0], extra={"wa_id": forms[1], "chat": forms[2], "typed": forms[3:]})
+    logger.warning("failed for %s", forms, exc_info=ValueError(f"no contact {forms[0]}"))
+    for form in forms:  # as uvicorn's access log shows a query string
+        logger.info('"GET /api/contacts?phone=%s HTTP/1.1" 200', quote(form, safe=""))
+    out = stream.getvalue()
+    for form in forms:
+        assert form not in out and quote(form, safe="") not in out
+    assert digits not in out and digits[:7] not in out.replace(" ", "").replace("-", "")
+
+
+def test_logs_hide_the_parameters_of_a_failed_statement(log_lines):
+    logger, stream = log_lines
+    engine = create_engine("sqlite://")
+    words = "Halo kak, masih ada stok ukuran 42?"
+    with engine.connect() as connection:
+        connection.execute(text("CREATE TABLE m (body TEXT UNIQUE)"))
+        connection.execute(text("INSERT INTO m VALUES (:body)"), {"body": words})
+        with pytest.raises(Exception) as failure:
+            connection.execute(text("INSERT INTO m VALUES (:body)"), {"body": words})
+    logger.exception("could not record", exc_info=failure.value)
+    logger.info("retrying after %s", failure.value)
+    out = stream.getvalue()
+    assert "UNIQUE constraint failed" in out
+    assert out.count("[parameters: hidden]") == 2
+    assert words not in out
