@@ -27,7 +27,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api import labels as data
 from models.db import session_scope
-from producers.security import read_body
 from settings import settings
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
@@ -35,6 +34,7 @@ router = APIRouter(tags=["dashboard"], include_in_schema=False)
 COOKIE = "wacrm_dashboard"
 PALETTE = ("#25d366", "#128c7e", "#34b7f1", "#f4b400", "#db4437", "#7e57c2", "#ff7043", "#8d6e63")
 CONTACT_LIST_LIMIT = 500
+LOGIN_FORM_MAX_BYTES = 4096
 
 
 def _cookie_value(token: str) -> str:
@@ -144,7 +144,12 @@ async def login(request: Request) -> Response:
     token: str | None = request.app.state.settings.admin_token
     if not token:
         return _page("Dashboard closed", "<p>ADMIN_TOKEN is not set: the dashboard stays closed.</p>", 503)
-    form = parse_qs((await read_body(request, 4096)).decode(errors="replace"))
+    # The whole app caps bodies at API_MAX_BODY_BYTES before reading (producers.security.BodyLimit);
+    # a login form is far smaller.
+    body = await request.body()
+    if len(body) > LOGIN_FORM_MAX_BYTES:
+        return _page("Too large", f"<p>The form is larger than {LOGIN_FORM_MAX_BYTES} bytes.</p>", 413)
+    form = parse_qs(body.decode(errors="replace"))
     given = (form.get("token") or [""])[0]
     if not hmac.compare_digest(given.encode(), token.encode()):
         return _login_page("That token is not right.")

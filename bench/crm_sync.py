@@ -36,14 +36,21 @@ from dataclasses import dataclass
 import redis
 from sqlalchemy import text
 
-from bench.ingest import bench_database, configure_environment, drain, inbox_counts, phase, private_redis
+from bench.harness import (
+    PRELOAD_BATCH,
+    bench_database,
+    configure_environment,
+    drain,
+    inbox_counts,
+    phase,
+    private_redis,
+)
 from bench.report import Figure, bench_args, bench_main
 from testkit import samples
 from testkit.fakes.odoo import FakeOdoo
 
 DESCRIPTION = "CRM sync benchmark: conversations synced to the (fake) Odoo, and JSON-RPC calls each."
 MESSAGES_PER_CONVERSATION = 4
-PRELOAD_BATCH = 500
 BASELINE_PROCESSES = 2
 
 _wa_ids = itertools.count(6285800000000)

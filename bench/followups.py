@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.ingest import bench_database, phase, private_redis
+from bench.harness import bench_database, phase, private_redis
 from bench.outbound_support import (
     CpuMeter,
     arrival_times,

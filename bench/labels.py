@@ -50,7 +50,7 @@ from urllib.parse import urlencode
 
 import redis
 
-from bench.ingest import (
+from bench.harness import (
     bench_database,
     closed_loop,
     phase,

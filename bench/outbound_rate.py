@@ -39,7 +39,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from bench.ingest import bench_database, phase, private_redis
+from bench.harness import bench_database, phase, private_redis
 from bench.outbound_support import (
     CpuMeter,
     arrival_times,

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.ingest import configure_environment
+from bench.harness import configure_environment
 from testkit.fakes.cloud_api import FakeCloudApi
 from testkit.processes import CeleryProcess
 

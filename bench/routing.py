@@ -31,7 +31,7 @@ from typing import Any
 import redis
 from sqlalchemy import text
 
-from bench.ingest import (
+from bench.harness import (
     bench_database,
     celery_worker,
     configure_environment,

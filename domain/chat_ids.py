@@ -1,4 +1,4 @@
-"""WhatsApp chat ids as gateways write them (shared/spec/formats.md 3.5), and which are people.
+"""WhatsApp chat ids as gateways write them (docs/formats.md "WAHA"), and which are people.
 
 Labels and inbound messages count only for personal chats: ``6281…@c.us`` (and the same user
 as ``…@s.whatsapp.net``, possibly with a ``:device`` suffix) is a phone number; ``…@lid`` is a

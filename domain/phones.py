@@ -1,6 +1,6 @@
 """Phone numbers to E.164 with ``phonenumbers``.
 
-Two rules from the field (see shared/spec/formats.md §4.2):
+Two rules from the field (see docs/formats.md "Phone numbers"):
 - a WhatsApp id (``wa_id``, ``…@c.us``) is international digits without "+": parse it as
   "+" + digits with no region, never with DEFAULT_REGION (``16505551234`` is not Indonesian);
 - a number a person typed (order system, forms) is parsed with DEFAULT_REGION, after turning a

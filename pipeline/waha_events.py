@@ -1,6 +1,6 @@
 """WAHA messages and receipts, adapted to the pipeline the Cloud API's already go through.
 
-A WAHA ``message`` (WAMessage, formats.md 3.3) is rewritten as a Cloud API message and handed to
+A WAHA ``message`` (WAMessage, docs/formats.md "WAHA") is rewritten as a Cloud API message and handed to
 ``context.record_inbound_message`` with the sender's identity (a phone for ``…@c.us``, an opaque
 LID for ``…@lid``), so conversations, the window, deals and opt-outs follow the same rules. A
 ``message.ack`` becomes a Cloud API status for ``delivery_reports``. Nothing about context is

@@ -1,4 +1,4 @@
-"""``/webhooks/waha``: events from a WAHA gateway session (shared/spec/formats.md 3.1-3.3).
+"""``/webhooks/waha``: events from a WAHA gateway session (docs/formats.md "WAHA").
 
 WAHA drives a WhatsApp Business *app* account, so it reports what only the app knows: the label
 catalogue (``label.upsert``, ``label.deleted``) and which chat has which label

@@ -1,4 +1,4 @@
-"""Realistic WhatsApp Cloud API webhook payloads (shared/spec/formats.md) and order-system events.
+"""Realistic WhatsApp Cloud API webhook payloads (docs/formats.md) and order-system events.
 
 Used by ``demo`` to show the system working, and by the tests and benchmarks to drive it.
 """
@@ -143,7 +143,7 @@ def encode(
     return body, headers
 
 
-# WAHA (shared/spec/formats.md 3.1-3.3): the gateway of a WhatsApp Business app session.
+# WAHA (docs/formats.md "WAHA"): the gateway of a WhatsApp Business app session.
 
 WAHA_ME = {
     "id": "6281100000000@c.us",

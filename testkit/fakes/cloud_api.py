@@ -1,4 +1,4 @@
-"""A fake Meta Cloud API: ``POST /{version}/{phone_number_id}/messages`` as in formats.md 2.
+"""A fake Meta Cloud API: ``POST /{version}/{phone_number_id}/messages`` as in docs/formats.md "Cloud API".
 
 It checks the Bearer token (401, Graph code 190, when wrong), answers a valid send with a fresh
 ``wamid.…`` and records it as accepted. ``fail_next(status, code)`` answers with a Graph error
@@ -18,7 +18,7 @@ _PATH = re.compile(r"/(?P<version>v\d+(?:\.\d+)?)/(?P<phone_number_id>[^/]+)/mes
 
 
 def graph_error(code: int, message: str) -> dict[str, Any]:
-    """The Graph API's error envelope (formats.md 2.2)."""
+    """The Graph API's error envelope (docs/formats.md "Cloud API")."""
     return {
         "error": {
             "message": f"(#{code}) {message}",

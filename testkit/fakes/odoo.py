@@ -1,4 +1,4 @@
-"""A fake Odoo: ``POST /jsonrpc`` as Odoo 17 answers it (shared spec, formats.md "Odoo external API").
+"""A fake Odoo: ``POST /jsonrpc`` as Odoo 17 answers it (docs/formats.md "Odoo").
 
 It implements the part of the external API the sync uses: ``common.version``,
 ``common.authenticate``/``login``, and ``object.execute_kw`` with ``search_read``, ``search``,

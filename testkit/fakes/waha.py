@@ -1,4 +1,4 @@
-"""A fake WAHA server: ``POST /api/sendText`` as in formats.md 3.4.
+"""A fake WAHA server: ``POST /api/sendText`` as in docs/formats.md "WAHA".
 
 It checks ``X-Api-Key`` when built with one (401 otherwise), answers with a WAMessage-like body
 whose ``id`` is a string (``true_<chatId>_<hex>``) or, with ``id_as_object=True``, the object some
