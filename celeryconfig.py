@@ -52,7 +52,7 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 # (PUBLISH): with no Flower running each costs one publish and is never queued. The embedded
 # file broker would write each event as a file into every listener's queue, so it does without
 # (Flower still turns worker events on while it runs). Every task takes ids, never a phone number
-# or message text (tests/test_flower.py checks the signatures).
+# or message text (tests/system/test_flower.py checks the signatures).
 worker_send_task_events = not broker_url.startswith("filesystem")
 task_send_sent_event = worker_send_task_events
 

@@ -11,7 +11,7 @@ variable (read by Flower itself and by ``settings.flower_basic_auth``); several 
 separated by commas. Without it (and without Flower's OAuth, ``--auth``), Flower exits at start
 naming the setting, unless ``FLOWER_UNAUTHENTICATED=1`` says that this is a development machine.
 Task arguments shown are database ids (inbox event, message, outbox row, contact, broadcast),
-never phone numbers or message text (tests/test_flower.py checks every task's signature).
+never phone numbers or message text (tests/system/test_flower.py checks every task's signature).
 """
 
 import os

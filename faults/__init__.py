@@ -18,7 +18,7 @@ The parts are all real and all private to the run:
 - ``uvicorn producers.app:app`` (the webhook producers), ``--workers`` x ``celery -A workers
   worker`` on every queue, and one ``celery -A workers beat`` with short sweeper intervals, each
   restarted by a supervisor when it dies (as compose's ``restart: unless-stopped`` would);
-- the fake Cloud API of the tests (``tests/fakes/cloud_api.py``), a real HTTP server in this
+- the fake Cloud API of the tests (``testkit/fakes/cloud_api.py``), a real HTTP server in this
   process, with ``WHATSAPP_GATEWAY=cloud``.
 
 Modules: ``environment`` (the scratch database and the settings of every process),

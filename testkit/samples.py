@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from settings import settings
-
 PHONE_NUMBER_ID = "106540352242922"
 _counter = itertools.count(1)
 
@@ -258,6 +256,8 @@ def waha_encode(payload: dict | list, hmac_key: str | None = None) -> tuple[byte
 
 def with_trigger(tmp_path: Path, trigger: str, table: str) -> Path:
     """The shipped messages file with one trigger's table replaced."""
+    from settings import settings  # here: importing settings fixes them, and callers set the env first
+
     document = settings.order_messages_file.read_text()
     start = document.index(f"[{trigger}]")
     end = document.find("\n[", start + 1)

@@ -56,9 +56,6 @@ def adapter() -> Crm | None:
     return crm_for(settings)
 
 
-# --- the task ----------------------------------------------------------------------------------
-
-
 @event_task(names.SYNC_CONTACT)
 def sync_contact(contact_id: int) -> str:
     """Run the contact's due sync jobs in order, unless another worker is running them."""

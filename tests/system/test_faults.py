@@ -25,7 +25,7 @@ from models import Contact, ContactIdentity, Conversation, Deal, InboxEvent, Mes
 from models.db import get_engine, session_scope
 from testkit import samples
 from testkit.processes import CeleryProcess, wait_for
-from tests.conftest import REDIS, SHARED
+from tests.system.conftest import REDIS, SHARED
 
 # ---------------------------------------------------------------------------------------------
 # Helpers

@@ -18,7 +18,7 @@ from models.db import session_scope
 from models.outbox import QUEUED, SENDING
 from testkit import samples
 from testkit.processes import CeleryProcess, wait_for
-from tests.conftest import AI_ENV
+from tests.system.conftest import AI_ENV
 
 BUDI, SITI, ANDI = "6281212345678", "6285711112222", "6281398765432"
 OPENING_HOURS_ANSWER = "Toko kami buka Senin-Sabtu pukul 08.00-17.00. Ada lagi yang bisa kami bantu?"

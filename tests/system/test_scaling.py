@@ -10,7 +10,7 @@
    of its newest event, the order at its furthest stage with the newest event's details, and each
    order message sent at most once.
 
-2. *A second beat started by mistake does no harm.* ``tests/test_orders.py`` already runs two
+2. *A second beat started by mistake does no harm.* ``tests/system/test_orders.py`` already runs two
    beats against due delivery follow-ups (each follow-up sent once), so this test covers what
    else beat drives: the sweepers. Two ``celery beat`` processes (each with its own schedule
    file) run against inbox events whose tasks were lost, outbox messages whose send tasks were
@@ -51,8 +51,8 @@ from models.db import session_scope
 from models.outbox import QUEUED, SENDING
 from testkit import samples
 from testkit.processes import wait_for
-from tests import test_faults
-from tests.test_faults import count, inbox, new_wa_id, processed
+from tests.system import test_faults
+from tests.system.test_faults import count, inbox, new_wa_id, processed
 
 # The fixtures of the fault tests: our own worker and beat processes (stopped after each test),
 # and the session's shared worker kept from consuming meanwhile.
