@@ -1,14 +1,12 @@
 """The ASGI app (``uvicorn producers.app:app``): webhook producers, operations endpoints, and the
-query API. OpenAPI schema at ``/openapi.json``, Swagger UI at ``/docs``: its JavaScript and CSS
-are served from the swagger-ui-bundle package, so the page works with no internet (no CDN)."""
+query API. OpenAPI schema at ``/openapi.json``, Swagger UI at ``/docs`` and ReDoc at ``/redoc``:
+their JavaScript and CSS come from the fastapi-offline package and are served by the app, so the
+pages work with no internet (FastAPI's own load them from a CDN)."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
+from fastapi_offline import FastAPIOffline
 
 import api.automation
 import api.broadcasts
@@ -28,20 +26,19 @@ from settings import Settings, settings
 # Request bodies of the API and the dashboard: a broadcast (label, text up to 4096 characters,
 # template parameters) is the largest. Webhooks have their own limit, MAX_BODY_BYTES.
 API_MAX_BODY_BYTES = 64 * 1024
-# Where the Swagger UI files of the swagger-ui-bundle package are served.
-SWAGGER_ASSETS = "/static/swagger-ui"
+# Where the files of /docs and /redoc are served.
+DOCS_ASSETS = "/static/docs"
 
 
 def create_app(config: Settings = settings) -> FastAPI:
     configure_logging(config.log_level)
-    application = FastAPI(
+    application = FastAPIOffline(
         title="WhatsApp CRM automation",
         version="0.1.0",
         description="Webhook producers (WhatsApp Cloud API, WAHA, order system) and the query API.",
-        # FastAPI's own /docs and /redoc load their files from a CDN: /docs is served below from
-        # local files instead, and ReDoc (which no package ships) is off.
-        docs_url=None,
-        redoc_url=None,
+        static_url=DOCS_ASSETS,
+        # No spec validation by swagger.io's online validator.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     application.state.settings = config
     application.add_exception_handler(Rejected, rejected_handler)
@@ -61,24 +58,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.automation.router)
     application.include_router(api.journey.router)
     application.include_router(api.dashboard.router)
-    _add_docs(application)
     return application
-
-
-def _add_docs(application: FastAPI) -> None:
-    application.mount(SWAGGER_ASSETS, StaticFiles(directory=swagger_ui_path), name="swagger-ui")
-
-    @application.get("/docs", include_in_schema=False)
-    def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=application.openapi_url,
-            title=f"{application.title} - API docs",
-            swagger_js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{SWAGGER_ASSETS}/favicon-32x32.png",
-            # No spec validation by swagger.io's online validator.
-            swagger_ui_parameters={"validatorUrl": None},
-        )
 
 
 app = create_app()
