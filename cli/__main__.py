@@ -1,46 +1,97 @@
-"""``python -m cli {up,demo,migrate,faq}``."""
+"""``./run`` = ``python -m cli {up,demo,migrate,faq,test,bench}``."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
-from cli import demo, faq, up
-from models.migrate import upgrade_to_head
 from settings import settings
 
+# Handled by the ./run script before Python (and here, for `python -m cli test ...`): every
+# argument after the command goes to pytest or to the benchmarks untouched.
+PASS_THROUGH = {"test": "pytest", "bench": "bench"}
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="./run", description="WhatsApp CRM automation backend")
-    commands = parser.add_subparsers(dest="command")
-    start = commands.add_parser("up", help="run producers, a worker and beat (default)")
-    start.add_argument("--host", default="127.0.0.1")
-    start.add_argument("--port", type=int, default=8000)
-    start.add_argument("--concurrency", type=int, default=2, help="worker processes")
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="./run",
+        description="WhatsApp CRM automation backend",
+        epilog=(
+            "./run with no command is ./run up, and takes up's options (./run --port 8001). "
+            "./run COMMAND --help shows a command's options."
+        ),
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    start = commands.add_parser("up", help="run the API, a worker and beat in this terminal (the default)")
+    start.add_argument("--host", default="127.0.0.1", help="address the API listens on (default %(default)s)")
+    start.add_argument("--port", type=int, default=8000, help="port the API listens on (default %(default)s)")
+    start.add_argument(
+        "--concurrency",
+        type=int,
+        default=2,
+        help="worker processes of the Celery worker (default %(default)s)",
+    )
     show = commands.add_parser("demo", help="post sample events to a running system, print the result")
-    show.add_argument("--url", default="http://127.0.0.1:8000")
+    show.add_argument(
+        "--url",
+        default="http://127.0.0.1:8000",
+        help="where the running system answers (default %(default)s)",
+    )
     commands.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     faq_command = commands.add_parser("faq", help="load the FAQ file into the database, or print it")
-    faq_command.add_argument("action", choices=("import", "export"))
-    faq_command.add_argument("--file", type=Path, default=settings.automation_file)
-    args = parser.parse_args()
+    faq_command.add_argument(
+        "action",
+        choices=("import", "seed", "export"),
+        help="import: write the file's entries into the database (after migrating); "
+        "seed: the same, only when the database has no FAQ entry yet; "
+        "export: print the database's entries as a FAQ file",
+    )
+    faq_command.add_argument(
+        "--file",
+        type=Path,
+        default=settings.automation_file,
+        help="the FAQ file to import (default AUTOMATION_FILE, %(default)s)",
+    )
+    commands.add_parser("test", help="run the tests: ./run test [pytest arguments], e.g. ./run test -x")
+    commands.add_parser("bench", help="run the benchmarks: ./run bench [arguments], see ./run bench --help")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in PASS_THROUGH:
+        os.execv(sys.executable, [sys.executable, "-m", PASS_THROUGH[argv[0]], *argv[1:]])
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["up", *argv]
+    args = build_parser().parse_args(argv)
+
+    # Imported here, so that --help and the pass-through commands need no database.
+    from cli import demo, faq, up
+    from models.migrate import upgrade_to_head
 
     if args.command == "faq":
-        if args.action == "import":
-            upgrade_to_head()
-            print(f"imported {faq.import_file(args.file)} FAQ entries from {args.file}")
-        else:
+        if args.action == "export":
             print(faq.export(), end="")
+            return
+        upgrade_to_head()
+        if args.action == "seed":
+            imported = faq.seed_if_empty(args.file)
+            print(
+                f"seeded {imported} FAQ entries from {args.file}"
+                if imported
+                else "the database has FAQ entries already: nothing seeded"
+            )
+        else:
+            print(f"imported {faq.import_file(args.file)} FAQ entries from {args.file}")
     elif args.command == "demo":
         demo.run(args.url)
     elif args.command == "migrate":
         upgrade_to_head()
     else:
-        up.run(
-            host=getattr(args, "host", "127.0.0.1"),
-            port=getattr(args, "port", 8000),
-            concurrency=getattr(args, "concurrency", 2),
-        )
+        up.run(host=args.host, port=args.port, concurrency=args.concurrency)
 
 
-main()
+if __name__ == "__main__":
+    main()

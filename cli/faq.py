@@ -47,9 +47,9 @@ def export() -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def seed_if_empty(path: Path) -> None:
-    """On a first start, the shipped FAQ examples give automation something to answer with."""
+def seed_if_empty(path: Path) -> int:
+    """On a first start, the shipped FAQ examples give automation something to answer with.
+    Returns how many entries were imported: none when the database has any FAQ entry."""
     with session_scope() as session:
         empty = session.scalar(select(FaqEntry.id).limit(1)) is None
-    if empty:
-        import_file(path)
+    return import_file(path) if empty else 0

@@ -1,9 +1,12 @@
 """The ASGI app (``uvicorn producers.app:app``): webhook producers, operations endpoints, and the
-query API. OpenAPI schema at ``/openapi.json``."""
+query API. OpenAPI schema at ``/openapi.json``, Swagger UI at ``/docs`` and ReDoc at ``/redoc``:
+their JavaScript and CSS come from the fastapi-offline package and are served by the app, so the
+pages work with no internet (FastAPI's own load them from a CDN)."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 import api.automation
 import api.broadcasts
@@ -23,14 +26,19 @@ from settings import Settings, settings
 # Request bodies of the API and the dashboard: a broadcast (label, text up to 4096 characters,
 # template parameters) is the largest. Webhooks have their own limit, MAX_BODY_BYTES.
 API_MAX_BODY_BYTES = 64 * 1024
+# Where the files of /docs and /redoc are served.
+DOCS_ASSETS = "/static/docs"
 
 
 def create_app(config: Settings = settings) -> FastAPI:
     configure_logging(config.log_level)
-    application = FastAPI(
+    application = FastAPIOffline(
         title="WhatsApp CRM automation",
         version="0.1.0",
         description="Webhook producers (WhatsApp Cloud API, WAHA, order system) and the query API.",
+        static_url=DOCS_ASSETS,
+        # No spec validation by swagger.io's online validator.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     application.state.settings = config
     application.add_exception_handler(Rejected, rejected_handler)

@@ -379,7 +379,7 @@ def test_waha_webhook_survives_any_envelope(fuzz_client, published, body, signin
     post_and_check(fuzz_client, published, "/webhooks/waha", body, signing, **headers)
 
 
-# Real payloads (cli/samples.py, fixed ids and times), each mutated in one to three places: a value
+# Real payloads (testkit/samples.py, fixed ids and times), each mutated in one to three places: a value
 # replaced, or a key added, anywhere in the document. The rest stays valid, so the odd value
 # travels as far as it can: through validation into the database.
 T0 = 1_790_000_000

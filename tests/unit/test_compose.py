@@ -1,4 +1,5 @@
-"""docker-compose.yml agrees with the code: the commands it runs exist, every queue is consumed.
+"""docker-compose.yml agrees with the code: the commands it runs exist, every queue is consumed,
+every setting can reach the containers (.env), the FAQ is seeded.
 
 No Docker engine is needed: the file is parsed and checked against the project's modules.
 """
@@ -6,7 +7,11 @@ No Docker engine is needed: the file is parsed and checked against the project's
 from __future__ import annotations
 
 import importlib
+import os
+import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +20,7 @@ from celery import Celery
 from fastapi import FastAPI
 
 import celeryconfig
+from settings import Settings
 from testkit.processes import PROJECT_ROOT
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
@@ -148,16 +154,117 @@ def test_scalable_worker_has_no_fixed_identity(services):
     assert not host_ports(worker), f"{SCALABLE_WORKER} publishes fixed host ports"
 
 
-def test_migrations_run_before_api_and_workers(services):
-    assert command(services["migrate"]) == ["alembic", "upgrade", "head"]
+MIGRATE_AND_SEED = "alembic upgrade head && python -m cli faq seed"
+
+
+def test_migrations_run_before_api_workers_and_beat(services):
+    assert command(services["migrate"]) == ["sh", "-c", MIGRATE_AND_SEED]
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert (PROJECT_ROOT / "alembic.ini").is_file()
     assert (PROJECT_ROOT / "models" / "migrations" / "env.py").is_file()
-    for name in ["api", *celery_services(services, "worker")]:
+    for name in ["api", *celery_services(services, "worker"), *celery_services(services, "beat")]:
         depends = services[name].get("depends_on", {})
         condition = {dep: (depends[dep] or {}).get("condition") for dep in depends}
         assert condition.get("migrate") == "service_completed_successfully", f"{name}: {depends}"
         assert condition.get("redis") == "service_healthy", f"{name}: {depends}"
+
+
+def test_the_migrate_command_migrates_and_seeds_the_faq_once(tmp_path):
+    """The migrate service's own command, run here on a fresh SQLite database: the schema, then
+    the shipped FAQ; a second run (every `docker compose up`) leaves the FAQ alone."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'compose.sqlite3'}",
+        # `alembic` and `python` as the image has them: this interpreter's.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.pop("AUTOMATION_FILE", None)
+
+    def migrate() -> str:
+        done = subprocess.run(
+            ["sh", "-c", MIGRATE_AND_SEED],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    first = migrate()
+    seeded = re.search(r"seeded (\d+) FAQ entries", first)
+    assert seeded and int(seeded.group(1)) > 0, first
+    exported = subprocess.run(
+        [sys.executable, "-m", "cli", "faq", "export"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.count("[[faq]]") == int(seeded.group(1))
+    assert "nothing seeded" in migrate()
+
+
+def project_services(services: dict[str, dict]) -> dict[str, dict]:
+    """The services that run this repository's code (built from its Dockerfile)."""
+    return {name: s for name, s in services.items() if "build" in s or s.get("image") == "wacrm:local"}
+
+
+def env_files(service: dict) -> list[tuple[str, bool]]:
+    """(path, required) of the service's env_file entries."""
+    value = service.get("env_file") or []
+    entries = [value] if isinstance(value, str | dict) else value
+    return [
+        (entry, True) if isinstance(entry, str) else (entry["path"], entry.get("required", True))
+        for entry in entries
+    ]
+
+
+def test_every_project_service_reads_the_env_file(services):
+    found = project_services(services)
+    assert {"api", "migrate", "beat", "worker", "flower"} <= set(found)
+    for name, service in found.items():
+        assert (".env", False) in env_files(service), f"{name} does not read .env: {service.get('env_file')}"
+        env = service.get("environment", {})
+        assert isinstance(env, dict), f"{name}: environment must be a mapping"
+        # A variable named with no value here would stand in front of the one in .env.
+        empty = [key for key, value in env.items() if value is None or value == ""]
+        assert not empty, f"{name} names {empty} without a value"
+
+
+def env_example() -> dict[str, tuple[str | None, list[str]]]:
+    """NAME -> (value, or None when the line is commented out; the comment lines above it)."""
+    entries: dict[str, tuple[str | None, list[str]]] = {}
+    comment: list[str] = []
+    for line in (PROJECT_ROOT / ".env.example").read_text().splitlines():
+        assignment = re.fullmatch(r"(# )?([A-Z][A-Z0-9_]*)=(.*)", line)
+        if assignment:
+            commented, name, value = assignment.groups()
+            assert name not in entries, f"{name} twice in .env.example"
+            entries[name] = (None if commented else value, comment)
+            comment = []
+        elif line.startswith("#"):
+            comment = [*comment, line]
+        else:
+            comment = []
+    return entries
+
+
+def test_env_example_lists_every_setting_with_its_default_and_a_comment():
+    entries = env_example()
+    fields = {name.upper(): field for name, field in Settings.model_fields.items()}
+    missing = set(fields) - set(entries)
+    assert not missing, f".env.example does not list {sorted(missing)}"
+    for name in fields:
+        assert entries[name][1], f"{name} has no comment above it in .env.example"
+    active = {name: value for name, (value, _) in entries.items() if value is not None}
+    assert {"BUSINESS_NAME", "BUSINESS_HOURS", "TARGET_LABEL", "TIMEZONE"} <= set(active)
+    # What is written there is the default, and reads as settings.py reads the environment.
+    parsed = Settings(**{name.lower(): value.strip('"') for name, value in active.items()})
+    for name in active:
+        assert getattr(parsed, name.lower()) == fields[name].default, name
 
 
 def test_api_and_workers_share_the_environment_and_metrics_folder(services):
@@ -166,7 +273,6 @@ def test_api_and_workers_share_the_environment_and_metrics_folder(services):
         assert isinstance(env, dict), f"{name}: environment must be a mapping"
         assert env.get("DATABASE_URL") == "postgresql+psycopg2://wacrm:wacrm@postgres:5432/wacrm", name
         assert env.get("CELERY_BROKER_URL") == "redis://redis:6379/0", name
-        assert "ADMIN_TOKEN" in env and "WHATSAPP_APP_SECRET" in env, name
         assert env.get("PROMETHEUS_MULTIPROC_DIR") == METRICS_DIR, name
         assert f"metrics:{METRICS_DIR}" in services[name].get("volumes", []), name
 
