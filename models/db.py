@@ -20,12 +20,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from settings import settings
 
 M = TypeVar("M")
+# PostgreSQL connections per process: POOL_SIZE kept open, up to POOL_MAX_OVERFLOW more when
+# busy; beyond that a caller waits (QueuePool's 30 s) and then gets sqlalchemy's TimeoutError.
+POOL_SIZE, POOL_MAX_OVERFLOW = 5, 10
 
 
 def build_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_MAX_OVERFLOW)
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

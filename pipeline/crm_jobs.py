@@ -1,8 +1,10 @@
 """What each CRM sync job does, from the local data to the CRM calls.
 
 Every job first makes sure of the contact's **partner** (the mapping table, else the CRM's
-search by phone, else a new one) and finds the record its work goes on: the **lead** of the
-contact's open deal when there is one, else the partner.
+search by our reference ``wacrm-contact:<id>``, then by phone, else a new one with that
+reference, so a retry finds the partner an unrecorded attempt made, phone or not) and finds the
+record its work goes on: the **lead** of the contact's open deal when there is one, else the
+partner.
 
 - ``lead`` (a new conversation, a label change): an un-converted contact's open deal becomes a
   lead (the CRM's open lead of that partner is reused, never duplicated) with the contact's name,
@@ -17,7 +19,10 @@ contact's open deal when there is one, else the partner.
 - ``activity``: a to-do for the salesperson (a delivery follow-up went out).
 
 Each id the CRM hands out is saved at once, in its own transaction, so a retry of a job that
-failed half-way finds what the first attempt made.
+failed half-way finds what the first attempt made. When the failure may have struck after a
+write we could not record (an unanswered call, our database, the time limit), the job is
+``unconfirmed`` and every write it would make again is looked for first: the partner by its
+reference, the lead as the partner's open lead, a note, log or activity by its marker.
 """
 
 from __future__ import annotations
@@ -202,11 +207,18 @@ def _remember(
 def _partner(crm: Crm, local: Local) -> int:
     if local.partner_id is None:
         partner = PartnerIn(
-            name=local.name or local.phone or f"WhatsApp contact {local.contact_id}", phone=local.phone
+            name=local.name or local.phone or f"WhatsApp contact {local.contact_id}",
+            phone=local.phone,
+            ref=partner_ref(local.contact_id),
         )
         local.partner_id, local.partner_is_new = crm.upsert_partner(partner)
         _remember(crm, local.contact_id, PARTNER, f"contact:{local.contact_id}", local.partner_id)
     return local.partner_id
+
+
+def partner_ref(contact_id: int) -> str:
+    """Our reference on the contact's partner: how a retry finds it without a phone."""
+    return f"wacrm-contact:{contact_id}"
 
 
 def _lead(crm: Crm, local: Local, partner_id: int) -> int | None:

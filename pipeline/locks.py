@@ -13,11 +13,17 @@ them in this order, and never a lock above one it already holds:
 3. **One WhatsApp message** (``message``): a transaction-scoped advisory lock on its id, so a
    message and a receipt for it that arrive together are applied one after the other.
 
+A step that starts from a message id rather than a person (a receipt: the status webhook, a WAHA
+ack) first finds the message's contact in our rows and locks it, then the message
+(``contact_then_message``); it never takes the contact while it holds the message.
+
 The CRM sync's lease lock (``crm_contact``) is taken alone, in a short transaction of its own.
 On SQLite, writers are serialised by ``BEGIN IMMEDIATE`` and the advisory locks are no-ops.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -43,6 +49,29 @@ def contact(session: Session, contact_id: int) -> Contact | None:
 def message(session: Session, external_id: str) -> None:
     """The lock on one WhatsApp message id (ours or the customer's), held until commit."""
     lock_key(session, f"wamid:{external_id}")
+
+
+def contact_then_message(session: Session, external_id: str, contact_of: Callable[[], int | None]) -> None:
+    """The contact of a message (``contact_of`` finds it in our rows, None if none names it yet),
+    then the message, in that order.
+
+    While nothing names the contact, the send being recorded may hold the message lock and
+    commit the rows that do as we wait for it. Then the message lock is given back (a savepoint
+    rolled back releases it) and both are taken again, contact first: holding the message while
+    waiting for its contact could deadlock with a twin receipt that took them in order.
+    """
+    contact_id = contact_of()
+    if contact_id is None and session.get_bind().dialect.name == "postgresql":
+        savepoint = session.begin_nested()
+        message(session, external_id)
+        contact_id = contact_of()
+        if contact_id is None:
+            savepoint.commit()  # RELEASE: the lock stays, held until the transaction ends
+            return
+        savepoint.rollback()
+    if contact_id is not None:
+        contact(session, contact_id)
+    message(session, external_id)
 
 
 def crm_contact(session: Session, contact_id: int) -> None:

@@ -3,7 +3,8 @@
 A receipt is always stored, then applied to its message if that row exists. A receipt can beat
 its own message row (the gateway's webhook arrives before the sending worker commits the wamid);
 ``context.record_outbound_message`` applies the stored receipts when the row appears. Both sides
-take the same per-wamid lock, so neither can miss the other.
+hold the same per-wamid lock (taken after the contact, pipeline/locks.py), so neither can miss
+the other.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from sqlalchemy.orm import Session
 from domain.statuses import RANKS
 from models import DeliveryStatus, Message
 from models.conversations import OUTBOUND
-from pipeline import locks
 
 
 def record_status(session: Session, payload: dict[str, Any]) -> None:
-    """Store one Cloud API status (as the producer put it in the inbox) and apply it."""
+    """Store one Cloud API status (as the producer put it in the inbox) and apply it. The caller
+    holds the message's lock (``delivery_reports``)."""
     status = payload["status"]
     external_id = status["id"]
-    locks.message(session, external_id)
     session.add(
         DeliveryStatus(
             external_id=external_id,

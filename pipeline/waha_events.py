@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import DeliveryStatus, Message
-from pipeline import context, delivery_reports, locks
+from models import Message
+from pipeline import context, delivery_reports
 from pipeline.labels import WahaEvent, person_in
 
 # WAHA's ack levels (enums.dto.ts): ERROR -1, PENDING 0, SERVER 1, DEVICE 2, READ 3, PLAYED 4.
@@ -88,23 +88,15 @@ def record_ack(session: Session, stored: dict[str, Any]) -> None:
     status = ACK_STATUSES.get(ack["ack"])
     if status is None or ack.get("fromMe") is False:
         return  # PENDING says nothing new; acks of the customer's own messages are not ours
-    external_id = str(ack["id"])
-    locks.message(session, external_id)
-    known = session.scalar(
-        select(DeliveryStatus.id).where(
-            DeliveryStatus.external_id == external_id, DeliveryStatus.status == status
-        )
-    )
-    if known:
-        return  # WAHA told us this one already
     delivery_reports.record_status(
         session,
         {
             "status": {
-                "id": external_id,
+                "id": str(ack["id"]),
                 "status": status,
                 "timestamp": str(int(event.occurred_at.timestamp())),
                 "recipient_id": ack.get("to"),
             }
         },
+        skip_known=True,  # WAHA may tell us the same ack again
     )

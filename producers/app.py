@@ -18,7 +18,7 @@ import api.labels
 import api.orders
 from observability.logs import configure_logging
 from producers import health, orders, waha, whatsapp
-from producers.inbox import InboxUnavailable, unavailable_handler
+from producers.inbox import DATABASE_UNAVAILABLE, InboxUnavailable, unavailable_handler
 from producers.rejections import Rejected, rejected_handler
 from producers.security import BodyLimit
 from settings import Settings, settings
@@ -43,6 +43,8 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.state.settings = config
     application.add_exception_handler(Rejected, rejected_handler)
     application.add_exception_handler(InboxUnavailable, unavailable_handler)
+    for unavailable in DATABASE_UNAVAILABLE:  # the API, the dashboard: 503 too, not 500
+        application.add_exception_handler(unavailable, unavailable_handler)
     application.add_middleware(
         BodyLimit, limit=min(API_MAX_BODY_BYTES, config.max_body_bytes), exempt=("/webhooks/",)
     )

@@ -1,12 +1,17 @@
-"""Liveness, readiness (names what is down) and Prometheus metrics."""
+"""Liveness, readiness (names what is down) and Prometheus metrics.
+
+``/readyz`` is open to load balancers and anyone else, so it says only which part is down; the
+errors themselves (host names, ports, driver messages) only to a caller with ADMIN_TOKEN.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from api.auth import is_admin
 from models.db import get_engine
 from observability import metrics
 from queueing.app import app as celery_app
@@ -20,11 +25,14 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz() -> JSONResponse:
+async def readyz(request: Request) -> JSONResponse:
     problems = await run_in_threadpool(_problems)
-    if problems:
-        return JSONResponse({"status": "unavailable", "down": problems}, status_code=503)
-    return JSONResponse({"status": "ready"})
+    if not problems:
+        return JSONResponse({"status": "ready"})
+    body: dict[str, object] = {"status": "unavailable", "down": sorted(problems)}
+    if is_admin(request):
+        body["details"] = problems
+    return JSONResponse(body, status_code=503)
 
 
 def _problems() -> dict[str, str]:

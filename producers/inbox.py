@@ -17,7 +17,8 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import Insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from models import InboxEvent
 from models.base import utcnow
@@ -95,14 +96,21 @@ class InboxUnavailable(Exception):
     """The inbox could not be written: the producer answers 503 so that the sender retries."""
 
 
+# The database is away, or every pooled connection is busy (QueuePool's wait ran out): either way
+# "not now", answered 503 by every endpoint (producers/app.py), never 500.
+DATABASE_UNAVAILABLE = (OperationalError, PoolTimeout)
+
+
 async def store(events: list[NewEvent]) -> Stored:
     """``store_and_enqueue`` off the event loop; ``InboxUnavailable`` when the database is away."""
     try:
         return await run_in_threadpool(store_and_enqueue, events)
-    except DBAPIError as exc:
+    except (DBAPIError, PoolTimeout) as exc:
         log.exception("inbox unavailable")
         raise InboxUnavailable from exc
 
 
 async def unavailable_handler(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, InboxUnavailable):  # the API's own database call
+        log.error("database unavailable", exc_info=exc, extra={"path": request.url.path})
     return JSONResponse({"error": "the database is unavailable; retry later"}, status_code=503)

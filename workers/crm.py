@@ -11,9 +11,13 @@ publishes the contact again. The CRM is called outside any transaction.
 
 **Failures.** A transient error (Odoo down, timeouts, 5xx) puts the job back with exponential
 backoff and jitter, capped at ``CRM_RETRY_MAX_SECONDS``, with no limit on attempts: the backlog
-drains when Odoo returns. The contact's later jobs wait behind it (order is kept); other
-contacts are not affected. A permanent error (validation, access rights) fails that job with
-the CRM's error kept, visible in ``GET /api/contacts/{id}``, and the contact's next jobs go on.
+drains when Odoo returns. A failure on our side (the database, the soft time limit) is retried
+the same way. The retry is ``unconfirmed``, so it looks in Odoo before writing again, unless
+the failure surely left nothing behind: our side can fail right after Odoo did a write we never
+recorded, and a job once unconfirmed stays so until it is done. The contact's later jobs wait
+behind it (order is kept); other contacts are not affected. A permanent error (validation,
+access rights) fails that job with the CRM's error kept, visible in ``GET /api/contacts/{id}``,
+and the contact's next jobs go on.
 What each job does is in ``pipeline/crm_jobs.py``.
 """
 
@@ -129,18 +133,30 @@ def _run(crm: Crm, contact_id: int, jobs: list[Job]) -> str:
     for index, job in enumerate(jobs):
         try:
             crm_jobs.run(crm, job)
+            _finish(job, DONE, None)  # a database error here too: Odoo has it all, we do not know
         except (CrmTransientError, SoftTimeLimitExceeded, OperationalError) as exc:
-            error = exc.error if isinstance(exc, CrmTransientError) else {"message": f"{type(exc).__name__}"}
-            _retry_later(contact_id, jobs[index:], error)
+            _retry_later(contact_id, jobs[index:], _retry_error(job, exc))
             return "retry"
         except CrmPermanentError as exc:
             _finish(job, FAILED, exc.error)
         except Exception as exc:
             log.exception("CRM sync job failed", extra={"job_id": job.id, "kind": job.kind})
             _finish(job, FAILED, {"message": f"internal error: {type(exc).__name__}: {exc}"[:2000]})
-        else:
-            _finish(job, DONE, None)
     return "done"
+
+
+def _retry_error(job: Job, exc: Exception) -> dict[str, Any]:
+    """The error the retry keeps, ``unconfirmed`` when Odoo may hold a write we did not record:
+    an unanswered call, any failure on our side (a database error or the time limit can strike
+    right after Odoo answered), or an earlier attempt that was already unconfirmed."""
+    if isinstance(exc, CrmTransientError):
+        error, unconfirmed = dict(exc.error), exc.unconfirmed or job.unconfirmed
+    else:
+        # The type only: a database error's text holds the statement's parameters (customer data).
+        error, unconfirmed = {"message": f"{type(exc).__name__} on our side"}, True
+    if unconfirmed:
+        error["unconfirmed"] = True
+    return error
 
 
 def _finish(job: Job, state: str, error: dict[str, Any] | None) -> None:

@@ -7,7 +7,8 @@ errors below; the class of the error is the whole contract with the worker:
 
 - ``CrmTransientError``: try again later (timeouts, connection refused, 5xx, rate limits, the CRM
   not accepting our credentials yet). ``unconfirmed`` is true when the request may have been
-  applied before the failure (a read timeout): a retry must check before writing again.
+  applied before the failure (a read timeout, a proxy's 502/504): a retry must check before
+  writing again.
 - ``CrmPermanentError``: the CRM refused this request and will refuse it again as it is
   (validation, access rights, a deleted record). The job stops and keeps the error for a person.
 
@@ -24,10 +25,13 @@ from typing import Any, Literal, Protocol
 
 @dataclass(frozen=True)
 class PartnerIn:
-    """A person as the CRM should know them."""
+    """A person as the CRM should know them. ``ref`` is our stable reference for the person
+    ("wacrm-contact:12"): stored on the partner and searched first, so a retry after a create
+    whose answer we lost finds that partner, phone or not (a WAHA contact known only by a LID)."""
 
     name: str
     phone: str | None  # E.164, "+6281212345678"
+    ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,8 +98,8 @@ class Crm(Protocol):
     name: str  # "odoo": the ``crm`` column of the mapping table
 
     def upsert_partner(self, partner: PartnerIn) -> tuple[int, bool]:
-        """The partner with this phone (however it was typed in the CRM), created if none; and
-        whether it was created."""
+        """The partner with our reference, else with this phone (however it was typed in the
+        CRM), created (with the reference) if none; and whether it was created."""
         ...
 
     def find_or_create_lead(self, lead: LeadIn) -> tuple[int, bool]:

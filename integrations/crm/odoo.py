@@ -4,8 +4,9 @@
 ``object.execute_kw`` per call, every request with a timeout, and Odoo's answers turned into
 the CRM errors of ``base``:
 
-- HTTP 5xx or 429, a refused connection, a timeout: ``CrmTransientError`` (a read timeout or a
-  connection dropped after sending is marked ``unconfirmed``: Odoo may have done it);
+- HTTP 5xx or 429, a refused connection, a timeout: ``CrmTransientError`` (a read timeout, a
+  connection dropped after sending, or a proxy's 502/504, which gave up waiting for Odoo, is
+  marked ``unconfirmed``: Odoo may have done it);
 - Odoo's error envelope (HTTP 200, ``{"error": {"data": {"name": "odoo.exceptions.…"}}}``):
   ``ValidationError``, ``UserError``, ``AccessError``, ``MissingError`` and unknown server
   errors are ``CrmPermanentError``; ``AccessDenied`` (the key is wrong or revoked) and
@@ -14,8 +15,9 @@ the CRM errors of ``base``:
 - any other HTTP status: ``CrmPermanentError`` (a wrong ``ODOO_URL`` path, a proxy refusing).
 
 ``OdooCrm`` implements the ``Crm`` interface on it. Records are found before they are created
-(partners by phone however it was typed, leads as the partner's open lead, tags and sources by
-name), so a retry after an unanswered create finds what the first attempt made. Optional fields
+(partners by our reference in ``ref``, then by phone however it was typed; leads as the
+partner's open lead; tags and sources by name), so a retry after an unanswered create finds
+what the first attempt made. Optional fields
 (``mobile`` is gone in Odoo 19) are looked up once per process with ``fields_get``.
 """
 
@@ -70,6 +72,7 @@ TRANSIENT_PREFIXES = (
     "psycopg2.extensions.TransactionRollbackError",
 )
 _SESSION_EXPIRED_CODE = 100
+_PROXY_GAVE_UP = (502, 504)
 MODELS = {"lead": "crm.lead", "partner": "res.partner"}
 _BAD_REQUEST = (
     requests.exceptions.InvalidURL,
@@ -117,7 +120,9 @@ class OdooRpc:
         if response.status_code != 200:
             error = {"message": f"odoo: HTTP {response.status_code}", "body": response.text[:500]}
             if response.status_code == 429 or response.status_code >= 500:
-                raise CrmTransientError(error["message"], error=error)
+                # A proxy's 502/504: it sent the request on and gave up on the answer.
+                unconfirmed = response.status_code in _PROXY_GAVE_UP
+                raise CrmTransientError(error["message"], error=error, unconfirmed=unconfirmed)
             raise CrmPermanentError(error["message"], error=error)
         try:
             envelope = response.json()
@@ -177,11 +182,14 @@ class OdooCrm:
     # --- partners and leads ------------------------------------------------------------------
 
     def upsert_partner(self, partner: PartnerIn) -> tuple[int, bool]:
-        if partner.phone:
+        found = self._partner_by_ref(partner.ref) if partner.ref else None
+        if found is None and partner.phone:
             found = self._partner_by_phone(partner.phone)
-            if found is not None:
-                return found, False
+        if found is not None:
+            return found, False
         values = {"name": partner.name, "phone": partner.phone or False}
+        if partner.ref:
+            values["ref"] = partner.ref
         return _one_id(self.rpc.execute("res.partner", "create", values)), True
 
     def find_or_create_lead(self, lead: LeadIn) -> tuple[int, bool]:
@@ -279,6 +287,11 @@ class OdooCrm:
         )
 
     # --- helpers -------------------------------------------------------------------------------
+
+    def _partner_by_ref(self, ref: str) -> int | None:
+        """The partner we created with this reference (the oldest, should a person copy it)."""
+        ids = self.rpc.execute("res.partner", "search", [("ref", "=", ref)], order="id asc", limit=1)
+        return int(ids[0]) if ids else None
 
     def _partner_by_phone(self, e164: str) -> int | None:
         """Partners whose phone ends in the same four digits, compared after normalising what

@@ -31,7 +31,14 @@ from testkit.fakes import FakeServer, Reply, _handler_for
 UID = 2
 # Fields each model accepts; the value is the related model for relational fields, else None.
 MODELS: dict[str, dict[str, str | None]] = {
-    "res.partner": {"name": None, "phone": None, "mobile": None, "email": None, "active": None},
+    "res.partner": {
+        "name": None,
+        "phone": None,
+        "mobile": None,
+        "email": None,
+        "ref": None,
+        "active": None,
+    },
     "res.users": {"name": None, "login": None},
     "crm.stage": {"name": None, "is_won": None, "sequence": None},
     "crm.tag": {"name": None, "color": None},

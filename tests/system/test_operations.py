@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections.abc import Callable
 
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from models.db import POOL_MAX_OVERFLOW, POOL_SIZE, get_engine
 from observability.logs import MaskingJsonFormatter
 from testkit import samples
 
@@ -70,3 +76,48 @@ def test_logs_are_json_and_mask_phone_numbers():
     record = logging.LogRecord("t", logging.INFO, __file__, 1, "message from %s", ("6281212345678",), None)
     line = json.loads(formatter.format(record))
     assert line["message"] == "message from 628******5678"
+
+
+def test_readyz_tells_anyone_what_is_down_and_only_the_admin_why(client, admin_headers, monkeypatch):
+    monkeypatch.setenv("CELERY_BROKER_WRITE_URL", "redis://127.0.0.1:1/0")
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        anonymous = client.get("/readyz", headers=headers)
+        assert anonymous.status_code == 503
+        assert anonymous.json() == {"status": "unavailable", "down": ["broker"]}  # no error text
+    admin = client.get("/readyz", headers=admin_headers)
+    assert admin.status_code == 503 and admin.json()["down"] == ["broker"]
+    assert "127.0.0.1:1" in admin.json()["details"]["broker"]  # what the operator needs to fix it
+
+
+def test_every_pooled_connection_busy_answers_503_not_500(make_client, admin_headers):
+    """The pool's wait runs out (sqlalchemy's TimeoutError): like a database outage, "retry
+    later", for the webhook (the sender retries) and for the API alike."""
+    secret = "pool-test-app-secret"  # a signed webhook: refused for nothing but the pool
+    engine = get_engine()
+    held = [engine.connect() for _ in range(POOL_SIZE + POOL_MAX_OVERFLOW)]
+    answers: dict[str, int | str] = {}
+
+    def call(name: str, request: Callable[[TestClient], Response]) -> None:
+        try:
+            answers[name] = request(make_client(whatsapp_app_secret=secret)).status_code
+        except Exception as exc:  # the test client raises what the app did not handle (a 500)
+            answers[name] = f"500, {type(exc).__name__}"
+
+    body, headers = samples.encode(samples.inbound_text("6281212345670", "Budi", "Halo"), secret)
+    requests = {
+        "webhook": lambda c: c.post("/webhooks/whatsapp", content=body, headers=headers),
+        "api": lambda c: c.get("/api/contacts", headers=admin_headers),
+    }
+    try:
+        callers = [threading.Thread(target=call, args=item) for item in requests.items()]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(120)
+    finally:
+        for connection in held:
+            connection.close()
+    assert answers == {"webhook": 503, "api": 503}
+    # Connections free again: the same webhook is taken.
+    again = make_client(whatsapp_app_secret=secret).post("/webhooks/whatsapp", content=body, headers=headers)
+    assert again.status_code == 200
