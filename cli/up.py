@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -206,9 +207,17 @@ def _shown(path: Path) -> str:
 
 def _admin_token(path: Path = ADMIN_TOKEN_FILE) -> str:
     """ADMIN_TOKEN for this machine's embedded run, made once and kept under ./var."""
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(24))
-        path.chmod(0o600)
+    if not path.exists() or not path.read_text().strip():
+        # Owner-only from its first byte: mkstemp creates the file O_EXCL with mode 0600, and
+        # the rename puts it (or replaces an empty one) in place whole.
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_urlsafe(24))
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
     return path.read_text().strip()
 
 
