@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     waha_session: str | None = None
     waha_hmac_key: str | None = None
     order_webhook_secret: str | None = None
+    # A webhook whose secret is unset answers 503 naming it; true lets it take unsigned requests
+    # instead (the embedded ./run sets it). Never on a machine the internet reaches.
+    development_mode: bool = False
 
     # Odoo CRM sync (off when ODOO_URL is unset).
     odoo_url: str | None = None
@@ -119,6 +122,16 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def webhook_secrets(self) -> dict[str, str | None]:
+        """Each webhook's secret by its setting's name (the handshake's verify token too)."""
+        return {
+            "WHATSAPP_APP_SECRET": self.whatsapp_app_secret,
+            "WHATSAPP_VERIFY_TOKEN": self.whatsapp_verify_token,
+            "WAHA_HMAC_KEY": self.waha_hmac_key,
+            "ORDER_WEBHOOK_SECRET": self.order_webhook_secret,
+        }
 
 
 settings = Settings()

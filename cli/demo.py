@@ -142,6 +142,11 @@ def _post(session: requests.Session, url: str, body: bytes, headers: dict, secre
             f"{url} refused the signature of a sample (401): run the demo with the same {secret} "
             "as the system"
         )
+    if answer.status_code == 503 and secret in answer.text:
+        sys.exit(
+            f"{url} refuses webhooks while {secret} is unset there (503): set the same {secret} "
+            "for the system and the demo, or start the system with ./run (development mode)"
+        )
     if answer.status_code >= 300:
         sys.exit(f"the system refused a sample: {answer.status_code} {answer.text[:200]}")
     return answer

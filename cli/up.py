@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +46,12 @@ def run(host: str, port: int, concurrency: int) -> None:
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir()
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # A machine running ./run is a development machine: webhooks without a secret take unsigned
+    # requests (./run demo, the README's curl lines), unless DEVELOPMENT_MODE says otherwise.
+    development_mode = settings.development_mode
+    if "DEVELOPMENT_MODE" not in {name.upper() for name in env}:
+        env["DEVELOPMENT_MODE"] = "true"
+        development_mode = True
     LOG_DIR.mkdir(exist_ok=True)
     logs = {name: LOG_DIR / f"{name}.log" for name in ("worker", "beat")}
 
@@ -72,7 +79,7 @@ def run(host: str, port: int, concurrency: int) -> None:
     try:
         started = _wait_until_started(base, children, logs, lambda: stopping)
         if started:
-            _banner(base, env["ADMIN_TOKEN"], token_source, logs)
+            _banner(base, env["ADMIN_TOKEN"], token_source, logs, development_mode)
         while started and not stopping:
             exited = [name for name, child in children.items() if child.poll() is not None]
             if exited:
@@ -124,8 +131,15 @@ def _wait_until_started(
     return False
 
 
-def _banner(base: str, token: str, token_source: str, logs: dict[str, Path]) -> None:
+def _banner(
+    base: str, token: str, token_source: str, logs: dict[str, Path], development_mode: bool
+) -> None:
     line = "-" * 72
+    webhook_mode = (
+        "DEVELOPMENT_MODE=true: a webhook whose secret is unset takes unsigned requests"
+        if development_mode
+        else "DEVELOPMENT_MODE=false: a webhook whose secret is unset answers 503"
+    )
     database, broker = (url.split(":", 1)[0] for url in (settings.database_url, settings.celery_broker_url))
     print(
         f"\n{line}\n"
@@ -135,6 +149,7 @@ def _banner(base: str, token: str, token_source: str, logs: dict[str, Path]) -> 
         f"  dashboard    {base}/dashboard  (sign in with the admin token)\n"
         f"  metrics      {base}/metrics\n"
         f"  webhooks     {base}/webhooks/whatsapp, /webhooks/waha, /webhooks/orders\n"
+        f"  signatures   {webhook_mode}\n"
         f"  admin token  {token}  ({token_source})\n"
         f"  logs         the API's here; worker {_shown(logs['worker'])}, beat {_shown(logs['beat'])}\n"
         f"Next, in another terminal: ./run demo    Stop: Ctrl-C\n"
@@ -190,12 +205,20 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _admin_token() -> str:
+def _admin_token(path: Path = ADMIN_TOKEN_FILE) -> str:
     """ADMIN_TOKEN for this machine's embedded run, made once and kept under ./var."""
-    if not ADMIN_TOKEN_FILE.exists():
-        ADMIN_TOKEN_FILE.write_text(secrets.token_urlsafe(24))
-        ADMIN_TOKEN_FILE.chmod(0o600)
-    return ADMIN_TOKEN_FILE.read_text().strip()
+    if not path.exists() or not path.read_text().strip():
+        # Owner-only from its first byte: mkstemp creates the file O_EXCL with mode 0600, and
+        # the rename puts it (or replaces an empty one) in place whole.
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_urlsafe(24))
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    return path.read_text().strip()
 
 
 def current_admin_token() -> tuple[str, str] | None:

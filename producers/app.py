@@ -5,6 +5,8 @@ pages work with no internet (FastAPI's own load them from a CDN)."""
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
@@ -29,9 +31,12 @@ API_MAX_BODY_BYTES = 64 * 1024
 # Where the files of /docs and /redoc are served.
 DOCS_ASSETS = "/static/docs"
 
+log = logging.getLogger(__name__)
+
 
 def create_app(config: Settings = settings) -> FastAPI:
     configure_logging(config.log_level)
+    _log_unset_secrets(config)
     application = FastAPIOffline(
         title="WhatsApp CRM automation",
         version="0.1.0",
@@ -61,6 +66,21 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.journey.router)
     application.include_router(api.dashboard.router)
     return application
+
+
+def _log_unset_secrets(config: Settings) -> None:
+    """Say once, at start, which webhooks have no secret: open in development mode, else closed."""
+    unset = ", ".join(name for name, value in config.webhook_secrets.items() if not value)
+    if not unset:
+        return
+    if config.development_mode:
+        log.warning(
+            "DEVELOPMENT_MODE is on: the webhooks whose secret is unset (%s) take unsigned "
+            "requests; never run like this where the internet can reach the API",
+            unset,
+        )
+    else:
+        log.info("the webhooks whose secret is unset (%s) answer 503 until it is set", unset)
 
 
 app = create_app()

@@ -33,7 +33,12 @@ async def receive(request: Request) -> JSONResponse:
     settings: Settings = request.app.state.settings
     body = await read_body(request, settings.max_body_bytes)
     verify_signature(
-        settings.order_webhook_secret, body, request.headers.get("x-signature-256"), header="X-Signature-256"
+        settings.order_webhook_secret,
+        body,
+        request.headers.get("x-signature-256"),
+        header="X-Signature-256",
+        setting="ORDER_WEBHOOK_SECRET",
+        development_mode=settings.development_mode,
     )
     event = validate(parse_json(body), settings)
     stored = await store([event])

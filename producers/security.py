@@ -75,21 +75,41 @@ def _app_path(scope: Scope) -> str:
 
 
 def verify_signature(
-    secret: str | None, body: bytes, header_value: str | None, *, header: str, algorithm: str = "sha256"
+    secret: str | None,
+    body: bytes,
+    header_value: str | None,
+    *,
+    header: str,
+    setting: str,
+    development_mode: bool,
+    algorithm: str = "sha256",
 ) -> None:
     """Check ``header_value`` == ``<algorithm>=<hex HMAC(secret, raw body)>`` in constant time.
 
-    With no secret configured there is nothing to check. The prefix is optional because some
+    With no secret (``setting`` unset) the webhook is closed: 503 naming the setting, unless
+    ``development_mode``, where it takes unsigned requests. The prefix is optional because some
     senders (WAHA) put the bare hex digest in the header.
     """
     if not secret:
-        return
+        if development_mode:
+            return  # create_app warned at start that this webhook takes unsigned requests
+        raise not_configured(setting)
     if not header_value:
         raise Rejected(401, f"missing {header} header", field=header, reason="signature")
     expected = hmac.new(secret.encode(), body, getattr(hashlib, algorithm)).hexdigest()
     given = header_value.strip().removeprefix(f"{algorithm}=").lower()
     if not hmac.compare_digest(expected.encode(), given.encode()):
         raise Rejected(401, f"{header} does not match the body", field=header, reason="signature")
+
+
+def not_configured(setting: str) -> Rejected:
+    """503: the webhook refuses every request until ``setting`` is set (the sender retries)."""
+    return Rejected(
+        503,
+        f"{setting} is not set: this webhook refuses every request until it is "
+        "(DEVELOPMENT_MODE=true takes unsigned requests, on a development machine only)",
+        reason="not_configured",
+    )
 
 
 # Deeper than any webhook we accept (a Cloud API payload is about 8 levels), well short of the

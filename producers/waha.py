@@ -62,6 +62,8 @@ async def receive(request: Request) -> JSONResponse:
         body,
         request.headers.get("x-webhook-hmac"),
         header="X-Webhook-Hmac",
+        setting="WAHA_HMAC_KEY",
+        development_mode=settings.development_mode,
         algorithm="sha512",
     )
     document = parse_json(body)

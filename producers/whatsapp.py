@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from producers.inbox import NewEvent, store
 from producers.rejections import Rejected
-from producers.security import parse_json, read_body, verify_signature
+from producers.security import not_configured, parse_json, read_body, verify_signature
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,12 @@ def verify_subscription(
     challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
 ) -> PlainTextResponse:
     """Meta's subscription handshake: echo the challenge when the verify token matches."""
-    expected: str | None = request.app.state.settings.whatsapp_verify_token
+    settings: Settings = request.app.state.settings
+    expected = settings.whatsapp_verify_token
     if not expected:
+        if not settings.development_mode:
+            raise not_configured("WHATSAPP_VERIFY_TOKEN")
+        # Development mode takes unsigned posts, but there is no token to match here.
         return PlainTextResponse("WHATSAPP_VERIFY_TOKEN is not set", status_code=403)
     if mode != "subscribe" or not hmac.compare_digest((token or "").encode(), expected.encode()):
         return PlainTextResponse("verification token does not match", status_code=403)
@@ -104,6 +108,8 @@ async def receive(request: Request) -> JSONResponse:
         body,
         request.headers.get("x-hub-signature-256"),
         header="X-Hub-Signature-256",
+        setting="WHATSAPP_APP_SECRET",
+        development_mode=settings.development_mode,
     )
     envelope = _parse(body)
     events = inbox_events(envelope)

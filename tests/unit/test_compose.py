@@ -154,6 +154,36 @@ def test_scalable_worker_has_no_fixed_identity(services):
     assert not host_ports(worker), f"{SCALABLE_WORKER} publishes fixed host ports"
 
 
+def bound_addresses(service: dict) -> list[str]:
+    """The host address each published port listens on, as compose resolves it with no .env
+    (``${X:-127.0.0.1}`` is its default); "" for a port published on every interface."""
+    found = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            found.append(str(port.get("host_ip", "")))
+            continue
+        parts = str(port).rsplit(":", 2)
+        address = parts[0] if len(parts) == 3 else ""
+        found.append(re.sub(r"\$\{\w+:?-([^}]*)\}", r"\1", address))
+    return found
+
+
+def test_every_published_port_listens_on_the_loopback_only(services):
+    """The webhooks, the API and Flower are reached through a reverse proxy on the host (TLS, which
+    Meta requires), never straight from every interface."""
+    for name, service in services.items():
+        for address in bound_addresses(service):
+            assert address == "127.0.0.1", f"{name} publishes a port on {address or 'every interface'}"
+    assert bound_addresses(services["api"]) == ["127.0.0.1"]
+
+
+def test_no_service_runs_in_development_mode(services):
+    for name, service in services.items():
+        env = service.get("environment") or {}
+        names = env if isinstance(env, dict) else [item.split("=", 1)[0] for item in env]
+        assert "DEVELOPMENT_MODE" not in {key.upper() for key in names}, name
+
+
 MIGRATE_AND_SEED = "alembic upgrade head && python -m cli faq seed"
 
 
