@@ -3,20 +3,22 @@
 ``send_outbound`` goes through five steps, and only the last one talks to the gateway, outside
 any transaction:
 
-1. **Slot**: reserved first in the shared rate limit, so that the claim's database work cannot
-   bunch sends at the gateway, and only if it is at most OUTBOUND_MAX_SLOT_WAIT_SECONDS away. A
-   slot further off leaves the row ``queued`` and publishes its task again for about then: no
-   worker sleeps for minutes holding a message.
-2. **Claim** (``queued`` -> ``sending``, committed): a redelivered or duplicated task finds the
-   row no longer queued and sends nothing. The claim is the last look before sending: a contact
-   paused since the message was queued gets nothing automated, one who opted out since gets no
-   marketing (domain.replies.MARKETING), and an order message waits while an older one of the
-   same customer is still on its way (pipeline/outbox.py, "One after the other").
+1. **Claim** (``queued`` -> ``sending``, committed): a redelivered or duplicated task finds the
+   row no longer queued and sends nothing (nor spends a slot). The claim is the last look before
+   sending: a contact paused since the message was queued gets nothing automated, one who opted
+   out since gets no marketing (domain.replies.MARKETING), and an order message waits while an
+   older one of the same customer is still on its way (pipeline/outbox.py, "One after the
+   other").
+2. **Slot**: reserved in the shared rate limit, far enough ahead for the dispatch marker's
+   commit, and only if it is at most OUTBOUND_MAX_SLOT_WAIT_SECONDS away. A slot further off gives
+   the row back to ``queued`` and publishes its task again for about then: no worker sleeps for
+   minutes holding a message.
 3. **Wait** for the slot. A claimed row without a dispatch marker cannot have left: if the task
    dies here (its worker killed, or the task cancelled because the broker connection dropped,
    ``worker_cancel_long_running_tasks_on_connection_loss``), the outbox sweeper gives the row back
    to the queue and it is sent later, once.
-4. **Dispatch**: ``dispatched_at`` committed right before the request. From here on the row is
+4. **Dispatch**: ``dispatched_at`` committed right before the request, timed to end as the slot
+   comes (it starts twice the marker's recent commit time ahead of it). From here on the row is
    "maybe sent", and never sent again without proof that it was not.
 5. **Send**. What the gateway answers decides the end state:
 
@@ -96,6 +98,17 @@ _MAX_RESERVATIONS = 5
 _AS_TEMPLATE = "retry_as_template"
 
 
+class _DispatchLead:
+    """How long before its slot a send commits its dispatch marker: twice what the commit has
+    taken lately (bounded), so that it ends before the slot rather than making the send late."""
+
+    seconds = 0.02
+
+    @classmethod
+    def observe(cls, took: float) -> None:
+        cls.seconds = min(0.25, max(0.005, 0.8 * cls.seconds + 0.2 * 2 * took))
+
+
 @dataclass(frozen=True)
 class LocalSlot:
     """A slot of the shared limiter on this process's ``time.monotonic`` clock."""
@@ -124,29 +137,16 @@ def gateway() -> Gateway:
 
 @event_task(names.SEND_OUTBOUND)
 def send_outbound(outbound_id: int) -> str:
-    trigger = _queued_trigger(outbound_id)
-    if trigger is None:
-        return "skipped"  # a duplicate task (redelivered, or republished by the sweeper)
-    bulk = trigger in BULK
-    try:
-        slot = _reserve_slot()
-    except redis.RedisError:
-        # Sending without the shared limit could breach the number's throughput: leave the row
-        # queued; the outbox sweeper publishes it again.
-        log.warning(
-            "rate limiter unavailable; send deferred", exc_info=True, extra={"outbound_id": outbound_id}
-        )
-        return "deferred"
-    if not slot.granted:
-        return _later(outbound_id, _countdown_to(slot), bulk)
-    claim = _claim(outbound_id, bulk)
+    claim = _claim(outbound_id)
     if isinstance(claim, str):
         return claim  # not ours (a duplicate or early task), waiting its turn, or ended at the claim
     try:
-        slot = _wait_for(slot)
+        slot = _wait_for(_reserve_slot())
     except redis.RedisError:
+        # Sending without the shared limit could breach the number's throughput: the row goes
+        # back to the queue, to be tried again (the sweeper publishes it if this cannot).
         log.warning(
-            "rate limiter unavailable while waiting", exc_info=True, extra={"outbound_id": outbound_id}
+            "rate limiter unavailable; send deferred", exc_info=True, extra={"outbound_id": outbound_id}
         )
         return _give_back(outbound_id, claim, settings.outbound_retry_base_seconds, "deferred")
     if not slot.granted:
@@ -154,16 +154,17 @@ def send_outbound(outbound_id: int) -> str:
     dispatched_at = _dispatch(outbound_id, claim)
     if dispatched_at is None:
         return "skipped"  # no longer our claim: the sweeper gave the row back meanwhile
+    time.sleep(max(0.0, slot.go - time.monotonic()))
     if slot.late_by() > SLOT_TOLERANCE_SECONDS:
         # Committing the marker made it miss the slot: nothing left, so it may go again at once.
-        return _give_back(outbound_id, claim, 0.0, "later", dispatched_at=dispatched_at)
+        return _give_back(outbound_id, claim, 0.0, "late", dispatched_at=dispatched_at)
     try:
         sent = gateway().send(claim.message, window_open=claim.window_open)
     except TransientError as exc:
-        return _retry_later(outbound_id, exc, bulk)
+        return _retry_later(outbound_id, exc, claim.bulk)
     except BlockedWindow as exc:
         if claim.window_open and claim.message.template is not None:
-            return _retry_as_template(outbound_id, exc, bulk)
+            return _retry_as_template(outbound_id, exc, claim.bulk)
         return _finish(outbound_id, BLOCKED_WINDOW, exc)
     except Unconfirmed as exc:
         return _finish(outbound_id, FAILED, exc, unconfirmed=True)
@@ -173,34 +174,28 @@ def send_outbound(outbound_id: int) -> str:
     return SENT
 
 
-def _queued_trigger(outbound_id: int) -> str | None:
-    """The row's trigger if it is still queued: a cheap unlocked look, so that duplicate tasks do
-    not spend the shared rate on nothing; the claim decides for real."""
-    with session_scope() as session:
-        found = session.execute(
-            select(OutboundMessage.state, OutboundMessage.trigger).where(OutboundMessage.id == outbound_id)
-        ).first()
-    return found.trigger if found is not None and found.state == QUEUED else None
-
-
 def _reserve_slot() -> LocalSlot:
-    """The next slot of the shared limiter, if it is within OUTBOUND_MAX_SLOT_WAIT_SECONDS."""
+    """The next slot of the shared limiter, if it is within OUTBOUND_MAX_SLOT_WAIT_SECONDS, and
+    far enough ahead for the dispatch marker to be committed before it."""
     asked = time.monotonic()
-    slot = limiter().reserve(max_wait=settings.outbound_max_slot_wait_seconds)
+    slot = limiter().reserve(
+        max_wait=settings.outbound_max_slot_wait_seconds, not_before=_DispatchLead.seconds
+    )
     answered = time.monotonic()
     return LocalSlot(slot.granted, slot.wait, due=asked + slot.wait, go=answered + slot.wait)
 
 
 def _wait_for(slot: LocalSlot) -> LocalSlot:
-    """Sleep until the slot. A slot missed by more than SLOT_TOLERANCE_SECONDS (a busy machine, a
-    slow claim) is given up for a new one; returns a refused slot if none comes within the cap."""
+    """Sleep until the dispatch marker's lead before the slot. A slot missed by more than
+    SLOT_TOLERANCE_SECONDS already (a busy machine) is given up for a new one; returns a refused
+    slot if none comes within the cap."""
     for _ in range(_MAX_RESERVATIONS):
-        time.sleep(max(0.0, slot.go - time.monotonic()))
+        if not slot.granted:
+            return slot
+        time.sleep(max(0.0, slot.go - _DispatchLead.seconds - time.monotonic()))
         if slot.late_by() <= SLOT_TOLERANCE_SECONDS:
             return slot
         slot = _reserve_slot()
-        if not slot.granted:
-            return slot
     return LocalSlot(False, 0.0, time.monotonic(), time.monotonic())  # this machine is too slow now
 
 
@@ -209,10 +204,10 @@ def _countdown_to(slot: LocalSlot) -> float:
     return max(0.05, slot.wait - settings.outbound_max_slot_wait_seconds / 2)
 
 
-def _claim(outbound_id: int, bulk: bool) -> Claim | str:
-    """queued -> sending, committed before the slot is waited for; or why not: "skipped" (someone
-    else has it, or it is not due), "waiting" (behind an older order message), or the end state
-    the claim gave it (cancelled, failed)."""
+def _claim(outbound_id: int) -> Claim | str:
+    """queued -> sending, committed before a slot is taken; or why not: "skipped" (someone else
+    has it, or it is not due), "waiting" (behind an older order message), or the end state the
+    claim gave it (cancelled, failed)."""
     with session_scope() as session:
         row = session.scalars(
             select(OutboundMessage)
@@ -247,7 +242,7 @@ def _claim(outbound_id: int, bulk: bool) -> Claim | str:
                 message=OutgoingMessage(row.id, contact.phone_e164, row.text, template),
                 window_open=window_open and not (row.error or {}).get(_AS_TEMPLATE),
                 claimed_at=now,
-                bulk=bulk,
+                bulk=row.trigger in BULK,
             )
         row.state = ended
         outbox.release_next(session, row)
@@ -258,7 +253,7 @@ def _claim(outbound_id: int, bulk: bool) -> Claim | str:
 def _dispatch(outbound_id: int, claim: Claim) -> datetime | None:
     """Mark the claimed row dispatched (an attempt that may reach the gateway), committed; None if
     the claim is no longer ours."""
-    now = utcnow()
+    started, now = time.monotonic(), utcnow()
     with session_scope() as session:
         marked = session.execute(
             update(OutboundMessage)
@@ -270,19 +265,8 @@ def _dispatch(outbound_id: int, claim: Claim) -> datetime | None:
             )
             .values(dispatched_at=now, updated_at=now, attempts=OutboundMessage.attempts + 1)
         ).rowcount
+    _DispatchLead.observe(time.monotonic() - started)
     return now if marked else None
-
-
-def _later(outbound_id: int, delay: float, bulk: bool) -> str:
-    """The row stays queued (never claimed); its task comes back in ``delay`` seconds."""
-    with session_scope() as session:
-        session.execute(
-            update(OutboundMessage)
-            .where(OutboundMessage.id == outbound_id, OutboundMessage.state == QUEUED)
-            .values(next_attempt_at=utcnow() + timedelta(seconds=delay))
-        )
-    _publish_again(outbound_id, bulk, delay)
-    return "later"
 
 
 def _give_back(
