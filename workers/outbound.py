@@ -309,14 +309,10 @@ def _retry_later(outbound_id: int, exc: TransientError, bulk: bool) -> str:
             settings.outbound_retry_base_seconds * 2 ** (row.attempts - 1),
         )
         delay = max(exc.retry_after or 0, random.uniform(backoff / 2, backoff))  # "equal jitter"
+        # A template retry that met a transient error is still a template retry.
         as_template = {_AS_TEMPLATE: True} if (row.error or {}).get(_AS_TEMPLATE) else {}
-        row.state, row.error, row.dispatched_at, row.updated_at = (
-            QUEUED,
-            {**exc.error, **as_template},
-            None,
-            utcnow(),
-        )
-        row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+        row.state, row.error, row.dispatched_at = QUEUED, {**exc.error, **as_template}, None
+        row.updated_at, row.next_attempt_at = utcnow(), utcnow() + timedelta(seconds=delay)
     OUTBOUND_SENDS.labels("retry").inc()
     _publish_again(outbound_id, bulk, delay)
     return "retry"
