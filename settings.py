@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     outbound_retry_base_seconds: float = Field(default=2, gt=0)
     outbound_retry_max_seconds: float = Field(default=300, gt=0)
     outbox_sweep_after_seconds: float = Field(default=300, ge=0)
+    # The longest a send waits for its rate-limit slot; a slot further away gives the message
+    # back to the queue until then (nobody holds a claimed message, or a worker, meanwhile).
+    outbound_max_slot_wait_seconds: float = Field(default=5, gt=0)
     # Where the shared send-rate limit lives; defaults to CELERY_BROKER_URL when that is Redis.
     outbound_rate_redis_url: str | None = None
 

@@ -24,7 +24,7 @@ from integrations.whatsapp.cloud import is_closed_window_error
 from models import Broadcast, Message, OutboundMessage
 from models.db import session_scope
 from models.labels import label_ids_named
-from models.outbox import BLOCKED_WINDOW, FAILED, QUEUED, SENDING, SENT
+from models.outbox import BLOCKED_WINDOW, CANCELLED, FAILED, QUEUED, SENDING, SENT
 from queueing.publish import expand_broadcast
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,9 @@ class BroadcastOut(BaseModel):
     delivered: int  # of those, reported delivered or read
     failed: int
     blocked_window: int  # window closed and no template
+    # Opted out (STOP/BERHENTI) before the expansion, or after it, before their message went.
     skipped_opted_out: int
+    cancelled: int  # not sent for another reason found at send time (automation paused)
     sent_as: dict[str, int]  # {"text": n, "template": m}
 
 
@@ -110,6 +112,16 @@ def get_broadcast(broadcast_id: int) -> BroadcastOut:
             )
             if is_closed_window_error(error)
         )
+        # The send-time claim cancels the message of a contact who opted out since the expansion.
+        opted_out_since = sum(
+            1
+            for error in session.scalars(
+                select(OutboundMessage.error).where(
+                    OutboundMessage.broadcast_id == broadcast_id, OutboundMessage.state == CANCELLED
+                )
+            )
+            if (error or {}).get("opted_out")
+        )
         counts: Counter[str] = Counter()
         sent_as: Counter[str] = Counter()
         for state, kind, status, count in rows:
@@ -130,6 +142,7 @@ def get_broadcast(broadcast_id: int) -> BroadcastOut:
             delivered=sum(counts[s] for s in _DELIVERED),
             failed=counts[FAILED] - late_blocks,
             blocked_window=counts[BLOCKED_WINDOW] + late_blocks,
-            skipped_opted_out=broadcast.skipped_opted_out,
+            skipped_opted_out=broadcast.skipped_opted_out + opted_out_since,
+            cancelled=counts[CANCELLED] - opted_out_since,
             sent_as=dict(sent_as),
         )

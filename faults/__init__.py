@@ -3,12 +3,13 @@
 While thousands of mixed webhook events (WhatsApp messages and statuses, WAHA label events and
 messages, order-system events) flow into the real system, a chaos thread SIGKILLs Celery worker
 processes (whole workers and single pool children) and beat, stops and restarts the private
-redis-server (which keeps nothing on disk), terminates the system's PostgreSQL connections
-(``pg_terminate_backend``), and makes the local Cloud API answer 500, 429, too late (a read
-timeout after it accepted) or not at all (a hang-up after it accepted). At the end it prints
-events accepted, processed and lost, the automated messages expected, sent, unconfirmed and sent
-twice, state mismatches, and the time to drain, and exits non-zero unless nothing was lost,
-nothing was sent twice and everything drained in time.
+redis-server (which keeps nothing on disk; once while sends wait for their rate-limit slots),
+terminates the system's PostgreSQL connections (``pg_terminate_backend``), and makes the local
+Cloud API answer 500, 429, too late (a read timeout after it accepted) or not at all (a hang-up
+after it accepted). At the end it prints events accepted, processed and lost, the automated
+messages expected, sent, unconfirmed, sent twice and out of stage order, state mismatches, and
+the time to drain, and exits non-zero unless nothing was lost, nothing was sent twice or out of
+order and everything drained in time.
 
 The parts are all real and all private to the run:
 

@@ -14,6 +14,12 @@ Kinds:
 - ``kill_beat``: SIGKILL beat: no sweeps and no follow-up ticks until the supervisor restarts it.
 - ``redis_restart``: stop the private redis-server (SIGKILL or SIGTERM; nothing on disk) for 1
   to 3 s and start it again on the same port: every queued and unacknowledged task is gone.
+- ``redis_blip_waits``: a Redis blip while sends wait for their rate-limit slots. The shared
+  limiter's schedule is pushed 1 to 2 s ahead (the slots another sender of the number would take),
+  so the sends under way claim their messages and wait; then Redis is SIGKILLed for 1 to 2 s and
+  started again empty. The workers cancel the waiting sends
+  (``worker_cancel_long_running_tasks_on_connection_loss``); none had dispatched its request, so
+  the outbox sweeper sends each again, once.
 - ``pg_terminate``: ``pg_terminate_backend`` on every PostgreSQL session of the API, the workers
   and beat.
 - ``cloud_500``, ``cloud_429``: the fake Cloud API refuses the next 1 to 3 sends (500 without a
@@ -42,6 +48,7 @@ KINDS = (
     "kill_child",
     "kill_beat",
     "redis_restart",
+    "redis_blip_waits",
     "pg_terminate",
     "cloud_500",
     "cloud_429",
@@ -53,6 +60,7 @@ DESCRIPTIONS = {
     "kill_child": "SIGKILL one worker pool child",
     "kill_beat": "SIGKILL celery beat",
     "redis_restart": "redis-server stopped, restarted empty",
+    "redis_blip_waits": "Redis blip during rate-limit waits",
     "pg_terminate": "pg_terminate_backend on all sessions",
     "cloud_500": "Cloud API answers 500",
     "cloud_429": "Cloud API answers 429 + Retry-After",
@@ -161,6 +169,31 @@ class Chaos:
         finally:
             self.redis.held.clear()
         return f"{signal.Signals(sig).name}, down {down:.1f} s"
+
+    def _redis_blip_waits(self) -> str:
+        # Imported here: settings are read at the first import, after the run's environment is set.
+        from faults.ledger import sends_waiting_for_a_slot
+        from integrations.whatsapp.rate_limit import RateLimiter
+
+        rate = float(TIMINGS["OUTBOUND_RATE_PER_SECOND"])
+        ahead = self.rng.uniform(1.0, 2.0)
+        limiter = RateLimiter(rate, self.redis.url)  # the workers' key: one schedule for all
+        for _ in range(int(rate * ahead)):
+            limiter.reserve()
+        deadline = time.monotonic() + ahead  # sends that start now wait up to ``ahead`` seconds
+        waiting = 0
+        while time.monotonic() < deadline and not (waiting := sends_waiting_for_a_slot()):
+            if self._stop.wait(0.05):
+                break
+        down = self.rng.uniform(1.0, 2.0)
+        self.redis.held.set()
+        try:
+            self.redis.stop(signal.SIGKILL)
+            self._stop.wait(down)
+            self.redis.start()
+        finally:
+            self.redis.held.clear()
+        return f"schedule {ahead:.1f} s ahead, {waiting} sends waiting; down {down:.1f} s"
 
     def _pg_terminate(self) -> str:
         return f"{terminate_backends(self.database)} sessions"

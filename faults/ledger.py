@@ -22,6 +22,10 @@ queued, or failed, blocked, left queued). *Sent twice* counts the fake's accepta
 first per outbox id (``biz_opaque_callback_data``) and per cause (the outbox ``dedupe_key``,
 e.g. ``order:FI-…:order_paid``).
 
+*Out of order* counts the messages of one order that reached the fake after a message of a later
+stage of the same order (order_created, order_paid, order_delivery, the delivery follow-up,
+order_received, in that order), by the fake's acceptance order.
+
 State mismatches are consistency checks on what the events built: each accepted inbound message
 stored once, each conversation's ``message_count`` equal to its messages, one contact per
 number, each (contact, label) active exactly when its newest event (by event time) added it,
@@ -51,6 +55,14 @@ TRIGGER_OF = {
     "order.shipped": "order_delivery",
     "order.received": "order_received",
 }
+# The stage order of one order's messages, as its customer must get them.
+STAGE_OF_TRIGGER = {
+    "order_created": 1,
+    "order_paid": 2,
+    "order_delivery": 3,
+    "order_followup_delivery": 4,
+    "order_received": 5,
+}
 
 
 def _rows(sql: str, **params: Any) -> list[Any]:
@@ -71,6 +83,14 @@ def drain_state() -> dict[str, int]:
         """
     )
     return {"pending": row.pending, "unsettled": row.unsettled, "due_followups": row.due_followups}
+
+
+def sends_waiting_for_a_slot() -> int:
+    """Outbox rows claimed by a sender that has not dispatched its request yet."""
+    [row] = _rows(
+        "SELECT count(*) AS n FROM outbound_messages WHERE state = 'sending' AND dispatched_at IS NULL"
+    )
+    return row.n
 
 
 def drained() -> bool:
@@ -100,6 +120,7 @@ class Figures:
     sent_twice_detail: list[str] = field(default_factory=list)
     sent_without_row: int = 0  # fake acceptances naming no outbox row
     marked_sent_not_received: list[str] = field(default_factory=list)
+    out_of_order: list[str] = field(default_factory=list)  # after a later stage of its order
     confirmed_by_status: int = 0
     fake_accepted: int = 0
     fake_requests: int = 0
@@ -158,6 +179,7 @@ def collect(traffic: Traffic, cloud: RecordingCloudApi) -> Figures:
         if key not in expected
     )
     _duplicates(figures, sends, by_id)
+    figures.out_of_order = _out_of_order(sends, by_id)
     figures.mismatches = _consistency(accepted, processed_at)
     return figures
 
@@ -289,6 +311,23 @@ def _duplicates(figures: Figures, sends: list[Any], by_id: dict[int, Any]) -> No
             figures.sent_twice_detail.append(f"{outbox_callback(row.id)} ({row.dedupe_key}) x{count}")
     per_cause = Counter(by_id[key].dedupe_key for key in per_id.elements() if key in by_id)
     figures.sent_twice_by_cause = sum(count - 1 for count in per_cause.values() if count > 1)
+
+
+def _out_of_order(sends: list[Any], by_id: dict[int, Any]) -> list[str]:
+    """Messages the fake accepted after one of a later stage of the same order."""
+    latest: dict[str, tuple[int, str]] = {}  # order -> (highest stage so far, its trigger)
+    found = []
+    for send in sends:  # in the order the fake accepted them
+        row = by_id.get(outbox_id_from_callback(send.callback))
+        if row is None or row.order_ref is None or row.trigger not in STAGE_OF_TRIGGER:
+            continue
+        stage = STAGE_OF_TRIGGER[row.trigger]
+        before = latest.get(row.order_ref)
+        if before is not None and stage < before[0]:
+            found.append(f"order {row.order_ref}: {row.trigger} after {before[1]}")
+        elif before is None or stage > before[0]:
+            latest[row.order_ref] = (stage, row.trigger)
+    return found
 
 
 def _consistency(

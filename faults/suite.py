@@ -6,7 +6,8 @@ Run from the project root::
     .venv/bin/python -m faults --events 600 --seed 7   # the short form CI runs
 
 The run passes (exit 0) when no accepted event and no expected automated message is lost, no
-message reached the Cloud API twice, the state the events built is consistent, every fault kind
+message reached the Cloud API twice, no order's messages reached it out of stage order, the
+state the events built is consistent, every fault kind
 was injected, and everything drained within ``--drain-timeout`` seconds of the last accepted
 event. PostgreSQL is reached as ``FAULTS_POSTGRES_URL`` (else ``TEST_POSTGRES_URL``, else
 postgres on 127.0.0.1:5432). Every process started is stopped, the Redis and the database are
@@ -275,6 +276,7 @@ def report(
         ("  cancelled with their order", f"{figures.cancelled_with_order}", ""),
         ("  lost", f"{len(figures.lost_messages)}", "must be 0"),
         ("automated messages sent twice", f"{figures.sent_twice}", "must be 0"),
+        ("messages out of order", f"{len(figures.out_of_order)}", "must be 0 (of one order, by stage)"),
         ("state mismatches", f"{figures.mismatch_count}", "must be 0"),
         ("events refused (4xx)", f"{len(stats.refused)}", "must be 0"),
         (
@@ -291,6 +293,7 @@ def report(
     _detail(problems, "lost event", figures.lost_events)
     _detail(problems, "lost message", figures.lost_messages)
     _detail(problems, "sent twice", figures.sent_twice_detail)
+    _detail(problems, "out of order", figures.out_of_order)
     _detail(problems, "refused", stats.refused)
     for name, found in figures.mismatches.items():
         _detail(problems, name, found)
@@ -320,6 +323,7 @@ def report(
             "messages_unconfirmed": figures.unconfirmed,
             "messages_lost": len(figures.lost_messages),
             "messages_sent_twice": figures.sent_twice,
+            "messages_out_of_order": len(figures.out_of_order),
             "state_mismatches": figures.mismatch_count,
             "refused": len(stats.refused),
             "drain_seconds": drain_seconds,

@@ -15,6 +15,8 @@ from models.types import BigId
 
 # queued -> sending -> sent; or failed / blocked_window (with the gateway's error); or
 # cancelled before it went out. After "sent", the delivery status lives on the message row.
+# A "sending" row is only claimed until its ``dispatched_at`` is set (committed right before the
+# gateway call): without it nothing can have left, and the row may go back to "queued".
 QUEUED, SENDING, SENT = "queued", "sending", "sent"
 FAILED, BLOCKED_WINDOW, CANCELLED = "failed", "blocked_window", "cancelled"
 
@@ -35,6 +37,8 @@ class OutboundMessage(Base):
     state: Mapped[str] = mapped_column(String(16), default=QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set right before the gateway call of the current attempt, cleared when the row is given back.
+    dispatched_at: Mapped[datetime | None]
     gateway: Mapped[str | None] = mapped_column(String(16))
     sent_as: Mapped[str | None] = mapped_column(String(16))  # text | template
     external_id: Mapped[str | None] = mapped_column(String(255), index=True)

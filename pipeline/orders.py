@@ -10,7 +10,9 @@ Events can arrive out of order. The stage only moves forward; each step's time i
 first event of it; details (total, dates, courier) come from the newest event, and an older one
 only fills gaps. A step's message goes out only if no later step was known when its event was
 processed: "payment verified" followed by "your order is being processed" would confuse more than
-it tells. A cancelled order gets no further messages and its follow-up is cancelled.
+it tells. Once queued, the order's messages also go out in that order, whatever retries and
+parallel workers do (pipeline/outbox.py, "One after the other"). A cancelled order gets no
+further messages and its follow-up is cancelled.
 """
 
 from __future__ import annotations

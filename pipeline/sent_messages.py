@@ -1,7 +1,10 @@
 """A message of ours went out: it joins the conversation, and what waits on it is settled.
 
 ``mark_sent`` is called by the outbound worker once the gateway accepted a send, and by the
-status webhook when a receipt proves that a send we could not confirm did arrive.
+status webhook when a receipt proves that a send we could not confirm did arrive: one given up as
+unconfirmed, one still in flight, or one waiting for a retry after an error answer that was not
+the whole truth (a proxy's 5xx after Meta accepted). A retry then finds the row sent and sends
+nothing.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from domain.statuses import RANKS
 from integrations.whatsapp.cloud import outbox_id_from_callback
 from models import OutboundMessage
 from models.contacts import current_contact
-from models.outbox import FAILED, SENDING, SENT
-from pipeline import adaptive_followups, context, locks, orders
+from models.outbox import FAILED, QUEUED, SENDING, SENT
+from pipeline import adaptive_followups, context, locks, orders, outbox
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +65,20 @@ def mark_sent(
     if message.status_rank >= RANKS["delivered"]:
         orders.on_followup_delivered(session, external_id)
     adaptive_followups.after_our_message(session, contact, row, message)
+    outbox.release_next(session, row)
 
 
 def confirm_from_receipt(session: Session, status: dict[str, Any]) -> None:
     """A status webhook names our outbox row (``biz_opaque_callback_data = "outbox:<id>"``): a
-    send we could not confirm did reach the gateway after all."""
+    send we could not confirm did reach the gateway after all, even one queued for a retry."""
     outbound_id = outbox_id_from_callback(status.get("biz_opaque_callback_data"))
     if outbound_id is None:
         return
     row = locked_with_contact(session, outbound_id)
-    if row is None or row.external_id is not None or row.state not in (SENDING, FAILED):
+    if row is None or row.external_id is not None or row.state not in (QUEUED, SENDING, FAILED):
         return
+    if row.state == QUEUED and row.attempts == 0:
+        return  # never tried: no receipt can be about it
     sent_at = datetime.fromtimestamp(int(status["timestamp"]), UTC)
     mark_sent(session, row, status["id"], row.sent_as or "text", {}, sent_at)
     log.info("unconfirmed send confirmed by a status webhook", extra={"outbound_id": row.id})

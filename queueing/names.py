@@ -25,14 +25,21 @@ SWEEP_CRM_SYNC = "schedules.crm.sweep_sync_jobs"
 FIRE_DUE_FOLLOWUPS = "schedules.followups.fire_due_followups"
 FIRE_DUE_ADAPTIVE_FOLLOWUPS = "schedules.adaptive_followups.fire_due_adaptive_followups"
 
-QUEUES = ("ingest", "routing", "outbound", "crm", "schedules")
+# Sends: transactional messages (replies, order messages, follow-ups) on ``outbound``, bulk ones
+# (broadcasts) on ``outbound_bulk``, chosen per message when publishing (queueing/publish.py).
+# A worker consuming both takes from them in turn (kombu's round robin), so a reply waits behind
+# the few bulk sends already fetched, never behind a broadcast's whole backlog; both queues
+# share one rate ceiling (integrations/whatsapp/rate_limit.py).
+OUTBOUND_QUEUE, OUTBOUND_BULK_QUEUE = "outbound", "outbound_bulk"
+
+QUEUES = ("ingest", "routing", OUTBOUND_QUEUE, OUTBOUND_BULK_QUEUE, "crm", "schedules")
 
 QUEUE_OF = {
     PROCESS_INBOX_EVENT: "ingest",
     # Routing and the AI agent: the AI's HTTP wait never holds up ingest.
     ROUTE_MESSAGE: "routing",
     ANSWER_WITH_AI: "routing",
-    SEND_OUTBOUND: "outbound",
+    SEND_OUTBOUND: OUTBOUND_QUEUE,  # or OUTBOUND_BULK_QUEUE, per message
     SYNC_CONTACT: "crm",
     # Expanding a broadcast writes outbox rows, like the follow-up ticks: bulk database work,
     # kept off the outbound queue whose concurrency is tuned for waiting on the gateway.

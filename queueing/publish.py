@@ -30,10 +30,12 @@ def answer_with_ai(decision_ids: list[int]) -> None:
         app.send_task(names.ANSWER_WITH_AI, args=(decision_id,))
 
 
-def send_outbound(outbound_ids: list[int]) -> None:
-    """One send task per outbox row (queue ``outbound``)."""
+def send_outbound(outbound_ids: list[int], *, bulk: bool = False, countdown: float | None = None) -> None:
+    """One send task per outbox row: on ``outbound``, or ``outbound_bulk`` for bulk messages (the
+    caller knows the row's trigger: domain.replies.BULK); after ``countdown`` seconds if given."""
+    queue = names.OUTBOUND_BULK_QUEUE if bulk else names.OUTBOUND_QUEUE
     for outbound_id in outbound_ids:
-        app.send_task(names.SEND_OUTBOUND, args=(outbound_id,))
+        app.send_task(names.SEND_OUTBOUND, args=(outbound_id,), queue=queue, countdown=countdown)
 
 
 def sync_contacts(contact_ids: list[int], delay: float = 0.0) -> None:

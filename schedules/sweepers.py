@@ -6,10 +6,15 @@ before it acknowledged). The sweeper claims such rows, bumps their ``enqueued_at
 them again; processing is idempotent, so an event that was only slow costs one no-op task.
 
 The outbox gets the same care: a queued message whose send task was lost is published again, and
-so is a broadcast whose expansion task was lost (it resumes at its cursor).
-A message stuck in ``sending`` lost its worker in the middle of a send; whether the gateway got
-it cannot be known, so it is marked failed as unconfirmed and never resent (see
-workers/outbound.py), unless its status webhook confirms it later.
+so is a broadcast whose expansion task was lost (it resumes at its cursor). A message stuck in
+``sending`` lost its sender on the way, and its dispatch marker says how far it got (see
+workers/outbound.py):
+
+- no ``dispatched_at``: the sender stopped before the request (killed, or cancelled by a broker
+  blip while it waited for its rate-limit slot); nothing left, so it goes back to ``queued`` and
+  is sent again;
+- ``dispatched_at`` set: the request may have reached the gateway, which cannot be known, so it is
+  marked failed as unconfirmed and never resent, unless its status webhook confirms it later.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from domain.replies import BULK
 from models import Broadcast, InboxEvent, Message, OutboundMessage, RoutingDecision
 from models.base import utcnow
 from models.broadcasts import EXPANDING
@@ -28,6 +34,7 @@ from models.inbox import PENDING
 from models.outbox import FAILED, QUEUED, SENDING
 from models.routing import AI_PENDING
 from observability.metrics import INBOX_REQUEUED, OUTBOX_REQUEUED
+from pipeline import outbox
 from queueing import names
 from queueing.publish import answer_with_ai, enqueue, expand_broadcast, route_messages, send_outbound
 from queueing.tasks import periodic_task
@@ -64,8 +71,9 @@ def sweep_inbox() -> int:
 
 @periodic_task(names.SWEEP_OUTBOX)
 def sweep_outbox() -> int:
-    """Re-publish queued outbox rows overdue by OUTBOX_SWEEP_AFTER_SECONDS; give up on rows whose
-    sender died mid-send. Returns how many rows were re-published."""
+    """Re-publish queued outbox rows overdue by OUTBOX_SWEEP_AFTER_SECONDS, and claimed ones
+    whose sender stopped before the request; give up on rows whose sender died after it. Returns
+    how many rows were re-published."""
     now = utcnow()
     overdue = now - timedelta(seconds=settings.outbox_sweep_after_seconds)
     with session_scope() as session:
@@ -76,17 +84,28 @@ def sweep_outbox() -> int:
             .limit(BATCH)
             .with_for_update(skip_locked=True)
         ).all()
-        requeue = []
+        requeue: list[OutboundMessage] = []
+        # A live sender holds a claim without a marker for at most its slot wait, and a
+        # dispatched one for at most the request's timeout: older ones lost their sender.
+        undispatched_before = overdue - timedelta(seconds=settings.outbound_max_slot_wait_seconds)
         abandoned_before = overdue - timedelta(seconds=settings.outbound_timeout_seconds)
         for row in rows:
             if row.state == QUEUED:
                 row.next_attempt_at = now
-                requeue.append(row.id)
+                requeue.append(row)
+            elif row.dispatched_at is None:
+                if row.updated_at < undispatched_before:
+                    row.state, row.next_attempt_at, row.updated_at = QUEUED, now, now
+                    requeue.append(row)
             elif row.updated_at < abandoned_before:
                 row.state, row.updated_at = FAILED, now
                 row.error = {"message": "the worker stopped while sending", "unconfirmed": "not resent"}
+                outbox.release_next(session, row)
+        bulk = [row.id for row in requeue if row.trigger in BULK]
+        transactional = [row.id for row in requeue if row.trigger not in BULK]
     if requeue:
-        send_outbound(requeue)
+        send_outbound(transactional)
+        send_outbound(bulk, bulk=True)
         OUTBOX_REQUEUED.inc(len(requeue))
         log.warning("re-published stale outbox rows", extra={"count": len(requeue)})
     return len(requeue)

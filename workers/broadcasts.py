@@ -5,7 +5,8 @@ moves the broadcast's cursor (``expanded_through``) and its counts. A task that 
 delivered again (late acknowledgement) and resumes at the cursor; a replayed task finds the
 broadcast expanded and does nothing; and each row is unique on ``broadcast:{id}:contact:{id}``,
 so no contact can get one broadcast twice. Contacts who opted out (STOP/BERHENTI) are skipped
-and counted. Whether a message goes as text or template is the outbound worker's decision at
+and counted; one who opts out after this, while the message waits for its turn, is skipped by
+the outbound worker's claim. Whether a message goes as text or template is the outbound worker's decision at
 send time (the customer's 24-hour window then), not this task's.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from domain.replies import BROADCAST
 from models import Broadcast, Contact
 from models.base import utcnow
 from models.broadcasts import EXPANDED
@@ -23,7 +25,7 @@ from queueing import names
 from queueing.tasks import event_task
 
 BATCH = 500
-TRIGGER = "broadcast"
+TRIGGER = BROADCAST
 
 
 @event_task(names.EXPAND_BROADCAST)

@@ -1,20 +1,45 @@
 """The outbound queue: one task per outbox row, each sent at most once.
 
-``send_outbound`` reserves a slot under the shared rate limit, claims the row (``queued`` ->
-``sending``, committed), waits for its slot and only then calls the gateway, outside any
-transaction.
-Because the claim is committed before the call, a redelivered or duplicated task finds the row
-no longer queued and sends nothing. What the gateway answers decides the end state:
+``send_outbound`` goes through five steps, and only the last one talks to the gateway, outside
+any transaction:
+
+1. **Claim** (``queued`` -> ``sending``, committed): a redelivered or duplicated task finds the
+   row no longer queued and sends nothing (nor spends a slot). The claim is the last look before
+   sending: a contact paused since the message was queued gets nothing automated, one who opted
+   out since gets no marketing (domain.replies.MARKETING), and an order message waits while an
+   older one of the same customer is still on its way (pipeline/outbox.py, "One after the
+   other").
+2. **Slot**: reserved in the shared rate limit, far enough ahead for the dispatch marker's
+   commit, and only if it is at most OUTBOUND_MAX_SLOT_WAIT_SECONDS away. A slot further off gives
+   the row back to ``queued`` and publishes its task again for about then: no worker sleeps for
+   minutes holding a message.
+3. **Wait** for the slot. A claimed row without a dispatch marker cannot have left: if the task
+   dies here (its worker killed, or the task cancelled because the broker connection dropped,
+   ``worker_cancel_long_running_tasks_on_connection_loss``), the outbox sweeper gives the row back
+   to the queue and it is sent later, once.
+4. **Dispatch**: ``dispatched_at`` committed right before the request, timed to end as the slot
+   comes (it starts twice the marker's recent commit time ahead of it). From here on the row is
+   "maybe sent", and never sent again without proof that it was not.
+5. **Send**. What the gateway answers decides the end state:
 
 - accepted: ``sent``, with the gateway's message id, and the message joins the conversation;
 - transient failure (nothing was delivered): back to ``queued`` with exponential backoff and
   jitter (a short countdown task; the sweeper covers a lost one), ``failed`` after
-  OUTBOUND_MAX_ATTEMPTS;
-- closed window without a template, or the gateway's re-engagement error: ``blocked_window``;
+  OUTBOUND_MAX_ATTEMPTS. A status webhook that proves the send arrived after all settles the row
+  as ``sent`` meanwhile, and the retry then finds nothing to do;
+- the gateway's re-engagement error (the window had closed sooner than we knew) for a message
+  that has a template: ``queued`` again at once, to go as the template, once;
+- closed window without a template (or that error for a message without one): ``blocked_window``;
 - permanent failure: ``failed`` with the gateway's error kept;
-- no answer after the request went out (read timeout): ``failed`` as unconfirmed, never resent,
-  because the gateway may have accepted it. If it had, its status webhook carries our outbox id
-  (``biz_opaque_callback_data``) and ``confirm_from_receipt`` corrects the row to ``sent``.
+- no answer after the request went out (read timeout, a proxy's 502 or 504): ``failed`` as
+  unconfirmed, never resent, because the gateway may have accepted it. If it had, its status
+  webhook carries our outbox id (``biz_opaque_callback_data``) and ``confirm_from_receipt``
+  corrects the row to ``sent``.
+
+Never outside the ceiling: the request goes only if it leaves within SLOT_TOLERANCE_SECONDS of
+its slot, measured from before the slot was asked for (the reservation's round trip counts) to
+after the dispatch marker is committed. A send that missed its slot takes a new one, or gives its
+row back; it never goes late on the old one.
 
 We choose at most once over at least once: a customer never receives an automated message twice,
 and the rare message lost to an unanswered request stays visible as ``failed``.
@@ -26,15 +51,17 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from domain import service_window
-from domain.replies import HUMAN_REPLY
+from domain.replies import BULK, HUMAN_REPLY, MARKETING
 from integrations.whatsapp import (
     BlockedWindow,
     Gateway,
@@ -54,25 +81,53 @@ from models.contacts import current_contact
 from models.db import session_scope
 from models.outbox import BLOCKED_WINDOW, CANCELLED, FAILED, QUEUED, SENDING, SENT
 from observability.metrics import OUTBOUND_SENDS
-from pipeline import sent_messages
-from queueing import names
+from pipeline import outbox, sent_messages
+from queueing import names, publish
 from queueing.tasks import event_task
 from settings import settings
 
 log = logging.getLogger(__name__)
 
 _RECORD_ATTEMPTS = 6
-# Less than the limiter's margin (3% of a second), so sends within it of their slots stay under
-# the ceiling in every one-second window.
-SLOT_TOLERANCE_SECONDS = 0.02
+# The limiter spaces slots 3% wider than 1/rate (SAFETY_MARGIN), so sends that leave up to 30 ms
+# after their slots stay within the ceiling in every one-second window. Lateness is measured up
+# to the moment before the request; the other 20 ms are for the request to be written out.
+SLOT_TOLERANCE_SECONDS = 0.01
 _MAX_RESERVATIONS = 5
+# Marks a row whose text the gateway refused as outside the 24-hour window: it goes as template.
+_AS_TEMPLATE = "retry_as_template"
+
+
+class _DispatchLead:
+    """How long before its slot a send commits its dispatch marker: twice what the commit has
+    taken lately (bounded), so that it ends before the slot rather than making the send late."""
+
+    seconds = 0.02
+
+    @classmethod
+    def observe(cls, took: float) -> None:
+        cls.seconds = min(0.25, max(0.005, 0.8 * cls.seconds + 0.2 * 2 * took))
+
+
+@dataclass(frozen=True)
+class LocalSlot:
+    """A slot of the shared limiter on this process's ``time.monotonic`` clock."""
+
+    granted: bool
+    wait: float  # seconds from the reservation to the slot (if refused: to the next free one)
+    due: float  # the earliest moment the slot can be: counted from before it was asked for
+    go: float  # when to go: never before the slot, whatever the reservation's round trip
+
+    def late_by(self) -> float:
+        return time.monotonic() - self.due
 
 
 @dataclass(frozen=True)
 class Claim:
     message: OutgoingMessage
     window_open: bool
-    attempts: int
+    claimed_at: datetime  # the row's updated_at as the claim left it: whose claim it still is
+    bulk: bool
 
 
 @cache
@@ -82,31 +137,34 @@ def gateway() -> Gateway:
 
 @event_task(names.SEND_OUTBOUND)
 def send_outbound(outbound_id: int) -> str:
-    if not _still_queued(outbound_id):
-        return "skipped"  # a duplicate task (redelivered, or republished by the sweeper)
-    # Reserve the slot first, claim the row, and wait for the slot only then: the wait ends right
-    # before the request, so the database work of the claim cannot bunch sends at the gateway.
+    claim = _claim(outbound_id)
+    if isinstance(claim, str):
+        return claim  # not ours (a duplicate or early task), waiting its turn, or ended at the claim
     try:
-        slot_at = _reserve_slot()
+        slot = _wait_for(_reserve_slot())
     except redis.RedisError:
-        # Sending without the shared limit could breach the number's throughput: leave the row
-        # queued; the outbox sweeper publishes it again.
+        # Sending without the shared limit could breach the number's throughput: the row goes
+        # back to the queue, to be tried again (the sweeper publishes it if this cannot).
         log.warning(
             "rate limiter unavailable; send deferred", exc_info=True, extra={"outbound_id": outbound_id}
         )
-        return "deferred"
-    claim = _claim(outbound_id)
-    if claim is None:
-        return "skipped"  # sent already, or not due yet: a duplicate or early task
-    try:
-        _wait_for(slot_at)
-    except redis.RedisError as exc:
-        return _retry_later(outbound_id, claim.attempts, TransientError(f"rate limiter unavailable: {exc}"))
+        return _give_back(outbound_id, claim, settings.outbound_retry_base_seconds, "deferred")
+    if not slot.granted:
+        return _give_back(outbound_id, claim, _countdown_to(slot), "later")
+    dispatched_at = _dispatch(outbound_id, claim)
+    if dispatched_at is None:
+        return "skipped"  # no longer our claim: the sweeper gave the row back meanwhile
+    time.sleep(max(0.0, slot.go - time.monotonic()))
+    if slot.late_by() > SLOT_TOLERANCE_SECONDS:
+        # Committing the marker made it miss the slot: nothing left, so it may go again at once.
+        return _give_back(outbound_id, claim, 0.0, "late", dispatched_at=dispatched_at)
     try:
         sent = gateway().send(claim.message, window_open=claim.window_open)
     except TransientError as exc:
-        return _retry_later(outbound_id, claim.attempts, exc)
+        return _retry_later(outbound_id, exc, claim.bulk)
     except BlockedWindow as exc:
+        if claim.window_open and claim.message.template is not None:
+            return _retry_as_template(outbound_id, exc, claim.bulk)
         return _finish(outbound_id, BLOCKED_WINDOW, exc)
     except Unconfirmed as exc:
         return _finish(outbound_id, FAILED, exc, unconfirmed=True)
@@ -116,33 +174,40 @@ def send_outbound(outbound_id: int) -> str:
     return SENT
 
 
-def _still_queued(outbound_id: int) -> bool:
-    """A cheap unlocked look, so that duplicate tasks do not spend the shared rate on nothing;
-    the claim decides for real."""
-    with session_scope() as session:
-        state = session.scalar(select(OutboundMessage.state).where(OutboundMessage.id == outbound_id))
-    return state == QUEUED
+def _reserve_slot() -> LocalSlot:
+    """The next slot of the shared limiter, if it is within OUTBOUND_MAX_SLOT_WAIT_SECONDS, and
+    far enough ahead for the dispatch marker to be committed before it."""
+    asked = time.monotonic()
+    slot = limiter().reserve(
+        max_wait=settings.outbound_max_slot_wait_seconds, not_before=_DispatchLead.seconds
+    )
+    answered = time.monotonic()
+    return LocalSlot(slot.granted, slot.wait, due=asked + slot.wait, go=answered + slot.wait)
 
 
-def _reserve_slot() -> float:
-    """The moment (``time.monotonic``) this process may send, reserved in the shared limiter."""
-    return time.monotonic() + limiter().reserve().wait
-
-
-def _wait_for(slot_at: float) -> None:
-    """Sleep until the slot. A slot already missed by more than SLOT_TOLERANCE_SECONDS (a busy
-    machine, a slow claim) is given up for a new one: sending late on an old slot would put it in
-    the same second as the sends on time after it, above the ceiling."""
+def _wait_for(slot: LocalSlot) -> LocalSlot:
+    """Sleep until the dispatch marker's lead before the slot. A slot missed by more than
+    SLOT_TOLERANCE_SECONDS already (a busy machine) is given up for a new one; returns a refused
+    slot if none comes within the cap."""
     for _ in range(_MAX_RESERVATIONS):
-        time.sleep(max(0.0, slot_at - time.monotonic()))
-        if time.monotonic() - slot_at <= SLOT_TOLERANCE_SECONDS:
-            return
-        slot_at = _reserve_slot()
-    time.sleep(max(0.0, slot_at - time.monotonic()))
+        if not slot.granted:
+            return slot
+        time.sleep(max(0.0, slot.go - _DispatchLead.seconds - time.monotonic()))
+        if slot.late_by() <= SLOT_TOLERANCE_SECONDS:
+            return slot
+        slot = _reserve_slot()
+    return LocalSlot(False, 0.0, time.monotonic(), time.monotonic())  # this machine is too slow now
 
 
-def _claim(outbound_id: int) -> Claim | None:
-    """queued -> sending, committed before the gateway is called; None if someone else has it."""
+def _countdown_to(slot: LocalSlot) -> float:
+    """When to try again after a refused slot: about when it will be within the cap, half of it."""
+    return max(0.05, slot.wait - settings.outbound_max_slot_wait_seconds / 2)
+
+
+def _claim(outbound_id: int) -> Claim | str:
+    """queued -> sending, committed before a slot is taken; or why not: "skipped" (someone else
+    has it, or it is not due), "waiting" (behind an older order message), or the end state the
+    claim gave it (cancelled, failed)."""
     with session_scope() as session:
         row = session.scalars(
             select(OutboundMessage)
@@ -155,40 +220,115 @@ def _claim(outbound_id: int) -> Claim | None:
             .with_for_update(skip_locked=True)
         ).first()
         if row is None:
-            return None
+            return "skipped"
+        if outbox.waits_behind(session, row):
+            return "waiting"  # published again when the older one ends (or by the sweeper)
         contact = current_contact(session, row.contact_id)
-        row.state, row.attempts, row.updated_at = SENDING, row.attempts + 1, utcnow()
-        row.gateway = settings.whatsapp_gateway
+        now = utcnow()
+        row.updated_at, row.gateway = now, settings.whatsapp_gateway
+        # Checked here, at the last moment: a pause or an opt-out also stops what was queued before.
         if contact is None or not contact.phone_e164:
-            row.state, row.error = FAILED, {"message": "the contact has no phone number to send to"}
-            return None
-        if contact.automation_paused_at is not None and row.trigger != HUMAN_REPLY:
-            # Checked here, at the last moment: a pause also stops what was queued before it.
-            row.state, row.error = CANCELLED, {"message": "automation is paused for this contact"}
-            return None
-        template = TemplateCall(**row.template) if row.template else None
-        return Claim(
-            message=OutgoingMessage(row.id, contact.phone_e164, row.text, template),
-            window_open=service_window.is_open(contact.last_inbound_at, utcnow()),
-            attempts=row.attempts,
+            ended, row.error = FAILED, {"message": "the contact has no phone number to send to"}
+        elif contact.automation_paused_at is not None and row.trigger != HUMAN_REPLY:
+            ended, row.error = CANCELLED, {"message": "automation is paused for this contact"}
+        elif contact.opted_out_at is not None and row.trigger in MARKETING:
+            ended = CANCELLED
+            row.error = {"message": "the contact opted out of marketing messages", "opted_out": True}
+        else:
+            row.state, row.dispatched_at = SENDING, None
+            template = TemplateCall(**row.template) if row.template else None
+            window_open = service_window.is_open(contact.last_inbound_at, now)
+            return Claim(
+                message=OutgoingMessage(row.id, contact.phone_e164, row.text, template),
+                window_open=window_open and not (row.error or {}).get(_AS_TEMPLATE),
+                claimed_at=now,
+                bulk=row.trigger in BULK,
+            )
+        row.state = ended
+        outbox.release_next(session, row)
+    OUTBOUND_SENDS.labels(ended).inc()
+    return ended
+
+
+def _dispatch(outbound_id: int, claim: Claim) -> datetime | None:
+    """Mark the claimed row dispatched (an attempt that may reach the gateway), committed; None if
+    the claim is no longer ours."""
+    started, now = time.monotonic(), utcnow()
+    with session_scope() as session:
+        marked = session.execute(
+            update(OutboundMessage)
+            .where(
+                OutboundMessage.id == outbound_id,
+                OutboundMessage.state == SENDING,
+                OutboundMessage.dispatched_at.is_(None),
+                OutboundMessage.updated_at == claim.claimed_at,
+            )
+            .values(dispatched_at=now, updated_at=now, attempts=OutboundMessage.attempts + 1)
+        ).rowcount
+    _DispatchLead.observe(time.monotonic() - started)
+    return now if marked else None
+
+
+def _give_back(
+    outbound_id: int, claim: Claim, delay: float, outcome: str, *, dispatched_at: datetime | None = None
+) -> str:
+    """Our claim, from which no request left, goes back to ``queued`` for ``delay`` seconds (an
+    attempt counted by the dispatch marker is taken back)."""
+    values: dict[str, Any] = {
+        "state": QUEUED,
+        "dispatched_at": None,
+        "next_attempt_at": utcnow() + timedelta(seconds=delay),
+        "updated_at": utcnow(),
+    }
+    if dispatched_at is None:
+        ours = [OutboundMessage.dispatched_at.is_(None), OutboundMessage.updated_at == claim.claimed_at]
+    else:
+        ours = [OutboundMessage.dispatched_at == dispatched_at]
+        values["attempts"] = OutboundMessage.attempts - 1
+    with session_scope() as session:
+        given = session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.id == outbound_id, OutboundMessage.state == SENDING, *ours)
+            .values(**values)
+        ).rowcount
+    if not given:
+        return "skipped"
+    _publish_again(outbound_id, claim.bulk, delay)
+    return outcome
+
+
+def _retry_later(outbound_id: int, exc: TransientError, bulk: bool) -> str:
+    with session_scope() as session:
+        row = session.get_one(OutboundMessage, outbound_id, with_for_update=True)
+        if row.state != SENDING:
+            return "skipped"  # settled by a status webhook in the meantime
+        if row.attempts >= settings.outbound_max_attempts:
+            return _end(session, row, FAILED, dict(exc.error))
+        backoff = min(
+            settings.outbound_retry_max_seconds,
+            settings.outbound_retry_base_seconds * 2 ** (row.attempts - 1),
         )
+        delay = max(exc.retry_after or 0, random.uniform(backoff / 2, backoff))  # "equal jitter"
+        # A template retry that met a transient error is still a template retry.
+        as_template = {_AS_TEMPLATE: True} if (row.error or {}).get(_AS_TEMPLATE) else {}
+        row.state, row.error, row.dispatched_at = QUEUED, {**exc.error, **as_template}, None
+        row.updated_at, row.next_attempt_at = utcnow(), utcnow() + timedelta(seconds=delay)
+    OUTBOUND_SENDS.labels("retry").inc()
+    _publish_again(outbound_id, bulk, delay)
+    return "retry"
 
 
-def _retry_later(outbound_id: int, attempts: int, exc: TransientError) -> str:
-    if attempts >= settings.outbound_max_attempts:
-        return _finish(outbound_id, FAILED, exc)
-    backoff = min(
-        settings.outbound_retry_max_seconds, settings.outbound_retry_base_seconds * 2 ** (attempts - 1)
-    )
-    delay = max(exc.retry_after or 0, random.uniform(backoff / 2, backoff))  # "equal jitter"
+def _retry_as_template(outbound_id: int, exc: BlockedWindow, bulk: bool) -> str:
+    """The gateway refused the text as outside the 24-hour window (nothing was delivered): the
+    row goes again at once, as its template (the claim reads the mark)."""
     with session_scope() as session:
         row = session.get_one(OutboundMessage, outbound_id, with_for_update=True)
         if row.state != SENDING:
             return "skipped"
-        row.state, row.error, row.updated_at = QUEUED, exc.error, utcnow()
-        row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+        row.state, row.dispatched_at, row.updated_at = QUEUED, None, utcnow()
+        row.error, row.next_attempt_at = {**exc.error, _AS_TEMPLATE: True}, utcnow()
     OUTBOUND_SENDS.labels("retry").inc()
-    send_outbound.apply_async((outbound_id,), countdown=delay)
+    _publish_again(outbound_id, bulk, None)
     return "retry"
 
 
@@ -200,10 +340,24 @@ def _finish(outbound_id: int, state: str, exc: GatewayError, *, unconfirmed: boo
         row = session.get_one(OutboundMessage, outbound_id, with_for_update=True)
         if row.state != SENDING:
             return "skipped"  # confirmed by a status webhook in the meantime
-        row.state, row.error, row.updated_at = state, error, utcnow()
-    log.warning("outbound message not sent", extra={"outbound_id": outbound_id, "state": state})
+        return _end(session, row, state, error)
+
+
+def _end(session: Session, row: OutboundMessage, state: str, error: dict[str, Any]) -> str:
+    """The row's end state without a send; the order message waiting behind it may go."""
+    row.state, row.error, row.updated_at = state, error, utcnow()
+    outbox.release_next(session, row)
+    log.warning("outbound message not sent", extra={"outbound_id": row.id, "state": state})
     OUTBOUND_SENDS.labels(state).inc()
     return state
+
+
+def _publish_again(outbound_id: int, bulk: bool, delay: float | None) -> None:
+    """The row's task, again after ``delay`` s; if the broker is away, the sweeper publishes it."""
+    try:
+        publish.send_outbound([outbound_id], bulk=bulk, countdown=delay)
+    except Exception:
+        log.warning("could not publish a send again", exc_info=True, extra={"outbound_id": outbound_id})
 
 
 def _record_sent(outbound_id: int, sent: Sent) -> None:

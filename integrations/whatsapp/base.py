@@ -6,11 +6,13 @@ call, and either returns ``Sent`` or raises one of the errors below. The class o
 the whole contract with the worker:
 
 - ``TransientError``: nothing was delivered; sending again later is safe (connection refused,
-  connect timeout, 5xx, rate-limit codes). ``retry_after`` is the gateway's own hint, if any.
+  connect timeout, a 5xx other than 502/504, rate-limit codes). ``retry_after`` is the
+  gateway's own hint, if any.
 - ``BlockedWindow``: the window is closed and no template fits (or the gateway said 131047).
 - ``PermanentError``: sending again as-is cannot succeed (invalid recipient, template missing).
 - ``Unconfirmed``: the request may have reached the gateway but no answer came back (read
-  timeout, connection dropped after sending). Sending again could deliver it twice.
+  timeout, connection dropped after sending, a proxy's 502 or 504). Sending again could deliver
+  it twice.
 """
 
 from __future__ import annotations

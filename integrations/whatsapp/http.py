@@ -93,10 +93,19 @@ def retry_after(response: requests.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+# A proxy or load balancer in front of the gateway saying that it forwarded the request and got
+# no usable answer (502 Bad Gateway, 504 Gateway Timeout): the gateway may well have accepted it.
+FORWARDED_WITHOUT_ANSWER = frozenset({502, 504})
+
+
 def status_error(response: requests.Response, gateway: str, error: dict[str, Any]) -> GatewayError:
-    """An answer without a usable error code, judged by HTTP status: 429 and 5xx may pass, any
-    other refusal will not."""
+    """An answer without a usable error code, judged by HTTP status: 502 and 504 are unconfirmed
+    (the request went on to the gateway, whose answer was lost), 429 and any other 5xx may pass
+    (whatever answered did not hand the request on: a gateway's own errors carry its error code),
+    any other refusal will not."""
     message = f"{gateway}: HTTP {response.status_code}: {error.get('message', '')}"
+    if response.status_code in FORWARDED_WITHOUT_ANSWER:
+        return Unconfirmed(message, error={**error, "http_status": response.status_code})
     if response.status_code == 429 or response.status_code >= 500:
         return TransientError(message, error=error, retry_after=retry_after(response))
     return PermanentError(message, error=error)

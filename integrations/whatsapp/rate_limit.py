@@ -11,6 +11,13 @@ interval apart and no sliding one-second window holds more than ``rate`` of them
 sleeps until its slot. All of this is one Lua script, atomic in Redis, with Redis's own ``TIME``
 as the single clock, so processes on machines whose clocks disagree still share one schedule.
 
+A caller may cap its wait (``reserve(max_wait=...)``): a slot further away than that is not
+granted and TAT does not move, so a refusal costs no one else a slot; the caller comes back
+later (the outbound worker gives its message back to the queue with a countdown). A caller may
+also ask for a slot no sooner than ``not_before`` seconds from now, for work it must do before
+it sends (the outbound worker commits a marker): an idle limiter's moments in between are not
+given to anyone else, which costs nothing, as GCRA with a burst of one banks no unused slots.
+
 Without Redis (the embedded mode) the same algorithm runs in-process under a lock on
 ``time.monotonic``; the limit is then per process, which is what a single embedded worker needs.
 
@@ -32,26 +39,37 @@ from settings import settings
 
 SAFETY_MARGIN = 0.03
 
-# KEYS[1]: the TAT key. ARGV[1]: the interval between slots in microseconds (an integer).
-# Returns {wait, slot}: microseconds to wait from Redis's "now", and the slot's own time.
+# KEYS[1]: the TAT key. ARGV[1]: the interval between slots in microseconds (an integer);
+# ARGV[2]: the longest wait the caller accepts, in microseconds (-1: any); ARGV[3]: the shortest
+# wait it wants, in microseconds.
+# Returns {wait, slot, granted}: microseconds to wait from Redis's "now", the slot's own time, and
+# 1 if it was reserved (0: further than the caller's wait, nothing reserved).
 _GCRA = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
 local interval = tonumber(ARGV[1])
+local max_wait = tonumber(ARGV[2])
+local not_before = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
-local slot = math.max(tat, now)
+local slot = math.max(tat, now + not_before)
+if max_wait >= 0 and slot - now > max_wait then
+  return {slot - now, slot, 0}
+end
 local next_tat = slot + interval
 redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1000)
-return {slot - now, slot}
+return {slot - now, slot, 1}
 """
 
 
 class Slot(NamedTuple):
     """A reserved moment to send: ``at`` on the limiter's clock (Unix seconds by Redis's clock, or
-    ``time.monotonic()`` in-process), and ``wait``, the seconds from the reservation until then."""
+    ``time.monotonic()`` in-process), and ``wait``, the seconds from the reservation until then.
+    ``granted`` is False when the slot was further than the caller's ``max_wait``: then it is
+    only where the next free slot was, and nothing was reserved."""
 
     at: float
     wait: float
+    granted: bool = True
 
 
 class RateLimiter:
@@ -80,12 +98,16 @@ class RateLimiter:
         else:
             self._redis = None
 
-    def reserve(self) -> Slot:
-        """Take the next free slot without waiting for it."""
+    def reserve(self, max_wait: float | None = None, not_before: float = 0.0) -> Slot:
+        """Take the next free slot, at least ``not_before`` seconds away, without waiting for it;
+        with ``max_wait`` (seconds), only if it is at most that far away."""
+        limit_us = -1 if max_wait is None else max(0, int(max_wait * 1_000_000))
+        after_us = max(0, int(not_before * 1_000_000))
         if self._redis is None:
-            return self._reserve_local()
-        wait_us, slot_us = self._script(keys=[self.key], args=[self.interval_us])
-        return Slot(at=int(slot_us) / 1_000_000, wait=int(wait_us) / 1_000_000)
+            return self._reserve_local(limit_us, after_us)
+        args = [self.interval_us, limit_us, after_us]
+        wait_us, slot_us, granted = self._script(keys=[self.key], args=args)
+        return Slot(at=int(slot_us) / 1_000_000, wait=int(wait_us) / 1_000_000, granted=bool(granted))
 
     def acquire(self) -> float:
         """Block until the caller may send; returns the seconds waited."""
@@ -94,13 +116,15 @@ class RateLimiter:
             time.sleep(slot.wait)
         return slot.wait
 
-    def _reserve_local(self) -> Slot:
+    def _reserve_local(self, limit_us: int, after_us: int) -> Slot:
         # Integer microseconds, as in the Lua script, so slots stay exactly one interval apart.
         with self._lock:
             now = time.monotonic_ns() // 1000
-            at = max(self._local_tat, now)
-            self._local_tat = at + self.interval_us
-        return Slot(at=at / 1_000_000, wait=(at - now) / 1_000_000)
+            at = max(self._local_tat, now + after_us)
+            granted = limit_us < 0 or at - now <= limit_us
+            if granted:
+                self._local_tat = at + self.interval_us
+        return Slot(at=at / 1_000_000, wait=(at - now) / 1_000_000, granted=granted)
 
 
 @functools.cache

@@ -3,7 +3,8 @@
 A linked app session has no 24-hour customer-service window and no templates, so every message
 goes as free text and ``window_open`` is ignored. Network failures are classified exactly as for
 the Cloud API (``http.network_error``); WAHA has no error codes worth keying on, so its answers
-are judged by HTTP status: 429 and 5xx may pass later, any other refusal will not.
+are judged by HTTP status (``http.status_error``): 502 and 504 from a proxy are unconfirmed, 429
+and other 5xx may pass later, any other refusal will not.
 """
 
 from __future__ import annotations

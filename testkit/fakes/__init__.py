@@ -3,7 +3,8 @@
 The gateways are tested through their real HTTP code against these, never against mocks of
 ``requests``, so timeouts, refused and dropped connections happen for real. A fake records every
 request it gets and every message it accepted (what would have reached a customer), and can be
-scripted to fail, to answer late after accepting, or to hang up after accepting.
+scripted to fail, to answer late after accepting, to hang up after accepting, or to answer an
+error after accepting (a proxy's 502).
 
 ``FakeServer`` is the shared machinery; ``cloud_api.FakeCloudApi`` and ``waha.FakeWaha`` say
 what each vendor answers.
@@ -33,7 +34,7 @@ class Reply:
 class Action:
     """One scripted behaviour, used by the next request that passes authentication."""
 
-    kind: Literal["fail", "delay", "drop"]
+    kind: Literal["fail", "delay", "drop", "accept_fail"]
     status: int = 500
     code: int | None = None
     retry_after: float | None = None
@@ -70,6 +71,11 @@ class FakeServer:
     ) -> None:
         """Answer the next ``times`` requests with ``status`` (and the vendor's error body)."""
         self._queue(Action("fail", status=status, code=code, retry_after=retry_after), times)
+
+    def accept_then_fail_next(self, status: int, times: int = 1, retry_after: float | None = None) -> None:
+        """Accept the next ``times`` messages but answer ``status`` with a bare body, as a proxy in
+        front of the vendor does when the vendor's own answer is lost (502, 504)."""
+        self._queue(Action("accept_fail", status=status, retry_after=retry_after), times)
 
     def delay_next(self, seconds: float, times: int = 1) -> None:
         """Accept the next ``times`` messages but answer only after ``seconds``."""

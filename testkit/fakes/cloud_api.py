@@ -3,7 +3,8 @@
 It checks the Bearer token (401, Graph code 190, when wrong), answers a valid send with a fresh
 ``wamid.…`` and records it as accepted. ``fail_next(status, code)`` answers with a Graph error
 envelope carrying ``code``; with ``code=None`` it answers a bare text body, as a proxy or load
-balancer in front of the Graph API would.
+balancer in front of the Graph API would. ``accept_then_fail_next(502)`` accepts the message and
+still answers such a bare error: Meta got it, the proxy lost the answer.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class FakeCloudApi(FakeServer):
         }
         if action is not None and action.kind == "drop":
             return Reply(200, drop=True)
+        if action is not None and action.kind == "accept_fail":
+            return _failure(action)  # Meta has it; what came back is a proxy's bare error
         return Reply(200, answer, delay=action.seconds if action is not None else 0.0)
 
 

@@ -169,7 +169,8 @@ AI_ENV = {"AI_BASE_URL": LLM.base_url, "AI_API_KEY": LLM.api_key or "", "AI_MODE
 def worker(database, redis_server):
     """One worker (two pool processes) on every queue but ``routing``, and a routing worker
     with the default test settings; shared by the tests that need them."""
-    process = CeleryProcess.worker(concurrency=2, queues="ingest,outbound,crm,labels,schedules").wait_ready()
+    queues = "ingest,outbound,outbound_bulk,crm,labels,schedules"
+    process = CeleryProcess.worker(concurrency=2, queues=queues).wait_ready()
     SHARED.append(process)
     yield process
     ROUTING.stop()

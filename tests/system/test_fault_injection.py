@@ -2,11 +2,12 @@
 
 600 events flow (messages, statuses, WAHA labels and messages, order events, replays) while
 every kind of fault is injected at least once: whole workers, pool children and beat SIGKILLed,
-the private Redis stopped and restarted empty, every PostgreSQL session of the system
+the private Redis stopped and restarted empty (once while sends wait for their rate-limit
+slots), every PostgreSQL session of the system
 terminated, the Cloud API answering 500, 429, too late and not at all. The suite runs in a
 process of its own, with its own scratch database, Redis, API, workers and beat (this test
-session's services are not touched), and must report nothing lost, nothing sent twice, a
-consistent state and a drain within its bound.
+session's services are not touched), and must report nothing lost, nothing sent twice, no
+order's messages out of stage order, a consistent state and a drain within its bound.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def test_short_fault_injection_run_loses_nothing_and_sends_nothing_twice(tmp_pat
     assert summary["messages_expected"] > 0
     assert summary["messages_lost"] == 0
     assert summary["messages_sent_twice"] == 0
+    assert summary["messages_out_of_order"] == 0
     assert summary["state_mismatches"] == 0
     assert summary["drain_seconds"] is not None
     assert {kind for kind, count in summary["faults"].items() if count >= 1} == set(KINDS)

@@ -215,14 +215,7 @@ def test_gateway_that_keeps_failing_ends_failed_with_its_error(client, admin_hea
     assert len(cloud_api.requests) == 1  # permanent: never retried
 
 
-def test_re_engagement_error_marks_blocked_window(client, admin_headers, cloud_api):
-    customer_writes(client)
-    cloud_api.fail_next(400, code=131047)
-    post_order(client, samples.order_event("order.created", total=10000))
-    settled()
-    [message] = order_view(client, admin_headers)["messages"]
-    assert message["status"] == "blocked_window"
-    assert message["error"]["code"] == 131047
+# Meta's re-engagement error on the send itself (131047): tests/system/test_outbound.py.
 
 
 def test_re_engagement_reported_later_by_webhook_also_shows_blocked_window(

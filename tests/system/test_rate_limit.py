@@ -165,3 +165,30 @@ def test_unreachable_redis_raises_instead_of_skipping_the_limit():
 
     with pytest.raises(redis.ConnectionError):
         limiter.acquire()
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_slot_further_than_the_callers_wait_is_refused_and_takes_nothing(redis_server: RedisServer, shared):
+    url = redis_server.url if shared else None
+    limiter = RateLimiter(2, url, f"test:rate:{uuid.uuid4().hex}")  # slots ~0.5 s apart
+
+    first = limiter.reserve(max_wait=0.1)
+    refused = limiter.reserve(max_wait=0.1)  # the next free slot is ~0.5 s away
+    waiting = limiter.reserve(max_wait=5)
+
+    assert first.granted and first.wait == 0
+    assert not refused.granted and refused.wait > 0.1
+    # The refusal reserved nothing: the next caller gets the very slot it was refused.
+    assert waiting.granted and waiting.at == pytest.approx(refused.at, abs=0.01)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_slot_can_be_asked_for_no_sooner_than_a_lead(redis_server: RedisServer, shared):
+    url = redis_server.url if shared else None
+    limiter = RateLimiter(100, url, f"test:rate:{uuid.uuid4().hex}")
+
+    ahead = limiter.reserve(not_before=0.2)
+    after = limiter.reserve()
+
+    assert ahead.granted and 0.19 <= ahead.wait <= 0.2
+    assert after.at - ahead.at == pytest.approx(limiter.interval_us / 1_000_000, abs=1e-6)

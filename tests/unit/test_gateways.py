@@ -133,6 +133,25 @@ def test_a_5xx_without_an_error_code_is_transient(cloud: CloudApiGateway, cloud_
     assert cloud_api.accepted == []
 
 
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_proxys_502_or_504_is_unconfirmed(cloud: CloudApiGateway, cloud_api: FakeCloudApi, status: int):
+    # The proxy forwarded the request and lost Meta's answer: Meta may have the message.
+    cloud_api.accept_then_fail_next(status)
+
+    with pytest.raises(Unconfirmed) as raised:
+        cloud.send(MESSAGE, window_open=True)
+
+    assert raised.value.error["http_status"] == status
+    assert len(cloud_api.accepted) == 1
+
+
+def test_a_graph_error_code_decides_even_behind_a_5xx(cloud: CloudApiGateway, cloud_api: FakeCloudApi):
+    cloud_api.fail_next(502, code=2)  # Meta's own "service temporarily unavailable"
+
+    with pytest.raises(TransientError):
+        cloud.send(MESSAGE, window_open=True)
+
+
 def test_throughput_limit_is_transient_with_the_retry_after_hint(
     cloud: CloudApiGateway, cloud_api: FakeCloudApi
 ):
@@ -278,7 +297,14 @@ def test_waha_takes_the_serialized_id_of_an_id_object():
 
 
 @pytest.mark.parametrize(
-    ("status", "error"), [(500, TransientError), (429, TransientError), (422, PermanentError)]
+    ("status", "error"),
+    [
+        (500, TransientError),
+        (503, TransientError),
+        (502, Unconfirmed),
+        (429, TransientError),
+        (422, PermanentError),
+    ],
 )
 def test_waha_failures_are_classified_by_status(waha: FakeWaha, status: int, error: type[Exception]):
     waha.fail_next(status)
