@@ -19,7 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from domain import order_messages
@@ -36,6 +36,7 @@ from models import Contact, DeliveryFollowup, Order, OutboundMessage
 from models.base import utcnow
 from models.db import dialect_insert
 from models.orders import CANCELLED, SCHEDULED, STAGES
+from models.outbox import QUEUED
 from pipeline import context, crm_sync, identity, outbox
 from settings import settings
 
@@ -75,7 +76,10 @@ def record_order_event(session: Session, payload: dict[str, Any]) -> None:
 
     occurred_at = datetime.fromisoformat(payload["occurred_at"])
     order, previous_rank = _order_for_update(session, payload["order"]["id"], contact, deal.id)
+    _follow_phone(session, order, contact, deal.id, occurred_at)
     _apply_details(order, payload["order"], occurred_at)
+    # The order's messages go to the phone of its newest event (that of an older one is stale).
+    recipient = contact if order.contact_id == contact.id else session.get_one(Contact, order.contact_id)
     event_type = payload["type"]
     if event_type == "order.cancelled":
         if order.cancelled_at is None:
@@ -93,7 +97,7 @@ def record_order_event(session: Session, payload: dict[str, Any]) -> None:
             if _RANK[stage] > _RANK[order.stage]:
                 order.stage = stage
             if _RANK[stage] >= previous_rank:
-                queue_message(session, TRIGGER_OF_STAGE[stage], contact, order)
+                queue_message(session, TRIGGER_OF_STAGE[stage], recipient, order)
     order.updated_at = utcnow()
     _schedule_followup(session, order)
     crm_sync.queue_order_event(session, contact.id, order, payload)  # a note on the Odoo lead, if synced
@@ -164,6 +168,29 @@ def _order_for_update(
         select(Order).where(Order.external_id == external_id).with_for_update(key_share=True)
     ).one()
     return order, 0 if created is not None else _RANK.get(order.stage, len(STAGES) + 1)
+
+
+def _follow_phone(
+    session: Session, order: Order, contact: Contact, deal_id: int, occurred_at: datetime
+) -> None:
+    """The newest event's phone decides whose order it is, and so where its messages go: an
+    event with a new phone moves the order (and its messages still queued) to that phone's
+    contact; an older event's phone changes nothing."""
+    times = dict(order.detail_times or {})
+    # Orders stored before the contact had a time: as of their details.
+    known = times.get("contact") or (order.details_as_of.isoformat() if order.details_as_of else None)
+    if known is not None and occurred_at < datetime.fromisoformat(known):
+        return
+    times["contact"] = occurred_at.isoformat()
+    order.detail_times = times
+    if order.contact_id == contact.id:
+        return
+    order.contact_id, order.deal_id = contact.id, deal_id
+    session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.order_id == order.id, OutboundMessage.state == QUEUED)
+        .values(contact_id=contact.id, updated_at=utcnow())
+    )
 
 
 def _apply_details(order: Order, details: dict[str, Any], occurred_at: datetime) -> None:

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from models import InboxEvent, OutboundMessage
+from models import Contact, InboxEvent, OutboundMessage
 from models.db import session_scope
 from models.outbox import QUEUED, SENDING
 from queueing.publish import enqueue
@@ -34,7 +34,13 @@ def settled(timeout: float = 60) -> None:
             unsent = session.scalar(select(func.count()).where(OutboundMessage.state.in_((QUEUED, SENDING))))
         return pending == 0 and unsent == 0
 
-    wait_for(done, timeout, "inbox processed and outbox settled")
+    try:
+        wait_for(done, timeout, "inbox processed and outbox settled")
+    except AssertionError as timed_out:
+        with session_scope() as session:  # what is stuck, and why
+            inbox = [(r.kind, r.state, r.last_error) for r in session.scalars(select(InboxEvent))]
+            outbox = [(r.trigger, r.state, r.error) for r in session.scalars(select(OutboundMessage))]
+        raise AssertionError(f"{timed_out}; inbox {inbox}; outbox {outbox}") from None
 
 
 def order_view(client, admin_headers, order_id: str = "SO-1001") -> dict:
@@ -90,3 +96,87 @@ def test_a_stored_error_never_holds_the_sql_parameters(client, cloud_api):
     for secret in ("JNE-SECRET-42", "Siti Rahayu", "K" * 76, "+6281212345678", "parameters"):
         assert secret not in error
     assert cloud_api.accepted == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The phone on the order event decides where the order's messages go; a contact id alone never
+# makes two people with different phones one contact
+
+FIRST, SECOND = "0812-1234-5678", "0813-9999-0000"
+FIRST_WA, SECOND_WA = "6281212345678", "6281399990000"
+
+
+def customer_writes(client, wa_id: str, name: str) -> None:
+    body, headers = samples.encode(samples.inbound_text(wa_id, name, "Halo kak"))
+    assert client.post("/webhooks/whatsapp", content=body, headers=headers).status_code == 200
+
+
+def contact_view(client, admin_headers, contact_id: int) -> dict:
+    answer = client.get(f"/api/contacts/{contact_id}", headers=admin_headers)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def live_contacts() -> int:
+    with session_scope() as session:
+        return session.scalar(select(func.count()).where(Contact.merged_into_id.is_(None)))
+
+
+def test_a_new_phone_for_the_same_contact_id_gets_that_orders_messages(client, admin_headers, cloud_api):
+    """Once the second order's messages went to the first number, where the contact id was seen."""
+    post_order(client, samples.order_event("order.created", "SO-1", phone=FIRST, contact_id="C-42"))
+    settled()
+    post_order(client, samples.order_event("order.created", "SO-2", phone=SECOND, contact_id="C-42"))
+    settled()
+    assert recipients(cloud_api) == [FIRST_WA, SECOND_WA]
+    # The same order, now with the new number: its next step goes there too.
+    post_order(
+        client,
+        samples.order_event("order.shipped", "SO-1", phone=SECOND, contact_id="C-42", tracking_number="JNE1"),
+    )
+    settled()
+    assert recipients(cloud_api) == [FIRST_WA, SECOND_WA, SECOND_WA]
+    first, second = order_view(client, admin_headers, "SO-1"), order_view(client, admin_headers, "SO-2")
+    assert first["contact_id"] == second["contact_id"] != contact_of(FIRST_WA)
+    # The contact id claimed by two numbers is a conflict a person can see and settle.
+    [conflict] = second["identity_conflicts"]
+    assert conflict["identity"] == "orders:C-42"
+    assert {conflict["phone"], conflict["other_phone"]} == {"+6281212345678", "+6281399990000"}
+
+
+def contact_of(wa_id: str) -> int:
+    with session_scope() as session:
+        return session.scalars(select(Contact.id).where(Contact.phone_e164 == f"+{wa_id}")).one()
+
+
+def test_a_contact_id_alone_never_merges_two_people(client, admin_headers, cloud_api):
+    """Once an order-system contact id seen with two numbers made two customers one contact."""
+    customer_writes(client, FIRST_WA, "Budi")
+    customer_writes(client, SECOND_WA, "Siti")
+    post_order(
+        client, samples.order_event("order.created", "SO-1", phone=FIRST, name="Budi", contact_id="C-7")
+    )
+    post_order(
+        client, samples.order_event("order.created", "SO-2", phone=SECOND, name="Siti", contact_id="C-7")
+    )
+    settled()
+    assert live_contacts() == 2
+    budi, siti = contact_of(FIRST_WA), contact_of(SECOND_WA)
+    assert order_view(client, admin_headers, "SO-1")["contact_id"] == budi
+    assert order_view(client, admin_headers, "SO-2")["contact_id"] == siti
+    assert sorted(recipients(cloud_api)) == sorted([FIRST_WA, SECOND_WA])
+    for contact_id in (budi, siti):  # seen from either side
+        [conflict] = contact_view(client, admin_headers, contact_id)["identity_conflicts"]
+        assert conflict["identity"] == "orders:C-7"
+        assert {conflict["contact_id"], conflict["other_contact_id"]} == {budi, siti}
+
+
+def test_the_same_phone_with_a_new_contact_id_is_still_one_contact(client, admin_headers, cloud_api):
+    customer_writes(client, FIRST_WA, "Budi")
+    post_order(client, samples.order_event("order.created", "SO-1", phone=FIRST, contact_id="C-1"))
+    post_order(client, samples.order_event("order.created", "SO-2", phone=FIRST, contact_id="C-2"))
+    settled()
+    assert live_contacts() == 1
+    view = contact_view(client, admin_headers, contact_of(FIRST_WA))
+    assert {i["value"] for i in view["identities"]} >= {"orders:C-1", "orders:C-2"}
+    assert view["identity_conflicts"] == []
