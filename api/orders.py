@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api", tags=["orders"], dependencies=[Depends(require
 
 class FollowupOut(BaseModel):
     due_at: datetime
-    state: str  # scheduled | fired | cancelled
+    state: str  # scheduled | fired | cancelled | missed (its day went by before it could go)
     fired_at: datetime | None
 
 

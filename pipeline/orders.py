@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from domain import order_messages
-from domain.followup_time import followup_due
+from domain.followup_time import day_gone, followup_due
 from domain.order_messages import (
     CONTACT_CREATED,
     ORDER_CREATED,
@@ -35,7 +35,7 @@ from domain.order_messages import (
 from models import Contact, DeliveryFollowup, Order, OutboundMessage
 from models.base import utcnow
 from models.db import dialect_insert
-from models.orders import CANCELLED, SCHEDULED, STAGES
+from models.orders import CANCELLED, FIRED, MISSED, SCHEDULED, STAGES
 from models.outbox import QUEUED
 from pipeline import context, crm_sync, identity, outbox
 from settings import settings
@@ -219,7 +219,14 @@ def _apply_details(order: Order, details: dict[str, Any], occurred_at: datetime)
 
 
 def _schedule_followup(session: Session, order: Order) -> None:
-    """Schedule, move or cancel the delivery follow-up; one that already fired stays as it is."""
+    """Schedule, move or cancel the delivery follow-up; one that already fired stays as it is.
+
+    Only an order on its way has one: "has it arrived?" before it was shipped would confuse. A
+    delivery date whose day is already over when it is learned (or when the order ships) is not
+    asked about as arriving "today": the follow-up is ``missed`` (visible on the order), and a
+    newer date for today or later schedules it again. A due time passed earlier today still
+    fires at the next tick.
+    """
     followup = session.scalars(
         select(DeliveryFollowup).where(DeliveryFollowup.order_id == order.id).with_for_update()
     ).first()
@@ -227,13 +234,14 @@ def _schedule_followup(session: Session, order: Order) -> None:
         if followup is not None and followup.state == SCHEDULED:
             followup.state, followup.updated_at = CANCELLED, utcnow()
         return
-    if order.estimated_delivery_date is None:
+    if order.stage != "shipped" or order.estimated_delivery_date is None:
         return
     due = followup_due(order.estimated_delivery_date, settings.followup_cron, settings.timezone)
+    state = MISSED if day_gone(due, settings.timezone, utcnow()) else SCHEDULED
     if followup is None:
-        session.add(DeliveryFollowup(order_id=order.id, due_at=due, state=SCHEDULED))
-    elif followup.state == SCHEDULED and followup.due_at != due:
-        followup.due_at, followup.updated_at = due, utcnow()
+        session.add(DeliveryFollowup(order_id=order.id, due_at=due, state=state))
+    elif followup.state != FIRED and (followup.due_at, followup.state) != (due, state):
+        followup.due_at, followup.state, followup.updated_at = due, state, utcnow()
 
 
 def _values(contact: Contact, order: Order | None) -> dict[str, Any]:

@@ -10,9 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from models import Contact, InboxEvent, OutboundMessage
+from models import Contact, DeliveryFollowup, InboxEvent, Order, OutboundMessage
+from models.base import utcnow
 from models.db import session_scope
 from models.outbox import QUEUED, SENDING
+from queueing import names
+from queueing.app import app
 from queueing.publish import enqueue
 from testkit import samples
 from testkit.processes import wait_for
@@ -180,3 +183,93 @@ def test_the_same_phone_with_a_new_contact_id_is_still_one_contact(client, admin
     view = contact_view(client, admin_headers, contact_of(FIRST_WA))
     assert {i["value"] for i in view["identities"]} >= {"orders:C-1", "orders:C-2"}
     assert view["identity_conflicts"] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The delivery follow-up: only for an order on its way, and only on its day
+
+
+def finished(worker, task: str) -> int:
+    """How many ``task`` runs the shared worker has finished (its log line per task)."""
+    return sum(
+        1
+        for line in worker.log_path.read_text().splitlines()
+        if "succeeded in" in line and f"{task}[" in line
+    )
+
+
+def beat_ticks(worker) -> None:
+    """One tick of beat's follow-up task, run by the worker, as beat would send it."""
+    done = finished(worker, "fire_due_followups")
+    app.send_task(names.FIRE_DUE_FOLLOWUPS)
+    wait_for(lambda: finished(worker, "fire_due_followups") > done, 30, "a follow-up tick")
+    settled()
+
+
+def followups_sent(cloud_api) -> list[str]:
+    return [
+        body["template"]["components"][0]["parameters"][1]["text"]
+        for body in cloud_api.accepted
+        if body["type"] == "template" and body["template"]["name"] == "order_delivery_followup"
+    ]
+
+
+def test_no_followup_until_the_order_ships(client, admin_headers, cloud_api, worker):
+    """Once "has your order arrived?" went to a customer whose order had not left the shop."""
+    post_order(client, samples.order_event("order.created", estimated_delivery_date=local_day()))
+    post_order(client, samples.order_event("order.paid"))
+    settled()
+    beat_ticks(worker)
+    assert followups_sent(cloud_api) == []
+    assert order_view(client, admin_headers)["followup"] is None
+
+    post_order(client, samples.order_event("order.shipped", tracking_number="JNE1"))
+    settled()
+    assert order_view(client, admin_headers)["followup"]["state"] == "scheduled"
+    beat_ticks(worker)
+    beat_ticks(worker)
+    assert followups_sent(cloud_api) == ["SO-1001"]  # once
+    assert order_view(client, admin_headers)["followup"]["state"] == "fired"
+
+
+def test_a_delivery_date_already_past_when_learned_is_not_sent_as_arriving_today(
+    client, admin_headers, cloud_api, worker
+):
+    """Once a date learned a day late went out as "arriving today (<yesterday>)"."""
+    yesterday = local_day(-1)
+    post_order(
+        client,
+        samples.order_event("order.shipped", tracking_number="JNE1", estimated_delivery_date=yesterday),
+    )
+    settled()
+    beat_ticks(worker)
+    assert followups_sent(cloud_api) == []
+    view = order_view(client, admin_headers)
+    assert (view["estimated_delivery_date"], view["followup"]["state"]) == (yesterday, "missed")
+
+    # The order system corrects the date to today: now the question fits, and goes once.
+    post_order(client, samples.order_event("order.updated", estimated_delivery_date=local_day()))
+    settled()
+    assert order_view(client, admin_headers)["followup"]["state"] == "scheduled"
+    beat_ticks(worker)
+    assert followups_sent(cloud_api) == ["SO-1001"]
+
+
+def test_a_followup_whose_day_went_by_unsent_is_missed_not_sent_late(
+    client, admin_headers, cloud_api, worker
+):
+    post_order(
+        client,
+        samples.order_event("order.shipped", tracking_number="JNE1", estimated_delivery_date=local_day(2)),
+    )
+    settled()
+    with session_scope() as session:  # two days on, beat was away all of the delivery day
+        order = session.scalars(select(Order).where(Order.external_id == "SO-1001")).one()
+        order.estimated_delivery_date = datetime.fromisoformat(local_day(-1)).date()
+        followup = session.scalars(
+            select(DeliveryFollowup).where(DeliveryFollowup.order_id == order.id)
+        ).one()
+        followup.due_at = utcnow() - timedelta(days=1)
+    beat_ticks(worker)
+    assert followups_sent(cloud_api) == []
+    assert order_view(client, admin_headers)["followup"]["state"] == "missed"
