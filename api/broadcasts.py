@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from api.auth import require_admin
 from integrations.whatsapp.cloud import is_closed_window_error
@@ -25,6 +26,7 @@ from models import Broadcast, Message, OutboundMessage
 from models.db import session_scope
 from models.labels import label_ids_named
 from models.outbox import BLOCKED_WINDOW, CANCELLED, FAILED, QUEUED, SENDING, SENT
+from models.types import room
 from queueing.publish import expand_broadcast
 
 log = logging.getLogger(__name__)
@@ -68,18 +70,33 @@ class BroadcastOut(BaseModel):
 
 
 @router.post("/broadcasts", status_code=202)
-def create_broadcast(request: BroadcastIn) -> JSONResponse:
-    with session_scope() as session:
-        if not session.scalars(label_ids_named(request.label)).first():
-            raise HTTPException(422, f"label: no label named {request.label!r}")
-        broadcast = Broadcast(
-            label=request.label.strip(),
-            text=request.text,
-            template=request.template.model_dump() if request.template else None,
-        )
-        session.add(broadcast)
-        session.flush()
-        broadcast_id = broadcast.id
+def create_broadcast(
+    request: BroadcastIn,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=room(Broadcast.idempotency_key))
+    ] = None,
+) -> JSONResponse:
+    """Send to everyone with the label. Repeat the request with the same ``Idempotency-Key``
+    safely: it answers with the broadcast the key started, and nothing is sent again."""
+    wanted = _as_stored(request)
+    if idempotency_key is not None:
+        earlier = _by_key(idempotency_key, wanted)
+        if earlier is not None:
+            return _replayed(earlier)
+    try:
+        with session_scope() as session:
+            if not session.scalars(label_ids_named(request.label)).first():
+                raise HTTPException(422, f"label: no label named {request.label!r}")
+            broadcast = Broadcast(idempotency_key=idempotency_key, **wanted)
+            session.add(broadcast)
+            session.flush()
+            broadcast_id = broadcast.id
+    except IntegrityError:
+        # The same key, committed by a request running at the same time: that one is the broadcast.
+        earlier = _by_key(idempotency_key, wanted) if idempotency_key is not None else None
+        if earlier is None:
+            raise
+        return _replayed(earlier)
     try:
         expand_broadcast(broadcast_id)
     except Exception:
@@ -88,6 +105,36 @@ def create_broadcast(request: BroadcastIn) -> JSONResponse:
             session.delete(session.get_one(Broadcast, broadcast_id))
         return JSONResponse({"detail": "the queue is unavailable; nothing was sent, retry later"}, 503)
     return JSONResponse({"id": broadcast_id, "status": "accepted"}, status_code=202)
+
+
+def _as_stored(request: BroadcastIn) -> dict[str, Any]:
+    return {
+        "label": request.label.strip(),
+        "text": request.text,
+        "template": request.template.model_dump() if request.template else None,
+    }
+
+
+def _by_key(key: str, wanted: dict[str, Any]) -> int | None:
+    """The broadcast this key started, if any; 422 if it was started with another body."""
+    with session_scope() as session:
+        earlier = session.scalars(select(Broadcast).where(Broadcast.idempotency_key == key)).first()
+        if earlier is None:
+            return None
+        if {name: getattr(earlier, name) for name in wanted} != wanted:
+            raise HTTPException(
+                422,
+                f"Idempotency-Key: {key!r} was used for broadcast {earlier.id} with another label, text "
+                "or template; use a new key for a new broadcast",
+            )
+        return earlier.id
+
+
+def _replayed(broadcast_id: int) -> JSONResponse:
+    """The answer the first request got (the header says it is a repeat); nothing new is queued."""
+    return JSONResponse(
+        {"id": broadcast_id, "status": "accepted"}, status_code=202, headers={"Idempotent-Replayed": "true"}
+    )
 
 
 @router.get("/broadcasts/{broadcast_id}", response_model=BroadcastOut)

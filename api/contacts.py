@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
 from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
 
 from api.auth import require_admin
 from api.crm import CrmSyncOut, crm_sync
@@ -15,7 +16,7 @@ from api.labels import LabelChangeOut, label_history
 from domain import phones, service_window
 from models import Company, Contact, ContactIdentity, Conversation, Deal, Message, Order
 from models.base import utcnow
-from models.contacts import current_contact
+from models.contacts import current_contact, identity_conflicts
 from models.db import session_scope
 from models.labels import active_labels, contacts_with_label
 from pipeline.identity import PHONE
@@ -87,6 +88,36 @@ class OrderSummary(BaseModel):
     created_at: datetime
 
 
+class IdentityConflictOut(BaseModel):
+    """An identity two contacts with different phones were named by: kept apart, for a person
+    to settle (merge them if they are one)."""
+
+    identity: str  # e.g. "orders:C-42", the order system's contact id
+    kind: str
+    contact_id: int  # the contact the event went to: the one with the event's phone
+    phone: str | None
+    other_contact_id: int  # the contact that already had the identity
+    other_phone: str | None
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+
+def conflicts_of(session: Session, contact_id: int) -> list[IdentityConflictOut]:
+    return [
+        IdentityConflictOut(
+            identity=c.value,
+            kind=c.kind,
+            contact_id=c.contact_id,
+            phone=c.phone,
+            other_contact_id=c.other_contact_id,
+            other_phone=c.other_phone,
+            first_seen_at=c.first_seen_at,
+            last_seen_at=c.last_seen_at,
+        )
+        for c in identity_conflicts(session, contact_id)
+    ]
+
+
 class ContactDetail(ContactOut):
     identities: list[IdentityOut]
     referral: dict[str, Any] | None
@@ -95,6 +126,7 @@ class ContactDetail(ContactOut):
     orders: list[OrderSummary]  # details and messages: GET /api/orders/{order_id}
     label_history: list[LabelChangeOut]  # every label given or taken away, oldest first
     crm: CrmSyncOut  # Odoo partner and lead ids, and how the sync stands
+    identity_conflicts: list[IdentityConflictOut]
 
 
 class MessageOut(BaseModel):
@@ -193,6 +225,7 @@ def get_contact(contact_id: int) -> ContactDetail:
             ],
             label_history=label_history(session, contact.id),
             crm=crm_sync(session, contact.id),
+            identity_conflicts=conflicts_of(session, contact.id),
         )
 
 

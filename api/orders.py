@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from api.auth import require_admin
+from api.contacts import IdentityConflictOut, conflicts_of
 from domain.order_messages import TITLES
 from integrations.whatsapp.cloud import is_closed_window_error
 from models import DeliveryFollowup, Message, Order, OutboundMessage
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/api", tags=["orders"], dependencies=[Depends(require
 
 class FollowupOut(BaseModel):
     due_at: datetime
-    state: str  # scheduled | fired | cancelled
+    state: str  # scheduled | fired | cancelled | missed (its day went by before it could go)
     fired_at: datetime | None
 
 
@@ -57,6 +58,8 @@ class OrderOut(BaseModel):
     cancelled_at: datetime | None
     followup: FollowupOut | None
     messages: list[OrderMessageOut]
+    # The order's contact was named by an identity another contact (another phone) holds.
+    identity_conflicts: list[IdentityConflictOut]
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
@@ -90,6 +93,7 @@ def get_order(order_id: str) -> OrderOut:
             cancelled_at=order.cancelled_at,
             followup=FollowupOut.model_validate(followup, from_attributes=True) if followup else None,
             messages=[_message_out(row, message) for row, message in rows],
+            identity_conflicts=conflicts_of(session, order.contact_id),
         )
 
 

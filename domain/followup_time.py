@@ -20,6 +20,13 @@ def followup_due(delivery_date: date, cron: str, timezone: str) -> datetime:
     return due.astimezone(UTC)
 
 
+def day_gone(due: datetime, timezone: str, now: datetime) -> bool:
+    """Whether the local day a follow-up is due on is over: its text says the order arrives
+    "today", so it is not sent on a later day (a due time earlier today still goes)."""
+    zone = ZoneInfo(timezone)
+    return due.astimezone(zone).date() < now.astimezone(zone).date()
+
+
 def check_cron(cron: str) -> None:
     """Raise ValueError naming FOLLOWUP_CRON when it is not a valid cron expression."""
     if not croniter.is_valid(cron):

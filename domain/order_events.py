@@ -9,3 +9,8 @@ EVENT_TYPES = (
     "order.received",
     "order.cancelled",
 )
+
+# The order system's contact id becomes the contact identity "orders:<id>".
+CONTACT_ID_PREFIX = "orders:"
+# An event's note on the CRM lead is keyed "order-event:<event id>" (once per event).
+CRM_NOTE_PREFIX = "order-event:"

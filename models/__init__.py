@@ -2,7 +2,7 @@
 
 from models.base import Base
 from models.broadcasts import Broadcast
-from models.contacts import Company, Contact, ContactIdentity, Deal
+from models.contacts import Company, Contact, ContactIdentity, Deal, IdentityConflict
 from models.conversations import Conversation, DeliveryStatus, Message
 from models.crm import CrmRecord, CrmSyncJob
 from models.inbox import InboxEvent
@@ -37,6 +37,7 @@ __all__ = [
     "DeliveryStatus",
     "FaqEntry",
     "FollowupRules",
+    "IdentityConflict",
     "InboxEvent",
     "Label",
     "LabelChange",

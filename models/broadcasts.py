@@ -24,6 +24,8 @@ class Broadcast(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     label: Mapped[str] = mapped_column(String(255))  # the label's name, as asked
+    # The client's Idempotency-Key: a retried POST with it is this broadcast, not a second one.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     text: Mapped[str] = mapped_column(Text)
     # {"name", "language", "parameters"}: sent instead of the text when a window is closed.
     template: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, or_, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.base import Base, JSONType, utcnow
@@ -72,6 +72,43 @@ class ContactIdentity(Base):
     contact: Mapped[Contact] = relationship(back_populates="identities")
 
     __table_args__ = (UniqueConstraint("kind", "value"),)
+
+
+class IdentityConflict(Base):
+    """An identity an event named that another contact, with another valid phone, already holds.
+
+    A phone is the person; an order system's contact id is only what that system believes. So
+    an event for "C-42" with a new number goes to that number's contact and does not make the
+    two one: the claim is kept here for a person to look at (and merge if they are one), seen
+    from both contacts, instead of silently merging two customers or messaging a stale number.
+    """
+
+    __tablename__ = "identity_conflicts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)  # the event's
+    other_contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)  # holder
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(255))
+    phone: Mapped[str | None] = mapped_column(String(20))  # the event's phone
+    other_phone: Mapped[str | None] = mapped_column(String(20))  # the holder's
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def identity_conflicts(session: Session, contact_id: int) -> list[IdentityConflict]:
+    """The conflicts a contact is part of, on either side, oldest first."""
+    return list(
+        session.scalars(
+            select(IdentityConflict)
+            .where(
+                or_(
+                    IdentityConflict.contact_id == contact_id, IdentityConflict.other_contact_id == contact_id
+                )
+            )
+            .order_by(IdentityConflict.id)
+        )
+    )
 
 
 class Deal(Base):

@@ -46,7 +46,9 @@ class Order(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-SCHEDULED, FIRED = "scheduled", "fired"
+# A follow-up that could not go out on its day (the date was already past when the order
+# shipped or the date was learned, or beat was away all day) is "missed": its text says "today".
+SCHEDULED, FIRED, MISSED = "scheduled", "fired", "missed"
 
 
 class DeliveryFollowup(Base):
@@ -58,7 +60,9 @@ class DeliveryFollowup(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), unique=True)
     due_at: Mapped[datetime]
-    state: Mapped[str] = mapped_column(String(16), default=SCHEDULED)  # scheduled | fired | cancelled
+    state: Mapped[str] = mapped_column(
+        String(16), default=SCHEDULED
+    )  # scheduled | fired | cancelled | missed
     fired_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

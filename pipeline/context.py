@@ -18,6 +18,7 @@ from domain import opt_out, service_window
 from domain.message_types import describe
 from models import Contact, Conversation, Deal, Message
 from models.conversations import INBOUND, OUTBOUND
+from models.types import room
 from observability.metrics import FIRST_RESPONSE_SECONDS
 from pipeline import crm_sync, identity, locks, receipts
 from queueing import publish
@@ -155,7 +156,8 @@ def ensure_open_deal(session: Session, contact: Contact) -> Deal:
         deal = Deal(
             contact_id=contact.id,
             company_id=contact.company_id,
-            title=f"WhatsApp lead: {contact.name or 'unknown'}",
+            # Cut to the column: a name may already fill all of Contact.name.
+            title=f"WhatsApp lead: {contact.name or 'unknown'}"[: room(Deal.title)],
         )
         session.add(deal)
     return deal

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain.order_events import CRM_NOTE_PREFIX
 from models import Contact, Order
 from models.base import utcnow
 from models.crm import ACTIVITY, LEAD, LOG, NOTE, QUEUED, CrmSyncJob
@@ -52,7 +53,7 @@ def queue_order_event(session: Session, contact_id: int, order: Order, event: di
         contact_id,
         NOTE,
         event["type"],
-        dedupe_key=f"order-event:{event['id']}",
+        dedupe_key=f"{CRM_NOTE_PREFIX}{event['id']}",
         payload={"text": order_note(order, event["type"])},
     )
 

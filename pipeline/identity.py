@@ -5,6 +5,11 @@ it, an order-system contact id. Each of those becomes an ``Identity`` (kind, val
 ``contact_identities`` is unique on it, so it is the database, not a check in Python, that decides
 who wins when two workers meet a new number at once. When one event's identities belong to two
 contacts, the two are one person: they are merged, and all history moves to the older one.
+
+Except on an external id alone: an order system's contact id held by a contact with another
+valid phone than the event's is a claim, not proof. The event goes to its phone's contact, the
+two stay apart, and the conflict is recorded (``identity_conflicts``, shown on the contact and
+its orders) for a person to settle.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from domain import phones
-from models import Base, Company, Contact, ContactIdentity, Deal
+from models import Base, Company, Contact, ContactIdentity, Deal, IdentityConflict
 from models.base import utcnow
 from models.db import dialect_insert
 from models.labels import merge_contact_labels
@@ -91,9 +96,13 @@ def resolve_contact(session: Session, sighting: Sighting) -> Contact:
     """Find or create the one contact these identities belong to, locked for this transaction."""
     if not sighting.identities:
         raise ValueError("an event with no identity (no phone, wa_id or user id) names nobody")
-    wanted = list(dict.fromkeys(sighting.identities))
     for _ in range(_MAX_ATTEMPTS):
+        wanted = list(dict.fromkeys(sighting.identities))
         owners = _owners(session, wanted)
+        # An external id held by someone with another phone is not this person's: left out.
+        disputed = _disputed(session, sighting, owners)
+        wanted = [i for i in wanted if i not in disputed]
+        owners = {i: owner for i, owner in owners.items() if i not in disputed}
         if not owners:
             contact = _try_create(session, sighting, wanted)
         else:
@@ -106,6 +115,7 @@ def resolve_contact(session: Session, sighting: Sighting) -> Contact:
             _update_profile(contact, sighting)
             if sighting.company and contact.company_id is None:
                 contact.company_id = company_id(session, sighting.company)
+            _record_conflicts(session, contact, sighting, disputed)
             return contact
         # Lost a race (another worker inserted one of these identities, or merged a contact we
         # saw): the committed state has changed, so look again.
@@ -122,6 +132,70 @@ def _owners(session: Session, identities: list[Identity]) -> dict[Identity, int]
     )
     found = {Identity(kind, value): contact_id for kind, value, contact_id in rows}
     return {i: found[i] for i in identities if i in found}
+
+
+def _disputed(
+    session: Session, sighting: Sighting, owners: dict[Identity, int]
+) -> dict[Identity, tuple[int, str]]:
+    """The external ids (an order system's contact id) this event names that belong to a contact
+    with another valid phone than the event's, with that contact and its phone.
+
+    A phone identifies a person; an external id is only what another system believes, and it
+    can be wrong (a reused account, a typo, a changed number). Merging on it alone would make two
+    customers one, or keep sending to a number the customer no longer gave: it never decides
+    against a phone. The event goes to its phone's contact, and the conflict is recorded.
+    """
+    phone = sighting.phone
+    if phone is None or not phone.is_valid:
+        return {}
+    phone_owner = owners.get(Identity(PHONE, phone.e164))  # type: ignore[arg-type]
+    claimed = {i: owner for i, owner in owners.items() if i.kind == EXTERNAL and owner != phone_owner}
+    if not claimed:
+        return {}
+    phones_of = {
+        contact_id: e164
+        for contact_id, e164 in session.execute(
+            select(Contact.id, Contact.phone_e164).where(Contact.id.in_(set(claimed.values())))
+        )
+    }
+    return {
+        i: (owner, phones_of[owner])
+        for i, owner in claimed.items()
+        if phones_of.get(owner) and phones_of[owner] != phone.e164
+    }
+
+
+def _record_conflicts(
+    session: Session, contact: Contact, sighting: Sighting, disputed: dict[Identity, tuple[int, str]]
+) -> None:
+    """Keep each conflict once per (contact, identity, holder); a repeat only updates when it was
+    last seen. The contact is locked, so two workers cannot both insert the same one."""
+    now = utcnow()
+    phone = sighting.phone.e164 if sighting.phone else None
+    for identity, (holder, holder_phone) in disputed.items():
+        known = session.scalars(
+            select(IdentityConflict).where(
+                IdentityConflict.contact_id == contact.id,
+                IdentityConflict.other_contact_id == holder,
+                IdentityConflict.kind == identity.kind,
+                IdentityConflict.value == identity.value,
+            )
+        ).first()
+        if known is None:
+            session.add(
+                IdentityConflict(
+                    contact_id=contact.id,
+                    other_contact_id=holder,
+                    kind=identity.kind,
+                    value=identity.value,
+                    phone=phone,
+                    other_phone=holder_phone,
+                    first_seen_at=now,
+                    last_seen_at=now,
+                )
+            )
+        else:
+            known.last_seen_at, known.phone, known.other_phone = now, phone, holder_phone
 
 
 def _try_create(session: Session, sighting: Sighting, identities: list[Identity]) -> Contact | None:

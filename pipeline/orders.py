@@ -21,11 +21,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from domain import order_messages
-from domain.followup_time import followup_due
+from domain.followup_time import day_gone, followup_due
 from domain.order_messages import (
     CONTACT_CREATED,
     ORDER_CREATED,
@@ -37,7 +37,8 @@ from domain.order_messages import (
 from models import Contact, DeliveryFollowup, Order, OutboundMessage
 from models.base import utcnow
 from models.db import dialect_insert
-from models.orders import CANCELLED, SCHEDULED, STAGES
+from models.orders import CANCELLED, FIRED, MISSED, SCHEDULED, STAGES
+from models.outbox import QUEUED
 from pipeline import context, crm_sync, identity, outbox
 from settings import settings
 
@@ -77,7 +78,10 @@ def record_order_event(session: Session, payload: dict[str, Any]) -> None:
 
     occurred_at = datetime.fromisoformat(payload["occurred_at"])
     order, previous_rank = _order_for_update(session, payload["order"]["id"], contact, deal.id)
+    _follow_phone(session, order, contact, deal.id, occurred_at)
     _apply_details(order, payload["order"], occurred_at)
+    # The order's messages go to the phone of its newest event (that of an older one is stale).
+    recipient = contact if order.contact_id == contact.id else session.get_one(Contact, order.contact_id)
     event_type = payload["type"]
     if event_type == "order.cancelled":
         if order.cancelled_at is None:
@@ -95,7 +99,7 @@ def record_order_event(session: Session, payload: dict[str, Any]) -> None:
             if _RANK[stage] > _RANK[order.stage]:
                 order.stage = stage
             if _RANK[stage] >= previous_rank:
-                queue_message(session, TRIGGER_OF_STAGE[stage], contact, order)
+                queue_message(session, TRIGGER_OF_STAGE[stage], recipient, order)
     order.updated_at = utcnow()
     _schedule_followup(session, order)
     crm_sync.queue_order_event(session, contact.id, order, payload)  # a note on the Odoo lead, if synced
@@ -168,6 +172,29 @@ def _order_for_update(
     return order, 0 if created is not None else _RANK.get(order.stage, len(STAGES) + 1)
 
 
+def _follow_phone(
+    session: Session, order: Order, contact: Contact, deal_id: int, occurred_at: datetime
+) -> None:
+    """The newest event's phone decides whose order it is, and so where its messages go: an
+    event with a new phone moves the order (and its messages still queued) to that phone's
+    contact; an older event's phone changes nothing."""
+    times = dict(order.detail_times or {})
+    # Orders stored before the contact had a time: as of their details.
+    known = times.get("contact") or (order.details_as_of.isoformat() if order.details_as_of else None)
+    if known is not None and occurred_at < datetime.fromisoformat(known):
+        return
+    times["contact"] = occurred_at.isoformat()
+    order.detail_times = times
+    if order.contact_id == contact.id:
+        return
+    order.contact_id, order.deal_id = contact.id, deal_id
+    session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.order_id == order.id, OutboundMessage.state == QUEUED)
+        .values(contact_id=contact.id, updated_at=utcnow())
+    )
+
+
 def _apply_details(order: Order, details: dict[str, Any], occurred_at: datetime) -> None:
     """Each detail comes from the newest event that carries it."""
     times = dict(order.detail_times or {})
@@ -194,7 +221,14 @@ def _apply_details(order: Order, details: dict[str, Any], occurred_at: datetime)
 
 
 def _schedule_followup(session: Session, order: Order) -> None:
-    """Schedule, move or cancel the delivery follow-up; one that already fired stays as it is."""
+    """Schedule, move or cancel the delivery follow-up; one that already fired stays as it is.
+
+    Only an order on its way has one: "has it arrived?" before it was shipped would confuse. A
+    delivery date whose day is already over when it is learned (or when the order ships) is not
+    asked about as arriving "today": the follow-up is ``missed`` (visible on the order), and a
+    newer date for today or later schedules it again. A due time passed earlier today still
+    fires at the next tick.
+    """
     followup = session.scalars(
         select(DeliveryFollowup).where(DeliveryFollowup.order_id == order.id).with_for_update()
     ).first()
@@ -202,13 +236,14 @@ def _schedule_followup(session: Session, order: Order) -> None:
         if followup is not None and followup.state == SCHEDULED:
             followup.state, followup.updated_at = CANCELLED, utcnow()
         return
-    if order.estimated_delivery_date is None:
+    if order.stage != "shipped" or order.estimated_delivery_date is None:
         return
     due = followup_due(order.estimated_delivery_date, settings.followup_cron, settings.timezone)
+    state = MISSED if day_gone(due, settings.timezone, utcnow()) else SCHEDULED
     if followup is None:
-        session.add(DeliveryFollowup(order_id=order.id, due_at=due, state=SCHEDULED))
-    elif followup.state == SCHEDULED and followup.due_at != due:
-        followup.due_at, followup.updated_at = due, utcnow()
+        session.add(DeliveryFollowup(order_id=order.id, due_at=due, state=state))
+    elif followup.state != FIRED and (followup.due_at, followup.state) != (due, state):
+        followup.due_at, followup.state, followup.updated_at = due, state, utcnow()
 
 
 def _values(contact: Contact, order: Order | None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ on its ``id`` and answers 202; a replay of the same id answers 200 and is not pr
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,7 +16,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from domain import phones
-from domain.order_events import EVENT_TYPES
+from domain.order_events import CONTACT_ID_PREFIX, CRM_NOTE_PREFIX, EVENT_TYPES
+from models import Contact, ContactIdentity, CrmSyncJob, InboxEvent, Order
+from models.types import largest, room
 from producers.inbox import NewEvent, store
 from producers.rejections import Rejected
 from producers.security import parse_json, read_body, verify_signature
@@ -26,6 +29,20 @@ router = APIRouter(tags=["webhooks"])
 # Ways a body could change several orders at once; bulk updates are refused.
 _BULK_KEYS = {"orders", "order_ids", "events", "bulk"}
 _BULK_ORDER_KEYS = {"ids", "order_ids"}
+
+# The longest value of each text field: what its columns hold, so that an accepted event can
+# always be stored (a longer one once got 202, then failed in the worker, unsent).
+LIMITS = {
+    "id": min(room(InboxEvent.dedupe_key), room(CrmSyncJob.dedupe_key, CRM_NOTE_PREFIX)),
+    "contact.id": room(ContactIdentity.value, CONTACT_ID_PREFIX),
+    "contact.name": room(Contact.name),
+    "order.id": room(Order.external_id),
+    "order.currency": room(Order.currency),
+    "order.courier": room(Order.courier),
+    "order.tracking_number": room(Order.tracking_number),
+}
+MAX_TOTAL = largest(Order.total)
+_CENTS = Decimal(1).scaleb(-Order.total.type.scale)
 
 
 @router.post("/webhooks/orders", status_code=202)
@@ -98,6 +115,9 @@ def _check_order(order: Any, event_type: str) -> None:
     total = order.get("total")
     if total is not None and (isinstance(total, bool) or not isinstance(total, int | float) or total < 0):
         raise _invalid("order.total", f"{total!r} is not an amount (a number, zero or more)")
+    # Stored rounded to cents, as the worker will store it.
+    if total is not None and Decimal(str(total)).quantize(_CENTS, ROUND_HALF_UP) > MAX_TOTAL:
+        raise _invalid("order.total", f"{total!r} is more than the largest amount kept ({MAX_TOTAL})")
     for key in ("currency", "courier", "tracking_number"):
         _text(order, key, f"order.{key}")
     delivery = order.get("estimated_delivery_date")
@@ -120,7 +140,8 @@ def _is_date(value: Any) -> bool:
 def _text(
     container: dict[str, Any], key: str, field: str, *, required: bool = False, scalar_ok: bool = False
 ) -> str | None:
-    """A string field (a number too where ``scalar_ok``: ids are often numeric), up to 255 chars."""
+    """A string field (a number too where ``scalar_ok``: ids are often numeric) of at most
+    ``LIMITS[field]`` characters."""
     value = container.get(key)
     if value is None or value == "":
         if required:
@@ -128,8 +149,9 @@ def _text(
         return None
     if scalar_ok and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or len(value) > 255:
-        raise _invalid(field, f"'{field}' must be a string of at most 255 characters")
+    limit = LIMITS[field]
+    if not isinstance(value, str) or len(value) > limit:
+        raise _invalid(field, f"'{field}' must be a string of at most {limit} characters")
     return value
 
 

@@ -26,6 +26,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from models import Contact, ContactIdentity, DeliveryStatus, InboxEvent, Label, Message
+from models.types import INTEGER_RANGE, room
 from producers.inbox import NewEvent, store
 from producers.rejections import Rejected
 from producers.security import parse_json, read_body, verify_signature
@@ -36,14 +38,23 @@ router = APIRouter(tags=["webhooks"])
 
 LABEL_EVENTS = ("label.upsert", "label.deleted", "label.chat.added", "label.chat.deleted")
 MESSAGE_EVENTS = ("message", "message.ack")
-# What each accepted event's payload must carry, and of which kind ("id" = a string or a number).
-_REQUIRED: dict[str, tuple[tuple[str, str], ...]] = {
-    "label.upsert": (("id", "id"), ("name", "text")),
-    "label.deleted": (("id", "id"),),
-    "label.chat.added": (("labelId", "id"), ("chatId", "text")),
-    "label.chat.deleted": (("labelId", "id"), ("chatId", "text")),
-    "message": (("id", "text"), ("from", "text"), ("timestamp", "epoch")),
-    "message.ack": (("id", "text"), ("ack", "int")),
+# What the columns a value lands in hold, so that an accepted event can always be stored.
+SESSION = room(Label.session)
+ENVELOPE_ID = room(InboxEvent.dedupe_key)
+LABEL_ID = room(Label.external_id)
+LABEL_NAME = room(Label.name)
+CHAT_ID = room(ContactIdentity.value)  # a chat id becomes a phone, wa_id or LID identity
+MESSAGE_ID = room(Message.external_id)
+ACK_ID = min(room(DeliveryStatus.external_id), room(Message.external_id))
+# What each accepted event's payload must carry: of which kind ("id" = a string or a number,
+# "text" = a string) and at most how long.
+_REQUIRED: dict[str, tuple[tuple[str, str, int], ...]] = {
+    "label.upsert": (("id", "id", LABEL_ID), ("name", "text", LABEL_NAME)),
+    "label.deleted": (("id", "id", LABEL_ID),),
+    "label.chat.added": (("labelId", "id", LABEL_ID), ("chatId", "text", CHAT_ID)),
+    "label.chat.deleted": (("labelId", "id", LABEL_ID), ("chatId", "text", CHAT_ID)),
+    "message": (("id", "text", MESSAGE_ID), ("from", "text", CHAT_ID), ("timestamp", "epoch", 0)),
+    "message.ack": (("id", "text", ACK_ID), ("ack", "int", 0)),
 }
 _MAX_EPOCH_MS = 253402300799999  # 9999-12-31
 # X-Webhook-Timestamp, used only when it is plain ASCII digits ("²".isdigit() is true, int() fails).
@@ -82,8 +93,8 @@ def validate(document: Any, header_timestamp: str | None = None) -> NewEvent | N
     event = document.get("event")
     if not isinstance(event, str) or not event:
         raise _malformed("event", "'event' (the WAHA event name) is required")
-    _string(document, "session", "session", required=True, limit=64)
-    envelope_id = _string(document, "id", "id", limit=255)
+    _string(document, "session", "session", required=True, limit=SESSION)
+    envelope_id = _string(document, "id", "id", limit=ENVELOPE_ID)
     for key in ("me", "metadata"):
         if document.get(key) is not None and not isinstance(document[key], dict):
             raise _malformed(key, f"'{key}' must be an object")
@@ -93,11 +104,17 @@ def validate(document: Any, header_timestamp: str | None = None) -> NewEvent | N
     payload = document.get("payload")
     if not isinstance(payload, dict):
         raise _malformed("payload", f"'payload' (an object) is required on {event}")
-    for key, kind in _REQUIRED[event]:
-        _check(payload, key, kind)
+    for key, kind, limit in _REQUIRED[event]:
+        _check(payload, key, kind, limit)
     label = payload.get("label")
     if event.startswith("label.chat.") and label is not None and not isinstance(label, dict):
         raise _malformed("payload.label", "'payload.label' must be an object or null")
+    if event == "label.upsert":
+        _check_color(payload, "payload.color")
+    elif isinstance(label, dict):
+        _check_color(label, "payload.label.color")
+    if event == "message":
+        _check_message(payload)
 
     if at is None and event == "message":
         at = datetime.fromtimestamp(int(payload["timestamp"]), UTC)
@@ -118,20 +135,42 @@ def _canonical(document: dict[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _check(payload: dict[str, Any], key: str, kind: str) -> None:
+def _check(payload: dict[str, Any], key: str, kind: str, limit: int) -> None:
     field, value = f"payload.{key}", payload.get(key)
     if kind == "id":
         if isinstance(value, bool) or not isinstance(value, str | int) or str(value).strip() == "":
             raise _malformed(field, f"'{field}' (a string or number id) is required")
-        if len(str(value)) > 64:
-            raise _malformed(field, f"'{field}' is longer than 64 characters")
+        if len(str(value)) > limit:
+            raise _malformed(field, f"'{field}' is longer than {limit} characters")
     elif kind == "text":
-        _string(payload, key, field, required=True, limit=255)
+        _string(payload, key, field, required=True, limit=limit)
     elif kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise _malformed(field, f"'{field}' (an integer) is required")
     elif kind == "epoch" and not _is_epoch(value, _MAX_EPOCH_MS // 1000):
         raise _malformed(field, f"'{field}' (epoch seconds) is required")
+
+
+def _check_color(label: dict[str, Any], field: str) -> None:
+    """A label's colour number is kept in an INTEGER column (a colour that is not a number is
+    ignored, as before)."""
+    color = label.get("color")
+    low, high = INTEGER_RANGE
+    if isinstance(color, int) and not isinstance(color, bool) and not low <= color <= high:
+        raise _malformed(field, f"'{field}' must be between {low} and {high}")
+
+
+def _check_message(message: dict[str, Any]) -> None:
+    """The parts of a message that land in length-limited columns: the sender's name, and the id
+    of the message it replies to."""
+    data = message.get("_data")
+    if isinstance(data, dict):
+        for key in ("notifyName", "pushName"):
+            if data.get(key):
+                _string(data, key, f"payload._data.{key}", limit=room(Contact.name))
+    reply_to = message.get("replyTo")
+    if isinstance(reply_to, dict) and reply_to.get("id"):
+        _string(reply_to, "id", "payload.replyTo.id", limit=room(Message.reply_to))
 
 
 def _string(

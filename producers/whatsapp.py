@@ -13,8 +13,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from models import Contact, ContactIdentity, DeliveryStatus, InboxEvent, Message
+from models.types import room
 from producers.inbox import NewEvent, store
 from producers.rejections import Rejected
 from producers.security import not_configured, parse_json, read_body, verify_signature
@@ -26,6 +28,18 @@ router = APIRouter(tags=["webhooks"])
 # Up to 11 digits keeps every value a valid datetime (year 5138 at most).
 EpochSeconds = Annotated[str, Field(pattern=r"^\d{1,11}$")]
 
+# What the columns a value lands in hold, so that an accepted event can always be stored.
+MESSAGE_ID = min(room(Message.external_id), room(InboxEvent.dedupe_key))
+STATUS = room(DeliveryStatus.status)
+# A receipt is keyed "<wamid>:<status>" in the inbox, and its wamid kept as the message's.
+STATUS_ID = min(
+    room(DeliveryStatus.external_id), room(Message.external_id), room(InboxEvent.dedupe_key) - 1 - STATUS
+)
+IDENTITY = room(ContactIdentity.value)  # a wa_id or a BSUID
+NAME = room(Contact.name)
+TYPE = room(Message.raw_type)  # a type we do not know is kept under its own name
+LEAD_SOURCE = room(Contact.lead_source)  # "<referral source_type>:<source_id>"
+
 
 class _Open(BaseModel):
     # Meta adds fields often; unknown ones are kept, never a reason to refuse.
@@ -33,11 +47,15 @@ class _Open(BaseModel):
 
 
 class CloudMessage(_Open):
-    id: str = Field(min_length=1, max_length=255)
+    id: str = Field(min_length=1, max_length=MESSAGE_ID)
     timestamp: EpochSeconds
-    type: str = Field(min_length=1)
-    from_: str | None = Field(default=None, alias="from")
-    from_user_id: str | None = None
+    type: str = Field(min_length=1, max_length=TYPE)
+    from_: str | None = Field(default=None, alias="from", max_length=IDENTITY)
+    from_user_id: str | None = Field(default=None, max_length=IDENTITY)
+    # Kept whole, but parts of them land in length-limited columns: checked below.
+    context: Any = None
+    referral: Any = None
+    system: Any = None
 
     @model_validator(mode="after")
     def _has_sender(self) -> CloudMessage:
@@ -45,16 +63,51 @@ class CloudMessage(_Open):
             raise ValueError("a message needs 'from' or 'from_user_id'")
         return self
 
+    @field_validator("context")
+    @classmethod
+    def _reply_to_fits(cls, context: Any) -> Any:
+        if isinstance(context, dict) and context.get("id") is not None:
+            _short_text(context["id"], room(Message.reply_to), "id")
+        return context
+
+    @field_validator("referral")
+    @classmethod
+    def _lead_source_fits(cls, referral: Any) -> Any:
+        if isinstance(referral, dict):
+            source = f"{referral.get('source_type') or 'ad'}:{referral.get('source_id') or '?'}"
+            if len(source) > LEAD_SOURCE:
+                raise ValueError(
+                    f"source_type and source_id together must be at most {LEAD_SOURCE - 1} characters"
+                )
+        return referral
+
+    @field_validator("system")
+    @classmethod
+    def _new_number_fits(cls, system: Any) -> Any:
+        if isinstance(system, dict) and system.get("wa_id") and len(str(system["wa_id"])) > IDENTITY:
+            raise ValueError(f"wa_id must be at most {IDENTITY} characters")
+        return system
+
+
+def _short_text(value: Any, limit: int, name: str) -> None:
+    if not isinstance(value, str) or len(value) > limit:
+        raise ValueError(f"{name} must be a string of at most {limit} characters")
+
 
 class CloudStatus(_Open):
-    id: str = Field(min_length=1, max_length=200)
-    status: str = Field(min_length=1, max_length=16)
+    id: str = Field(min_length=1, max_length=STATUS_ID)
+    status: str = Field(min_length=1, max_length=STATUS)
     timestamp: EpochSeconds
 
 
+class CloudProfile(_Open):
+    name: str | None = Field(default=None, max_length=NAME)
+
+
 class CloudContact(_Open):
-    wa_id: str | None = None
-    user_id: str | None = None
+    wa_id: str | None = Field(default=None, max_length=IDENTITY)
+    user_id: str | None = Field(default=None, max_length=IDENTITY)
+    profile: CloudProfile | None = None
 
 
 class MessagesValue(_Open):

@@ -12,15 +12,17 @@ import logging
 
 from sqlalchemy import select
 
+from domain.followup_time import day_gone
 from domain.order_messages import ORDER_FOLLOWUP_DELIVERY
 from models import Contact, DeliveryFollowup, Order
 from models.base import utcnow
 from models.db import session_scope
-from models.orders import CANCELLED, FIRED, SCHEDULED
+from models.orders import CANCELLED, FIRED, MISSED, SCHEDULED
 from observability.metrics import FOLLOWUPS_FIRED
 from pipeline import crm_sync, orders
 from queueing import names
 from queueing.tasks import periodic_task
+from settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +69,16 @@ def _fire_batch() -> int:
             if followup.order_id not in by_order:
                 continue
             order, contact = by_order[followup.order_id]
-            followup.state, followup.fired_at, followup.updated_at = FIRED, now, now
-            if order.stage in (CANCELLED, "received"):
+            followup.updated_at = now
+            if order.stage != "shipped":
+                # Cancelled, received, or (a row from before follow-ups waited for the shipment)
+                # not shipped yet: its shipment schedules it again.
                 followup.state = CANCELLED
                 continue
+            if day_gone(followup.due_at, settings.timezone, now):
+                followup.state = MISSED  # beat was away all of its day: "arriving today" is wrong now
+                continue
+            followup.state, followup.fired_at = FIRED, now
             orders.queue_message(session, ORDER_FOLLOWUP_DELIVERY, contact, order)
             crm_sync.queue_followup_activity(session, contact, order, followup.id)  # when Odoo sync is on
         return len(by_order)  # fewer than BATCH when some were skipped: the rest waits a tick

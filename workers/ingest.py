@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from domain.order_events import EVENT_TYPES as ORDER_EVENT_TYPES
@@ -85,6 +85,16 @@ def _process(event_id: int) -> str:
     return "processed"
 
 
+def describe_error(exc: Exception) -> str:
+    """The error as a person reads it on the inbox row. A failed statement names the database's
+    own complaint (its first line) and never the statement's parameters or the database's DETAIL:
+    those hold the customer's data."""
+    if isinstance(exc, StatementError) and exc.orig is not None:
+        complaint = (str(exc.orig).strip().splitlines() or [""])[0]
+        return f"{type(exc.orig).__name__}: {complaint}"[:2000]
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
 def _record_failure(event_id: int, exc: Exception) -> None:
     log.exception("inbox event failed", extra={"event_id": event_id})
     try:
@@ -93,7 +103,7 @@ def _record_failure(event_id: int, exc: Exception) -> None:
             if event is None or event.state != PENDING:
                 return
             event.attempts += 1
-            event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            event.last_error = describe_error(exc)
             if event.attempts >= settings.inbox_max_attempts:
                 event.state = FAILED
             kind, state = event.kind, event.state

@@ -21,22 +21,26 @@ import io
 import json
 import logging
 import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, func, select, text
 
 from domain.order_events import EVENT_TYPES
-from models import InboxEvent
+from models import Contact, ContactIdentity, CrmSyncJob, DeliveryStatus, InboxEvent, Label, Message, Order
 from models.db import session_scope
 from observability.logs import MaskingJsonFormatter
 from producers.waha import LABEL_EVENTS, MESSAGE_EVENTS
 from testkit import samples
+from testkit.processes import wait_for
 
 WA_SECRET, ORDER_SECRET, WAHA_KEY = "fuzz-app-secret", "fuzz-order-secret", "fuzz-waha-key"
 MAX_BODY = 256 * 1024
@@ -595,3 +599,359 @@ def test_logs_hide_the_parameters_of_a_failed_statement(log_lines):
     assert "UNIQUE constraint failed" in out
     assert out.count("[parameters: hidden]") == 2
     assert words not in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Every limit, read from the models: at the limit a value is accepted and processed; one past it
+# is refused naming the field, and nothing is stored. The table says where each field lands;
+# the numbers come from the columns, never from the producers.
+
+
+def length(column: Any, prefix: str = "") -> int:
+    """What a String column holds after ``prefix``: the model's own ``.length``."""
+    return column.type.length - len(prefix)
+
+
+@dataclass(frozen=True)
+class Limit:
+    path: str  # the webhook
+    field: str  # how the refusal names the field (its end)
+    limit: int  # the last value (text: length) that fits
+    document: Callable[[Any], dict]  # a good document with this value in its place
+    kind: str = "text"  # text | digits (a phone or chat id) | number | minimum
+    unique: bool = False  # the value is the event's id: each example needs its own
+
+
+def _order(**order: Any) -> dict:
+    return samples.order_event(
+        "order.shipped", "SO-LIMIT", courier="JNE", tracking_number="JNE1", currency="IDR", **order
+    )
+
+
+def _order_with(where: str, key: str) -> Callable[[Any], dict]:
+    def build(value: Any) -> dict:
+        event = _order()
+        (event if where == "event" else event[where])[key] = value
+        return event
+
+    return build
+
+
+def _cloud_message(**changes: Any) -> Callable[[Any], dict]:
+    """An inbound text; ``changes`` maps a key of the message to how the value goes there."""
+
+    def build(value: Any) -> dict:
+        message = samples.text("6281212345678", "Halo kak")
+        contact = samples.profile("6281212345678", "Budi")
+        for key, put in changes.items():
+            put(message, contact, key, value)
+        return samples.envelope(messages=[message], contacts=[contact])
+
+    return build
+
+
+def _in_message(message: dict, contact: dict, key: str, value: Any) -> None:
+    message[key] = value
+
+
+def _in_nested(outer: str, extra: dict | None = None) -> Callable[[dict, dict, str, Any], None]:
+    def put(message: dict, contact: dict, key: str, value: Any) -> None:
+        message[outer] = {**(extra or {}), key: value}
+
+    return put
+
+
+def _in_profile(message: dict, contact: dict, key: str, value: Any) -> None:
+    contact["profile"][key] = value
+
+
+def _bsuid_sender(message: dict, contact: dict, key: str, value: Any) -> None:
+    """A message that names its sender by BSUID only."""
+    del message["from"]
+    message["from_user_id"] = value
+
+
+def _wa_id_in_profile(message: dict, contact: dict, key: str, value: Any) -> None:
+    """A message with only a BSUID: its wa_id comes from the sender's profile."""
+    del message["from"]
+    message["from_user_id"] = contact["user_id"] = "US.LIMIT.1"
+    contact["wa_id"] = value
+
+
+def _cloud_status(key: str) -> Callable[[Any], dict]:
+    def build(value: Any) -> dict:
+        status = samples.status(samples.wamid("out"), "delivered", "6281212345678")
+        status[key] = value
+        return samples.envelope(statuses=[status])
+
+    return build
+
+
+def _waha(make: Callable[[], dict], *path: str) -> Callable[[Any], dict]:
+    """A WAHA event with the value at ``path`` (objects on the way made if missing)."""
+
+    def build(value: Any) -> dict:
+        container = envelope = make()
+        for key in path[:-1]:
+            if not isinstance(container.get(key), dict):
+                container[key] = {}
+            container = container[key]
+        container[path[-1]] = value
+        return envelope
+
+    return build
+
+
+def _waha_chat() -> dict:
+    return samples.waha_label_chat("added", "6281212345678@c.us", "7", "Lead")
+
+
+def _waha_message() -> dict:
+    return samples.waha_message("6281212345678@c.us", "Halo", name="Budi")
+
+
+def _waha_ack() -> dict:
+    return samples.waha_ack(f"true_6281212345678@c.us_{uuid.uuid4().hex.upper()}", 3, "6281212345678@c.us")
+
+
+MESSAGE = "entry[0].changes[0].value.messages[0]"
+LIMITS = [
+    # The order system's events (422)
+    Limit(
+        "/webhooks/orders",
+        "id",
+        min(length(InboxEvent.dedupe_key), length(CrmSyncJob.dedupe_key, "order-event:")),
+        _order_with("event", "id"),
+        unique=True,
+    ),
+    Limit(
+        "/webhooks/orders",
+        "contact.id",
+        length(ContactIdentity.value, "orders:"),
+        _order_with("contact", "id"),
+    ),
+    Limit("/webhooks/orders", "contact.name", length(Contact.name), _order_with("contact", "name")),
+    Limit("/webhooks/orders", "order.id", length(Order.external_id), _order_with("order", "id")),
+    Limit("/webhooks/orders", "order.currency", length(Order.currency), _order_with("order", "currency")),
+    Limit("/webhooks/orders", "order.courier", length(Order.courier), _order_with("order", "courier")),
+    Limit(
+        "/webhooks/orders",
+        "order.tracking_number",
+        length(Order.tracking_number),
+        _order_with("order", "tracking_number"),
+    ),
+    Limit(
+        "/webhooks/orders",
+        "order.total",
+        10 ** (Order.total.type.precision - Order.total.type.scale) - 1,  # the largest whole amount
+        _order_with("order", "total"),
+        kind="number",
+    ),
+    # The Cloud API webhook (400: not that shape)
+    Limit(
+        "/webhooks/whatsapp",
+        f"{MESSAGE}.id",
+        min(length(Message.external_id), length(InboxEvent.dedupe_key)),
+        _cloud_message(id=_in_message),
+        unique=True,
+    ),
+    Limit(
+        "/webhooks/whatsapp", f"{MESSAGE}.type", length(Message.raw_type), _cloud_message(type=_in_message)
+    ),
+    Limit(
+        "/webhooks/whatsapp",
+        f"{MESSAGE}.from",
+        length(ContactIdentity.value),
+        _cloud_message(**{"from": _in_message}),
+        kind="digits",
+    ),
+    Limit(
+        "/webhooks/whatsapp",
+        f"{MESSAGE}.from_user_id",
+        length(ContactIdentity.value),
+        _cloud_message(user_id=_bsuid_sender),
+    ),
+    Limit(
+        "/webhooks/whatsapp",
+        f"{MESSAGE}.context",
+        length(Message.reply_to),
+        _cloud_message(id=_in_nested("context", {"from": "6281212345678"})),
+    ),
+    Limit(
+        "/webhooks/whatsapp",
+        f"{MESSAGE}.referral",
+        length(Contact.lead_source, "ad:"),
+        _cloud_message(source_id=_in_nested("referral", {"source_type": "ad"})),
+    ),
+    Limit(
+        "/webhooks/whatsapp",
+        f"{MESSAGE}.system",
+        length(ContactIdentity.value),
+        _cloud_message(wa_id=_in_nested("system", {"type": "user_changed_number", "body": "changed"})),
+        kind="digits",
+    ),
+    Limit(
+        "/webhooks/whatsapp",
+        "value.contacts[0].profile.name",
+        length(Contact.name),
+        _cloud_message(name=_in_profile),
+    ),
+    Limit(
+        "/webhooks/whatsapp",
+        "value.contacts[0].wa_id",
+        length(ContactIdentity.value),
+        _cloud_message(wa_id=_wa_id_in_profile),
+        kind="digits",
+    ),
+    Limit(
+        "/webhooks/whatsapp",
+        "value.statuses[0].id",
+        # keyed "<wamid>:<status>" in the inbox, whatever the status (up to its column's length)
+        min(
+            length(DeliveryStatus.external_id),
+            length(InboxEvent.dedupe_key) - 1 - length(DeliveryStatus.status),
+        ),
+        _cloud_status("id"),
+        unique=True,
+    ),
+    Limit(
+        "/webhooks/whatsapp",
+        "value.statuses[0].status",
+        length(DeliveryStatus.status),
+        _cloud_status("status"),
+    ),
+    # WAHA (400: malformed)
+    Limit("/webhooks/waha", "session", length(Label.session), _waha(_waha_chat, "session")),
+    Limit("/webhooks/waha", "id", length(InboxEvent.dedupe_key), _waha(_waha_chat, "id"), unique=True),
+    Limit(
+        "/webhooks/waha",
+        "payload.id",
+        length(Label.external_id),
+        _waha(lambda: samples.waha_label_upsert("7", "Lead"), "payload", "id"),
+    ),
+    Limit(
+        "/webhooks/waha",
+        "payload.name",
+        length(Label.name),
+        _waha(lambda: samples.waha_label_upsert("7", "Lead"), "payload", "name"),
+    ),
+    Limit(
+        "/webhooks/waha",
+        "payload.color",
+        2**31 - 1,
+        _waha(lambda: samples.waha_label_upsert("7", "Lead"), "payload", "color"),
+        kind="number",
+    ),
+    Limit(
+        "/webhooks/waha",
+        "payload.color",
+        -(2**31),
+        _waha(lambda: samples.waha_label_upsert("7", "Lead"), "payload", "color"),
+        kind="minimum",
+    ),
+    Limit(
+        "/webhooks/waha",
+        "payload.labelId",
+        length(Label.external_id),
+        _waha(_waha_chat, "payload", "labelId"),
+    ),
+    Limit(
+        "/webhooks/waha",
+        "payload.chatId",
+        length(ContactIdentity.value, "@c.us"),
+        _waha(_waha_chat, "payload", "chatId"),
+        kind="digits",
+    ),
+    Limit(
+        "/webhooks/waha",
+        "payload.label.color",
+        2**31 - 1,
+        _waha(_waha_chat, "payload", "label", "color"),
+        kind="number",
+    ),
+    Limit(
+        "/webhooks/waha",
+        "payload.id",
+        length(Message.external_id),
+        _waha(_waha_message, "payload", "id"),
+        unique=True,
+    ),
+    Limit(
+        "/webhooks/waha",
+        "payload.from",
+        length(ContactIdentity.value, "@c.us"),
+        _waha(_waha_message, "payload", "from"),
+        kind="digits",
+    ),
+    Limit(
+        "/webhooks/waha",
+        "payload._data.notifyName",
+        length(Contact.name),
+        _waha(_waha_message, "payload", "_data", "notifyName"),
+    ),
+    Limit(
+        "/webhooks/waha",
+        "payload.replyTo.id",
+        length(Message.reply_to),
+        _waha(_waha_message, "payload", "replyTo", "id"),
+    ),
+    Limit(
+        "/webhooks/waha",
+        "payload.id",
+        min(length(DeliveryStatus.external_id), length(Message.external_id)),
+        _waha(_waha_ack, "payload", "id"),
+        unique=True,
+    ),
+]
+LIMIT_CHARS = st.sampled_from(["x", "é", "9", "😀", "ก"])
+
+
+def value_of(limit: Limit, past: int, char: str) -> Any:
+    """The value ``past`` beyond the limit (0: at it; 1: one too many; below 0: within)."""
+    if limit.kind == "number":
+        return limit.limit + past
+    if limit.kind == "minimum":
+        return limit.limit - past
+    size = limit.limit + past
+    if limit.kind == "digits":  # a phone or chat id: digits, with the chat's suffix if it has one
+        suffix = "@c.us" if limit.path == "/webhooks/waha" else ""
+        return "62" + "8" * (size - 2) + suffix
+    start = uuid.uuid4().hex[:12] if limit.unique else ""
+    return (start + char * size)[:size]
+
+
+def processed(expected: int) -> None:
+    """Wait until the worker has processed the new inbox rows; none may fail."""
+
+    def done() -> list[InboxEvent] | None:
+        with session_scope() as session:
+            rows = session.scalars(select(InboxEvent)).all()
+            session.expunge_all()
+        waiting = [r for r in rows if r.state == "pending" and not r.last_error]
+        return None if waiting else rows
+
+    rows = wait_for(done, 60, "the accepted events processed")
+    assert len(rows) == expected
+    assert [(r.state, r.last_error) for r in rows] == [("processed", None)] * len(rows)
+
+
+@pytest.mark.parametrize("limit", LIMITS, ids=lambda limit: f"{limit.path.rsplit('/', 1)[1]}:{limit.field}")
+@settings(FUZZ, max_examples=4)
+@given(past=st.integers(min_value=-3, max_value=1), char=LIMIT_CHARS)
+@example(past=0, char="x")
+@example(past=1, char="é")
+def test_every_limit_comes_from_the_models(client, worker, limit, past, char):
+    value = value_of(limit, past, char)
+    document = limit.document(value)
+    stored_before = inbox_rows()
+    answer = client.post(limit.path, content=json.dumps(document).encode(), headers=samples.encode({})[1])
+    if past > 0:
+        assert answer.status_code == (422 if limit.path == "/webhooks/orders" else 400), answer.text
+        assert answer.json()["field"].endswith(limit.field), answer.json()
+        assert inbox_rows() == stored_before
+        return
+    assert answer.status_code in (200, 202), answer.text
+    reply = answer.json()
+    accepted = reply["accepted"] if "accepted" in reply else int(reply["status"] == "accepted")
+    assert accepted == 1, reply
+    processed(stored_before + 1)
