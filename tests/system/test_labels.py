@@ -93,11 +93,13 @@ def test_two_labelled_contacts_that_prove_to_be_one_person_keep_the_newest_label
     post_waha(client, samples.waha_label_chat("deleted", other_chat, "2", "Grade A", at_ms=T0 + 2000))
     label_contact(client, other_chat, "3", "Lead", at_ms=T0 + 3000)
     drained()
-    # The order system knows customer C-7 first by one number, then by the other: one person.
-    for phone in ("0812-1234-5678", "0857-1111-2222"):
-        body, headers = samples.encode(samples.order_event("contact.created", phone=phone, contact_id="C-7"))
-        assert client.post("/webhooks/orders", content=body, headers=headers).status_code == 202
-        drained()
+    # WhatsApp says Budi's number changed to the other one: the two contacts are one person.
+    # (An order-system contact id alone never merges two valid phones: tests/system/test_orders.py.)
+    changed = {"type": "user_changed_number", "body": "changed", "wa_id": "6285711112222"}
+    change = samples.message(BUDI_E164[1:], "system", system=changed)
+    body, headers = samples.encode(samples.envelope(messages=[change]))
+    assert client.post("/webhooks/whatsapp", content=body, headers=headers).status_code == 200
+    drained()
 
     with session_scope() as session:
         assert session.scalar(select(func.count()).where(Contact.merged_into_id.is_(None))) == 1
