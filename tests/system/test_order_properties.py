@@ -7,7 +7,7 @@ Each step runs as the system runs it, in its own PostgreSQL transaction: an even
 validated), a tick through beat's follow-up batch, a send through ``sent_messages.mark_sent``
 (what the outbound worker records when the gateway accepts) and a receipt through
 ``delivery_reports.record_status``. No Celery per example, so hundreds of interleavings run in
-a minute or so; the send-time claim (what a sender may take first) is tested with the workers.
+a minute or so. Which queued message a sender may claim first is the send-time rule, tested elsewhere.
 
 A fixed seed and a bounded number of examples keep the run the same every time.
 """
