@@ -11,6 +11,10 @@ first event of it; details (total, dates, courier) come from the newest event, a
 only fills gaps. A step's message goes out only if no later step was known when its event was
 processed: "payment verified" followed by "your order is being processed" would confuse more than
 it tells. A cancelled order gets no further messages and its follow-up is cancelled.
+
+The phone on the newest event decides whose order it is, and so where its messages go (identity
+resolution never lets the order system's contact id alone pull in a contact with another phone).
+The delivery follow-up waits for the shipment, and is never sent for a day already gone.
 """
 
 from __future__ import annotations
