@@ -146,8 +146,13 @@ def _display(name: str, value: Any) -> str:
     if value is None or value == "":
         return FALLBACKS.get(name, "-")
     if isinstance(value, date):
-        return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
+        return format_date(value)
     return str(value)
+
+
+def format_date(value: date) -> str:
+    """A date as the customer reads it: ``26 November 2026``."""
+    return f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
 
 
 def format_total(amount: Decimal, currency: str | None) -> str:

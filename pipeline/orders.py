@@ -13,6 +13,10 @@ processed: "payment verified" followed by "your order is being processed" would 
 it tells. Once queued, the order's messages also go out in that order, whatever retries and
 parallel workers do (pipeline/outbox.py, "One after the other"). A cancelled order gets no
 further messages and its follow-up is cancelled.
+
+The phone on the newest event decides whose order it is, and so where its messages go (identity
+resolution never lets the order system's contact id alone pull in a contact with another phone).
+The delivery follow-up waits for the shipment, and is never sent for a day already gone.
 """
 
 from __future__ import annotations
