@@ -1,26 +1,21 @@
 """What a customer's message means for routing: does it need an answer, does it end the chat,
 does our own text ask something, and is it an answer to the satisfaction survey.
 
-Customers write informal, misspelt Indonesian and English ("makasiiih kak 🙏", "okeee siap").
-Words are compared after lower-casing and collapsing repeated letters ("okeee" -> "oke"), the
-vocabulary through the same collapse, so spelling by stretching never matters. A message is an
-acknowledgement or a closing only when *every* word is from that vocabulary or a filler
-("kak", "ya", "banyak"…): one other word ("tapi", "kapan", "berapa") or a "?" makes it a
-message a person must read. When in doubt, the answer is "needs a reply".
+Customers write informal, misspelt Indonesian and English ("makasiiih kak 🙏", "okeee siap",
+"makasih ya kak, barangnya udah sampe"). What a text message is about is read by
+domain.chat_intent (one intent, with context: "jam brp" is a time, "brp harganya" a price). A
+message needs no reply only when it is thanks, a goodbye or an acknowledgement with nothing but
+polite or confirming words ("oke ditunggu kak", "matur nuwun"), or another business's automatic
+reply or spam; one other word ("tapi", "kapan", "berapa") or a "?" makes it a message a person
+must read. When in doubt, the answer is "needs a reply".
 """
 
 from __future__ import annotations
 
 import re
 
-from rapidfuzz import fuzz, process
-
-ACK, THANKS, BYE, FILLER, THANKS_FILLER = "ack", "thanks", "bye", "filler", "thanks_filler"
-
-
-def _collapse(word: str) -> str:
-    """``makasiiih`` -> ``makasih``, ``okeee`` -> ``oke``: any run of a letter becomes one."""
-    return re.sub(r"([^\W\d_])\1+", r"\1", word)
+from domain import chat_intent
+from domain.chat_words import collapse as _collapse
 
 
 def _words(text: str) -> list[str]:
@@ -30,74 +25,6 @@ def _words(text: str) -> list[str]:
 def _listed(phrases: str) -> tuple[str, ...]:
     """A comma-separated vocabulary list as a tuple (one line per few words reads better)."""
     return tuple(p.strip() for p in phrases.split(",") if p.strip())
-
-
-_VOCABULARY: dict[str, str] = {
-    # Acknowledgements: "I read it", nothing to answer.
-    **dict.fromkeys(
-        _listed(
-            """ok, oke, okey, okay, okeh, okie, k, sip, siap, noted, baik, iya, ya, y, yup, mantap, mantab,
-            alright, sama sama, sama 2, yaudah, yasudah, ya sudah"""
-        ),
-        ACK,
-    ),
-    **dict.fromkeys(
-        _listed(
-            """terima kasih, terimakasih, trima kasih, trimakasih, terimakasi, makasih, makasi, maksih,
-            makaci, macih, mksh, mksih, mks, trims, trimks, thx, thanks, thank, thank you, thank u, thanku,
-            thankyou, ty, tq, tks, tengkyu"""
-        ),
-        THANKS,
-    ),
-    **dict.fromkeys(_listed("dadah, bye, bye bye, sampai jumpa, see you, see u, goodbye, good bye"), BYE),
-    # Fillers: they soften or address, they never ask anything.
-    **dict.fromkeys(
-        _listed(
-            """kak, ka, kk, kakak, gan, agan, sis, sist, bang, bg, bro, min, mimin, admin, mas, mba, mbak,
-            pak, bu, om, yah, deh, dong, nya, sekali, banyak, juga, very much, so much, a lot, oh, ah, wah"""
-        ),
-        FILLER,
-    ),
-    # Only with thanks: "makasih infonya" is a closing, "ok infonya" is not.
-    **dict.fromkeys(
-        _listed(
-            """atas, infonya, informasinya, bantuannya, bantuan, responnya, jawabannya, for the info,
-            for your help, for helping"""
-        ),
-        THANKS_FILLER,
-    ),
-}
-# Keys as the tokeniser sees them (collapsed), longest phrases tried first.
-_PHRASES: dict[tuple[str, ...], str] = {tuple(_words(k)): v for k, v in _VOCABULARY.items()}
-_LONGEST = max(len(k) for k in _PHRASES)
-# Long spellings of thanks tolerate one slip ("trimaksih", "terimaksih"); short words never do,
-# so "masih" (still) is not "makasih".
-_FUZZY_THANKS = [k[0] for k, v in _PHRASES.items() if v == THANKS and len(k) == 1 and len(k[0]) >= 6]
-_FUZZY_MIN_LENGTH, _FUZZY_CUTOFF = 7, 85
-
-
-def _categories(text: str) -> set[str] | None:
-    """The vocabulary categories of a text made only of vocabulary and fillers, else None."""
-    words = _words(text)
-    found: set[str] = set()
-    i = 0
-    while i < len(words):
-        for size in range(min(_LONGEST, len(words) - i), 0, -1):
-            category = _PHRASES.get(tuple(words[i : i + size]))
-            if category:
-                found.add(category)
-                i += size
-                break
-        else:
-            if len(words[i]) < _FUZZY_MIN_LENGTH or not process.extractOne(
-                words[i], _FUZZY_THANKS, scorer=fuzz.ratio, score_cutoff=_FUZZY_CUTOFF
-            ):
-                return None
-            found.add(THANKS)
-            i += 1
-    if THANKS_FILLER in found and THANKS not in found:
-        return None
-    return found
 
 
 def _is_only_symbols(text: str) -> bool:
@@ -124,6 +51,16 @@ _SILENT_TYPES = {
     "revoke": "a deleted message",
     "system": "a system notice",
 }
+_NO_REPLY_REASONS = {
+    chat_intent.THANKS: "thanks",
+    chat_intent.CLOSING: "a goodbye",
+    chat_intent.ACK: "an acknowledgement",
+    chat_intent.AUTO_REPLY_OR_SPAM: "an automatic reply or spam",
+}
+_REPLY_REASONS = {
+    chat_intent.COMPLAINT: "a complaint",
+    chat_intent.ORDER_STATUS: "a question about an order",
+}
 
 
 def needs_reply(message_type: str, text: str | None) -> tuple[bool, str]:
@@ -133,28 +70,28 @@ def needs_reply(message_type: str, text: str | None) -> tuple[bool, str]:
     if message_type != "text":
         return True, _MEDIA_REASONS.get(message_type, "an unsupported message")
     text = text or ""
-    if "?" in text or "\uff1f" in text:
-        return True, "a question"  # even "??" alone: the customer is waiting for something
     if not text.strip():
         return False, "an empty message"
+    reading = chat_intent.read_message(text)
+    if reading.intent == chat_intent.AUTO_REPLY_OR_SPAM:
+        return False, _NO_REPLY_REASONS[reading.intent]
+    if "?" in text or "\uff1f" in text:
+        # even "??" alone: the customer is waiting for something
+        return True, _REPLY_REASONS.get(reading.intent, "a question")
     if _is_only_symbols(text):
         return False, "only emoji"
-    found = _categories(text)
-    if found is None or not found & {ACK, THANKS, BYE}:
-        return True, "a question" if _starts_like_question(text) else "a message"
-    if THANKS in found:
-        return False, "thanks"
-    if BYE in found:
-        return False, "a goodbye"
-    return False, "an acknowledgement"
+    if not reading.needs_reply:
+        return False, _NO_REPLY_REASONS[reading.intent]
+    if reading.intent in _REPLY_REASONS:
+        return True, _REPLY_REASONS[reading.intent]
+    return True, "a question" if reading.asks or _starts_like_question(text) else "a message"
 
 
 def is_closing(text: str | None) -> bool:
-    """The customer ended the conversation: thanks or goodbye (with fillers), not a bare "ok"."""
+    """The customer ended the conversation: thanks or goodbye (with polite words), not an "ok"."""
     if not text or "?" in text:
         return False
-    found = _categories(text)
-    return found is not None and bool(found & {THANKS, BYE})
+    return chat_intent.read_message(text).intent in (chat_intent.THANKS, chat_intent.CLOSING)
 
 
 # A sentence (or comma clause) opening with one of these asks something even without "?":
