@@ -85,7 +85,7 @@ _SPAM = re.compile(
 )
 _SPAM_HINTS = re.compile(
     r"klik|link|https?:|bit\.ly|wa\.me|gratis|hadiah|saldo|klaim|telegram|promo gila|profit"
-    r"|penghasilan|\bjuta\b|bonus|daftar sekarang"
+    r"|penghasilan|\bjuta\b|bonus|daftar sekarang|\bgaji\b|kerja dari rumah|work from home"
 )
 
 
@@ -189,11 +189,13 @@ _COMPLAINT = _rx(
     r"|\bsalah (kirim|ukuran|warna|barang|size)\b(?! (pesan|chat))|\bwrong (item|size|color|colour)\b"
     r"|\bbeda\b|\bkurang (\d+|satu|dua|lengkap)\b|\b(dikembalikan|dibalikin)\b|\btukar\b"
     r"|\b(kok|lama) (lama|banget|sekali|amat)\b|\blama banget\b|\b(tidak|belum) dibalas\b|\bdibalas 2\b"
-    r"|\b\d+ hari (belum|tidak)\b"
+    r"|\b\d+ hari (belum|tidak)\b|\b(isi|barang|jumlah|paket) (\w+ )?kurang\b"
+    r"|\b(kegedean|kekecilan|kebesaran)\b"
 )
 _ORDER_STATUS = _rx(
     r"\b(resi|tracking|lacak|track|shipped|diproses|dikemas)\b"
-    r"|\b(kapan|jam berapa|kira 2 kapan) (di)?(kirim|sampai|datang|proses|antar|diantar)\b"
+    r"|\b(kapan|jam berapa|kira 2 kapan) (\w+ )?(di)?(kirim|sampai|datang|proses|antar|diantar)\b"
+    r"|\bbelum ada (kabar|resi|info|konfirmasi)\b"
     r"|\bbelum (di)?(kirim|sampai|datang|diproses|proses|dikemas)\b"
     r"|\b(sudah|apa sudah|apakah sudah) (di)?(kirim|sampai|datang)( \w+)? (belum|tidak|kan)\b"
     r"|\bdikirim (kan|belum)\b|\bsampai mana\b|\bstatus\b"
@@ -210,6 +212,7 @@ _NEW_ORDER = _rx(
 _NEGATED = _rx(
     r"\b(tidak|belum|batal) (jadi|mau|usah|perlu|beli|order|pesan|pesen|ambil|checkout)\b"
     r"|\b(batal|cancel|dibatalkan|batalin|cancelled)\b|\bnot (buy|order)\b"
+    r"|\bnanti (aja|dulu|saja)\b|\blain kali\b|\bbelum dulu\b"
 )
 _NUMBER = r"(\d+|satu|dua|tiga|empat|lima|enam|sepuluh|selusin|one|two|three)"
 _COLOURS = _alt(
@@ -236,7 +239,8 @@ _PHRASE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
             + _alt(
                 """harga, price, pricelist, pricelis, cost, diskon, discount, disc, promo, potongan,
                 nego, negosiasi,
-                murahin, kurangin, total, tarif, biaya, duit, how much, last price, harga pas, daftar harga"""
+                murahin, kurangin, tawar, nawar, ditawar, mahal, kemahalan, lebih murah, total, tarif, biaya,
+                duit, how much, last price, harga pas, daftar harga"""
             )
             + r")\b|\b(bisa|boleh|masih|tidak bisa) kurang\b|\bkurang (dikit|lagi|dong|sedikit)\b"
         ),
@@ -299,7 +303,7 @@ _PHRASE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
             + rf")\b|\bada (yang|{_VARIANT}|{_COLOURS}|\d+)\b"
             + rf"|\b({_VARIANT}|{_COLOURS}|\d+) (\w+ )?(\w+ )?ada\b"
             + r"|\bmasih( (kak|ya|gan|sis|min|tidak))?( \.|$)|^masih( (kak|ya|gan|sis|min))? yang\b"
-            + r"|\bada (tidak|kah)\b"
+            + r"|\bada (tidak|kah)\b|\b(size|ukuran) (apa|yang mana)\b"
         ),
     ),
     (
@@ -309,7 +313,7 @@ _PHRASE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
             + _alt(
                 """info, informasi, katalog, catalog, brosur, detail, spesifikasi, spek, spec, bahan,
                 material,
-                original, ori, asli, real pict, keterangan, review, testimoni"""
+                original, ori, asli, real pict, video, foto, keterangan, review, testimoni"""
             )
             + r")\b"
         ),
@@ -331,6 +335,8 @@ _MESSAGE_AFTER = frozenset(
     )
 )
 
+_MESSAGE_LATER = frozenset(collapse(w) for w in listed("tadi, kemarin, abaikan, hapus, dibalas, dibaca"))
+
 # "berapa" and what it asks about, by a word near it in the same clause.
 _BERAPA = "berapa"
 _OF_TIME = frozenset(collapse(w) for w in listed("jam, pukul, tanggal, menit, kali, detik"))
@@ -342,7 +348,7 @@ _OF_DURATION = frozenset(collapse(w) for w in listed("hari, lama, minggu"))
 _ON_THE_WAY = frozenset(
     collapse(w) for w in listed("sampai, kirim, dikirim, datang, pengiriman, estimasi, proses, diproses")
 )
-_OF_SIZE = frozenset(collapse(w) for w in listed("ukuran, size"))
+_OF_SIZE = frozenset(collapse(w) for w in listed("ukuran, size, sisa, stok, stock, tersisa"))
 
 
 def _berapa_asks(ws: list[str], i: int) -> str:
@@ -375,7 +381,7 @@ _QUESTION_WORDS = frozenset(
     collapse(w)
     for w in listed(
         """apa, apakah, bagaimana, kapan, berapa, siapa, dimana, kemana, darimana, mengapa, kenapa, adakah,
-        tanya, nanya, bisa, boleh, buka, tutup, alamat, lokasi, cabang, cara, halal, kok, what, when, where,
+        tanya, nanya, bisa, boleh, buka, tutup, cara, halal, kok, what, when, where,
         which, who, why, how, can, could, do, does, is, are"""
     )
 )
@@ -391,7 +397,7 @@ _VOCABULARY = Vocabulary(
             *(p.pattern for _, p in _PHRASE_RULES),
             ",".join(_THANKS_WORDS),
         ]
-        for w in re.findall(r"[a-z]{5,}", source)
+        for w in re.findall(r"[a-z]{5,}", re.sub(r"\\[a-zA-Z]", " ", source))
     },
     not_words=listed(
         """hargai, menghargai, border, shopping, transit, masih, kasih, sampah, pesawat, ambilin, harganya,
@@ -495,7 +501,8 @@ def _buying(tokens: list[Word], ws: list[str], joined: str, starts: list[int]) -
             continue
         before = ws[k - 1] if k > 0 else ""
         after = ws[k + 1] if k + 1 < len(ws) else ""
-        if before not in _MESSAGE_BEFORE and after not in _MESSAGE_AFTER:
+        later = set(ws[k + 1 : k + 4])
+        if before not in _MESSAGE_BEFORE and after not in _MESSAGE_AFTER and not later & _MESSAGE_LATER:
             add(PURCHASE, [k])
     # "ambil": an order ("aku ambil", "ambil 2"), unless a pick-up.
     if "ambil" in ws and not _PICK_UP.search(joined):

@@ -103,6 +103,7 @@ _SAME_WORDS: dict[str, str] = {
     **dict.fromkeys(listed("tgl"), "tanggal"),
     **dict.fromkeys(listed("cepet, cpt"), "cepat"),
     **dict.fromkeys(listed("bgs"), "bagus"),
+    **dict.fromkeys(listed("abis, hbs, habs"), "habis"),
     **dict.fromkeys(listed("pesananku, pesenanku"), "pesanan"),
     **dict.fromkeys(listed("orderanku, orderku"), "orderan"),
     **dict.fromkeys(listed("paketku"), "paket"),
