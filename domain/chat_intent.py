@@ -77,6 +77,7 @@ _AUTO_REPLY = re.compile(
     r"|(kami|admin( kami)?) sedang (offline|tutup|libur|tidak dapat|istirahat)"
     r"|(pesan|chat) (anda|kakak) (akan )?(segera )?(kami )?(dibalas|balas|di ?luar jam)"
     r"|di ?luar jam (kerja|operasional) kami|currently (away|unavailable|closed)"
+    r"|\bwe (a)?re (closed|away|offline)|\bwe( wi| )ll (reply|respond|get back)"
 )
 _SPAM = re.compile(
     r"slot gacor|maxwin|judi online|pinjol|pinjaman (online|dana|tanpa|cepat)|dana cepat cair"
@@ -110,8 +111,8 @@ _BYE_WORDS = listed(
 )
 _ACK_WORDS = listed(
     """oke, sip, siap, noted, baik, iya, ya, mantap, mantab, alright, sama sama, sama 2, yaudah, ya sudah,
-    nggih, enggih, inggih, njih, injih, muhun, gapapa, got it, beres, aman, ditunggu, tunggu, okelah, oh gitu,
-    cool, great, fine, sure"""
+    nggih, enggih, inggih, njih, injih, muhun, sampun, gapapa, got it, beres, aman, ditunggu, tunggu, okelah,
+    oh gitu, cool, great, fine, sure"""
 )
 # Polite or confirming words that may come with thanks or an "ok" and ask nothing.
 _POLITE = frozenset(
@@ -126,7 +127,7 @@ _POLITE = frozenset(
         cepat, rapi, ramah, pelayanan, puas, suka, love, it, kualitas, recommended, rekomended, sukses, terus,
         selalu, semoga, laris, lancar, berkah, sehat, amin, aamiin, nanti, besok, kabari, dibantu, bantu,
         dikirim, banget, dulu, gitu, lagi, ok, yes, you, jg, bener, sangat, nice, good, all, ini, semua,
-        the, is, dear, sis, tetap"""
+        the, is, dear, sis, tetap, fast, respon, makin, tambah"""
     )
 )
 # Only with thanks: "makasih infonya" is a closing, "ok info dong" is not.
@@ -189,14 +190,15 @@ _COMPLAINT = _rx(
     r"|\bsalah (kirim|ukuran|warna|barang|size)\b(?! (pesan|chat))|\bwrong (item|size|color|colour)\b"
     r"|\bbeda\b|\bkurang (\d+|satu|dua|lengkap)\b|\b(dikembalikan|dibalikin)\b|\btukar\b"
     r"|\b(kok|lama) (lama|banget|sekali|amat)\b|\blama banget\b|\b(tidak|belum) dibalas\b|\bdibalas 2\b"
-    r"|\b\d+ hari (belum|tidak)\b|\b(isi|barang|jumlah|paket) (\w+ )?kurang\b"
+    r"|\b(\d+ hari|seminggu|sebulan|\d+ minggu) (belum|tidak)\b|\b(isi|barang|jumlah|paket) (\w+ )?kurang\b"
     r"|\b(kegedean|kekecilan|kebesaran)\b"
 )
 _ORDER_STATUS = _rx(
     r"\b(resi|tracking|lacak|track|shipped|diproses|dikemas)\b"
     r"|\b(kapan|jam berapa|kira 2 kapan) (\w+ )?(di)?(kirim|sampai|datang|proses|antar|diantar)\b"
     r"|\bbelum ada (kabar|resi|info|konfirmasi)\b"
-    r"|\bbelum (di)?(kirim|sampai|datang|diproses|proses|dikemas)\b"
+    r"|\bbelum (di)?(kirim|sampai|datang|diproses|proses|dikemas|terima)\b"
+    r"|\b(pesanan|orderan)\b.{0,20}\b(dibatalkan|dibatalin|batal|cancel)\b|\bkok (pesanan|orderan|paket)\b"
     r"|\b(sudah|apa sudah|apakah sudah) (di)?(kirim|sampai|datang)( \w+)? (belum|tidak|kan)\b"
     r"|\bdikirim (kan|belum)\b|\bsampai mana\b|\bstatus\b"
     r"|\b(pesanan|orderan|paket|order|barang) (saya|kami|atas nama|nomor|\d+|kemarin|tadi|minggu)\b"
@@ -272,7 +274,7 @@ _PHRASE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
                 rek, norek,
                 payment, pay, invoice, cod, dp, lunas, qris, gopay, ovo, shopeepay, virtual account,
                 bca, bri, bni,
-                mandiri, bukti transfer"""
+                mandiri, bukti transfer, cicil, dicicil, cicilan, kredit, angsuran, paylater, mayar"""
             )
             + r")\b"
         ),
@@ -285,7 +287,7 @@ _PHRASE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
                 """ongkir, ongkos, ekspedisi, kurir, jne, jnt, sicepat, anteraja, gosend, grabexpress, instan,
                 instant, sameday, same day, pengiriman, delivery, shipping, ship, cargo, luar kota,
                 luar pulau,
-                pos indonesia, ninja"""
+                pos indonesia, ninja, send, ship it"""
             )
             + r")\b|\b(di)?kirim(in|kan)?\b"
             + r"(?! (nomor|foto|gambar|katalog|info|detail|alamat|link|video|pricelist|pesan|chat|bukti"
@@ -304,6 +306,8 @@ _PHRASE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
             + rf"|\b({_VARIANT}|{_COLOURS}|\d+) (\w+ )?(\w+ )?ada\b"
             + r"|\bmasih( (kak|ya|gan|sis|min|tidak))?( \.|$)|^masih( (kak|ya|gan|sis|min))? yang\b"
             + r"|\bada (tidak|kah)\b|\b(size|ukuran) (apa|yang mana)\b"
+            + r"|\b(warna|ukuran|size|model) (\w+ )?(bisa )?(ganti|tukar)\b"
+            + r"|\bpunya (yang|stok|stock|warna|ukuran|size)\b"
         ),
     ),
     (
@@ -336,6 +340,9 @@ _MESSAGE_AFTER = frozenset(
 )
 
 _MESSAGE_LATER = frozenset(collapse(w) for w in listed("tadi, kemarin, abaikan, hapus, dibalas, dibaca"))
+
+_COST = frozenset(collapse(w) for w in listed("harga, biaya, tarif, ongkos"))
+_SHIPPING_COST = frozenset(collapse(w) for w in listed("ongkir, kirim, pengiriman, ekspedisi"))
 
 # "berapa" and what it asks about, by a word near it in the same clause.
 _BERAPA = "berapa"
@@ -385,6 +392,8 @@ _QUESTION_WORDS = frozenset(
         which, who, why, how, can, could, do, does, is, are"""
     )
 )
+_AT_WHAT_TIME = _rx(r"\b(jam|pukul) berapa\b")
+_WHERE = _rx(r"\b(di|ke|dari) mana\b")
 _QUESTION_ENDS = frozenset(collapse(w) for w in listed("belum, kan, bukan, tidak, ya kan"))
 
 # Every literal word of the rules: a slip in a long one is still read as it.
@@ -454,6 +463,9 @@ def read_message(text: str | None) -> Reading:
     berapa_only = buying.pop(_BERAPA, None) is not None
     if QUESTION in buying:
         buying.pop(QUESTION)
+        if _AT_WHAT_TIME.search(joined):  # "jam brp terakhir bisa order": about the hours
+            buying.pop(PURCHASE, None)
+            buying.pop(SHIPPING, None)
         if not buying:
             return Reading(QUESTION, True, asks=True)
     found = {name: ", ".join(dict.fromkeys(buying[name])) for name in BUYING if name in buying}
@@ -466,6 +478,8 @@ def read_message(text: str | None) -> Reading:
 
 
 def _question_like(ws: list[str]) -> bool:
+    if _WHERE.search(" ".join(ws)):
+        return True
     clauses: list[list[str]] = [[]]
     for w in ws:
         if w == BOUNDARY:
@@ -512,6 +526,12 @@ def _buying(tokens: list[Word], ws: list[str], joined: str, starts: list[int]) -
     for k, w in enumerate(ws):
         if w in ("order", "orderan") and not (k + 1 < len(ws) and ws[k + 1] in ("saya", "kemarin", "kami")):
             add(PURCHASE, [k])
+    # "harga ongkir", "biaya kirim": the cost of shipping, not of the goods.
+    for k, w in enumerate(ws[:-1]):
+        if w in _COST and ws[k + 1] in _SHIPPING_COST and PRICE in found:
+            found[PRICE] = [(i, x) for i, x in found[PRICE] if i != k]
+            if not found[PRICE]:
+                del found[PRICE]
     # "berapa": a price unless near words say otherwise.
     by_berapa = 0
     for k, w in enumerate(ws):
