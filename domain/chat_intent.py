@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from domain.chat_words import BOUNDARY, Vocabulary, Word, collapse, listed, words
 
@@ -426,8 +427,12 @@ def _spans(pattern: re.Pattern[str], joined: str, starts: list[int]) -> list[lis
     return [f for f in found if f]
 
 
+@lru_cache(maxsize=2048)
 def read_message(text: str | None) -> Reading:
-    """What the message is about, whether it needs an answer, and its buying intents."""
+    """What the message is about, whether it needs an answer, and its buying intents.
+
+    Routing reads one message several times (needs a reply? a closing? its lead score): the
+    reading is cached by text. Do not change a Reading's ``buying``; ``buying_words`` copies it."""
     if not text or not text.strip():
         return Reading(OTHER, False)
     asks = "?" in text or "\uff1f" in text
@@ -548,4 +553,4 @@ def _buying(tokens: list[Word], ws: list[str], joined: str, starts: list[int]) -
 
 def buying_words(text: str | None) -> dict[str, str]:
     """Buying intent -> the customer's words that showed it ("price" -> "berapa, harganya")."""
-    return read_message(text).buying
+    return dict(read_message(text).buying)
