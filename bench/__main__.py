@@ -1,7 +1,7 @@
 """``python -m bench``: run every benchmark, each in a process of its own, and write one report.
 
-Each module in BENCHES is run as ``python -m bench.<module> --json <file> [--quick]`` (it starts
-its own private redis-server, scratch PostgreSQL database and worker processes, and stops them);
+Each module in BENCHES is run as ``python -m bench.<module> --json <file> [--quick]`` (most start
+their own private redis-server, scratch PostgreSQL database and worker processes, and stop them);
 its output is shown as it goes and kept in ``<out>/<module>.log``. Then ``<out>/report.md`` (the
 figures, their baselines from the same run and the ratios, a table per benchmark) and
 ``<out>/report.png`` (the ratios, charted) are written. A benchmark that fails or times out is
