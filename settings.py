@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     waha_session: str | None = None
     waha_hmac_key: str | None = None
     order_webhook_secret: str | None = None
+    # The WhatsApp Flows data endpoint's RSA private key (PEM text, or a file holding it) and its
+    # passphrase; POST /flows/{name} answers 503 until the key is set.
+    whatsapp_flows_private_key: str | None = None
+    whatsapp_flows_passphrase: str | None = None
     # A webhook whose secret is unset answers 503 naming it; true lets it take unsigned requests
     # instead (the embedded ./run sets it). Never on a machine the internet reaches.
     development_mode: bool = False

@@ -5,6 +5,7 @@ from models.broadcasts import Broadcast
 from models.contacts import Company, Contact, ContactIdentity, Deal, IdentityConflict
 from models.conversations import Conversation, DeliveryStatus, Message
 from models.crm import CrmRecord, CrmSyncJob
+from models.flows import FlowAnswer
 from models.inbox import InboxEvent
 from models.labels import ContactLabel, Label, LabelChange
 from models.orders import DeliveryFollowup, Order
@@ -36,6 +37,7 @@ __all__ = [
     "DeliveryFollowup",
     "DeliveryStatus",
     "FaqEntry",
+    "FlowAnswer",
     "FollowupRules",
     "IdentityConflict",
     "InboxEvent",

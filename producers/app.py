@@ -15,11 +15,12 @@ import api.broadcasts
 import api.contacts
 import api.control
 import api.dashboard
+import api.flows
 import api.journey
 import api.labels
 import api.orders
 from observability.logs import configure_logging
-from producers import health, orders, waha, whatsapp
+from producers import flows, health, orders, waha, whatsapp
 from producers.inbox import DATABASE_UNAVAILABLE, InboxUnavailable, unavailable_handler
 from producers.rejections import Rejected, rejected_handler
 from producers.security import BodyLimit
@@ -51,11 +52,12 @@ def create_app(config: Settings = settings) -> FastAPI:
     for unavailable in DATABASE_UNAVAILABLE:  # the API, the dashboard: 503 too, not 500
         application.add_exception_handler(unavailable, unavailable_handler)
     application.add_middleware(
-        BodyLimit, limit=min(API_MAX_BODY_BYTES, config.max_body_bytes), exempt=("/webhooks/",)
+        BodyLimit, limit=min(API_MAX_BODY_BYTES, config.max_body_bytes), exempt=("/webhooks/", "/flows/")
     )
     application.include_router(whatsapp.router)
     application.include_router(orders.router)
     application.include_router(waha.router)
+    application.include_router(flows.router)
     application.include_router(health.router)
     application.include_router(api.contacts.router)
     application.include_router(api.orders.router)
@@ -64,6 +66,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.control.router)
     application.include_router(api.automation.router)
     application.include_router(api.journey.router)
+    application.include_router(api.flows.router)
     application.include_router(api.dashboard.router)
     return application
 
