@@ -110,6 +110,16 @@ class Settings(BaseSettings):
     # Where the shared send-rate limit lives; defaults to CELERY_BROKER_URL when that is Redis.
     outbound_rate_redis_url: str | None = None
 
+    # Media (images, videos, voice notes, documents) kept for the team: a directory, or an
+    # S3-compatible bucket ("s3://bucket/prefix"; credentials from the usual AWS_* variables).
+    media_store: str = str(VAR_DIR / "media")
+    media_s3_endpoint_url: str | None = None
+    media_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0)  # WhatsApp's largest, a document
+    media_download_timeout_seconds: float = Field(default=60, gt=0)
+    # Hosts a Cloud API media URL may point at (besides WHATSAPP_API_BASE's own): nothing else is
+    # fetched, so a forged URL cannot reach an internal address.
+    media_download_hosts: str = "lookaside.fbsbx.com"
+
     # Labels and the dashboard: the label that marks a good lead.
     target_label: str = "Grade A"
 

@@ -10,6 +10,7 @@ person reads in the conversation list.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -28,6 +29,42 @@ SECTION_TITLE_MAX, CTA_TEXT_MAX, CONTACTS_MAX = 24, 20, 257
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
 # What a WAHA session can send (docs/formats.md, "WAHA sending"); the rest is Cloud API only.
 WAHA_KINDS = frozenset({"text", "image", "video", "audio", "document", "location"})
+
+
+@dataclass(frozen=True)
+class MediaKind:
+    kind: str
+    max_bytes: int
+
+
+# What WhatsApp sends as each media kind, and the largest file of each (docs/formats.md, "Media").
+_MB = 1024 * 1024
+_MEDIA_MIME = {
+    **dict.fromkeys(("image/jpeg", "image/png"), MediaKind("image", 5 * _MB)),
+    **dict.fromkeys(("video/mp4", "video/3gpp"), MediaKind("video", 16 * _MB)),
+    **dict.fromkeys(
+        ("audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"), MediaKind("audio", 16 * _MB)
+    ),
+    "image/webp": MediaKind("sticker", 500 * 1024),
+    **dict.fromkeys(
+        (
+            "application/pdf",
+            "text/plain",
+            "application/msword",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "application/vnd.ms-excel",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "application/vnd.ms-powerpoint",
+            "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        ),
+        MediaKind("document", 100 * _MB),
+    ),
+}
+
+
+def media_kind_of(mime_type: str) -> MediaKind | None:
+    """The kind a file of this type is sent as, with its size limit; None if WhatsApp refuses it."""
+    return _MEDIA_MIME.get(mime_type)
 
 
 class _Strict(BaseModel):

@@ -8,6 +8,7 @@ from models.crm import CrmRecord, CrmSyncJob
 from models.flows import FlowAnswer
 from models.inbox import InboxEvent
 from models.labels import ContactLabel, Label, LabelChange
+from models.media import MediaFile
 from models.orders import DeliveryFollowup, Order
 from models.outbox import OutboundMessage
 from models.routing import (
@@ -43,6 +44,7 @@ __all__ = [
     "InboxEvent",
     "Label",
     "LabelChange",
+    "MediaFile",
     "Message",
     "Order",
     "OutboundMessage",
