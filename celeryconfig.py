@@ -77,6 +77,7 @@ imports = (
     "workers.outbound",
     "workers.broadcasts",
     "workers.crm",
+    "workers.media",
     "schedules.sweepers",
     "schedules.followups",
     "schedules.adaptive_followups",

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     waha_session: str | None = None
     waha_hmac_key: str | None = None
     order_webhook_secret: str | None = None
+    # The WhatsApp Flows data endpoint's RSA private key (PEM text, or a file holding it) and its
+    # passphrase; POST /flows/{name} answers 503 until the key is set.
+    whatsapp_flows_private_key: str | None = None
+    whatsapp_flows_passphrase: str | None = None
     # A webhook whose secret is unset answers 503 naming it; true lets it take unsigned requests
     # instead (the embedded ./run sets it). Never on a machine the internet reaches.
     development_mode: bool = False
@@ -105,6 +109,16 @@ class Settings(BaseSettings):
     outbound_max_slot_wait_seconds: float = Field(default=5, gt=0)
     # Where the shared send-rate limit lives; defaults to CELERY_BROKER_URL when that is Redis.
     outbound_rate_redis_url: str | None = None
+
+    # Media (images, videos, voice notes, documents) kept for the team: a directory, or an
+    # S3-compatible bucket ("s3://bucket/prefix"; credentials from the usual AWS_* variables).
+    media_store: str = str(VAR_DIR / "media")
+    media_s3_endpoint_url: str | None = None
+    media_max_bytes: int = Field(default=100 * 1024 * 1024, gt=0)  # WhatsApp's largest, a document
+    media_download_timeout_seconds: float = Field(default=60, gt=0)
+    # Hosts a Cloud API media URL may point at (besides WHATSAPP_API_BASE's own): nothing else is
+    # fetched, so a forged URL cannot reach an internal address.
+    media_download_hosts: str = "lookaside.fbsbx.com"
 
     # Labels and the dashboard: the label that marks a good lead.
     target_label: str = "Grade A"

@@ -1,4 +1,4 @@
-"""``./run`` = ``python -m cli {up,demo,migrate,faq,test,bench}``."""
+"""``./run`` = ``python -m cli {up,demo,migrate,faq,flows,test,bench}``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from settings import settings
+from settings import VAR_DIR, settings
 
 # Handled by the ./run script before Python (and here, for `python -m cli test ...`): every
 # argument after the command goes to pytest or to the benchmarks untouched.
@@ -54,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=settings.automation_file,
         help="the FAQ file to import (default AUTOMATION_FILE, %(default)s)",
     )
+    flows_command = commands.add_parser("flows", help="WhatsApp Flows: make the data endpoint's key pair")
+    flows_command.add_argument("action", choices=("keygen",), help="keygen: a new RSA key pair")
+    flows_command.add_argument(
+        "--out",
+        type=Path,
+        default=VAR_DIR / "flows-private-key.pem",
+        help="where the private key goes; an existing file is never replaced (default %(default)s)",
+    )
+    flows_command.add_argument(
+        "--passphrase-stdin", action="store_true", help="encrypt the key with a passphrase read from stdin"
+    )
     commands.add_parser("test", help="run the tests: ./run test [pytest arguments], e.g. ./run test -x")
     commands.add_parser("bench", help="run the benchmarks: ./run bench [arguments], see ./run bench --help")
     return parser
@@ -85,6 +96,15 @@ def main(argv: list[str] | None = None) -> None:
             )
         else:
             print(f"imported {faq.import_file(args.file)} FAQ entries from {args.file}")
+    elif args.command == "flows":
+        from cli import flows
+
+        passphrase = sys.stdin.readline().rstrip("\n") if args.passphrase_stdin else None
+        try:
+            public = flows.keygen(args.out, passphrase)
+        except FileExistsError:
+            sys.exit(f"{args.out} exists: a key Meta may already have is never replaced (--out elsewhere)")
+        print(flows.instructions(args.out, public, bool(passphrase)))
     elif args.command == "demo":
         demo.run(args.url)
     elif args.command == "migrate":

@@ -7,6 +7,7 @@ name kept in ``raw_type``: never rejected, never dropped.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,26 @@ def describe(message: dict[str, Any]) -> MessageContent:
     )
 
 
+def flow_answers(nfm_reply: dict[str, Any]) -> dict[str, Any]:
+    """A Flow completion's answers: ``response_json`` is a JSON *string*; the flow_token is ours,
+    not the customer's answer, and is left out."""
+    try:
+        answers = json.loads(nfm_reply.get("response_json") or "{}")
+    except (TypeError, ValueError):
+        return {}
+    if not isinstance(answers, dict):
+        return {}
+    return {key: value for key, value in answers.items() if key != "flow_token"}
+
+
+def flow_answer_text(nfm_reply: dict[str, Any]) -> str | None:
+    """``name: Budi, city: Bandung``: a completed Flow read as what the customer answered."""
+    answers = flow_answers(nfm_reply)
+    if not answers:
+        return nfm_reply.get("body") or None
+    return ", ".join(f"{key}: {value}" for key, value in answers.items() if value not in ("", None))[:4096]
+
+
 def _text_of(kind: str, body: dict[str, Any], message: dict[str, Any]) -> str | None:
     if kind == "text":
         return body.get("body")
@@ -57,6 +78,8 @@ def _text_of(kind: str, body: dict[str, Any], message: dict[str, Any]) -> str | 
         return body.get("caption") or body.get("filename")
     if kind == "interactive":
         reply = body.get(body.get("type", ""), {})
+        if body.get("type") == "nfm_reply" and isinstance(reply, dict):
+            return flow_answer_text(reply)
         return reply.get("title") if isinstance(reply, dict) else None
     if kind == "button":
         return body.get("text") or body.get("payload")

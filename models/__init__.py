@@ -5,8 +5,10 @@ from models.broadcasts import Broadcast
 from models.contacts import Company, Contact, ContactIdentity, Deal, IdentityConflict
 from models.conversations import Conversation, DeliveryStatus, Message
 from models.crm import CrmRecord, CrmSyncJob
+from models.flows import FlowAnswer
 from models.inbox import InboxEvent
 from models.labels import ContactLabel, Label, LabelChange
+from models.media import MediaFile
 from models.orders import DeliveryFollowup, Order
 from models.outbox import OutboundMessage
 from models.routing import (
@@ -36,11 +38,13 @@ __all__ = [
     "DeliveryFollowup",
     "DeliveryStatus",
     "FaqEntry",
+    "FlowAnswer",
     "FollowupRules",
     "IdentityConflict",
     "InboxEvent",
     "Label",
     "LabelChange",
+    "MediaFile",
     "Message",
     "Order",
     "OutboundMessage",

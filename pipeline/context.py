@@ -20,7 +20,7 @@ from models import Contact, Conversation, Deal, Message
 from models.conversations import INBOUND, OUTBOUND
 from models.types import room
 from observability.metrics import FIRST_RESPONSE_SECONDS
-from pipeline import crm_sync, identity, locks, receipts
+from pipeline import crm_sync, identity, locks, media, receipts
 from queueing import publish
 from queueing.after_commit import publish_after_commit
 from settings import settings
@@ -85,6 +85,7 @@ def record_inbound_message(
 
     ensure_open_deal(session, contact)
     session.flush()
+    media.note_inbound(session, stored)  # an image, a voice note...: fetched by the media worker
     # What happens next is decided on the routing queue, once this transaction has committed.
     publish_after_commit(session, "messages_to_route", stored.id, publish.route_messages)
     return stored

@@ -15,11 +15,13 @@ import api.broadcasts
 import api.contacts
 import api.control
 import api.dashboard
+import api.flows
 import api.journey
 import api.labels
+import api.media
 import api.orders
 from observability.logs import configure_logging
-from producers import health, orders, waha, whatsapp
+from producers import flows, health, orders, waha, whatsapp
 from producers.inbox import DATABASE_UNAVAILABLE, InboxUnavailable, unavailable_handler
 from producers.rejections import Rejected, rejected_handler
 from producers.security import BodyLimit
@@ -28,6 +30,8 @@ from settings import Settings, settings
 # Request bodies of the API and the dashboard: a broadcast (label, text up to 4096 characters,
 # template parameters) is the largest. Webhooks have their own limit, MAX_BODY_BYTES.
 API_MAX_BODY_BYTES = 64 * 1024
+# A multipart upload's boundaries and part headers, beyond the file itself.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
 # Where the files of /docs and /redoc are served.
 DOCS_ASSETS = "/static/docs"
 
@@ -51,11 +55,16 @@ def create_app(config: Settings = settings) -> FastAPI:
     for unavailable in DATABASE_UNAVAILABLE:  # the API, the dashboard: 503 too, not 500
         application.add_exception_handler(unavailable, unavailable_handler)
     application.add_middleware(
-        BodyLimit, limit=min(API_MAX_BODY_BYTES, config.max_body_bytes), exempt=("/webhooks/",)
+        BodyLimit,
+        limit=min(API_MAX_BODY_BYTES, config.max_body_bytes),
+        exempt=("/webhooks/", "/flows/"),
+        # An upload's own cap (per kind) is applied as it is read; this bounds the request.
+        larger={"/api/media": config.media_max_bytes + MULTIPART_OVERHEAD_BYTES},
     )
     application.include_router(whatsapp.router)
     application.include_router(orders.router)
     application.include_router(waha.router)
+    application.include_router(flows.router)
     application.include_router(health.router)
     application.include_router(api.contacts.router)
     application.include_router(api.orders.router)
@@ -64,6 +73,8 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.control.router)
     application.include_router(api.automation.router)
     application.include_router(api.journey.router)
+    application.include_router(api.flows.router)
+    application.include_router(api.media.router)
     application.include_router(api.dashboard.router)
     return application
 

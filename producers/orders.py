@@ -115,8 +115,9 @@ def _check_order(order: Any, event_type: str) -> None:
     total = order.get("total")
     if total is not None and (isinstance(total, bool) or not isinstance(total, int | float) or total < 0):
         raise _invalid("order.total", f"{total!r} is not an amount (a number, zero or more)")
-    # Stored rounded to cents, as the worker will store it.
-    if total is not None and Decimal(str(total)).quantize(_CENTS, ROUND_HALF_UP) > MAX_TOTAL:
+    # Stored rounded to cents, as the worker will store it. Compared first as it is: rounding an
+    # amount of more digits than Decimal's context holds (1e26) raises instead of answering.
+    if total is not None and _above_largest(Decimal(str(total))):
         raise _invalid("order.total", f"{total!r} is more than the largest amount kept ({MAX_TOTAL})")
     for key in ("currency", "courier", "tracking_number"):
         _text(order, key, f"order.{key}")
@@ -175,3 +176,7 @@ def _moment(value: Any, timezone: str) -> datetime:
 
 def _invalid(field: str, error: str) -> Rejected:
     return Rejected(422, error, field=field, reason="invalid")
+
+
+def _above_largest(amount: Decimal) -> bool:
+    return amount > MAX_TOTAL or amount.quantize(_CENTS, ROUND_HALF_UP) > MAX_TOTAL

@@ -39,16 +39,23 @@ class BodyLimit:
     ``read_body``, which applies ``MAX_BODY_BYTES`` and counts the refusal in the metrics.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, exempt: tuple[str, ...] = ()) -> None:
-        self.app, self.limit, self.exempt = app, limit, exempt
+    def __init__(
+        self, app: ASGIApp, limit: int, exempt: tuple[str, ...] = (), larger: dict[str, int] | None = None
+    ) -> None:
+        self.app, self.default_limit, self.exempt = app, limit, exempt
+        self.larger = larger or {}  # path prefix -> its own limit (media uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _app_path(scope).startswith(self.exempt):
+        path = _app_path(scope) if scope["type"] == "http" else ""
+        if scope["type"] != "http" or path.startswith(self.exempt):
             await self.app(scope, receive, send)
             return
+        limit = next(
+            (size for prefix, size in self.larger.items() if path.startswith(prefix)), self.default_limit
+        )
         declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.limit:
-            await self._too_large()(scope, receive, send)
+        if declared.isdigit() and int(declared) > limit:
+            await self._too_large(limit)(scope, receive, send)
             return
         received = 0
 
@@ -58,14 +65,14 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise HTTPException(413, f"request body is larger than {self.limit} bytes")
+                if received > limit:
+                    raise HTTPException(413, f"request body is larger than {limit} bytes")
             return message
 
         await self.app(scope, limited, send)
 
-    def _too_large(self) -> JSONResponse:
-        return JSONResponse({"detail": f"request body is larger than {self.limit} bytes"}, status_code=413)
+    def _too_large(self, limit: int) -> JSONResponse:
+        return JSONResponse({"detail": f"request body is larger than {limit} bytes"}, status_code=413)
 
 
 def _app_path(scope: Scope) -> str:

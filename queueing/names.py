@@ -15,6 +15,7 @@ ANSWER_WITH_AI = "workers.ai_agent.answer_with_ai"
 SEND_OUTBOUND = "workers.outbound.send_outbound"
 SYNC_CONTACT = "workers.crm.sync_contact"
 EXPAND_BROADCAST = "workers.broadcasts.expand_broadcast"
+DOWNLOAD_MEDIA = "workers.media.download_media"
 
 # Beat's periodic tasks (schedules/).
 SWEEP_INBOX = "schedules.sweepers.sweep_inbox"
@@ -22,6 +23,7 @@ SWEEP_OUTBOX = "schedules.sweepers.sweep_outbox"
 SWEEP_BROADCASTS = "schedules.sweepers.sweep_broadcasts"
 SWEEP_ROUTING = "schedules.sweepers.sweep_routing"
 SWEEP_CRM_SYNC = "schedules.crm.sweep_sync_jobs"
+SWEEP_MEDIA = "schedules.sweepers.sweep_media"
 FIRE_DUE_FOLLOWUPS = "schedules.followups.fire_due_followups"
 FIRE_DUE_ADAPTIVE_FOLLOWUPS = "schedules.adaptive_followups.fire_due_adaptive_followups"
 
@@ -32,7 +34,7 @@ FIRE_DUE_ADAPTIVE_FOLLOWUPS = "schedules.adaptive_followups.fire_due_adaptive_fo
 # share one rate ceiling (integrations/whatsapp/rate_limit.py).
 OUTBOUND_QUEUE, OUTBOUND_BULK_QUEUE = "outbound", "outbound_bulk"
 
-QUEUES = ("ingest", "routing", OUTBOUND_QUEUE, OUTBOUND_BULK_QUEUE, "crm", "schedules")
+QUEUES = ("ingest", "routing", OUTBOUND_QUEUE, OUTBOUND_BULK_QUEUE, "crm", "media", "schedules")
 
 QUEUE_OF = {
     PROCESS_INBOX_EVENT: "ingest",
@@ -41,6 +43,8 @@ QUEUE_OF = {
     ANSWER_WITH_AI: "routing",
     SEND_OUTBOUND: OUTBOUND_QUEUE,  # or OUTBOUND_BULK_QUEUE, per message
     SYNC_CONTACT: "crm",
+    # Fetching media files: long downloads on their own queue, never in front of ingest.
+    DOWNLOAD_MEDIA: "media",
     # Expanding a broadcast writes outbox rows, like the follow-up ticks: bulk database work,
     # kept off the outbound queue whose concurrency is tuned for waiting on the gateway.
     EXPAND_BROADCAST: "schedules",
@@ -49,6 +53,7 @@ QUEUE_OF = {
     SWEEP_BROADCASTS: "schedules",
     SWEEP_ROUTING: "schedules",
     SWEEP_CRM_SYNC: "schedules",
+    SWEEP_MEDIA: "schedules",
     FIRE_DUE_FOLLOWUPS: "schedules",
     FIRE_DUE_ADAPTIVE_FOLLOWUPS: "schedules",
 }

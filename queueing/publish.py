@@ -44,6 +44,12 @@ def sync_contacts(contact_ids: list[int], delay: float = 0.0) -> None:
         app.send_task(names.SYNC_CONTACT, args=(contact_id,), countdown=delay or None)
 
 
+def download_media(media_ids: list[int], *, countdown: float | None = None) -> None:
+    """One download task per media file (queue ``media``), after ``countdown`` seconds if given."""
+    for media_id in media_ids:
+        app.send_task(names.DOWNLOAD_MEDIA, args=(media_id,), countdown=countdown)
+
+
 def expand_broadcast(broadcast_id: int) -> None:
     """The task that turns a broadcast into outbox rows."""
     app.send_task(names.EXPAND_BROADCAST, args=(broadcast_id,))

@@ -20,6 +20,10 @@ BEAT_SCHEDULE = {
         "task": names.SWEEP_ROUTING,
         "schedule": settings.inbox_sweep_interval_seconds,
     },
+    "sweep-media": {
+        "task": names.SWEEP_MEDIA,
+        "schedule": settings.inbox_sweep_interval_seconds,
+    },
     "fire-due-adaptive-followups": {
         "task": names.FIRE_DUE_ADAPTIVE_FOLLOWUPS,
         "schedule": settings.adaptive_followup_tick_seconds,

@@ -34,9 +34,16 @@ from models.inbox import PENDING
 from models.outbox import FAILED, QUEUED, SENDING
 from models.routing import AI_PENDING
 from observability.metrics import INBOX_REQUEUED, OUTBOX_REQUEUED
-from pipeline import outbox
+from pipeline import media, outbox
 from queueing import names
-from queueing.publish import answer_with_ai, enqueue, expand_broadcast, route_messages, send_outbound
+from queueing.publish import (
+    answer_with_ai,
+    download_media,
+    enqueue,
+    expand_broadcast,
+    route_messages,
+    send_outbound,
+)
 from queueing.tasks import periodic_task
 from settings import settings
 
@@ -183,3 +190,14 @@ def sweep_routing() -> int:
             "re-published routing", extra={"messages": len(messages), "ai_decisions": len(waiting_for_ai)}
         )
     return len(messages) + len(waiting_for_ai)
+
+
+@periodic_task(names.SWEEP_MEDIA)
+def sweep_media() -> int:
+    """Publish again the downloads of media files still pending that nobody holds. Returns how many."""
+    with session_scope() as session:
+        ids = media.waiting(session, settings.inbox_sweep_after_seconds, BATCH)
+    if ids:
+        download_media(ids)
+        log.info("republished media downloads", extra={"count": len(ids)})
+    return len(ids)

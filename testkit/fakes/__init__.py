@@ -28,6 +28,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to sleep before answering
     drop: bool = False  # close the connection without any answer
+    content_type: str | None = None  # of a bytes body (default text/plain)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ class FakeServer:
 
     def handle(self, path: str, headers: dict[str, str], body: Any) -> Reply:
         raise NotImplementedError
+
+    def handle_get(self, path: str, headers: dict[str, str]) -> Reply:
+        return Reply(404, {"error": f"no GET {path}"})
 
     # Scripting. Each call queues ``times`` actions, taken in order by the following requests.
     def fail_next(
@@ -131,6 +135,11 @@ def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
             fake._record(self.path, headers, body)
             self._answer(fake.handle(self.path, headers, body))
 
+        def do_GET(self) -> None:
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            fake._record(self.path, headers, None)
+            self._answer(fake.handle_get(self.path, headers))
+
         def _answer(self, reply: Reply) -> None:
             if reply.delay:
                 time.sleep(reply.delay)
@@ -138,7 +147,7 @@ def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             if isinstance(reply.body, bytes):
-                payload, content_type = reply.body, "text/plain"
+                payload, content_type = reply.body, reply.content_type or "text/plain"
             else:
                 payload, content_type = json.dumps(reply.body).encode(), "application/json"
             try:

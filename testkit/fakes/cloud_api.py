@@ -9,13 +9,24 @@ still answers such a bare error: Meta got it, the proxy lost the answer.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from testkit.fakes import Action, FakeServer, Reply
 
 _PATH = re.compile(r"/(?P<version>v\d+(?:\.\d+)?)/(?P<phone_number_id>[^/]+)/messages")
+_MEDIA_INFO = re.compile(r"/(?P<version>v\d+(?:\.\d+)?)/(?P<media_id>[0-9]+)")
+_MEDIA_BYTES = re.compile(r"/whatsapp_business/attachments/\?mid=(?P<media_id>[0-9]+)")
+
+
+@dataclass
+class StoredMedia:
+    data: bytes
+    mime_type: str
+    sha256: str  # what the media's metadata declares (a test may make it lie)
 
 
 def graph_error(code: int, message: str) -> dict[str, Any]:
@@ -42,6 +53,48 @@ class FakeCloudApi(FakeServer):
         self.access_token = access_token
         self.phone_number_id = phone_number_id
         self.version = version
+        self.media: dict[str, StoredMedia] = {}
+        # Where a media URL points (a test may point it elsewhere, as a forged answer would).
+        self.media_url_base: str | None = None
+
+    def add_media(self, media_id: str, data: bytes, mime_type: str, sha256: str | None = None) -> None:
+        """A file a customer sent, as Meta keeps it: metadata at ``/{media_id}``, bytes at its URL."""
+        self.media[media_id] = StoredMedia(data, mime_type, sha256 or hashlib.sha256(data).hexdigest())
+
+    def reset(self) -> None:
+        super().reset()
+        self.media.clear()
+        self.media_url_base = None
+
+    def media_downloads(self, media_id: str) -> int:
+        """How many times the bytes of ``media_id`` were fetched."""
+        return sum(1 for r in self.requests if r["body"] is None and r["path"].endswith(f"mid={media_id}"))
+
+    def handle_get(self, path: str, headers: dict[str, str]) -> Reply:
+        if headers.get("authorization") != f"Bearer {self.access_token}":
+            return Reply(401, graph_error(190, "Invalid OAuth access token - Cannot parse access token"))
+        action = self.next_action()
+        if action is not None and action.kind == "fail":
+            return _failure(action)
+        info, download = _MEDIA_INFO.fullmatch(path), _MEDIA_BYTES.fullmatch(path)
+        found = self.media.get((info or download)["media_id"]) if (info or download) else None
+        if found is None:
+            return Reply(404, graph_error(100, "Unsupported get request. Object does not exist"))
+        if download:
+            return Reply(200, found.data, content_type=found.mime_type)
+        media_id = info["media_id"]
+        base = self.media_url_base or self.root_url
+        return Reply(
+            200,
+            {
+                "messaging_product": "whatsapp",
+                "url": f"{base}/whatsapp_business/attachments/?mid={media_id}",
+                "mime_type": found.mime_type,
+                "sha256": found.sha256,
+                "file_size": len(found.data),
+                "id": media_id,
+            },
+        )
 
     @property
     def base_url(self) -> str:

@@ -20,6 +20,24 @@ class FakeWaha(FakeServer):
         super().__init__()
         self.api_key = api_key
         self.id_as_object = id_as_object
+        self.files: dict[str, tuple[bytes, str]] = {}  # /api/files/<name>: bytes, mime type
+
+    def add_file(self, name: str, data: bytes, mime_type: str) -> str:
+        """A file a chat received, as WAHA keeps it; returns its URL (the message's media.url)."""
+        self.files[name] = (data, mime_type)
+        return f"{self.root_url}/api/files/{name}"
+
+    def reset(self) -> None:
+        super().reset()
+        self.files.clear()
+
+    def handle_get(self, path: str, headers: dict[str, str]) -> Reply:
+        if self.api_key is not None and headers.get("x-api-key") != self.api_key:
+            return Reply(401, _nest_error(401, "Unauthorized"))
+        found = self.files.get(path.removeprefix("/api/files/")) if path.startswith("/api/files/") else None
+        if found is None:
+            return Reply(404, _nest_error(404, f"Cannot GET {path}"))
+        return Reply(200, found[0], content_type=found[1])
 
     @property
     def url(self) -> str:

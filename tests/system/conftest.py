@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 
 import pytest
@@ -63,6 +64,8 @@ os.environ.update(
     # The webhook secrets are unset below and most tests post unsigned: a development machine.
     # Tests of the closed default build their client with development_mode=False.
     DEVELOPMENT_MODE="true",
+    # Media files of the run: a directory of its own, never the project's var/.
+    MEDIA_STORE=tempfile.mkdtemp(prefix="wacrm-media-"),
 )
 for name in (
     "WHATSAPP_APP_SECRET",
@@ -169,7 +172,7 @@ AI_ENV = {"AI_BASE_URL": LLM.base_url, "AI_API_KEY": LLM.api_key or "", "AI_MODE
 def worker(database, redis_server):
     """One worker (two pool processes) on every queue but ``routing``, and a routing worker
     with the default test settings; shared by the tests that need them."""
-    queues = "ingest,outbound,outbound_bulk,crm,labels,schedules"
+    queues = "ingest,outbound,outbound_bulk,crm,media,labels,schedules"
     process = CeleryProcess.worker(concurrency=2, queues=queues).wait_ready()
     SHARED.append(process)
     yield process

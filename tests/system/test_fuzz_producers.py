@@ -370,8 +370,16 @@ def test_whatsapp_webhook_survives_any_envelope(fuzz_client, published, body, si
     post_and_check(fuzz_client, published, "/webhooks/whatsapp", body, signing)
 
 
+# A total of more digits than Decimal's context holds once rounded to cents once answered 500.
+_HUGE_TOTAL = (
+    b'{"id": "e3e70682", "type": "order.created", "occurred_at": "2000-01-01T00:00:00", "contact": '
+    b'{"id": "0", "phone": "0812-1234-5678"}, "order": {"id": "0", "total": 1e+26, "currency": "IDR"}}'
+)
+
+
 @FUZZ
 @given(body=bodies(ORDER_EVENT | JSON_ANY), signing=SIGNING)
+@example(body=_HUGE_TOTAL, signing="valid")
 def test_order_webhook_survives_any_event(fuzz_client, published, body, signing):
     post_and_check(fuzz_client, published, "/webhooks/orders", body, signing)
 

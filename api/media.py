@@ -1,0 +1,116 @@
+"""Media files for the team: upload one to send (``POST /api/media``), or read one, inbound or
+outbound (``GET /api/media/{id}``). The bytes stream from the media store in chunks."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, HTTPException, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from api.auth import require_admin
+from domain.outbound_kinds import media_kind_of
+from integrations.storage import media_store
+from models import MediaFile
+from models.base import utcnow
+from models.db import session_scope
+from models.media import STORED
+from pipeline.media import new_key
+from settings import settings
+
+router = APIRouter(prefix="/api", tags=["media"], dependencies=[Depends(require_admin)])
+CHUNK_BYTES = 256 * 1024
+# Shown in the page itself; anything else (a customer's HTML "document") is only downloaded.
+_INLINE = ("image/", "video/", "audio/")
+
+
+class MediaOut(BaseModel):
+    id: str
+    mime_type: str
+    size: int
+    sha256: str
+
+
+@router.post("/media", response_model=MediaOut, status_code=201)
+async def upload_media(file: Annotated[UploadFile, File(description="the file to send")]) -> MediaOut:
+    mime_type = (file.content_type or "").split(";")[0].strip().lower()
+    kind = media_kind_of(mime_type)
+    if kind is None:
+        raise HTTPException(422, f"file: WhatsApp does not send {mime_type or 'files without a type'}")
+    path, size, sha256 = await _spool(file, min(kind.max_bytes, settings.media_max_bytes))
+    key = new_key()
+    try:
+        store = media_store(settings.media_store, settings.media_s3_endpoint_url)
+        await run_in_threadpool(store.put, key, path, mime_type)
+    finally:
+        path.unlink(missing_ok=True)
+    with session_scope() as session:
+        session.add(
+            MediaFile(
+                key=key,
+                source="upload",
+                mime_type=mime_type,
+                size=size,
+                sha256=sha256,
+                filename=(file.filename or None) and Path(file.filename).name[:255],
+                state=STORED,
+                stored_at=utcnow(),
+            )
+        )
+    return MediaOut(id=key, mime_type=mime_type, size=size, sha256=sha256)
+
+
+@router.get("/media/{media_id}", response_class=StreamingResponse)
+def read_media(media_id: str) -> StreamingResponse:
+    with session_scope() as session:
+        media = session.scalar(select(MediaFile).where(MediaFile.key == media_id))
+        if media is None:
+            raise HTTPException(404, "no such media file")
+        if media.state != STORED:
+            raise HTTPException(404, f"media file {media.state}: not in the store")
+        mime_type, filename, size = media.mime_type or "application/octet-stream", media.filename, media.size
+    store = media_store(settings.media_store, settings.media_s3_endpoint_url)
+    disposition = "inline" if mime_type.startswith(_INLINE) else "attachment"
+    safe_name = "".join(c for c in (filename or media_id) if c.isalnum() or c in "._- ")[:100] or media_id
+    headers = {
+        "Content-Disposition": f'{disposition}; filename="{safe_name}"',
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
+        "Cache-Control": "private, max-age=3600",
+    }
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    return StreamingResponse(_chunks(store.chunks(media_id)), media_type=mime_type, headers=headers)
+
+
+def _chunks(source: Iterator[bytes]) -> Iterator[bytes]:
+    yield from source
+
+
+async def _spool(file: UploadFile, limit: int) -> tuple[Path, int, str]:
+    """The upload in a temporary file, refused (413) as soon as it passes ``limit`` bytes."""
+    digest, size = hashlib.sha256(), 0
+    handle = tempfile.NamedTemporaryFile(prefix="upload-", delete=False)  # noqa: SIM115 - kept after close
+    path = Path(handle.name)
+    try:
+        with handle:
+            while chunk := await file.read(CHUNK_BYTES):
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(413, f"file: larger than {limit} bytes, the most WhatsApp takes")
+                digest.update(chunk)
+                handle.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if size == 0:
+        path.unlink(missing_ok=True)
+        raise HTTPException(422, "file: empty")
+    return path, size, digest.hexdigest()

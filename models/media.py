@@ -1,0 +1,43 @@
+"""Media files (images, videos, voice notes, documents, stickers), inbound and outbound.
+
+An inbound media message gets a row at once (``pending``) and a worker fetches the file from the
+gateway into the media store (``stored``, or ``failed`` with the reason). An upload through the
+API is ``stored`` from the start. ``key`` is the id the API and the message lists show: random,
+so that a media URL cannot be guessed from another.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, utcnow
+from models.types import BigId
+
+PENDING, STORED, FAILED = "pending", "stored", "failed"
+
+
+class MediaFile(Base):
+    __tablename__ = "media_files"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), unique=True)
+    # The message it came with (inbound); none for an upload not sent yet.
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), unique=True)
+    source: Mapped[str] = mapped_column(String(16))  # cloud | waha | upload
+    # Where the gateway keeps it: the Cloud API media id, or WAHA's file URL.
+    remote_ref: Mapped[str | None] = mapped_column(String(2000))
+    mime_type: Mapped[str | None] = mapped_column(String(128))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    filename: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default=PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    # A worker fetching it holds it until then; another delivery of the task leaves it alone.
+    claimed_until: Mapped[datetime | None]
+    error: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stored_at: Mapped[datetime | None]
