@@ -78,6 +78,7 @@ imports = (
     "workers.broadcasts",
     "workers.crm",
     "workers.media",
+    "workers.templates",
     "schedules.sweepers",
     "schedules.followups",
     "schedules.adaptive_followups",

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     whatsapp_phone_number_id: str | None = None
     whatsapp_app_secret: str | None = None
     whatsapp_verify_token: str | None = None
+    # The WhatsApp Business Account whose message templates are synced (templates off when unset).
+    whatsapp_waba_id: str | None = None
+    template_sync_interval_seconds: float = Field(default=3600, gt=0)
     waha_url: str | None = None
     waha_api_key: str | None = None
     waha_session: str | None = None

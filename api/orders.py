@@ -31,7 +31,7 @@ class OrderMessageOut(BaseModel):
     id: int
     trigger: str
     title: str
-    # queued | sent | delivered | read | failed | blocked_window | cancelled
+    # queued | sent | delivered | read | failed | blocked_window | blocked_template | cancelled
     status: str
     sent_as: str | None
     text: str

@@ -20,6 +20,7 @@ from models.routing import (
     RoutingDecision,
     SurveyResponse,
 )
+from models.templates import MessageTemplate
 
 __all__ = [
     "AdaptiveFollowup",
@@ -46,6 +47,7 @@ __all__ = [
     "LabelChange",
     "MediaFile",
     "Message",
+    "MessageTemplate",
     "Order",
     "OutboundMessage",
     "RoutingDecision",

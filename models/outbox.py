@@ -19,6 +19,8 @@ from models.types import BigId
 # gateway call): without it nothing can have left, and the row may go back to "queued".
 QUEUED, SENDING, SENT = "queued", "sending", "sent"
 FAILED, BLOCKED_WINDOW, CANCELLED = "failed", "blocked_window", "cancelled"
+# Its window was closed and its template is paused, rejected or disabled at Meta: not sent.
+BLOCKED_TEMPLATE = "blocked_template"
 
 
 class OutboundMessage(Base):

@@ -20,6 +20,7 @@ import api.journey
 import api.labels
 import api.media
 import api.orders
+import api.templates
 from observability.logs import configure_logging
 from producers import flows, health, orders, waha, whatsapp
 from producers.inbox import DATABASE_UNAVAILABLE, InboxUnavailable, unavailable_handler
@@ -75,6 +76,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.journey.router)
     application.include_router(api.flows.router)
     application.include_router(api.media.router)
+    application.include_router(api.templates.router)
     application.include_router(api.dashboard.router)
     return application
 

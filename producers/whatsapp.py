@@ -197,11 +197,22 @@ def _path(location: tuple[int | str, ...]) -> str:
     return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
 
 
+# The WABA's template webhooks, by field: the inbox kind each becomes.
+TEMPLATE_FIELDS = {
+    "message_template_status_update": "template_status",
+    "template_category_update": "template_category",
+}
+
+
 def inbox_events(envelope: Envelope) -> list[NewEvent]:
-    """One inbox event per message and per status; other webhook fields are acknowledged only."""
+    """One inbox event per message, per status and per template change; other webhook fields are
+    acknowledged only."""
     events: list[NewEvent] = []
     for entry in envelope.entry:
         for change in entry.changes:
+            if change.field in TEMPLATE_FIELDS:
+                events.append(_template_event(entry, change))
+                continue
             if change.field != "messages":
                 log.info("ignored webhook field", extra={"field": _loggable(change.field)})
                 continue
@@ -238,6 +249,22 @@ def inbox_events(envelope: Envelope) -> list[NewEvent]:
                     extra={"code": _loggable(error.get("code")), "title": _loggable(error.get("title"))},
                 )
     return events
+
+
+def _template_event(entry: Entry, change: Change) -> NewEvent:
+    """A template webhook for the WABA ``entry.id``. Meta sends each change once per status and
+    time; the same change again is a replay."""
+    value, at = change.value, getattr(entry, "time", None)
+    at = at if isinstance(at, int) and not isinstance(at, bool) and 0 <= at < 10**11 else None
+    change_of = value.get("event") or value.get("new_category")
+    key = f"{entry.id}:{value.get('message_template_id')}:{change.field}:{change_of}:{at}"
+    return NewEvent(
+        source="whatsapp",
+        kind=TEMPLATE_FIELDS[change.field],
+        dedupe_key=key[: room(InboxEvent.dedupe_key)],
+        payload={"waba_id": entry.id, "time": at, "value": value},
+        occurred_at=_epoch(str(at)) if at is not None else datetime.now(UTC),
+    )
 
 
 def _loggable(value: Any) -> Any:

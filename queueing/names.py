@@ -16,6 +16,7 @@ SEND_OUTBOUND = "workers.outbound.send_outbound"
 SYNC_CONTACT = "workers.crm.sync_contact"
 EXPAND_BROADCAST = "workers.broadcasts.expand_broadcast"
 DOWNLOAD_MEDIA = "workers.media.download_media"
+SYNC_TEMPLATES = "workers.templates.sync_templates"
 
 # Beat's periodic tasks (schedules/).
 SWEEP_INBOX = "schedules.sweepers.sweep_inbox"
@@ -45,6 +46,8 @@ QUEUE_OF = {
     SYNC_CONTACT: "crm",
     # Fetching media files: long downloads on their own queue, never in front of ingest.
     DOWNLOAD_MEDIA: "media",
+    # Reading the WABA's template list: a few Graph calls, now and then.
+    SYNC_TEMPLATES: "schedules",
     # Expanding a broadcast writes outbox rows, like the follow-up ticks: bulk database work,
     # kept off the outbound queue whose concurrency is tuned for waiting on the gateway.
     EXPAND_BROADCAST: "schedules",

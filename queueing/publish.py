@@ -50,6 +50,11 @@ def download_media(media_ids: list[int], *, countdown: float | None = None) -> N
         app.send_task(names.DOWNLOAD_MEDIA, args=(media_id,), countdown=countdown)
 
 
+def sync_templates() -> None:
+    """Read the WABA's message templates now (``POST /api/templates/sync``, beat)."""
+    app.send_task(names.SYNC_TEMPLATES)
+
+
 def expand_broadcast(broadcast_id: int) -> None:
     """The task that turns a broadcast into outbox rows."""
     app.send_task(names.EXPAND_BROADCAST, args=(broadcast_id,))

@@ -25,7 +25,7 @@ from models.base import utcnow
 from models.db import session_scope
 from models.inbox import FAILED, PENDING, PROCESSED
 from observability.metrics import EVENT_LATENCY_SECONDS, EVENTS_PROCESSED, TASK_SECONDS
-from pipeline import context, delivery_reports, labels, orders, waha_events
+from pipeline import context, delivery_reports, labels, orders, templates, waha_events
 from queueing import names
 from queueing.tasks import event_task
 from settings import settings
@@ -38,6 +38,8 @@ Step = Callable[[Session, dict[str, Any]], object]
 STEPS: dict[tuple[str, str], Step] = {
     ("whatsapp", "message"): context.record_inbound_message,
     ("whatsapp", "status"): delivery_reports.record_status,
+    ("whatsapp", "template_status"): templates.record_status_update,
+    ("whatsapp", "template_category"): templates.record_category_update,
     **{("orders", kind): orders.record_order_event for kind in ORDER_EVENT_TYPES},
     ("waha", "label.upsert"): labels.record_label_upsert,
     ("waha", "label.deleted"): labels.record_label_deleted,

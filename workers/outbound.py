@@ -79,9 +79,9 @@ from models import OutboundMessage
 from models.base import utcnow
 from models.contacts import current_contact
 from models.db import session_scope
-from models.outbox import BLOCKED_WINDOW, CANCELLED, FAILED, QUEUED, SENDING, SENT
+from models.outbox import BLOCKED_TEMPLATE, BLOCKED_WINDOW, CANCELLED, FAILED, QUEUED, SENDING, SENT
 from observability.metrics import OUTBOUND_SENDS
-from pipeline import outbox, sent_messages
+from pipeline import outbox, sent_messages, templates
 from queueing import names, publish
 from queueing.tasks import event_task
 from settings import settings
@@ -235,15 +235,23 @@ def _claim(outbound_id: int) -> Claim | str:
             ended = CANCELLED
             row.error = {"message": "the contact opted out of marketing messages", "opted_out": True}
         else:
-            row.state, row.dispatched_at = SENDING, None
             template = TemplateCall(**row.template) if row.template else None
             window_open = service_window.is_open(contact.last_inbound_at, now)
-            return Claim(
-                message=OutgoingMessage(row.id, contact.phone_e164, row.text, template),
-                window_open=window_open and not (row.error or {}).get(_AS_TEMPLATE),
-                claimed_at=now,
-                bulk=row.trigger in BULK,
+            window_open = window_open and not (row.error or {}).get(_AS_TEMPLATE)
+            usable, why = (
+                templates.usable(session, template.name, template.language) if template else (True, None)
             )
+            if window_open or usable:
+                row.state, row.dispatched_at = SENDING, None
+                return Claim(
+                    message=OutgoingMessage(row.id, contact.phone_e164, row.text, template),
+                    window_open=window_open,
+                    claimed_at=now,
+                    bulk=row.trigger in BULK,
+                )
+            # It would go as the template, which Meta would refuse: visibly blocked, not failed.
+            ended, row.error = BLOCKED_TEMPLATE, {"message": why, "blocked_template": True}
+            log.warning("template unusable; message blocked", extra={"outbound_id": row.id, "reason": why})
         row.state = ended
         outbox.release_next(session, row)
     OUTBOUND_SENDS.labels(ended).inc()

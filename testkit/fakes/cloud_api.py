@@ -14,11 +14,13 @@ import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from testkit.fakes import Action, FakeServer, Reply
 
 _PATH = re.compile(r"/(?P<version>v\d+(?:\.\d+)?)/(?P<phone_number_id>[^/]+)/messages")
 _MEDIA_INFO = re.compile(r"/(?P<version>v\d+(?:\.\d+)?)/(?P<media_id>[0-9]+)")
+_TEMPLATES = re.compile(r"/(?P<version>v\d+(?:\.\d+)?)/(?P<waba_id>[0-9]+)/message_templates(?:\?.*)?")
 _MEDIA_BYTES = re.compile(r"/whatsapp_business/attachments/\?mid=(?P<media_id>[0-9]+)")
 
 
@@ -54,6 +56,7 @@ class FakeCloudApi(FakeServer):
         self.phone_number_id = phone_number_id
         self.version = version
         self.media: dict[str, StoredMedia] = {}
+        self.templates: dict[str, list[dict[str, Any]]] = {}  # by WABA id, as Meta lists them
         # Where a media URL points (a test may point it elsewhere, as a forged answer would).
         self.media_url_base: str | None = None
 
@@ -61,8 +64,23 @@ class FakeCloudApi(FakeServer):
         """A file a customer sent, as Meta keeps it: metadata at ``/{media_id}``, bytes at its URL."""
         self.media[media_id] = StoredMedia(data, mime_type, sha256 or hashlib.sha256(data).hexdigest())
 
+    def _template_page(self, waba_id: str, path: str) -> Reply:
+        """Cursor paging as the Graph API does it: ``limit`` per page, ``after`` the cursor."""
+        query = parse_qs(urlsplit(path).query)
+        limit, start = int(query.get("limit", ["25"])[0]), int(query.get("after", ["0"])[0])
+        items = self.templates.get(waba_id, [])
+        page: dict[str, Any] = {"data": items[start : start + limit]}
+        if start + limit < len(items):
+            after = str(start + limit)
+            page["paging"] = {
+                "cursors": {"before": str(start), "after": after},
+                "next": f"{self.base_url}/{waba_id}/message_templates?limit={limit}&after={after}",
+            }
+        return Reply(200, page)
+
     def reset(self) -> None:
         super().reset()
+        self.templates.clear()
         self.media.clear()
         self.media_url_base = None
 
@@ -76,6 +94,9 @@ class FakeCloudApi(FakeServer):
         action = self.next_action()
         if action is not None and action.kind == "fail":
             return _failure(action)
+        listing = _TEMPLATES.fullmatch(path)
+        if listing:
+            return self._template_page(listing["waba_id"], path)
         info, download = _MEDIA_INFO.fullmatch(path), _MEDIA_BYTES.fullmatch(path)
         found = self.media.get((info or download)["media_id"]) if (info or download) else None
         if found is None:

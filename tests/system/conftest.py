@@ -30,6 +30,7 @@ from testkit.processes import CeleryProcess, RedisServer, wait_for  # noqa: E402
 REDIS = RedisServer()
 # The outside world: every worker of the run sends through the real Cloud API client to this.
 CLOUD = FakeCloudApi()
+WABA_ID = "102290129340398"  # the business account whose templates the fake lists
 # Every worker of the run syncs contacts to this fake Odoo (JSON-RPC over real HTTP).
 ODOO = FakeOdoo()
 # The AI agent's endpoint, for the routing worker started with the AI agent on (``routing``).
@@ -43,6 +44,7 @@ os.environ.update(
     WHATSAPP_API_BASE=CLOUD.base_url,
     WHATSAPP_ACCESS_TOKEN=CLOUD.access_token,
     WHATSAPP_PHONE_NUMBER_ID=CLOUD.phone_number_id,
+    WHATSAPP_WABA_ID=WABA_ID,
     OUTBOUND_TIMEOUT_SECONDS="2",
     OUTBOUND_RETRY_BASE_SECONDS="0.2",
     OUTBOUND_RETRY_MAX_SECONDS="1",
