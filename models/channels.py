@@ -33,6 +33,18 @@ SECRETS = {
 }
 
 
+_changes = [0]
+
+
+def note_change() -> None:
+    """A channel was added or changed in this process: its cached views are stale."""
+    _changes[0] += 1
+
+
+def changes() -> int:
+    return _changes[0]
+
+
 class Channel(Base):
     __tablename__ = "channels"
 

@@ -12,9 +12,11 @@ from fastapi_offline import FastAPIOffline
 
 import api.automation
 import api.broadcasts
+import api.channels
 import api.contacts
 import api.control
 import api.dashboard
+import api.inbox
 import api.journey
 import api.labels
 import api.orders
@@ -64,6 +66,8 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.control.router)
     application.include_router(api.automation.router)
     application.include_router(api.journey.router)
+    application.include_router(api.channels.router)
+    application.include_router(api.inbox.router)
     application.include_router(api.dashboard.router)
     return application
 
