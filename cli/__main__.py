@@ -1,4 +1,4 @@
-"""``./run`` = ``python -m cli {up,demo,migrate,faq,test,bench}``."""
+"""``./run`` = ``python -m cli {up,demo,migrate,faq,channels,test,bench}``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from cli import channels
 from settings import settings
 
 # Handled by the ./run script before Python (and here, for `python -m cli test ...`): every
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=settings.automation_file,
         help="the FAQ file to import (default AUTOMATION_FILE, %(default)s)",
     )
+    channels.add_parser(commands)
     commands.add_parser("test", help="run the tests: ./run test [pytest arguments], e.g. ./run test -x")
     commands.add_parser("bench", help="run the benchmarks: ./run bench [arguments], see ./run bench --help")
     return parser
@@ -85,6 +87,9 @@ def main(argv: list[str] | None = None) -> None:
             )
         else:
             print(f"imported {faq.import_file(args.file)} FAQ entries from {args.file}")
+    elif args.command == "channels":
+        upgrade_to_head()
+        sys.exit(channels.run(args))
     elif args.command == "demo":
         demo.run(args.url)
     elif args.command == "migrate":
