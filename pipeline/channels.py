@@ -65,7 +65,7 @@ def id_of(session: Session, name: str | None) -> int | None:
 def names(session: Session) -> dict[int | None, str]:
     """Every channel's name by id, the settings channel's under None (for API output)."""
     found: dict[int | None, str] = {None: SETTINGS_CHANNEL}
-    found.update(session.execute(select(Channel.id, Channel.name)).tuples().all())
+    found.update((row.id, row.name) for row in session.execute(select(Channel.id, Channel.name)))
     return found
 
 
