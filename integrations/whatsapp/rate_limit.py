@@ -129,10 +129,14 @@ class RateLimiter:
         return Slot(at=at / 1_000_000, wait=(at - now) / 1_000_000, granted=granted)
 
 
-@functools.cache
 def limiter(channel: int | None = None) -> RateLimiter:
     """The process's limiter of one channel (each number has its own throughput), built once from
     settings and shared in Redis when there is one. ``None`` is the settings channel, under the
     key the single-number installs have always used."""
+    return _limiter(channel)
+
+
+@functools.cache
+def _limiter(channel: int | None) -> RateLimiter:
     key = "wacrm:outbound:rate" if channel is None else f"wacrm:outbound:rate:channel:{channel}"
     return RateLimiter(settings.outbound_rate_per_second, settings.rate_limit_redis_url, key=key)
