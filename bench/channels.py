@@ -45,6 +45,7 @@ from bench.harness import (
 )
 from bench.report import Figure, bench_args, bench_main
 from testkit import samples
+from testkit.fakes.cloud_api import FakeCloudApi
 
 DESCRIPTION = "Channels benchmark: ingest with three channels against one, in the same run."
 WEBHOOK_PATH = "/webhooks/whatsapp"
@@ -175,7 +176,14 @@ def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
     with ExitStack() as stack:
         server = stack.enter_context(private_redis())
         database_url = stack.enter_context(bench_database())
-        os.environ["SECRET_KEY"] = "bench-secret-key"
+        # Nothing leaves this machine: the stored channels' Cloud API is a local fake, and routing
+        # is open all hours (no out-of-hours reply is sent, with either number of channels).
+        cloud = stack.enter_context(
+            FakeCloudApi(numbers={spec["phone_number_id"]: spec["access_token"] for spec in CHANNELS})
+        )
+        os.environ.update(
+            SECRET_KEY="bench-secret-key", WHATSAPP_API_BASE=cloud.base_url, BUSINESS_HOURS="always"
+        )
         configure_environment(database_url, server.url)
         from models.migrate import upgrade_to_head
 
