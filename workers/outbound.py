@@ -41,6 +41,10 @@ its slot, measured from before the slot was asked for (the reservation's round t
 after the dispatch marker is committed. A send that missed its slot takes a new one, or gives its
 row back; it never goes late on the old one.
 
+Each row goes out through its channel (``channel_id``; None is the settings channel,
+WHATSAPP_GATEWAY): that channel's gateway client (one per channel, kept while the channel is
+unchanged) and that channel's rate limit. A row whose channel is disabled fails at the claim.
+
 We choose at most once over at least once: a customer never receives an automated message twice,
 and the rare message lost to an unanswered request stays visible as ``failed``.
 """
