@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import APIRouter, Body, Depends, HTTPException
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from api.auth import require_admin
 from models import Channel
@@ -84,9 +84,30 @@ def list_channels() -> list[dict[str, Any]]:
         return channels.listing(session)
 
 
-@router.post("/channels", response_model=ChannelOut, status_code=201)
-def add_channel(body: ChannelIn) -> dict[str, Any]:
+def _validated(model: type[BaseModel], body: Any) -> BaseModel:
+    """The body as ``model``, or 422 naming the field, without echoing what was sent (FastAPI's
+    own validation error would repeat the value, a secret among them)."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "body"
+        raise HTTPException(422, f"{field}: {error['msg']}") from None
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+@router.post("/channels", response_model=ChannelOut, status_code=201, openapi_extra=_schema(ChannelIn))
+def add_channel(raw: Annotated[Any, Body()]) -> dict[str, Any]:
     """Add a number; 409 when its phone_number_id or session (or its name) is a channel already."""
+    body = _validated(ChannelIn, raw)
     with session_scope() as session:
         try:
             channel = channels.create(session, body.model_dump())
@@ -97,10 +118,11 @@ def add_channel(body: ChannelIn) -> dict[str, Any]:
     return shown
 
 
-@router.patch("/channels/{channel_id}", response_model=ChannelOut)
-def change_channel(channel_id: int, body: ChannelPatch) -> dict[str, Any]:
+@router.patch("/channels/{channel_id}", response_model=ChannelOut, openapi_extra=_schema(ChannelPatch))
+def change_channel(channel_id: int, raw: Annotated[Any, Body()]) -> dict[str, Any]:
     """Change any of ``enabled``, ``team``, ``default``, ``display_phone``, ``waha_url`` and the
     secrets (a secret left out is kept)."""
+    body = _validated(ChannelPatch, raw)
     with session_scope() as session:
         channel = session.get(Channel, channel_id, with_for_update=True)
         if channel is None:

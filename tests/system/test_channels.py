@@ -325,6 +325,12 @@ def test_channels_are_managed_with_clear_refusals_and_secrets_are_write_only(
     )
     assert wrong.status_code == 422 and "session" in wrong.text
     assert api.post("/api/channels", json={**A, "kind": "telegram"}, headers=admin_headers).status_code == 422
+    # A refused body is not echoed back, secrets and all.
+    echoed = api.post("/api/channels", json={**A, "name": "z" * 65}, headers=admin_headers)
+    assert echoed.status_code == 422 and "name" in echoed.text
+    assert A["access_token"] not in echoed.text and A["app_secret"] not in echoed.text
+    too_long = api.post("/api/channels", json={**A, "access_token": "t0ken" * 1000}, headers=admin_headers)
+    assert too_long.status_code == 422 and "access_token" in too_long.text and "t0ken" not in too_long.text
     assert (
         api.post(
             "/api/channels", json={**A, "name": "settings", "phone_number_id": "8"}, headers=admin_headers
