@@ -38,10 +38,12 @@ FIELDS = (
 
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser("channels", help="add, list or disable WhatsApp numbers (channels)")
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = parser.add_subparsers(
+        dest="action", metavar="ACTION", required=True, help="add, list or disable"
+    )
     add = actions.add_parser("add", help="add a channel (a Cloud API number or a WAHA session)")
-    add.add_argument("--name", required=True)
-    add.add_argument("--kind", required=True, choices=("cloud", "waha"))
+    add.add_argument("--name", required=True, help="its unique name (orders name it in 'channel')")
+    add.add_argument("--kind", required=True, choices=("cloud", "waha"), help="its gateway")
     for field in FIELDS[2:]:
         hint = " ('-': read it without echo)" if field in SECRET_FIELDS else ""
         add.add_argument(f"--{field.replace('_', '-')}", dest=field, help=f"{field}{hint}")
