@@ -55,6 +55,9 @@ class Settings(BaseSettings):
 
     # The query/control API and dashboard are closed until a token is set.
     admin_token: str | None = None
+    # The key the channels' secrets are encrypted with at rest (any long random text; HKDF makes
+    # the encryption key of it). Without it no channel with secrets can be stored.
+    secret_key: str | None = None
 
     default_region: str = "ID"
     timezone: str = "Asia/Jakarta"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -16,9 +17,11 @@ from api.labels import LabelChangeOut, label_history
 from domain import phones, service_window
 from models import Company, Contact, ContactIdentity, Conversation, Deal, Message, Order
 from models.base import utcnow
+from models.channels import SETTINGS_CHANNEL
 from models.contacts import current_contact, identity_conflicts
 from models.db import session_scope
 from models.labels import active_labels, contacts_with_label
+from pipeline import channels
 from pipeline.identity import PHONE
 from settings import settings
 
@@ -61,6 +64,7 @@ class DealOut(BaseModel):
 
 class ConversationOut(BaseModel):
     id: int
+    channel: str  # the channel's name ("settings": the single-number settings)
     started_at: datetime
     last_message_at: datetime
     last_inbound_at: datetime | None
@@ -71,6 +75,7 @@ class ConversationOut(BaseModel):
     last_response_seconds: float | None
     message_count: int
     owner_agent: str | None  # a human who took it over: automation stays out
+    assigned_agent: str | None = None  # who routing assigned it to (sticky per contact and channel)
     first_responder: str | None  # human | automation | ai
     first_response_seconds: float | None
     closed_at: datetime | None
@@ -133,6 +138,7 @@ class MessageOut(BaseModel):
     id: int
     external_id: str | None
     conversation_id: int
+    channel: str  # the channel of its conversation
     direction: str
     type: str
     raw_type: str | None
@@ -207,6 +213,7 @@ def get_contact(contact_id: int) -> ContactDetail:
             select(Order).where(Order.contact_id == contact.id).order_by(Order.id.desc())
         ).all()
         now = utcnow()
+        channel_names = channels.names(session)
         return ContactDetail(
             **_contact_out(session, contact).model_dump(),
             identities=[IdentityOut(kind=i.kind, value=i.value) for i in identities],
@@ -216,7 +223,11 @@ def get_contact(contact_id: int) -> ContactDetail:
             else None,
             conversations=[
                 ConversationOut.model_validate(
-                    {**_columns(c), "window_open": service_window.is_open(c.last_inbound_at, now)}
+                    {
+                        **_columns(c),
+                        "window_open": service_window.is_open(c.last_inbound_at, now),
+                        "channel": channel_names.get(c.channel_id, SETTINGS_CHANNEL),
+                    }
                 )
                 for c in conversations
             ],
@@ -245,11 +256,25 @@ def list_messages(contact_id: int, limit: Limit = 100, cursor: str | None = None
         if cursor:
             query = query.where(tuple_(Message.occurred_at, Message.id) > _decode_cursor(cursor))
         messages = session.scalars(query).all()
-        items = [MessageOut.model_validate(_columns(m)) for m in messages]
+        channel_of = message_channels(session, messages)
+        items = [
+            MessageOut.model_validate({**_columns(m), "channel": channel_of[m.conversation_id]})
+            for m in messages
+        ]
     next_cursor = (
         f"{messages[-1].occurred_at.isoformat()}|{messages[-1].id}" if len(messages) == limit else None
     )
     return MessagePage(items=items, next_cursor=next_cursor)
+
+
+def message_channels(session: Session, messages: Sequence[Message]) -> dict[int, str]:
+    """The channel name of each of these messages' conversations, by conversation id."""
+    names = channels.names(session)
+    conversation_ids = {m.conversation_id for m in messages}
+    rows = session.execute(
+        select(Conversation.id, Conversation.channel_id).where(Conversation.id.in_(conversation_ids))
+    ).all()
+    return {conversation_id: names.get(channel_id, SETTINGS_CHANNEL) for conversation_id, channel_id in rows}
 
 
 def _contact_out(session: Any, contact: Contact, labels: list[str] | None = None) -> ContactOut:

@@ -33,9 +33,8 @@ from models.base import utcnow
 from models.contacts import current_contact
 from models.db import locked_row, session_scope
 from models.routing import DECIDED
-from pipeline import adaptive_followups, assignment, crm_sync, locks, outbox
+from pipeline import adaptive_followups, assignment, channels, crm_sync, locks, outbox
 from pipeline.routing import faq_reply_text
-from settings import settings
 
 router = APIRouter(prefix="/api", tags=["human control"], dependencies=[Depends(require_admin)])
 
@@ -176,7 +175,7 @@ def take_over(conversation_id: int, body: AssigneeIn, actor: Actor = "admin") ->
         cancelled = 0
         if body.agent is not None:
             _agent(session, body.agent)
-            contact.assigned_agent = body.agent
+            contact.assigned_agent = conversation.assigned_agent = body.agent
             cancelled = _cancel_queued(session, contact.id, CONVERSATIONAL, f"{body.agent} took over")
             crm_sync.queue_sync(session, contact.id, "assignment")
         previous, conversation.owner_agent = conversation.owner_agent, body.agent
@@ -202,12 +201,13 @@ def reply(
     """An agent answers the customer through the outbound worker (the reply counts as a human's
     in the journey metrics). Repeat the request with the same ``Idempotency-Key`` safely."""
     with session_scope() as session:
-        contact, _ = _locked_with_contact(session, Conversation, conversation_id, "conversation")
+        contact, conversation = _locked_with_contact(session, Conversation, conversation_id, "conversation")
         outbound_id = outbox.queue(
             session,
             dedupe_key=f"human:{conversation_id}:{idempotency_key or uuid.uuid4().hex}",
             trigger=HUMAN_REPLY,
             contact_id=contact.id,
+            channel_id=conversation.channel_id,
             text=body.text,
         )
         if outbound_id is not None:
@@ -240,8 +240,10 @@ def override_decision(decision_id: int, body: OverrideIn, actor: Actor = "admin"
             if body.agent:
                 _agent(session, body.agent)
                 contact.assigned_agent = decision.agent = body.agent
+                session.get_one(Conversation, decision.conversation_id).assigned_agent = body.agent
             else:
-                decision.agent = assignment.assign(session, contact, settings.default_team).agent
+                conversation = session.get_one(Conversation, decision.conversation_id)
+                decision.agent = assignment.assign(session, contact, conversation).agent
             crm_sync.queue_sync(session, contact.id, "assignment")
         elif body.responder == AUTOMATION:
             entry = session.scalar(select(FaqEntry).where(FaqEntry.key == body.faq_key))
@@ -252,6 +254,7 @@ def override_decision(decision_id: int, body: OverrideIn, actor: Actor = "admin"
                 dedupe_key=f"override:{decision.id}",
                 trigger=FAQ_ANSWER,
                 contact_id=contact.id,
+                channel_id=channels.conversation_channel_id(session, decision.conversation_id),
                 text=faq_reply_text(entry),
             )
             decision.faq_key, decision.agent = entry.key, None

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from api.auth import require_admin
 from models import MessageTemplate
 from models.db import session_scope
+from pipeline import templates
 from queueing.publish import sync_templates
-from settings import settings
 
 router = APIRouter(prefix="/api", tags=["templates"], dependencies=[Depends(require_admin)])
 
@@ -25,7 +25,7 @@ class TemplateOut(BaseModel):
     status: str  # APPROVED, PENDING, REJECTED, PAUSED, DISABLED, DELETED, ...
     reason: str | None  # why it was rejected or paused, as Meta says
     components: list[dict[str, Any]]
-    channel: str | None  # the WABA's number; one WABA today
+    channel: str | None  # the channel whose WABA holds it
     status_at: datetime
     synced_at: datetime | None
 
@@ -33,6 +33,7 @@ class TemplateOut(BaseModel):
 @router.get("/templates", response_model=list[TemplateOut])
 def list_templates() -> list[TemplateOut]:
     with session_scope() as session:
+        channel_of = {account.waba_id: account.channel for account in templates.accounts(session)}
         rows = session.scalars(
             select(MessageTemplate).order_by(MessageTemplate.name, MessageTemplate.language)
         )
@@ -44,7 +45,7 @@ def list_templates() -> list[TemplateOut]:
                 status=row.status,
                 reason=row.reason,
                 components=row.components,
-                channel=settings.whatsapp_phone_number_id,
+                channel=channel_of.get(row.waba_id),
                 status_at=row.status_at,
                 synced_at=row.synced_at,
             )
@@ -54,7 +55,11 @@ def list_templates() -> list[TemplateOut]:
 
 @router.post("/templates/sync", status_code=202)
 def sync_now() -> dict[str, str]:
-    if not settings.whatsapp_waba_id:
-        raise HTTPException(409, "WHATSAPP_WABA_ID is not set: there is no template list to read")
+    with session_scope() as session:
+        if not templates.accounts(session):
+            raise HTTPException(
+                409,
+                "no WABA id (WHATSAPP_WABA_ID, or a Cloud API channel's waba_id): no template list to read",
+            )
     sync_templates()
     return {"status": "queued"}

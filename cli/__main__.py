@@ -1,4 +1,4 @@
-"""``./run`` = ``python -m cli {up,demo,migrate,faq,flows,test,bench}``."""
+"""``./run`` = ``python -m cli {up,demo,migrate,faq,flows,channels,test,bench}``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from cli import channels
 from settings import VAR_DIR, settings
 
 # Handled by the ./run script before Python (and here, for `python -m cli test ...`): every
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     flows_command.add_argument(
         "--passphrase-stdin", action="store_true", help="encrypt the key with a passphrase read from stdin"
     )
+    channels.add_parser(commands)
     commands.add_parser("test", help="run the tests: ./run test [pytest arguments], e.g. ./run test -x")
     commands.add_parser("bench", help="run the benchmarks: ./run bench [arguments], see ./run bench --help")
     return parser
@@ -105,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
         except FileExistsError:
             sys.exit(f"{args.out} exists: a key Meta may already have is never replaced (--out elsewhere)")
         print(flows.instructions(args.out, public, bool(passphrase)))
+    elif args.command == "channels":
+        upgrade_to_head()
+        sys.exit(channels.run(args))
     elif args.command == "demo":
         demo.run(args.url)
     elif args.command == "migrate":

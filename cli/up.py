@@ -28,6 +28,8 @@ from models.migrate import upgrade_to_head
 from settings import PROJECT_ROOT, VAR_DIR, settings
 
 ADMIN_TOKEN_FILE = VAR_DIR / "admin-token"
+# The embedded run's SECRET_KEY (channel secrets at rest), made once like the admin token.
+SECRET_KEY_FILE = VAR_DIR / "secret-key"
 LOG_DIR = VAR_DIR / "log"
 STARTUP_SECONDS = 120
 
@@ -42,6 +44,8 @@ def run(host: str, port: int, concurrency: int) -> None:
     if not env.get("ADMIN_TOKEN"):
         env["ADMIN_TOKEN"] = _admin_token()
         token_source = f"kept in {_shown(ADMIN_TOKEN_FILE)}; ADMIN_TOKEN overrides it"
+    if not env.get("SECRET_KEY"):
+        env["SECRET_KEY"] = _admin_token(SECRET_KEY_FILE)  # ./run channels reads the same file
     metrics_dir = VAR_DIR / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir()
@@ -206,7 +210,8 @@ def _shown(path: Path) -> str:
 
 
 def _admin_token(path: Path = ADMIN_TOKEN_FILE) -> str:
-    """ADMIN_TOKEN for this machine's embedded run, made once and kept under ./var."""
+    """ADMIN_TOKEN (or another secret, by ``path``) for this machine's embedded run, made once and
+    kept under ./var."""
     if not path.exists() or not path.read_text().strip():
         # Owner-only from its first byte: mkstemp creates the file O_EXCL with mode 0600, and
         # the rename puts it (or replaces an empty one) in place whole.

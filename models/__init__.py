@@ -2,6 +2,7 @@
 
 from models.base import Base
 from models.broadcasts import Broadcast
+from models.channels import Channel
 from models.contacts import Company, Contact, ContactIdentity, Deal, IdentityConflict
 from models.conversations import Conversation, DeliveryStatus, Message
 from models.crm import CrmRecord, CrmSyncJob
@@ -28,6 +29,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "Broadcast",
+    "Channel",
     "Company",
     "Contact",
     "ContactIdentity",

@@ -22,6 +22,8 @@ class Conversation(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    # The number the chat is with; NULL: the settings channel (models.channels).
+    channel_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id"))
     started_at: Mapped[datetime]
     last_message_at: Mapped[datetime]
     last_inbound_at: Mapped[datetime | None]
@@ -34,6 +36,8 @@ class Conversation(Base):
     message_count: Mapped[int] = mapped_column(default=0)
     # A human who took the conversation over: automation stays out of it.
     owner_agent: Mapped[str | None] = mapped_column(String(64))
+    # The agent routing assigned (sticky for the contact on this channel, pipeline/assignment.py).
+    assigned_agent: Mapped[str | None] = mapped_column(String(64))
     # Buying intents seen so far (lead scoring remembers them for the whole conversation).
     intents: Mapped[list[str] | None] = mapped_column(JSONType)
     # The journey: who answered first and how fast; when and why it ended.

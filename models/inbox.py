@@ -12,6 +12,8 @@ from models.base import Base, utcnow
 from models.types import BigId
 
 PENDING, PROCESSED, FAILED = "pending", "processed", "failed"
+# An event for a number that is no channel of ours (or a disabled one): kept, never processed.
+UNKNOWN_CHANNEL = "unknown_channel"
 
 
 class InboxEvent(Base):

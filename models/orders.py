@@ -25,6 +25,8 @@ class Order(Base):
     external_id: Mapped[str] = mapped_column(String(128), unique=True)  # the order system's id
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     deal_id: Mapped[int | None] = mapped_column(ForeignKey("deals.id"))
+    # The number its messages go out through (the latest event's channel); NULL: the settings channel.
+    channel_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id"))
     stage: Mapped[str] = mapped_column(String(16), default="created")
     # When each step happened, by the order system's clock; set once, by the first event of it.
     ordered_at: Mapped[datetime | None]

@@ -33,6 +33,8 @@ class OutboundMessage(Base):
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     broadcast_id: Mapped[int | None] = mapped_column(ForeignKey("broadcasts.id"), index=True)
+    # The number it goes out through; NULL: the settings channel.
+    channel_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id"))
     text: Mapped[str] = mapped_column(Text)
     # {"name", "language", "parameters": [values in order]}: used when the window is closed.
     template: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

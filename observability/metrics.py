@@ -35,6 +35,11 @@ EVENTS_DUPLICATE = Counter(
 EVENTS_REJECTED = Counter(
     "wacrm_events_rejected_total", "Webhook requests refused, by reason.", ["source", "reason"]
 )
+UNKNOWN_CHANNEL_EVENTS = Counter(
+    "wacrm_events_unknown_channel_total",
+    "Webhook events for a number or session that is no enabled channel: acknowledged, kept, not processed.",
+    ["source"],
+)
 EVENTS_PROCESSED = Counter(
     "wacrm_events_processed_total", "Inbox events processed by workers.", ["kind", "outcome"]
 )

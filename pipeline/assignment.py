@@ -1,7 +1,9 @@
 """Assignment: which sales agent answers a contact.
 
-Sticky first: a contact keeps the agent who already owns them while that agent is available.
-Otherwise round robin within the team: the available agent assigned longest ago is next. The
+Sticky first: a contact keeps, on each channel, the agent who already looks after them there
+(the latest assignee of their conversations on that channel) while that agent is available.
+Otherwise round robin within the team of the conversation's channel
+(``channels.conversation_team``): the available agent assigned longest ago is next. The
 pick locks that agent's row with SKIP LOCKED, so two workers assigning at the same moment take
 two different agents instead of both taking the same one.
 """
@@ -13,8 +15,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Agent, Contact
+from models import Agent, Contact, Conversation
 from models.base import utcnow
+from pipeline import channels
 
 
 @dataclass(frozen=True)
@@ -23,20 +26,46 @@ class Assignment:
     reason: str
 
 
-def assign(session: Session, contact: Contact, team: str) -> Assignment:
-    """The agent for ``contact`` (now its ``assigned_agent``), or None when nobody is available."""
+def assign(session: Session, contact: Contact, conversation: Conversation) -> Assignment:
+    """The agent for ``conversation`` (now its ``assigned_agent``, and the contact's), or None
+    when nobody is available."""
+    team = channels.conversation_team(session, conversation.id)
     skipped = ""
-    if contact.assigned_agent:
-        owner = session.scalar(select(Agent).where(Agent.login == contact.assigned_agent))
+    sticky = sticky_owner(session, contact, conversation)
+    if sticky:
+        owner = session.scalar(select(Agent).where(Agent.login == sticky))
         if owner is not None and owner.available:
+            conversation.assigned_agent = contact.assigned_agent = owner.login
             return Assignment(owner.login, f"stays with {owner.login}, who already looks after this contact")
-        skipped = f"{contact.assigned_agent} is unavailable; "
+        skipped = f"{sticky} is unavailable; "
     agent = _next_in_rotation(session, team)
     if agent is None:
         return Assignment(None, f"{skipped}no available agent in team {team!r}: waits in the queue")
     agent.last_assigned_at = utcnow()
-    contact.assigned_agent = agent.login
+    conversation.assigned_agent = contact.assigned_agent = agent.login
     return Assignment(agent.login, f"{skipped}assigned to {agent.login}, next in the {team!r} rotation")
+
+
+def sticky_owner(session: Session, contact: Contact, conversation: Conversation) -> str | None:
+    """Who already looks after the contact on this conversation's channel: the conversation's
+    assignee, else the latest assignee of their earlier conversations on that channel. On the
+    settings channel (the one number of an install before channels), the contact's own
+    ``assigned_agent`` as before, which a merge of two contacts keeps."""
+    if conversation.assigned_agent:
+        return conversation.assigned_agent
+    earlier = session.scalar(
+        select(Conversation.assigned_agent)
+        .where(
+            Conversation.contact_id == contact.id,
+            channels.same(Conversation.channel_id, conversation.channel_id),
+            Conversation.assigned_agent.is_not(None),
+        )
+        .order_by(Conversation.last_message_at.desc())
+        .limit(1)
+    )
+    if earlier is None and conversation.channel_id is None:
+        return contact.assigned_agent
+    return earlier
 
 
 def _next_in_rotation(session: Session, team: str) -> Agent | None:

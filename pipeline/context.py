@@ -20,7 +20,7 @@ from models import Contact, Conversation, Deal, Message
 from models.conversations import INBOUND, OUTBOUND
 from models.types import room
 from observability.metrics import FIRST_RESPONSE_SECONDS
-from pipeline import crm_sync, identity, locks, media, receipts
+from pipeline import channels, crm_sync, identity, locks, media, receipts
 from queueing import publish
 from queueing.after_commit import publish_after_commit
 from settings import settings
@@ -48,7 +48,7 @@ def record_inbound_message(
     occurred_at = datetime.fromtimestamp(int(message["timestamp"]), UTC)
     content = describe(message)
 
-    conversation = _conversation_for(session, contact, occurred_at)
+    conversation = _conversation_for(session, contact, occurred_at, payload.get("channel_id"))
     stored = Message(
         external_id=message["id"],
         contact_id=contact.id,
@@ -101,13 +101,14 @@ def record_outbound_message(
     payload: dict[str, Any],
     sent_at: datetime,
     responder: str | None = None,
+    channel_id: int | None = None,
 ) -> Message:
     """Store a message we sent; receipts that arrived before it are applied now.
 
     Only a reply (``responder``: human, automation or ai) answers what the customer last asked and
     times the response; a notification we started (an order update, a broadcast) does not.
     """
-    conversation = _conversation_for(session, contact, sent_at)
+    conversation = _conversation_for(session, contact, sent_at, channel_id)
     if external_id:
         locks.message(session, external_id)
     stored = Message(
@@ -164,19 +165,25 @@ def ensure_open_deal(session: Session, contact: Contact) -> Deal:
     return deal
 
 
-def _conversation_for(session: Session, contact: Contact, at: datetime) -> Conversation:
-    """The contact's conversation that ``at`` belongs to; a new one after a long silence."""
+def _conversation_for(
+    session: Session, contact: Contact, at: datetime, channel_id: int | None
+) -> Conversation:
+    """The contact's conversation on this channel (None: the settings channel) that ``at``
+    belongs to; a new one after a long silence. A contact is one person across channels, but
+    each channel has its own conversations, window and assignee."""
     idle = timedelta(hours=settings.conversation_idle_hours)
     latest = session.scalars(
         select(Conversation)
-        .where(Conversation.contact_id == contact.id)
+        .where(Conversation.contact_id == contact.id, channels.same(Conversation.channel_id, channel_id))
         .order_by(Conversation.last_message_at.desc())
         .limit(1)
     ).first()
     if latest and latest.started_at - idle <= at <= latest.last_message_at + idle:
         latest.started_at = min(latest.started_at, at)
         return latest
-    conversation = Conversation(contact_id=contact.id, started_at=at, last_message_at=at)
+    conversation = Conversation(
+        contact_id=contact.id, channel_id=channel_id, started_at=at, last_message_at=at
+    )
     session.add(conversation)
     session.flush()
     crm_sync.queue_sync(session, contact.id, "new_conversation")  # a lead in Odoo, when sync is on

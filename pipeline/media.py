@@ -11,6 +11,7 @@ sweeper publishes again what a lost task left pending.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -18,10 +19,12 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from domain.message_types import MEDIA_TYPES
-from integrations.whatsapp.media import MediaSource
-from models import MediaFile, Message
+from integrations.whatsapp.base import PermanentError
+from integrations.whatsapp.media import Fetched, MediaSource, fetch_cloud, fetch_waha
+from models import Channel, Conversation, MediaFile, Message
 from models.base import utcnow
 from models.media import FAILED, PENDING, STORED
+from models.secret_box import SecretKeyMissing, SecretUnreadable, decrypt
 from queueing import publish
 from queueing.after_commit import publish_after_commit
 from settings import settings
@@ -103,17 +106,67 @@ def failed(session: Session, media_id: int, error: str, *, permanent: bool) -> f
     return min(2.0**media.attempts, 300.0)
 
 
-def source_for(media: MediaFile) -> MediaSource:
-    """Where this file is fetched from, with the credentials of the gateway it came through."""
+@dataclass(frozen=True)
+class Download:
+    """A claimed file to fetch, with what the fetch needs once the transaction is over."""
+
+    key: str
+    kind: str  # cloud | waha
+    ref: str
+    declared_type: str | None
+    source: MediaSource | None
+    unreadable: PermanentError | None = None  # the channel's credentials could not be read
+
+    @classmethod
+    def of(cls, session: Session, media: MediaFile) -> Download:
+        try:
+            source, unreadable = source_for(session, media), None
+        except PermanentError as exc:
+            source, unreadable = None, exc
+        return cls(media.key, media.source, media.remote_ref or "", media.mime_type, source, unreadable)
+
+    def fetch(self) -> Fetched:
+        if self.source is None:
+            raise self.unreadable or PermanentError("no source to fetch from")
+        if self.kind == "waha":
+            return fetch_waha(self.source, self.ref, self.declared_type)
+        return fetch_cloud(self.source, self.ref)
+
+
+def source_for(session: Session, media: MediaFile) -> MediaSource:
+    """Where this file is fetched from, with the credentials of the channel it came through (the
+    settings channel's when the conversation has none)."""
     limits = {"max_bytes": settings.media_max_bytes, "timeout": settings.media_download_timeout_seconds}
-    if media.source == "waha":
-        headers = {"X-Api-Key": settings.waha_api_key} if settings.waha_api_key else {}
-        return MediaSource("waha", settings.waha_url or "", headers, _hosts(settings.waha_url), **limits)
-    headers = {"Authorization": f"Bearer {settings.whatsapp_access_token or ''}"}
+    channel = _channel_of(session, media)
+    try:
+        return _source(channel, media.source, limits)
+    except (SecretKeyMissing, SecretUnreadable) as exc:
+        raise PermanentError(f"the channel's credentials cannot be read: {exc}") from exc
+
+
+def _source(channel: Channel | None, kind: str, limits: dict[str, Any]) -> MediaSource:
+    if kind == "waha":
+        url = channel.waha_url if channel else settings.waha_url
+        key = decrypt(channel.api_key_secret) if channel else settings.waha_api_key
+        headers = {"X-Api-Key": key} if key else {}
+        return MediaSource("waha", url or "", headers, _hosts(url), **limits)
+    token = decrypt(channel.access_token_secret) if channel else settings.whatsapp_access_token
+    headers = {"Authorization": f"Bearer {token or ''}"}
     allowed = _hosts(settings.whatsapp_api_base) | {
         host.strip() for host in settings.media_download_hosts.split(",") if host.strip()
     }
     return MediaSource("cloud", settings.whatsapp_api_base, headers, frozenset(allowed), **limits)
+
+
+def _channel_of(session: Session, media: MediaFile) -> Channel | None:
+    if media.message_id is None:
+        return None
+    return session.scalar(
+        select(Channel)
+        .join(Conversation, Conversation.channel_id == Channel.id)
+        .join(Message, Message.conversation_id == Conversation.id)
+        .where(Message.id == media.message_id)
+    )
 
 
 def waiting(session: Session, older_than_seconds: float, limit: int) -> list[int]:

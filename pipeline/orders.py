@@ -43,7 +43,7 @@ from models.base import utcnow
 from models.db import dialect_insert
 from models.orders import CANCELLED, FIRED, MISSED, SCHEDULED, STAGES
 from models.outbox import QUEUED
-from pipeline import context, crm_sync, identity, outbox
+from pipeline import channels, context, crm_sync, identity, outbox
 from settings import settings
 
 # The stage each event moves the order to, and the message that step sends.
@@ -76,14 +76,17 @@ def record_order_event(session: Session, payload: dict[str, Any]) -> None:
         ),
     )
     deal = context.ensure_open_deal(session, contact)
+    # The channel the event names, else the default one (pipeline/channels.py).
+    channel_id = channels.id_of(session, payload.get("channel"))
     if payload["type"] == "contact.created":
-        queue_message(session, CONTACT_CREATED, contact, None)
+        queue_message(session, CONTACT_CREATED, contact, None, channel_id)
         return
 
     occurred_at = datetime.fromisoformat(payload["occurred_at"])
     order, previous_rank = _order_for_update(session, payload["order"]["id"], contact, deal.id)
     _follow_phone(session, order, contact, deal.id, occurred_at)
     _apply_details(order, payload["order"], occurred_at)
+    order.channel_id = channel_id  # its messages, and its follow-up later, go out through it
     # The order's messages go to the phone of its newest event (that of an older one is stale).
     recipient = contact if order.contact_id == contact.id else session.get_one(Contact, order.contact_id)
     event_type = payload["type"]
@@ -109,8 +112,11 @@ def record_order_event(session: Session, payload: dict[str, Any]) -> None:
     crm_sync.queue_order_event(session, contact.id, order, payload)  # a note on the Odoo lead, if synced
 
 
-def queue_message(session: Session, trigger: str, contact: Contact, order: Order | None) -> int | None:
-    """Render the trigger's message from the current data and put it in the outbox, once ever."""
+def queue_message(
+    session: Session, trigger: str, contact: Contact, order: Order | None, channel_id: int | None = None
+) -> int | None:
+    """Render the trigger's message from the current data and put it in the outbox, once ever;
+    through the order's channel (``channel_id`` for a message without an order)."""
     template = order_messages.templates_from(settings.order_messages_file)[trigger]
     text, template_call = template.render(_values(contact, order))
     cause = f"order:{order.external_id}" if order else f"contact:{contact.id}"
@@ -119,6 +125,7 @@ def queue_message(session: Session, trigger: str, contact: Contact, order: Order
         dedupe_key=f"{cause}:{trigger}",
         trigger=trigger,
         contact_id=contact.id,
+        channel_id=order.channel_id if order else channel_id,
         order_id=order.id if order else None,
         text=text,
         template=template_call,

@@ -43,12 +43,16 @@ def queue(
     dedupe_key: str,
     trigger: str,
     contact_id: int,
+    channel_id: int | None,
     text: str,
     template: dict[str, Any] | None = None,
     order_id: int | None = None,
     broadcast_id: int | None = None,
 ) -> int | None:
-    """Add a message to the outbox; returns its id, or None if that cause already queued one."""
+    """Add a message to the outbox; returns its id, or None if that cause already queued one.
+
+    ``channel_id`` is the number it goes out through (None: the settings channel): a reply's is
+    its conversation's, an order message's its order's (pipeline/channels.py)."""
     now = utcnow()
     insert = dialect_insert(session.get_bind().dialect.name)
     outbound_id = session.scalar(
@@ -57,6 +61,7 @@ def queue(
             dedupe_key=dedupe_key,
             trigger=trigger,
             contact_id=contact_id,
+            channel_id=channel_id,
             order_id=order_id,
             broadcast_id=broadcast_id,
             text=text,

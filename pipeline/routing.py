@@ -105,10 +105,10 @@ def route(session: Session, message_id: int) -> str:
             conversation.closed_at = conversation.closed_reason = conversation.closed_in_window = None
             draft.reasons.append("the conversation is open again")
         _reply_out_of_hours(session, contact, conversation, message, draft)
-        _choose_automation(session, contact, message, draft)
+        _choose_automation(session, contact, conversation, message, draft)
 
     if draft.needs_reply and (draft.responder == HUMAN or score.lead_class == lead_score.HOT):
-        _assign(session, contact, draft, hot_lead=draft.responder != HUMAN)
+        _assign(session, contact, conversation, draft, hot_lead=draft.responder != HUMAN)
     decision = RoutingDecision(
         message_id=message.id,
         contact_id=contact.id,
@@ -239,7 +239,7 @@ def _close(
         draft.reasons.append("no survey: automation is paused for this contact")
         return
     queued = queue_automation_message(
-        session, contact, automation_content.SURVEY, f"survey:{conversation.id}"
+        session, contact, automation_content.SURVEY, f"survey:{conversation.id}", conversation.channel_id
     )
     if queued:
         draft.reasons.append("satisfaction survey sent")
@@ -252,7 +252,11 @@ def _reply_out_of_hours(
         return
     draft.out_of_hours = True
     queued = queue_automation_message(
-        session, contact, automation_content.OUT_OF_HOURS, f"out_of_hours:{conversation.id}"
+        session,
+        contact,
+        automation_content.OUT_OF_HOURS,
+        f"out_of_hours:{conversation.id}",
+        conversation.channel_id,
     )
     draft.reasons.append(
         "outside business hours: out-of-hours reply sent"
@@ -261,7 +265,9 @@ def _reply_out_of_hours(
     )
 
 
-def _choose_automation(session: Session, contact: Contact, message: Message, draft: Draft) -> None:
+def _choose_automation(
+    session: Session, contact: Contact, conversation: Conversation, message: Message, draft: Draft
+) -> None:
     entries = {entry.key: entry for entry in session.scalars(select(FaqEntry).where(FaqEntry.active))}
     match = best_match(
         message.text,
@@ -280,6 +286,7 @@ def _choose_automation(session: Session, contact: Contact, message: Message, dra
             dedupe_key=f"reply:{message.id}",
             trigger=FAQ_ANSWER,
             contact_id=contact.id,
+            channel_id=conversation.channel_id,
             text=faq_reply_text(entry),
         )
     elif settings.ai_base_url and message.text:
@@ -291,10 +298,12 @@ def _choose_automation(session: Session, contact: Contact, message: Message, dra
         draft.reasons.append("no FAQ entry matches and no AI agent is configured: a human answers")
 
 
-def _assign(session: Session, contact: Contact, draft: Draft, *, hot_lead: bool) -> None:
+def _assign(
+    session: Session, contact: Contact, conversation: Conversation, draft: Draft, *, hot_lead: bool
+) -> None:
     if draft.agent:  # the conversation's owner
         return
-    picked = assignment.assign(session, contact, settings.default_team)
+    picked = assignment.assign(session, contact, conversation)
     draft.reasons.append(f"hot lead, for follow-up: {picked.reason}" if hot_lead else picked.reason)
     if not hot_lead:
         draft.agent = picked.agent
@@ -305,7 +314,9 @@ def faq_reply_text(entry: FaqEntry) -> str:
     return f"{entry.answer}\n\n{entry.media_url}" if entry.media_url else entry.answer
 
 
-def queue_automation_message(session: Session, contact: Contact, trigger: str, dedupe_key: str) -> int | None:
+def queue_automation_message(
+    session: Session, contact: Contact, trigger: str, dedupe_key: str, channel_id: int | None
+) -> int | None:
     template = automation_content.messages_from(settings.automation_file)[trigger]
     text, template_call = template.render({"name": contact.name, "business": settings.business_name})
     return outbox.queue(
@@ -313,6 +324,7 @@ def queue_automation_message(session: Session, contact: Contact, trigger: str, d
         dedupe_key=dedupe_key,
         trigger=trigger,
         contact_id=contact.id,
+        channel_id=channel_id,
         text=text,
         template=template_call,
     )

@@ -58,6 +58,7 @@ def mark_sent(
         payload=request,
         sent_at=sent_at,
         responder=RESPONDER_OF.get(row.trigger),
+        channel_id=row.channel_id,
     )
     row.state, row.external_id, row.sent_as, row.message_id = SENT, external_id, sent_as, message.id
     row.sent_at = row.updated_at = sent_at

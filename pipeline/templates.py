@@ -9,18 +9,52 @@ Meta.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import MessageTemplate
+from models import Channel, MessageTemplate
 from models.base import utcnow
+from models.channels import CLOUD, SETTINGS_CHANNEL
 from models.db import locked_row
+from models.secret_box import SecretKeyMissing, SecretUnreadable, decrypt
 from models.templates import UNUSABLE
+from settings import settings
 
 DELETED = "DELETED"
+
+
+@dataclass(frozen=True)
+class Account:
+    """A WhatsApp Business Account to read templates from, and the channel it sends through."""
+
+    waba_id: str
+    access_token: str
+    channel: str
+
+
+def accounts(session: Session) -> list[Account]:
+    """Every WABA we can read: the settings number's, and each enabled Cloud API channel's (whose
+    token can be read), once each."""
+    found: dict[str, Account] = {}
+    if settings.whatsapp_waba_id and settings.whatsapp_access_token:
+        found[settings.whatsapp_waba_id] = Account(
+            settings.whatsapp_waba_id, settings.whatsapp_access_token, SETTINGS_CHANNEL
+        )
+    stored = session.scalars(
+        select(Channel).where(Channel.kind == CLOUD, Channel.enabled, Channel.waba_id.is_not(None))
+    )
+    for channel in stored:
+        try:
+            token = decrypt(channel.access_token_secret)
+        except (SecretKeyMissing, SecretUnreadable):
+            continue  # said at start-up and by the sender; nothing to read with
+        if token and channel.waba_id not in found:
+            found[channel.waba_id] = Account(channel.waba_id, token, channel.name)
+    return list(found.values())
 
 
 def replace_from_sync(session: Session, waba_id: str, templates: list[dict[str, Any]]) -> int:

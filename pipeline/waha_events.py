@@ -37,7 +37,8 @@ def record_message(session: Session, stored: dict[str, Any]) -> Message | None:
     data = message.get("_data") if isinstance(message.get("_data"), dict) else {}
     sighting.name = data.get("notifyName") or data.get("pushName") or None
     cloud = as_cloud_message(message, sighting.phone.digits if sighting.phone else None)
-    return context.record_inbound_message(session, {"message": cloud}, sighting=sighting)
+    channel = {"channel_id": stored["channel_id"]} if stored.get("channel_id") else {}
+    return context.record_inbound_message(session, {"message": cloud, **channel}, sighting=sighting)
 
 
 def as_cloud_message(message: dict[str, Any], wa_id: str | None) -> dict[str, Any]:

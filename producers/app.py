@@ -12,10 +12,12 @@ from fastapi_offline import FastAPIOffline
 
 import api.automation
 import api.broadcasts
+import api.channels
 import api.contacts
 import api.control
 import api.dashboard
 import api.flows
+import api.inbox
 import api.journey
 import api.labels
 import api.media
@@ -77,6 +79,8 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.flows.router)
     application.include_router(api.media.router)
     application.include_router(api.templates.router)
+    application.include_router(api.channels.router)
+    application.include_router(api.inbox.router)
     application.include_router(api.dashboard.router)
     return application
 

@@ -30,9 +30,10 @@ from domain.flow_encryption import (
 from domain.flow_tokens import read_token, token_key
 from models import Contact
 from models.db import session_scope
+from producers import channels
 from producers.flow_screens import FLOWS, Step
 from producers.rejections import Rejected
-from producers.security import not_configured, read_body, verify_signature
+from producers.security import not_configured, read_body
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,16 @@ async def flow_endpoint(name: str, request: Request) -> Response:
     if not config.whatsapp_flows_private_key:
         raise not_configured("WHATSAPP_FLOWS_PRIVATE_KEY")
     body = await read_body(request, config.max_body_bytes)
+    known = await channels.known()
+    # Signed by the Meta app, like webhooks: the secret of any Cloud API number we know.
+    app_secrets = [config.whatsapp_app_secret, *(r.secret for r in known.by_phone_number_id.values())]
     try:
-        verify_signature(
-            config.whatsapp_app_secret,
+        channels.verify(
+            [],
+            app_secrets,
             body,
             request.headers.get("x-hub-signature-256"),
             header="X-Hub-Signature-256",
-            setting="WHATSAPP_APP_SECRET",
             development_mode=config.development_mode,
         )
     except Rejected as exc:

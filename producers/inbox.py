@@ -23,7 +23,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from models import InboxEvent
 from models.base import utcnow
 from models.db import dialect_insert, session_scope
-from observability.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE
+from models.inbox import PENDING
+from observability.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, UNKNOWN_CHANNEL_EVENTS
 from queueing.publish import enqueue
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,22 @@ class NewEvent:
     dedupe_key: str
     payload: dict[str, Any]
     occurred_at: datetime | None
+    # "unknown_channel": for a number that is no enabled channel; stored, never queued.
+    state: str = PENDING
 
 
 @dataclass(frozen=True)
 class Stored:
     accepted: int
     duplicates: int
+    unknown_channel: int = 0
+
+    def answer(self) -> dict[str, int]:
+        """The webhooks' JSON answer (``unknown_channel`` only when there were such events)."""
+        answer = {"accepted": self.accepted, "duplicates": self.duplicates}
+        if self.unknown_channel:
+            answer["unknown_channel"] = self.unknown_channel
+        return answer
 
 
 @cache
@@ -53,7 +64,7 @@ def _insert_new(dialect: str) -> Insert:
     return (
         dialect_insert(dialect)(InboxEvent.__table__)
         .on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
-        .returning(InboxEvent.id, InboxEvent.kind)
+        .returning(InboxEvent.id, InboxEvent.kind, InboxEvent.state)
     )
 
 
@@ -71,7 +82,7 @@ def store_and_enqueue(events: list[NewEvent]) -> Stored:
             "occurred_at": e.occurred_at,
             "received_at": now,
             "enqueued_at": now,
-            "state": "pending",
+            "state": e.state,
             "attempts": 0,
         }
         for e in events
@@ -80,16 +91,20 @@ def store_and_enqueue(events: list[NewEvent]) -> Stored:
         new = session.execute(_insert_new(session.get_bind().dialect.name), rows).all()
 
     source = events[0].source
-    for _, kind in new:
+    pending = [(event_id, kind) for event_id, kind, state in new if state == PENDING]
+    for _, kind in pending:
         EVENTS_ACCEPTED.labels(source, kind).inc()
+    unknown = len(new) - len(pending)
+    if unknown:
+        UNKNOWN_CHANNEL_EVENTS.labels(source).inc(unknown)
     duplicates = len(events) - len(new)
     if duplicates:
         EVENTS_DUPLICATE.labels(source).inc(duplicates)
     try:
-        enqueue([event_id for event_id, _ in new])
+        enqueue([event_id for event_id, _ in pending])
     except Exception:
         log.warning("broker unavailable; the sweeper will enqueue these events", exc_info=True)
-    return Stored(len(new), duplicates)
+    return Stored(len(pending), duplicates, unknown)
 
 
 class InboxUnavailable(Exception):

@@ -17,8 +17,9 @@ from fastapi.responses import JSONResponse
 
 from domain import phones
 from domain.order_events import CONTACT_ID_PREFIX, CRM_NOTE_PREFIX, EVENT_TYPES
-from models import Contact, ContactIdentity, CrmSyncJob, InboxEvent, Order
+from models import Channel, Contact, ContactIdentity, CrmSyncJob, InboxEvent, Order
 from models.types import largest, room
+from producers import channels
 from producers.inbox import NewEvent, store
 from producers.rejections import Rejected
 from producers.security import parse_json, read_body, verify_signature
@@ -40,6 +41,7 @@ LIMITS = {
     "order.currency": room(Order.currency),
     "order.courier": room(Order.courier),
     "order.tracking_number": room(Order.tracking_number),
+    "channel": room(Channel.name),
 }
 MAX_TOTAL = largest(Order.total)
 _CENTS = Decimal(1).scaleb(-Order.total.type.scale)
@@ -58,6 +60,9 @@ async def receive(request: Request) -> JSONResponse:
         development_mode=settings.development_mode,
     )
     event = validate(parse_json(body), settings)
+    channel = event.payload.get("channel")
+    if channel and not channels.is_channel_name(await channels.known(), channel):
+        raise _invalid("channel", f"no channel is named {channel!r}")
     stored = await store([event])
     if stored.accepted:
         return JSONResponse({"id": event.dedupe_key, "status": "accepted"}, status_code=202)
@@ -93,6 +98,7 @@ def validate(document: Any, settings: Settings) -> NewEvent:
 
     if event_type.startswith("order."):
         _check_order(document.get("order"), event_type)
+    _text(document, "channel", "channel")  # the channel its messages go out through (a name)
 
     payload = {**document, "id": event_id, "occurred_at": occurred_at.isoformat()}
     return NewEvent(

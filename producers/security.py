@@ -103,10 +103,15 @@ def verify_signature(
         raise not_configured(setting)
     if not header_value:
         raise Rejected(401, f"missing {header} header", field=header, reason="signature")
+    if not signature_matches(secret, body, header_value, algorithm):
+        raise Rejected(401, f"{header} does not match the body", field=header, reason="signature")
+
+
+def signature_matches(secret: str, body: bytes, header_value: str, algorithm: str = "sha256") -> bool:
+    """Whether ``header_value`` is ``[<algorithm>=]<hex HMAC(secret, body)>``, in constant time."""
     expected = hmac.new(secret.encode(), body, getattr(hashlib, algorithm)).hexdigest()
     given = header_value.strip().removeprefix(f"{algorithm}=").lower()
-    if not hmac.compare_digest(expected.encode(), given.encode()):
-        raise Rejected(401, f"{header} does not match the body", field=header, reason="signature")
+    return hmac.compare_digest(expected.encode(), given.encode())
 
 
 def not_configured(setting: str) -> Rejected:

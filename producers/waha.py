@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +28,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from models import Contact, ContactIdentity, DeliveryStatus, InboxEvent, Label, Message
+from models.inbox import UNKNOWN_CHANNEL
 from models.types import INTEGER_RANGE, room
+from producers import channels
 from producers.inbox import NewEvent, store
 from producers.rejections import Rejected
 from producers.security import parse_json, read_body, verify_signature
@@ -68,22 +71,44 @@ _LOGGED_NAME_CHARS = 200
 async def receive(request: Request) -> JSONResponse:
     settings: Settings = request.app.state.settings
     body = await read_body(request, settings.max_body_bytes)
-    verify_signature(
-        settings.waha_hmac_key,
-        body,
-        request.headers.get("x-webhook-hmac"),
-        header="X-Webhook-Hmac",
-        setting="WAHA_HMAC_KEY",
-        development_mode=settings.development_mode,
-        algorithm="sha512",
-    )
-    document = parse_json(body)
+    signature = request.headers.get("x-webhook-hmac")
+    known = await channels.known()
+    route = None
+    if not known.by_session:
+        # One session, as before channels: the settings channel takes everything.
+        verify_signature(
+            settings.waha_hmac_key,
+            body,
+            signature,
+            header="X-Webhook-Hmac",
+            setting="WAHA_HMAC_KEY",
+            development_mode=settings.development_mode,
+            algorithm="sha512",
+        )
+        document = parse_json(body)
+    else:
+        document = parse_json(body)
+        session = document.get("session") if isinstance(document, dict) else None
+        route = channels.waha_route(known, session, settings)
+        channels.verify(
+            [route],
+            [settings.waha_hmac_key, *(r.secret for r in known.by_session.values())],
+            body,
+            signature,
+            header="X-Webhook-Hmac",
+            development_mode=settings.development_mode,
+            algorithm="sha512",
+        )
     event = validate(document, request.headers.get("x-webhook-timestamp"))
     if event is None:
         log.info("ignored WAHA event", extra={"event": document["event"][:_LOGGED_NAME_CHARS]})
         return JSONResponse({"accepted": 0, "duplicates": 0, "ignored": 1})
+    if route is not None and not route.accepted:
+        event = replace(event, state=UNKNOWN_CHANNEL)
+    elif route is not None and route.channel_id is not None:
+        event = replace(event, payload={**event.payload, "channel_id": route.channel_id})
     stored = await store([event])
-    return JSONResponse({"accepted": stored.accepted, "duplicates": stored.duplicates})
+    return JSONResponse(stored.answer())
 
 
 def validate(document: Any, header_timestamp: str | None = None) -> NewEvent | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -16,7 +17,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models import Contact, ContactIdentity, DeliveryStatus, InboxEvent, Message
+from models.inbox import PENDING, UNKNOWN_CHANNEL
 from models.types import room
+from producers import channels
+from producers.channels import Route
 from producers.inbox import NewEvent, store
 from producers.rejections import Rejected
 from producers.security import not_configured, parse_json, read_body, verify_signature
@@ -156,22 +160,55 @@ def verify_subscription(
 async def receive(request: Request) -> JSONResponse:
     settings: Settings = request.app.state.settings
     body = await read_body(request, settings.max_body_bytes)
-    verify_signature(
-        settings.whatsapp_app_secret,
-        body,
-        request.headers.get("x-hub-signature-256"),
-        header="X-Hub-Signature-256",
-        setting="WHATSAPP_APP_SECRET",
-        development_mode=settings.development_mode,
-    )
-    envelope = _parse(body)
-    events = inbox_events(envelope)
+    signature = request.headers.get("x-hub-signature-256")
+    known = await channels.known()
+    if not known.by_phone_number_id:
+        # One number, as before channels: the settings channel takes everything.
+        verify_signature(
+            settings.whatsapp_app_secret,
+            body,
+            signature,
+            header="X-Hub-Signature-256",
+            setting="WHATSAPP_APP_SECRET",
+            development_mode=settings.development_mode,
+        )
+        events = inbox_events(_parse(body))
+    else:
+        document = parse_json(body)
+        routes = {pnid: channels.cloud_route(known, pnid, settings) for pnid in _phone_number_ids(document)}
+        every_secret = [settings.whatsapp_app_secret, *(r.secret for r in known.by_phone_number_id.values())]
+        channels.verify(
+            routes.values(),
+            every_secret,
+            body,
+            signature,
+            header="X-Hub-Signature-256",
+            development_mode=settings.development_mode,
+        )
+        events = inbox_events(_parse_document(document), lambda pnid: routes.get(pnid, channels.UNKNOWN))
     stored = await store(events)
-    return JSONResponse({"accepted": stored.accepted, "duplicates": stored.duplicates})
+    return JSONResponse(stored.answer())
+
+
+def _phone_number_ids(document: Any) -> set[Any]:
+    """Every ``entry[].changes[].value.metadata.phone_number_id`` of a (not yet validated) body."""
+    found: set[Any] = set()
+    entries = document.get("entry") if isinstance(document, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        changes = entry.get("changes") if isinstance(entry, dict) else None
+        for change in changes if isinstance(changes, list) else []:
+            value = change.get("value") if isinstance(change, dict) else None
+            metadata = value.get("metadata") if isinstance(value, dict) else None
+            pnid = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+            found.add(pnid if isinstance(pnid, str) else None)
+    return found
 
 
 def _parse(body: bytes) -> Envelope:
-    document = parse_json(body)
+    return _parse_document(parse_json(body))
+
+
+def _parse_document(document: Any) -> Envelope:
     try:
         envelope = Envelope.model_validate(document)
     except ValidationError as exc:
@@ -204,9 +241,14 @@ TEMPLATE_FIELDS = {
 }
 
 
-def inbox_events(envelope: Envelope) -> list[NewEvent]:
+def inbox_events(envelope: Envelope, route_of: Callable[[Any], Route] | None = None) -> list[NewEvent]:
     """One inbox event per message, per status and per template change; other webhook fields are
-    acknowledged only."""
+    acknowledged only.
+
+    ``route_of`` (when channels are stored) says which channel a change's
+    ``metadata.phone_number_id`` is: its id goes into the payload (``channel_id``), and events
+    for no enabled channel are kept as unknown_channel. Template changes belong to the WABA
+    (``entry.id``), not to a number."""
     events: list[NewEvent] = []
     for entry in envelope.entry:
         for change in entry.changes:
@@ -219,6 +261,13 @@ def inbox_events(envelope: Envelope) -> list[NewEvent]:
             value = change.value
             metadata = value.get("metadata") or {}
             profiles = value.get("contacts") or []
+            state, channel = PENDING, {}
+            if route_of is not None:
+                pnid = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+                route = route_of(pnid if isinstance(pnid, str) else None)
+                state = PENDING if route.accepted else UNKNOWN_CHANNEL
+                if route.accepted and route.channel_id is not None:
+                    channel = {"channel_id": route.channel_id}
             for message in value.get("messages") or []:
                 events.append(
                     NewEvent(
@@ -229,8 +278,10 @@ def inbox_events(envelope: Envelope) -> list[NewEvent]:
                             "message": message,
                             "contact": _profile_of(message, profiles),
                             "metadata": metadata,
+                            **channel,
                         },
                         occurred_at=_epoch(message["timestamp"]),
+                        state=state,
                     )
                 )
             for status in value.get("statuses") or []:
@@ -239,8 +290,9 @@ def inbox_events(envelope: Envelope) -> list[NewEvent]:
                         source="whatsapp",
                         kind="status",
                         dedupe_key=f"{status['id']}:{status['status']}",
-                        payload={"status": status, "metadata": metadata},
+                        payload={"status": status, "metadata": metadata, **channel},
                         occurred_at=_epoch(status["timestamp"]),
+                        state=state,
                     )
                 )
             for error in value.get("errors") or []:

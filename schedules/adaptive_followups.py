@@ -22,7 +22,7 @@ from models.conversations import INBOUND
 from models.db import session_scope
 from models.routing import CANCELLED, PENDING, QUEUED
 from observability.metrics import ADAPTIVE_FOLLOWUPS
-from pipeline import adaptive_followups, locks
+from pipeline import adaptive_followups, channels, locks
 from pipeline.routing import queue_automation_message
 from queueing import names
 from queueing.tasks import periodic_task
@@ -67,7 +67,11 @@ def _fire(followup_id: int, contact_id: int) -> bool:
             ADAPTIVE_FOLLOWUPS.labels("cancelled").inc()
             return False
         followup.outbound_id = queue_automation_message(
-            session, contact, ADAPTIVE_FOLLOWUP, f"adaptive_followup:{followup.id}"
+            session,
+            contact,
+            ADAPTIVE_FOLLOWUP,
+            f"adaptive_followup:{followup.id}",
+            channels.conversation_channel_id(session, followup.conversation_id),
         )
         followup.state = QUEUED
     ADAPTIVE_FOLLOWUPS.labels("queued").inc()

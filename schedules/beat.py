@@ -34,12 +34,12 @@ BEAT_SCHEDULE = {
     },
 }
 
-if settings.whatsapp_waba_id:
-    # The template list, so that statuses missed by the webhook are caught up (workers/templates.py).
-    BEAT_SCHEDULE["sync-templates"] = {
-        "task": names.SYNC_TEMPLATES,
-        "schedule": settings.template_sync_interval_seconds,
-    }
+# Each WABA's template list, so that statuses missed by a webhook are caught up (a no-op without a
+# WABA id: workers/templates.py).
+BEAT_SCHEDULE["sync-templates"] = {
+    "task": names.SYNC_TEMPLATES,
+    "schedule": settings.template_sync_interval_seconds,
+}
 
 if settings.odoo_url:
     # CRM sync jobs whose task was lost, or whose worker died mid-sync (schedules/crm.py).

@@ -128,6 +128,7 @@ def _settle(session: Session, decision_id: int, answer: AiAnswer | None, failure
             dedupe_key=f"reply:{decision.message_id}",
             trigger=AI_ANSWER,
             contact_id=contact.id,
+            channel_id=conversation.channel_id,
             text=answer.text,
         )
         decision.reasons = [*reasons, f"the AI agent answered (confidence {answer.confidence:.2f})"]
@@ -137,7 +138,7 @@ def _settle(session: Session, decision_id: int, answer: AiAnswer | None, failure
         agent, why = conversation.owner_agent, f"{conversation.owner_agent} took over this conversation"
     else:
         before = contact.assigned_agent
-        picked = assignment.assign(session, contact, settings.default_team)
+        picked = assignment.assign(session, contact, conversation)
         agent, why = picked.agent, picked.reason
         if contact.assigned_agent != before:
             crm_sync.queue_sync(session, contact.id, "assignment")

@@ -20,7 +20,7 @@ from models.base import utcnow
 from models.broadcasts import EXPANDED
 from models.db import session_scope
 from models.labels import contacts_with_label
-from pipeline import outbox
+from pipeline import channels, outbox
 from queueing import names
 from queueing.tasks import event_task
 
@@ -51,6 +51,7 @@ def _expand_batch(broadcast_id: int) -> bool:
             .order_by(Contact.id)
             .limit(BATCH)
         ).all()
+        channel_id = channels.default_channel_id(session)  # a broadcast goes out through the default
         for contact_id, opted_out_at in contacts:
             broadcast.targeted += 1
             if opted_out_at is not None:
@@ -61,6 +62,7 @@ def _expand_batch(broadcast_id: int) -> bool:
                 dedupe_key=f"broadcast:{broadcast.id}:contact:{contact_id}",
                 trigger=TRIGGER,
                 contact_id=contact_id,
+                channel_id=channel_id,
                 text=broadcast.text,
                 template=broadcast.template,
                 broadcast_id=broadcast.id,

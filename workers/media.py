@@ -6,7 +6,6 @@ import logging
 
 from integrations.storage import media_store
 from integrations.whatsapp.base import GatewayError, PermanentError
-from integrations.whatsapp.media import fetch_cloud, fetch_waha
 from models.db import session_scope
 from pipeline import media
 from queueing import names
@@ -23,10 +22,9 @@ def download_media(media_id: int) -> str:
         row = media.claim(session, media_id)
         if row is None:
             return "skipped"
-        source, ref, key = media.source_for(row), row.remote_ref or "", row.key
-        kind, declared_mime = row.source, row.mime_type
+        download = media.Download.of(session, row)
     try:
-        fetched = fetch_waha(source, ref, declared_mime) if kind == "waha" else fetch_cloud(source, ref)
+        fetched = download.fetch()  # outside any transaction: a 16 MB video holds no lock
     except GatewayError as exc:
         with session_scope() as session:
             delay = media.failed(session, media_id, str(exc), permanent=isinstance(exc, PermanentError))
@@ -36,9 +34,8 @@ def download_media(media_id: int) -> str:
         log.warning("media not fetched", extra={"media_id": media_id, "error": str(exc)})
         return "failed"
     try:
-        media_store(settings.media_store, settings.media_s3_endpoint_url).put(
-            key, fetched.path, fetched.mime_type
-        )
+        store = media_store(settings.media_store, settings.media_s3_endpoint_url)
+        store.put(download.key, fetched.path, fetched.mime_type)
     finally:
         fetched.path.unlink(missing_ok=True)
     with session_scope() as session:

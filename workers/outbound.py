@@ -41,6 +41,10 @@ its slot, measured from before the slot was asked for (the reservation's round t
 after the dispatch marker is committed. A send that missed its slot takes a new one, or gives its
 row back; it never goes late on the old one.
 
+Each row goes out through its channel (``channel_id``; None is the settings channel,
+WHATSAPP_GATEWAY): that channel's gateway client (one per channel, kept while the channel is
+unchanged) and that channel's rate limit. A row whose channel is disabled fails at the claim.
+
 We choose at most once over at least once: a customer never receives an automated message twice,
 and the rare message lost to an unanswered request stays visible as ``failed``.
 """
@@ -75,13 +79,14 @@ from integrations.whatsapp import (
     gateway_for,
 )
 from integrations.whatsapp.rate_limit import limiter
-from models import OutboundMessage
+from models import Channel, OutboundMessage
 from models.base import utcnow
 from models.contacts import current_contact
 from models.db import session_scope
 from models.outbox import BLOCKED_TEMPLATE, BLOCKED_WINDOW, CANCELLED, FAILED, QUEUED, SENDING, SENT
+from models.secret_box import SecretKeyMissing, SecretUnreadable
 from observability.metrics import OUTBOUND_SENDS
-from pipeline import outbox, sent_messages, templates
+from pipeline import channels, outbox, sent_messages, templates
 from queueing import names, publish
 from queueing.tasks import event_task
 from settings import settings
@@ -128,11 +133,28 @@ class Claim:
     window_open: bool
     claimed_at: datetime  # the row's updated_at as the claim left it: whose claim it still is
     bulk: bool
+    channel_id: int | None = None  # None: the settings channel
+    gateway: Gateway | None = None  # the channel's client (None: the settings channel's)
 
 
 @cache
 def gateway() -> Gateway:
+    """The settings channel's gateway (WHATSAPP_GATEWAY)."""
     return gateway_for(settings)
+
+
+# Each stored channel's gateway client, kept while the channel is unchanged (its updated_at), so
+# its HTTP session is pooled and its secrets decrypted once.
+_channel_gateways: dict[int, tuple[datetime, Gateway]] = {}
+
+
+def _channel_gateway(channel: Channel) -> Gateway:
+    kept = _channel_gateways.get(channel.id)
+    if kept is not None and kept[0] == channel.updated_at:
+        return kept[1]
+    client = channels.gateway_of(channel)
+    _channel_gateways[channel.id] = (channel.updated_at, client)
+    return client
 
 
 @event_task(names.SEND_OUTBOUND)
@@ -141,7 +163,7 @@ def send_outbound(outbound_id: int) -> str:
     if isinstance(claim, str):
         return claim  # not ours (a duplicate or early task), waiting its turn, or ended at the claim
     try:
-        slot = _wait_for(_reserve_slot())
+        slot = _wait_for(_reserve_slot(claim.channel_id), claim.channel_id)
     except redis.RedisError:
         # Sending without the shared limit could breach the number's throughput: the row goes
         # back to the queue, to be tried again (the sweeper publishes it if this cannot).
@@ -159,7 +181,7 @@ def send_outbound(outbound_id: int) -> str:
         # Committing the marker made it miss the slot: nothing left, so it may go again at once.
         return _give_back(outbound_id, claim, 0.0, "late", dispatched_at=dispatched_at)
     try:
-        sent = gateway().send(claim.message, window_open=claim.window_open)
+        sent = (claim.gateway or gateway()).send(claim.message, window_open=claim.window_open)
     except TransientError as exc:
         return _retry_later(outbound_id, exc, claim.bulk)
     except BlockedWindow as exc:
@@ -174,18 +196,19 @@ def send_outbound(outbound_id: int) -> str:
     return SENT
 
 
-def _reserve_slot() -> LocalSlot:
-    """The next slot of the shared limiter, if it is within OUTBOUND_MAX_SLOT_WAIT_SECONDS, and
-    far enough ahead for the dispatch marker to be committed before it."""
+def _reserve_slot(channel_id: int | None) -> LocalSlot:
+    """The next slot of the channel's shared limiter, if it is within
+    OUTBOUND_MAX_SLOT_WAIT_SECONDS, and far enough ahead for the dispatch marker to be committed
+    before it."""
     asked = time.monotonic()
-    slot = limiter().reserve(
+    slot = limiter(channel_id).reserve(
         max_wait=settings.outbound_max_slot_wait_seconds, not_before=_DispatchLead.seconds
     )
     answered = time.monotonic()
     return LocalSlot(slot.granted, slot.wait, due=asked + slot.wait, go=answered + slot.wait)
 
 
-def _wait_for(slot: LocalSlot) -> LocalSlot:
+def _wait_for(slot: LocalSlot, channel_id: int | None) -> LocalSlot:
     """Sleep until the dispatch marker's lead before the slot. A slot missed by more than
     SLOT_TOLERANCE_SECONDS already (a busy machine) is given up for a new one; returns a refused
     slot if none comes within the cap."""
@@ -195,7 +218,7 @@ def _wait_for(slot: LocalSlot) -> LocalSlot:
         time.sleep(max(0.0, slot.go - _DispatchLead.seconds - time.monotonic()))
         if slot.late_by() <= SLOT_TOLERANCE_SECONDS:
             return slot
-        slot = _reserve_slot()
+        slot = _reserve_slot(channel_id)
     return LocalSlot(False, 0.0, time.monotonic(), time.monotonic())  # this machine is too slow now
 
 
@@ -226,8 +249,14 @@ def _claim(outbound_id: int) -> Claim | str:
         contact = current_contact(session, row.contact_id)
         now = utcnow()
         row.updated_at, row.gateway = now, settings.whatsapp_gateway
+        channel = session.get(Channel, row.channel_id) if row.channel_id is not None else None
+        client, refused = _client_of(channel)
+        if channel is not None:
+            row.gateway = channel.kind
         # Checked here, at the last moment: a pause or an opt-out also stops what was queued before.
-        if contact is None or not contact.phone_e164:
+        if refused is not None:
+            ended, row.error = FAILED, {"message": refused}
+        elif contact is None or not contact.phone_e164:
             ended, row.error = FAILED, {"message": "the contact has no phone number to send to"}
         elif contact.automation_paused_at is not None and row.trigger != HUMAN_REPLY:
             ended, row.error = CANCELLED, {"message": "automation is paused for this contact"}
@@ -248,6 +277,8 @@ def _claim(outbound_id: int) -> Claim | str:
                     window_open=window_open,
                     claimed_at=now,
                     bulk=row.trigger in BULK,
+                    channel_id=row.channel_id,
+                    gateway=client,
                 )
             # It would go as the template, which Meta would refuse: visibly blocked, not failed.
             ended, row.error = BLOCKED_TEMPLATE, {"message": why, "blocked_template": True}
@@ -256,6 +287,19 @@ def _claim(outbound_id: int) -> Claim | str:
         outbox.release_next(session, row)
     OUTBOUND_SENDS.labels(ended).inc()
     return ended
+
+
+def _client_of(channel: Channel | None) -> tuple[Gateway | None, str | None]:
+    """The gateway client of a stored channel, or why the row cannot go through it."""
+    if channel is None:
+        return None, None
+    if not channel.enabled:
+        return None, f"channel {channel.name!r} is disabled"
+    try:
+        return _channel_gateway(channel), None
+    except (SecretKeyMissing, SecretUnreadable, ValueError) as exc:
+        log.error("channel cannot send", extra={"channel": channel.name, "error": str(exc)})
+        return None, f"channel {channel.name!r} cannot send: {exc}"
 
 
 def _dispatch(outbound_id: int, claim: Claim) -> datetime | None:

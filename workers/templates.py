@@ -1,4 +1,4 @@
-"""Syncing the WABA's message templates from the Graph API (pipeline/templates.py stores them)."""
+"""Syncing each WABA's message templates from the Graph API (pipeline/templates.py stores them)."""
 
 from __future__ import annotations
 
@@ -17,16 +17,25 @@ log = logging.getLogger(__name__)
 
 @event_task(names.SYNC_TEMPLATES)
 def sync_templates() -> str:
-    waba_id, token = settings.whatsapp_waba_id, settings.whatsapp_access_token
-    if not waba_id or not token:
-        return "not configured"  # WHATSAPP_WABA_ID or WHATSAPP_ACCESS_TOKEN unset
-    try:
-        found = list_templates(settings.whatsapp_api_base, token, waba_id, settings.outbound_timeout_seconds)
-    except GatewayError as exc:
-        # Beat asks again at the next interval; the templates we hold stay as they are.
-        log.warning("template sync failed", extra={"error": str(exc)})
-        return "failed"
     with session_scope() as session:
-        held = templates.replace_from_sync(session, waba_id, found)
-    log.info("templates synced", extra={"templates": held})
-    return "synced"
+        accounts = templates.accounts(session)
+    if not accounts:
+        return "not configured"  # no WABA id: WHATSAPP_WABA_ID, or a Cloud API channel's waba_id
+    outcome = "synced"
+    for account in accounts:
+        try:
+            found = list_templates(
+                settings.whatsapp_api_base,
+                account.access_token,
+                account.waba_id,
+                settings.outbound_timeout_seconds,
+            )
+        except GatewayError as exc:
+            # Beat asks again at the next interval; the templates we hold stay as they are.
+            log.warning("template sync failed", extra={"waba_id": account.waba_id, "error": str(exc)})
+            outcome = "failed"
+            continue
+        with session_scope() as session:
+            held = templates.replace_from_sync(session, account.waba_id, found)
+        log.info("templates synced", extra={"waba_id": account.waba_id, "templates": held})
+    return outcome

@@ -18,6 +18,8 @@ also ask for a slot no sooner than ``not_before`` seconds from now, for work it 
 it sends (the outbound worker commits a marker): an idle limiter's moments in between are not
 given to anyone else, which costs nothing, as GCRA with a burst of one banks no unused slots.
 
+Each channel (each WhatsApp number) has its own limit and key: Meta caps each number apart.
+
 Without Redis (the embedded mode) the same algorithm runs in-process under a lock on
 ``time.monotonic``; the limit is then per process, which is what a single embedded worker needs.
 
@@ -127,7 +129,14 @@ class RateLimiter:
         return Slot(at=at / 1_000_000, wait=(at - now) / 1_000_000, granted=granted)
 
 
+def limiter(channel: int | None = None) -> RateLimiter:
+    """The process's limiter of one channel (each number has its own throughput), built once from
+    settings and shared in Redis when there is one. ``None`` is the settings channel, under the
+    key the single-number installs have always used."""
+    return _limiter(channel)
+
+
 @functools.cache
-def limiter() -> RateLimiter:
-    """The process's limiter, built once from settings (shared in Redis when there is one)."""
-    return RateLimiter(settings.outbound_rate_per_second, settings.rate_limit_redis_url)
+def _limiter(channel: int | None) -> RateLimiter:
+    key = "wacrm:outbound:rate" if channel is None else f"wacrm:outbound:rate:channel:{channel}"
+    return RateLimiter(settings.outbound_rate_per_second, settings.rate_limit_redis_url, key=key)

@@ -1,6 +1,7 @@
 """A fake Meta Cloud API: ``POST /{version}/{phone_number_id}/messages`` as in docs/formats.md "Cloud API".
 
-It checks the Bearer token (401, Graph code 190, when wrong), answers a valid send with a fresh
+It checks the Bearer token (401, Graph code 190, when wrong; with ``numbers``, several phone
+number ids each with its own token, as several channels of one install), answers a valid send with a fresh
 ``wamid.…`` and records it as accepted. ``fail_next(status, code)`` answers with a Graph error
 envelope carrying ``code``; with ``code=None`` it answers a bare text body, as a proxy or load
 balancer in front of the Graph API would. ``accept_then_fail_next(502)`` accepts the message and
@@ -50,11 +51,18 @@ class FakeCloudApi(FakeServer):
         access_token: str = "test-access-token",
         phone_number_id: str = "1234567890",
         version: str = "v21.0",
+        numbers: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.access_token = access_token
         self.phone_number_id = phone_number_id
         self.version = version
+        # phone_number_id -> its access token; None: any path, with ``access_token``.
+        self.numbers = numbers
+        # (phone_number_id of the path, recipient) of every accepted message, in order; and
+        # (phone_number_id, body) of each.
+        self.sent_from: list[tuple[str, str]] = []
+        self.sent_bodies: list[tuple[str, dict[str, Any]]] = []
         self.media: dict[str, StoredMedia] = {}
         self.templates: dict[str, list[dict[str, Any]]] = {}  # by WABA id, as Meta lists them
         # Where a media URL points (a test may point it elsewhere, as a forged answer would).
@@ -77,12 +85,6 @@ class FakeCloudApi(FakeServer):
                 "next": f"{self.base_url}/{waba_id}/message_templates?limit={limit}&after={after}",
             }
         return Reply(200, page)
-
-    def reset(self) -> None:
-        super().reset()
-        self.templates.clear()
-        self.media.clear()
-        self.media_url_base = None
 
     def media_downloads(self, media_id: str) -> int:
         """How many times the bytes of ``media_id`` were fetched."""
@@ -122,6 +124,15 @@ class FakeCloudApi(FakeServer):
         """What ``WHATSAPP_API_BASE`` would be: ``http://127.0.0.1:PORT/v21.0``."""
         return f"{self.root_url}/{self.version}"
 
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self.sent_from.clear()
+            self.sent_bodies.clear()
+            self.templates.clear()
+            self.media.clear()
+            self.media_url_base = None
+
     def __enter__(self) -> FakeCloudApi:
         return self
 
@@ -129,7 +140,11 @@ class FakeCloudApi(FakeServer):
         match = _PATH.fullmatch(path)
         if not match:
             return Reply(404, graph_error(100, "Unknown path components"))
-        if headers.get("authorization") != f"Bearer {self.access_token}":
+        number = match["phone_number_id"]
+        if self.numbers is not None and number not in self.numbers:
+            return Reply(400, graph_error(100, f"Unsupported post request. Object with ID '{number}'"))
+        token = self.numbers[number] if self.numbers is not None else self.access_token
+        if headers.get("authorization") != f"Bearer {token}":
             return Reply(401, graph_error(190, "Invalid OAuth access token - Cannot parse access token"))
         action = self.next_action()
         if action is not None and action.kind == "fail":
@@ -138,6 +153,9 @@ class FakeCloudApi(FakeServer):
         if problem:
             return Reply(400, graph_error(100, f"Invalid parameter: {problem}"))
         self.accept(body)
+        with self._lock:
+            self.sent_from.append((number, str(body.get("to"))))
+            self.sent_bodies.append((number, body))
         answer = {
             "messaging_product": "whatsapp",
             "contacts": [{"input": body["to"], "wa_id": body["to"]}],

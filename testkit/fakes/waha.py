@@ -47,6 +47,10 @@ class FakeWaha(FakeServer):
     def __enter__(self) -> FakeWaha:
         return self
 
+    def sessions(self) -> list[str]:
+        """The session of every accepted message, in order."""
+        return [body["session"] for body in self.accepted]
+
     def handle(self, path: str, headers: dict[str, str], body: Any) -> Reply:
         if path != "/api/sendText":
             return Reply(404, _nest_error(404, f"Cannot POST {path}"))
