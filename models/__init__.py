@@ -1,5 +1,6 @@
 """SQLAlchemy models: one module per concept. Importing this package registers every table."""
 
+from models.accounts import AuthToken, SignInFailure
 from models.base import Base
 from models.broadcasts import Broadcast
 from models.contacts import Company, Contact, ContactIdentity, Deal, IdentityConflict
@@ -12,6 +13,7 @@ from models.outbox import OutboundMessage
 from models.routing import (
     AdaptiveFollowup,
     Agent,
+    AgentTeam,
     AuditEntry,
     FaqEntry,
     FollowupRules,
@@ -22,7 +24,9 @@ from models.routing import (
 __all__ = [
     "AdaptiveFollowup",
     "Agent",
+    "AgentTeam",
     "AuditEntry",
+    "AuthToken",
     "Base",
     "Broadcast",
     "Company",
@@ -45,5 +49,6 @@ __all__ = [
     "Order",
     "OutboundMessage",
     "RoutingDecision",
+    "SignInFailure",
     "SurveyResponse",
 ]

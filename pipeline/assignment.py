@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Agent, Contact
+from models import Agent, AgentTeam, Contact
 from models.base import utcnow
 
 
@@ -42,7 +42,8 @@ def assign(session: Session, contact: Contact, team: str) -> Assignment:
 def _next_in_rotation(session: Session, team: str) -> Agent | None:
     query = (
         select(Agent)
-        .where(Agent.team == team, Agent.available)
+        .join(AgentTeam, AgentTeam.agent_id == Agent.id)
+        .where(AgentTeam.team == team, Agent.active, Agent.available)
         .order_by(Agent.last_assigned_at.asc().nulls_first(), Agent.id)
         .limit(1)
     )

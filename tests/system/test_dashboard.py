@@ -19,7 +19,7 @@ from testkit.waha import chat_of, label_contact, post_waha
 
 pytestmark = pytest.mark.usefixtures("worker")
 
-TOKEN = "dashboard-test-token"
+TOKEN = "dashboard-test-token-8fJq2LxZ"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 AD_ID = "120210000000000001"
 

@@ -18,7 +18,7 @@ import requests
 from settings import VAR_DIR
 from testkit.processes import PROJECT_ROOT, free_port, wait_for
 
-TOKEN = "embedded-token"
+TOKEN = "embedded-token-Zr4Vq8Lm2Kx"
 BANNER_END = "Next, in another terminal: ./run demo"
 
 

@@ -24,12 +24,20 @@ BUDI, SITI, ANDI = "6281212345678", "6285711112222", "6281398765432"
 OPENING_HOURS_ANSWER = "Toko kami buka Senin-Sabtu pukul 08.00-17.00. Ada lagi yang bisa kami bantu?"
 
 
+RINA_PASSWORD = "rina-long-passphrase-7"
+
+
 @pytest.fixture
 def api(client, admin_headers):
-    """Call the admin API as Rina; returns the JSON, asserting the expected status."""
+    """Call the admin API signed in as Rina (an admin account); returns the JSON, asserting the
+    expected status. Each call also claims to be someone else in X-Actor: the audit ignores it."""
+    account = {"login": "rina", "name": "Rina", "role": "admin", "teams": [], "password": RINA_PASSWORD}
+    assert client.post("/api/agents", json=account, headers=admin_headers).status_code == 201
+    signed_in = client.post("/api/auth/token", json={"login": "rina", "password": RINA_PASSWORD})
+    rina = {"Authorization": f"Bearer {signed_in.json()['token']}"}
 
     def call(method: str, path: str, status: int = 200, headers: dict | None = None, **kwargs):
-        headers = {**admin_headers, "X-Actor": "rina", **(headers or {})}
+        headers = {**rina, "X-Actor": "mallory", **(headers or {})}
         answer = client.request(method, path, headers=headers, **kwargs)
         assert answer.status_code == status, answer.text
         return answer.json() if answer.content else None
