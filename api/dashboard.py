@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import update
+from sqlalchemy import select
 
 from api import labels as data
 from api.accounts import client_address
@@ -184,16 +184,23 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/dashboard/logout")
-def logout(request: Request) -> Response:
-    """Sign out: the session row is revoked (the old cookie is refused from now on)."""
+async def logout(request: Request) -> Response:
+    """Sign out: the session row is revoked (the old cookie is refused from now on). The form
+    carries the session's CSRF token; a live session without it is not signed out (403)."""
     secret = request.cookies.get(SESSION_COOKIE)
     if secret:
+        given = (parse_qs((await request.body()).decode(errors="replace")).get(CSRF_FIELD) or [""])[0]
         with session_scope() as session:
-            session.execute(
-                update(AuthToken)
+            row = session.scalar(
+                select(AuthToken)
                 .where(AuthToken.token_hash == token_hash(secret), AuthToken.kind == SESSION)
-                .values(revoked_at=utcnow())
+                .with_for_update()
             )
+            live = row is not None and row.revoked_at is None
+            if live and not hmac.compare_digest(given.encode(), (row.csrf or "").encode()):
+                return forbidden_page("the form's CSRF token is missing or wrong: sign out from the page")
+            if live:
+                row.revoked_at = utcnow()
     response = RedirectResponse("/dashboard", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
