@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 
 from fastapi import HTTPException, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -119,6 +120,19 @@ RULES: dict[tuple[str, str], Rule] = {
 
 class PageAccess(HTTPException):
     """A dashboard page refused (anonymous: the sign-in form; signed in, wrong role: 403)."""
+
+
+def endpoints(routes: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Every (method, path) an app serves through FastAPI (whose routes this dependency guards),
+    included routers walked through."""
+    found: list[tuple[str, str]] = []
+    for route in routes:
+        if hasattr(route, "original_router"):  # an included router (FastAPI >= 0.16x)
+            context = getattr(route, "include_context", None)
+            found += endpoints(route.original_router.routes, prefix + getattr(context, "prefix", ""))
+        elif isinstance(route, APIRoute):
+            found += [(m, prefix + route.path) for m in sorted(route.methods) if m != "HEAD"]
+    return found
 
 
 def rule_for(method: str, path: str) -> Rule | None:
