@@ -215,9 +215,9 @@ def login_page(error: str | None = None, status: int = 401) -> HTMLResponse:
   <input id="login" name="login" autocomplete="username" autocapitalize="none" autofocus>
   <label for="password">Password</label>
   <input id="password" name="password" type="password" autocomplete="current-password">
-  <details><summary>Sign in with the admin token instead</summary>
+  <p class="muted">or, instead of a login and password:</p>
   <label for="token">Admin token</label>
-  <input id="token" name="token" type="password" autocomplete="off"></details>
+  <input id="token" name="token" type="password" autocomplete="off">
   <button type="submit">Sign in</button>
 </form>"""
     return _page("Sign in", form, status)
@@ -396,7 +396,7 @@ table { border-collapse: collapse; width: 100%; } td, th { text-align: left; pad
 tbody tr:nth-child(odd) { background: #f6f6f6; } .filters { display: flex; gap: 8px; align-items: center; }
 .login { max-width: 320px; margin: 80px auto; display: flex; flex-direction: column; gap: 8px; }
 .login input, .login button { font-size: 16px; padding: 8px; }
-.login details input { width: 100%; box-sizing: border-box; }
+.login input { box-sizing: border-box; width: 100%; } .login p { margin: 4px 0 0; }
 """
 
 
