@@ -24,11 +24,12 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from domain.credentials import admin_token_problem
-from models import Agent, AuthToken
+from models import Agent, AgentTeam, AuthToken
+from models.accounts import SESSION
 from models.base import utcnow
 from models.db import session_scope
 from models.routing import ADMIN
@@ -40,6 +41,8 @@ SESSION_COOKIE = "wacrm_session"
 ADMIN_LOGIN = "admin"
 # last_used_at is refreshed at most this often (not one write per request).
 LAST_USED_EVERY = timedelta(minutes=5)
+# Teams come back from the token lookup joined by this (a team name never contains it).
+TEAM_SEPARATOR = "\x1f"
 
 
 @dataclass(frozen=True)
@@ -121,34 +124,47 @@ def resolve(request: Request) -> Principal | None:
 
 
 def lookup(session: Session, secret: str, *, session_only: bool = False) -> Principal | None:
-    """The live token with this secret and its account, in one query (the hash is unique)."""
+    """The live token with this secret, its account and the account's teams, in one query (the
+    hash is unique and indexed)."""
     now = utcnow()
     query = (
-        select(AuthToken, Agent)
+        select(
+            AuthToken.id,
+            AuthToken.kind,
+            AuthToken.agent_id,
+            AuthToken.login,
+            AuthToken.csrf,
+            AuthToken.last_used_at,
+            Agent.login.label("agent_login"),
+            Agent.role,
+            Agent.active,
+            func.aggregate_strings(AgentTeam.team, TEAM_SEPARATOR).label("teams"),
+        )
         .outerjoin(Agent, Agent.id == AuthToken.agent_id)
+        .outerjoin(AgentTeam, AgentTeam.agent_id == Agent.id)
         .where(
             AuthToken.token_hash == token_hash(secret),
             AuthToken.revoked_at.is_(None),
             (AuthToken.expires_at.is_(None)) | (AuthToken.expires_at > now),
         )
+        .group_by(AuthToken.id, Agent.id)
     )
     row = session.execute(query).first()
-    if row is None:
-        return None
-    token, agent = row
-    if session_only != (token.kind == "session"):
+    if row is None or session_only != (row.kind == SESSION):
         return None  # a cookie is a session, a bearer header never is
-    if agent is None:
-        if token.agent_id is not None or token.login != ADMIN_LOGIN:
+    if row.agent_id is None:
+        if row.login != ADMIN_LOGIN:
             return None
-        principal = Principal(ADMIN_LOGIN, ADMIN, None, None, token.id, token.csrf)
+        principal = Principal(ADMIN_LOGIN, ADMIN, None, None, row.id, row.csrf)
     else:
-        if not agent.active:
+        if not row.active:
             return None
-        teams = None if agent.role == ADMIN else frozenset(agent.teams)
-        principal = Principal(agent.login, agent.role, teams, agent.id, token.id, token.csrf)
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_EVERY:
-        session.execute(update(AuthToken).where(AuthToken.id == token.id).values(last_used_at=now))
+        teams = (
+            None if row.role == ADMIN else frozenset(filter(None, (row.teams or "").split(TEAM_SEPARATOR)))
+        )
+        principal = Principal(row.agent_login, row.role, teams, row.agent_id, row.id, row.csrf)
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
+        session.execute(update(AuthToken).where(AuthToken.id == row.id).values(last_used_at=now))
     return principal
 
 

@@ -55,9 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the FAQ file to import (default AUTOMATION_FILE, %(default)s)",
     )
     agents_command = commands.add_parser("agents", help="add an account (the first admin) or list them")
-    agents_actions = agents_command.add_subparsers(dest="action", metavar="ACTION", required=True)
+    agents_actions = agents_command.add_subparsers(
+        dest="action", metavar="ACTION", required=True, help="add: a new account; list: every account"
+    )
     adding = agents_actions.add_parser("add", help="add an account; the password is asked for")
-    adding.add_argument("login")
+    adding.add_argument("login", help="the account's login (letters, digits, . _ @ -)")
     adding.add_argument("--name", help="the person's name")
     adding.add_argument(
         "--role", choices=("admin", "supervisor", "agent"), default="agent", help="(default %(default)s)"

@@ -76,8 +76,8 @@ def validate_password(password: str | None, login: str) -> str:
 
 def clean_teams(teams: list[str]) -> list[str]:
     cleaned = sorted({t.strip() for t in teams if t and t.strip()})
-    if any(len(t) > 64 for t in cleaned):
-        raise AccountError(422, "teams: a team name has at most 64 characters")
+    if any(len(t) > 64 or not t.isprintable() for t in cleaned):
+        raise AccountError(422, "teams: a team name has at most 64 printable characters")
     return cleaned
 
 
