@@ -36,6 +36,7 @@ class AgentIn(BaseModel):
     available: bool = True
     role: Role | None = None
     active: bool | None = None
+    password: str | None = Field(default=None, max_length=1024, description="a new password (admin)")
 
 
 class AgentCreate(BaseModel):
@@ -140,6 +141,11 @@ def put_agent(login: Login, body: AgentIn, caller: Caller) -> AgentOut:
         if "teams" in given or "team" in given:
             try:
                 accounts.set_teams(agent, body.teams if body.teams is not None else [body.team or ""])
+            except accounts.AccountError as exc:
+                raise _raise(exc) from exc
+        if "password" in given:
+            try:
+                agent.password_hash = accounts.hash_password(accounts.validate_password(body.password, login))
             except accounts.AccountError as exc:
                 raise _raise(exc) from exc
         for field in ("name", "available", "role", "active"):

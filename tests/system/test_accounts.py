@@ -72,6 +72,15 @@ def test_signing_in_gives_a_bearer_token_with_the_accounts_role(client, admin_he
     unknown = client.post("/api/auth/token", json={"login": "nobody", "password": PASSWORD})
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.json() == unknown.json(), "an unknown login and a wrong password answer alike"
+    # An admin sets a new password (an agent migrated from before accounts has none).
+    assert (
+        client.put("/api/agents/ayu", json={"password": "pendek"}, headers=admin_headers).status_code == 422
+    )
+    assert client.put(
+        "/api/agents/ayu", json={"password": "rujak-buah-segar"}, headers=admin_headers
+    ).is_success
+    assert client.put("/api/agents/ayu", json={"password": "x" * 12}, headers=agent).status_code == 403
+    token_of(client, "ayu", "rujak-buah-segar")
 
 
 def test_repeated_wrong_passwords_are_slowed_down(client, admin_headers, caplog):
