@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from api import labels as data
 from api.accounts import client_address
@@ -142,28 +143,34 @@ async def login(request: Request) -> Response:
     address = client_address(request)
     admin_token = usable_admin_token(request.app.state.settings)
     expires = utcnow() + timedelta(hours=settings.session_hours)
-    with session_scope() as session:
+
+    def attempt() -> tuple[int | None, str | None]:
+        """The throttle, the check (argon2: kept off the event loop) and the session row."""
         wait, secret = None, None
-        if given_token:
-            wait = accounts.throttle_wait(session, ADMIN_TOKEN_KEY, address)
-            if wait is None:
-                if admin_token and hmac.compare_digest(given_token.encode(), admin_token.encode()):
+        with session_scope() as session:
+            if given_token:
+                wait = accounts.throttle_wait(session, ADMIN_TOKEN_KEY, address)
+                if wait is None:
+                    if admin_token and hmac.compare_digest(given_token.encode(), admin_token.encode()):
+                        secret, _ = issue(
+                            session, kind=SESSION, login=ADMIN_LOGIN, agent_id=None, expires_at=expires
+                        )
+                    else:
+                        accounts.record_failure(session, ADMIN_TOKEN_KEY, address)
+            elif login_name and password:
+                result = accounts.sign_in(session, login_name, password, address)
+                wait = result.retry_after
+                if result.agent is not None:
                     secret, _ = issue(
-                        session, kind=SESSION, login=ADMIN_LOGIN, agent_id=None, expires_at=expires
+                        session,
+                        kind=SESSION,
+                        login=result.agent.login,
+                        agent_id=result.agent.id,
+                        expires_at=expires,
                     )
-                else:
-                    accounts.record_failure(session, ADMIN_TOKEN_KEY, address)
-        elif login_name and password:
-            result = accounts.sign_in(session, login_name, password, address)
-            wait = result.retry_after
-            if result.agent is not None:
-                secret, _ = issue(
-                    session,
-                    kind=SESSION,
-                    login=result.agent.login,
-                    agent_id=result.agent.id,
-                    expires_at=expires,
-                )
+        return wait, secret
+
+    wait, secret = await run_in_threadpool(attempt)
     if wait is not None:
         page = login_page(f"Too many failed sign-ins: try again in {wait} seconds.", status=429)
         page.headers["Retry-After"] = str(wait)
