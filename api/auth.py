@@ -24,14 +24,14 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
 from domain.credentials import admin_token_problem
 from models import Agent, AgentTeam, AuthToken
 from models.accounts import SESSION
 from models.base import utcnow
-from models.db import session_scope
+from models.db import get_engine, session_scope
 from models.routing import ADMIN
 from settings import Settings
 
@@ -112,8 +112,7 @@ def resolve(request: Request) -> Principal | None:
         return Principal(ADMIN_LOGIN, ADMIN, None)
     secret = bearer if bearer is not None else cookie
     assert secret is not None
-    with session_scope() as session:
-        principal = lookup(session, secret, session_only=bearer is None)
+    principal = _lookup_once(secret, session_only=bearer is None)
     if principal is None:
         raise HTTPException(
             401,
@@ -123,7 +122,21 @@ def resolve(request: Request) -> Principal | None:
     return principal
 
 
-def lookup(session: Session, secret: str, *, session_only: bool = False) -> Principal | None:
+def _lookup_once(secret: str, *, session_only: bool) -> Principal | None:
+    """The lookup on its own connection. On PostgreSQL in autocommit: one statement, no
+    BEGIN/COMMIT round trips (it reads one row; the rare last_used_at write stands alone)."""
+    if config_is_sqlite():
+        with session_scope() as session:
+            return lookup(session, secret, session_only=session_only)
+    with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        return lookup(connection, secret, session_only=session_only)
+
+
+def config_is_sqlite() -> bool:
+    return get_engine().dialect.name == "sqlite"
+
+
+def lookup(session: Session | Connection, secret: str, *, session_only: bool = False) -> Principal | None:
     """The live token with this secret, its account and the account's teams, in one query (the
     hash is unique and indexed)."""
     now = utcnow()
