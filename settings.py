@@ -53,11 +53,13 @@ class Settings(BaseSettings):
     odoo_login: str | None = None
     odoo_api_key: str | None = None
 
-    # The query/control API and dashboard are closed until a token is set.
+    # The admin role's bearer token (bootstrap and service credential); a weak one is refused.
     admin_token: str | None = None
     # The key the channels' secrets are encrypted with at rest (any long random text; HKDF makes
     # the encryption key of it). Without it no channel with secrets can be stored.
     secret_key: str | None = None
+    # How long a dashboard session or a sign-in token (POST /api/auth/token) lasts.
+    session_hours: float = Field(default=12, gt=0, le=24 * 90)
 
     default_region: str = "ID"
     timezone: str = "Asia/Jakarta"

@@ -1,4 +1,4 @@
-"""What automation knows and who the team is: FAQ and marketing entries, and sales agents.
+"""What automation knows: FAQ and marketing entries (agents are accounts: api/accounts.py).
 
 FAQ entries are also kept in the automation file (``python -m cli faq import`` loads it); both
 ways write the same table, and routing matches against the table. Changes are audited.
@@ -7,27 +7,21 @@ ways write the same table, and routing matches against the table. Changes are au
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Response
+from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.auth import require_admin
+from api.auth import Caller
 from api.control import audit
 from domain.automation_content import ContentError, FaqSpec, faq_spec
-from models import Agent, FaqEntry
+from models import FaqEntry
 from models.base import utcnow
 from models.db import locked_row, session_scope
-from settings import settings
 
-router = APIRouter(
-    prefix="/api", tags=["automation content and agents"], dependencies=[Depends(require_admin)]
-)
-
-Actor = Annotated[str, Header(alias="X-Actor", max_length=64, description="who acts; audited")]
-Login = Annotated[str, Path(pattern=r"^[A-Za-z0-9._@-]{1,64}$")]
+router = APIRouter(prefix="/api", tags=["automation content"])
 
 
 class FaqIn(BaseModel):
@@ -45,17 +39,6 @@ class FaqOut(FaqIn):
     updated_at: datetime
 
 
-class AgentIn(BaseModel):
-    name: str | None = Field(default=None, max_length=255)
-    team: str = Field(default_factory=lambda: settings.default_team, max_length=64)
-    available: bool = True
-
-
-class AgentOut(AgentIn):
-    login: str
-    last_assigned_at: datetime | None
-
-
 @router.get("/faq", response_model=list[FaqOut])
 def list_faq() -> list[FaqOut]:
     with session_scope() as session:
@@ -66,52 +49,27 @@ def list_faq() -> list[FaqOut]:
 
 
 @router.put("/faq/{key}", response_model=FaqOut)
-def put_faq(key: str, body: FaqIn, actor: Actor = "admin") -> FaqOut:
+def put_faq(key: str, body: FaqIn, caller: Caller) -> FaqOut:
     """Create or replace an entry; the next matching message gets the new answer."""
     try:
         spec = faq_spec(key, body.model_dump())
     except ContentError as exc:
         raise HTTPException(422, str(exc)) from exc
     with session_scope() as session:
-        entry = upsert_faq(session, spec, actor)
-        audit(session, actor, "faq.saved", f"faq:{key}", body.model_dump())
+        entry = upsert_faq(session, spec, caller.login)
+        audit(session, caller.login, "faq.saved", f"faq:{key}", body.model_dump())
         return FaqOut.model_validate(entry, from_attributes=True)
 
 
 @router.delete("/faq/{key}", status_code=204)
-def delete_faq(key: str, actor: Actor = "admin") -> Response:
+def delete_faq(key: str, caller: Caller) -> Response:
     with session_scope() as session:
         entry = session.scalar(select(FaqEntry).where(FaqEntry.key == key).with_for_update())
         if entry is None:
             raise HTTPException(404, f"no FAQ entry {key!r}")
         session.delete(entry)
-        audit(session, actor, "faq.deleted", f"faq:{key}")
+        audit(session, caller.login, "faq.deleted", f"faq:{key}")
     return Response(status_code=204)
-
-
-@router.get("/agents", response_model=list[AgentOut])
-def list_agents() -> list[AgentOut]:
-    with session_scope() as session:
-        return [
-            AgentOut.model_validate(agent, from_attributes=True)
-            for agent in session.scalars(select(Agent).order_by(Agent.team, Agent.login))
-        ]
-
-
-@router.put("/agents/{login}", response_model=AgentOut)
-def put_agent(login: Login, body: AgentIn, actor: Actor = "admin") -> AgentOut:
-    """Add an agent or change one: their team, and whether they can take new conversations now."""
-    with session_scope() as session:
-        agent = locked_row(session, Agent, {"login": login}, {"team": body.team})
-        agent.name, agent.team, agent.available, agent.updated_at = (
-            body.name,
-            body.team,
-            body.available,
-            utcnow(),
-        )
-        audit(session, actor, "agent.saved", f"agent:{login}", body.model_dump())
-        session.flush()
-        return AgentOut.model_validate(agent, from_attributes=True)
 
 
 def upsert_faq(session: Session, spec: FaqSpec, actor: str) -> FaqEntry:

@@ -6,14 +6,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from api.auth import require_admin
+from api.auth import Caller
 from api.crm import CrmSyncOut, crm_sync
 from api.labels import LabelChangeOut, label_history
+from api.permissions import contact_in_reach
 from domain import phones, service_window
 from models import Company, Contact, ContactIdentity, Conversation, Deal, Message, Order
 from models.base import utcnow
@@ -23,9 +24,10 @@ from models.db import session_scope
 from models.labels import active_labels, contacts_with_label
 from pipeline import channels
 from pipeline.identity import PHONE
+from pipeline.teams import contact_teams, conversations_of_teams
 from settings import settings
 
-router = APIRouter(prefix="/api", tags=["contacts"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/api", tags=["contacts"])
 
 Limit = Annotated[int, Query(ge=1, le=500)]
 
@@ -157,6 +159,7 @@ class MessagePage(BaseModel):
 
 @router.get("/contacts", response_model=ContactPage)
 def list_contacts(
+    caller: Caller,
     phone: str | None = None,
     label: str | None = None,
     lead_class: Annotated[str | None, Query(pattern="^(hot|warm|cold)$")] = None,
@@ -165,7 +168,8 @@ def list_contacts(
 ) -> ContactPage:
     """Contacts by id; ``phone`` in any common form narrows to that number, ``label`` to the
     contacts that have that label now (by name, any letter case), ``lead_class`` to hot, warm
-    or cold leads."""
+    or cold leads. Only the contacts of the caller's teams (a page may then hold fewer than
+    ``limit``; follow ``next_cursor``)."""
     query = select(Contact).where(Contact.merged_into_id.is_(None)).order_by(Contact.id).limit(limit)
     if lead_class:
         query = query.where(Contact.lead_class == lead_class)
@@ -184,18 +188,20 @@ def list_contacts(
         query = query.where(Contact.id > cursor)
     with session_scope() as session:
         contacts = session.scalars(query).all()
-        labels = active_labels(session, [c.id for c in contacts])
-        items = [_contact_out(session, c, labels.get(c.id, [])) for c in contacts]
+        visible = [c for c in contacts if caller.teams is None or contact_teams(session, c.id) & caller.teams]
+        labels = active_labels(session, [c.id for c in visible])
+        items = [_contact_out(session, c, labels.get(c.id, [])) for c in visible]
     return ContactPage(items=items, next_cursor=str(contacts[-1].id) if len(contacts) == limit else None)
 
 
 @router.get("/contacts/{contact_id}", response_model=ContactDetail)
-def get_contact(contact_id: int) -> ContactDetail:
+def get_contact(contact_id: int, caller: Caller) -> ContactDetail:
     """One contact (a merged id answers with the contact it became) with its context."""
     with session_scope() as session:
         contact = current_contact(session, contact_id)
         if contact is None:
             raise HTTPException(404, f"no contact {contact_id}")
+        contact_in_reach(session, caller, contact.id)
         identities = session.scalars(
             select(ContactIdentity)
             .where(ContactIdentity.contact_id == contact.id)
@@ -204,11 +210,10 @@ def get_contact(contact_id: int) -> ContactDetail:
         deal = session.scalars(
             select(Deal).where(Deal.contact_id == contact.id, Deal.status == "open")
         ).first()
-        conversations = session.scalars(
-            select(Conversation)
-            .where(Conversation.contact_id == contact.id)
-            .order_by(Conversation.last_message_at.desc())
-        ).all()
+        in_reach = select(Conversation).where(Conversation.contact_id == contact.id)
+        if caller.teams is not None:
+            in_reach = in_reach.where(Conversation.id.in_(conversations_of_teams(caller.teams)))
+        conversations = session.scalars(in_reach.order_by(Conversation.last_message_at.desc())).all()
         orders = session.scalars(
             select(Order).where(Order.contact_id == contact.id).order_by(Order.id.desc())
         ).all()
@@ -241,18 +246,23 @@ def get_contact(contact_id: int) -> ContactDetail:
 
 
 @router.get("/contacts/{contact_id}/messages", response_model=MessagePage)
-def list_messages(contact_id: int, limit: Limit = 100, cursor: str | None = None) -> MessagePage:
+def list_messages(
+    contact_id: int, caller: Caller, limit: Limit = 100, cursor: str | None = None
+) -> MessagePage:
     """Inbound and outbound messages, oldest first, with delivery status."""
     with session_scope() as session:
         contact = current_contact(session, contact_id)
         if contact is None:
             raise HTTPException(404, f"no contact {contact_id}")
+        contact_in_reach(session, caller, contact.id)
         query = (
             select(Message)
             .where(Message.contact_id == contact.id)
             .order_by(Message.occurred_at, Message.id)
             .limit(limit)
         )
+        if caller.teams is not None:  # not another team's conversations with the same person
+            query = query.where(Message.conversation_id.in_(conversations_of_teams(caller.teams)))
         if cursor:
             query = query.where(tuple_(Message.occurred_at, Message.id) > _decode_cursor(cursor))
         messages = session.scalars(query).all()

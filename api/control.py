@@ -2,7 +2,9 @@
 
 Take over a conversation, answer it, override a routing decision, pause or resume all automation
 for a contact, change the adaptive follow-up rules. Each action writes an ``audit_log`` row with who
-(the ``X-Actor`` header, else "admin") and when, in the same transaction as the change.
+(the signed-in account's login; ``admin`` for ADMIN_TOKEN) and when, in the same transaction as
+the change. A client-supplied name (the former ``X-Actor`` header) is ignored. Contacts and
+conversations outside the caller's teams answer 404 (``api.permissions``).
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi import APIRouter, Header, HTTPException, Query
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
-from api.auth import require_admin
+from api.auth import Caller, Principal
+from api.permissions import contact_in_reach, conversation_in_reach
 from domain.replies import AUTOMATION, CONVERSATIONAL, FAQ_ANSWER, HUMAN, HUMAN_REPLY, NOBODY
 from models import (
     Agent,
@@ -33,13 +36,13 @@ from models.base import utcnow
 from models.contacts import current_contact
 from models.db import locked_row, session_scope
 from models.routing import DECIDED
-from pipeline import adaptive_followups, assignment, channels, crm_sync, locks, outbox
+from pipeline import adaptive_followups, assignment, channels, crm_sync, locks, outbox, teams
+from pipeline import audit as audit_trail
 from pipeline.routing import faq_reply_text
 
-router = APIRouter(prefix="/api", tags=["human control"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/api", tags=["human control"])
 
 T = TypeVar("T", Conversation, RoutingDecision)
-Actor = Annotated[str, Header(alias="X-Actor", max_length=64, description="who acts; audited")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
@@ -141,10 +144,12 @@ class AuditPage(BaseModel):
 
 
 @router.post("/contacts/{contact_id}/automation", response_model=AutomationOut)
-def set_automation(contact_id: int, body: AutomationIn, actor: Actor = "admin") -> AutomationOut:
+def set_automation(contact_id: int, body: AutomationIn, caller: Caller) -> AutomationOut:
     """Pause or resume every automatic message to this contact (replies, follow-ups, surveys,
     order messages, broadcasts). A pause also cancels what is queued and not yet sent."""
+    actor = caller.login
     with session_scope() as session:
+        contact_in_reach(session, caller, contact_id)
         contact = _contact(session, contact_id)
         cancelled = 0
         if body.paused and contact.automation_paused_at is None:
@@ -167,14 +172,17 @@ def set_automation(contact_id: int, body: AutomationIn, actor: Actor = "admin") 
 
 
 @router.post("/conversations/{conversation_id}/assignee", response_model=AssigneeOut)
-def take_over(conversation_id: int, body: AssigneeIn, actor: Actor = "admin") -> AssigneeOut:
+def take_over(conversation_id: int, body: AssigneeIn, caller: Caller) -> AssigneeOut:
     """A human takes the conversation over: automation stops answering it (queued automatic
-    replies are cancelled) and the contact is theirs. ``null`` hands it back to routing."""
+    replies are cancelled) and the contact is theirs. ``null`` hands it back to routing. The
+    agent must be a member of the conversation's team."""
+    actor = caller.login
     with session_scope() as session:
+        conversation_in_reach(session, caller, conversation_id)
         contact, conversation = _locked_with_contact(session, Conversation, conversation_id, "conversation")
         cancelled = 0
         if body.agent is not None:
-            _agent(session, body.agent)
+            _agent(session, body.agent, teams.conversation_team(session, conversation.id))
             contact.assigned_agent = conversation.assigned_agent = body.agent
             cancelled = _cancel_queued(session, contact.id, CONVERSATIONAL, f"{body.agent} took over")
             crm_sync.queue_sync(session, contact.id, "assignment")
@@ -195,12 +203,14 @@ def take_over(conversation_id: int, body: AssigneeIn, actor: Actor = "admin") ->
 def reply(
     conversation_id: int,
     body: ReplyIn,
-    actor: Actor = "admin",
+    caller: Caller,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
 ) -> ReplyOut:
     """An agent answers the customer through the outbound worker (the reply counts as a human's
     in the journey metrics). Repeat the request with the same ``Idempotency-Key`` safely."""
+    actor = caller.login
     with session_scope() as session:
+        conversation_in_reach(session, caller, conversation_id)
         contact, conversation = _locked_with_contact(session, Conversation, conversation_id, "conversation")
         outbound_id = outbox.queue(
             session,
@@ -222,11 +232,17 @@ def reply(
 
 
 @router.post("/routing-decisions/{decision_id}/override", response_model=DecisionOut)
-def override_decision(decision_id: int, body: OverrideIn, actor: Actor = "admin") -> DecisionOut:
+def override_decision(decision_id: int, body: OverrideIn, caller: Caller) -> DecisionOut:
     """Change who answers a message: a human (this agent, or the next in rotation), automation
     (this FAQ entry's answer is sent) or nobody. A queued automatic reply not yet sent is
     cancelled."""
+    actor = caller.login
     with session_scope() as session:
+        found = session.get(RoutingDecision, decision_id)
+        if found is None:
+            raise HTTPException(404, f"no routing decision {decision_id}")
+        conversation_in_reach(session, caller, found.conversation_id)
+        team = teams.conversation_team(session, found.conversation_id)
         contact, decision = _locked_with_contact(session, RoutingDecision, decision_id, "routing decision")
         before = {"responder": decision.responder, "agent": decision.agent, "state": decision.state}
         decision.state = DECIDED  # a pending AI answer will find it decided and send nothing
@@ -238,7 +254,7 @@ def override_decision(decision_id: int, body: OverrideIn, actor: Actor = "admin"
         note = f"overridden by {actor}: {body.responder}" + (f" ({body.reason})" if body.reason else "")
         if body.responder == HUMAN:
             if body.agent:
-                _agent(session, body.agent)
+                _agent(session, body.agent, team)
                 contact.assigned_agent = decision.agent = body.agent
                 session.get_one(Conversation, decision.conversation_id).assigned_agent = body.agent
             else:
@@ -275,9 +291,12 @@ def override_decision(decision_id: int, body: OverrideIn, actor: Actor = "admin"
 
 
 @router.get("/contacts/{contact_id}/routing", response_model=DecisionPage)
-def list_decisions(contact_id: int, limit: Limit = 50, cursor: int | None = None) -> DecisionPage:
+def list_decisions(
+    contact_id: int, caller: Caller, limit: Limit = 50, cursor: int | None = None
+) -> DecisionPage:
     """Routing decisions for a contact's messages, newest first, each with its reasons."""
     with session_scope() as session:
+        contact_in_reach(session, caller, contact_id)
         contact = _contact(session, contact_id, lock=False)
         query = (
             select(RoutingDecision)
@@ -293,8 +312,9 @@ def list_decisions(contact_id: int, limit: Limit = 50, cursor: int | None = None
 
 
 @router.get("/queue", response_model=DecisionPage)
-def human_queue(agent: str | None = None, limit: Limit = 50) -> DecisionPage:
-    """Messages waiting for a person, hot leads first, then by their first-response target."""
+def human_queue(caller: Caller, agent: str | None = None, limit: Limit = 50) -> DecisionPage:
+    """Messages waiting for a person, hot leads first, then by their first-response target;
+    only those of the caller's teams."""
     rank = case({"hot": 0, "warm": 1, "cold": 2}, value=RoutingDecision.lead_class, else_=3)
     # Decisions for the messages a customer is still waiting on: from the conversation's oldest
     # unanswered message on (our next reply clears awaiting_reply_since).
@@ -314,8 +334,16 @@ def human_queue(agent: str | None = None, limit: Limit = 50) -> DecisionPage:
     if agent:
         query = query.where(RoutingDecision.agent == agent)
     with session_scope() as session:
-        items = [DecisionOut.model_validate(row, from_attributes=True) for row in session.scalars(query)]
+        items = [
+            DecisionOut.model_validate(row, from_attributes=True)
+            for row in session.scalars(query)
+            if _in_teams(session, caller, row.conversation_id)
+        ]
     return DecisionPage(items=items, next_cursor=None)
+
+
+def _in_teams(session: Session, caller: Principal, conversation_id: int) -> bool:
+    return caller.teams is None or teams.conversation_team(session, conversation_id) in caller.teams
 
 
 @router.get("/followup-rules", response_model=RulesOut)
@@ -326,30 +354,31 @@ def get_default_rules() -> RulesOut:
 
 
 @router.put("/followup-rules", response_model=RulesOut)
-def put_default_rules(body: RulesIn, actor: Actor = "admin") -> RulesOut:
+def put_default_rules(body: RulesIn, caller: Caller) -> RulesOut:
     with session_scope() as session:
-        _store_rules(session, adaptive_followups.DEFAULT_SCOPE, body, actor)
+        _store_rules(session, adaptive_followups.DEFAULT_SCOPE, body, caller.login)
         return _rules_out(session, None)
 
 
 @router.get("/contacts/{contact_id}/followup-rules", response_model=RulesOut)
-def get_contact_rules(contact_id: int) -> RulesOut:
+def get_contact_rules(contact_id: int, caller: Caller) -> RulesOut:
     """The rules that apply to this contact: their own, else the default ones."""
     with session_scope() as session:
+        contact_in_reach(session, caller, contact_id)
         contact = _contact(session, contact_id, lock=False)
         return _rules_out(session, contact.id)
 
 
 @router.put("/contacts/{contact_id}/followup-rules", response_model=RulesOut)
-def put_contact_rules(contact_id: int, body: RulesIn, actor: Actor = "admin") -> RulesOut:
+def put_contact_rules(contact_id: int, body: RulesIn, caller: Caller) -> RulesOut:
     with session_scope() as session:
         contact = _contact(session, contact_id)
-        _store_rules(session, adaptive_followups.contact_scope(contact.id), body, actor)
+        _store_rules(session, adaptive_followups.contact_scope(contact.id), body, caller.login)
         return _rules_out(session, contact.id)
 
 
 @router.delete("/contacts/{contact_id}/followup-rules", response_model=RulesOut)
-def delete_contact_rules(contact_id: int, actor: Actor = "admin") -> RulesOut:
+def delete_contact_rules(contact_id: int, caller: Caller) -> RulesOut:
     """Back to the default rules for this contact."""
     with session_scope() as session:
         contact = _contact(session, contact_id)
@@ -357,7 +386,7 @@ def delete_contact_rules(contact_id: int, actor: Actor = "admin") -> RulesOut:
         row = session.scalar(select(FollowupRules).where(FollowupRules.scope == scope))
         if row is not None:
             session.delete(row)
-            audit(session, actor, "followup_rules.deleted", scope)
+            audit(session, caller.login, "followup_rules.deleted", scope)
         session.flush()
         return _rules_out(session, contact.id)
 
@@ -379,8 +408,8 @@ def list_audit(subject: str | None = None, limit: Limit = 100, cursor: int | Non
 def audit(
     session: Session, actor: str, action: str, subject: str, details: dict[str, Any] | None = None
 ) -> None:
-    """Record a human action in the caller's transaction."""
-    session.add(AuditEntry(actor=actor, action=action, subject=subject, details=details or {}))
+    """Record a human action in the caller's transaction (``actor``: the signed-in login)."""
+    audit_trail.record(session, actor, action, subject, details)
 
 
 def _contact(session: Session, contact_id: int, *, lock: bool = True) -> Contact:
@@ -400,10 +429,12 @@ def _locked_with_contact(session: Session, model: type[T], row_id: int, what: st
     return contact, session.get_one(model, row_id, with_for_update=True, populate_existing=True)
 
 
-def _agent(session: Session, login: str) -> Agent:
+def _agent(session: Session, login: str, team: str) -> Agent:
     agent = session.scalar(select(Agent).where(Agent.login == login))
-    if agent is None:
-        raise HTTPException(422, f"agent: no agent {login!r}; add one with PUT /api/agents/{{login}}")
+    if agent is None or not agent.active:
+        raise HTTPException(422, f"agent: no agent {login!r}; add one with POST /api/agents")
+    if team not in agent.teams:
+        raise HTTPException(422, f"agent: {login!r} is not in team {team!r}, this conversation's team")
     return agent
 
 

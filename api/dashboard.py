@@ -4,19 +4,20 @@ Nothing is fetched from any other host (no CDN, no fonts, no chart library): the
 numbers, drawn on the server, plus a few lines of inline script that filter the contact list as
 one types (the search form works without it, on the server). The Content-Security-Policy says so.
 
-Access: ``ADMIN_TOKEN``, as for ``/api``. A person signs in once with the token (a form); the
-browser then holds an HttpOnly, SameSite=Strict cookie whose value is derived from the token (an
-HMAC), not the token itself, so changing ADMIN_TOKEN signs everyone out. Scripts may send the
-bearer header instead. With ADMIN_TOKEN unset the page answers 503, never open.
+Access: decided by ``api/permissions.py`` like every route (supervisors and admins see the label
+dashboard). A person signs in with their login and password, or with ``ADMIN_TOKEN`` (a form);
+the browser then holds a session cookie (``Path=/``, HttpOnly, SameSite=Lax, Secure over https)
+whose value is a random secret of a server-side session row, valid ``SESSION_HOURS``. Signing out
+revokes the row, so the old cookie is refused from then on. Every state-changing form carries
+the session's CSRF token. Scripts send a bearer header instead.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from html import escape
 from typing import Annotated
 from urllib.parse import parse_qs, urlencode
@@ -24,43 +25,37 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from api import labels as data
+from api.accounts import client_address
+from api.auth import ADMIN_LOGIN, SESSION_COOKIE, Caller, issue, token_hash, usable_admin_token
+from models import AuthToken
+from models.accounts import SESSION
+from models.base import utcnow
 from models.db import session_scope
+from pipeline import accounts
 from settings import settings
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
 
-COOKIE = "wacrm_dashboard"
+CSRF_FIELD = "csrf"
+# The bad pair's counter for wrong ADMIN_TOKENs typed into the form.
+ADMIN_TOKEN_KEY = "ADMIN_TOKEN"
 PALETTE = ("#25d366", "#128c7e", "#34b7f1", "#f4b400", "#db4437", "#7e57c2", "#ff7043", "#8d6e63")
 CONTACT_LIST_LIMIT = 500
 LOGIN_FORM_MAX_BYTES = 4096
 
 
-def _cookie_value(token: str) -> str:
-    return hmac.new(token.encode(), b"wacrm dashboard session", hashlib.sha256).hexdigest()
-
-
-def _signed_in(request: Request, token: str) -> bool:
-    cookie = request.cookies.get(COOKIE, "")
-    if cookie and hmac.compare_digest(cookie.encode(), _cookie_value(token).encode()):
-        return True
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
-
-
 @router.get("/dashboard", response_class=HTMLResponse)
 def dashboard(
     request: Request,
+    caller: Caller,
     label: Annotated[str | None, Query(max_length=255)] = None,
     q: Annotated[str, Query(max_length=100)] = "",
     days: Annotated[int, Query(ge=1, le=90)] = 14,
 ) -> Response:
-    token: str | None = request.app.state.settings.admin_token
-    if not token:
-        return _page("Dashboard closed", "<p>ADMIN_TOKEN is not set: the dashboard stays closed.</p>", 503)
-    if not _signed_in(request, token):
-        return _login_page()
     target: str = request.app.state.settings.target_label
     with session_scope() as session:
         counts = data.label_counts(session)
@@ -78,7 +73,7 @@ def dashboard(
     nonce = secrets.token_urlsafe(16)
     body = "\n".join(
         (
-            _header(target),
+            _header(target, caller.login, caller.role, caller.csrf),
             _section(
                 "chart-labels",
                 "Contacts per label",
@@ -129,67 +124,127 @@ def dashboard(
 
 
 @router.get("/dashboard/contacts.csv")
-def export_segment(request: Request, label: Annotated[str, Query(min_length=1, max_length=255)]) -> Response:
+def export_segment(label: Annotated[str, Query(min_length=1, max_length=255)]) -> Response:
     """The contact list's CSV export, for a signed-in browser (``/api/contacts.csv`` for scripts)."""
-    token: str | None = request.app.state.settings.admin_token
-    if not token:
-        return _page("Dashboard closed", "<p>ADMIN_TOKEN is not set: the dashboard stays closed.</p>", 503)
-    if not _signed_in(request, token):
-        return _login_page()
     return data.export_segment(label)
 
 
 @router.post("/dashboard/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
-    token: str | None = request.app.state.settings.admin_token
-    if not token:
-        return _page("Dashboard closed", "<p>ADMIN_TOKEN is not set: the dashboard stays closed.</p>", 503)
+    """Sign in with ``login`` + ``password`` (an account) or ``token`` (ADMIN_TOKEN): a session
+    cookie for every page. Wrong pairs are counted and slowed down as for the API."""
     # The whole app caps bodies at API_MAX_BODY_BYTES before reading (producers.security.BodyLimit);
     # a login form is far smaller.
     body = await request.body()
     if len(body) > LOGIN_FORM_MAX_BYTES:
         return _page("Too large", f"<p>The form is larger than {LOGIN_FORM_MAX_BYTES} bytes.</p>", 413)
     form = parse_qs(body.decode(errors="replace"))
-    given = (form.get("token") or [""])[0]
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        return _login_page("That token is not right.")
+    login_name, password, given_token = ((form.get(f) or [""])[0] for f in ("login", "password", "token"))
+    address = client_address(request)
+    admin_token = usable_admin_token(request.app.state.settings)
+    expires = utcnow() + timedelta(hours=settings.session_hours)
+
+    def attempt() -> tuple[int | None, str | None]:
+        """The throttle, the check (argon2: kept off the event loop) and the session row."""
+        wait, secret = None, None
+        with session_scope() as session:
+            if given_token:
+                wait = accounts.throttle_wait(session, ADMIN_TOKEN_KEY, address)
+                if wait is None:
+                    if admin_token and hmac.compare_digest(given_token.encode(), admin_token.encode()):
+                        secret, _ = issue(
+                            session, kind=SESSION, login=ADMIN_LOGIN, agent_id=None, expires_at=expires
+                        )
+                    else:
+                        accounts.record_failure(session, ADMIN_TOKEN_KEY, address)
+            elif login_name and password:
+                result = accounts.sign_in(session, login_name, password, address)
+                wait = result.retry_after
+                if result.agent is not None:
+                    secret, _ = issue(
+                        session,
+                        kind=SESSION,
+                        login=result.agent.login,
+                        agent_id=result.agent.id,
+                        expires_at=expires,
+                    )
+        return wait, secret
+
+    wait, secret = await run_in_threadpool(attempt)
+    if wait is not None:
+        page = login_page(f"Too many failed sign-ins: try again in {wait} seconds.", status=429)
+        page.headers["Retry-After"] = str(wait)
+        return page
+    if secret is None:
+        return login_page("Wrong login or password." if not given_token else "That token is not right.")
     response = RedirectResponse("/dashboard", status_code=303)
     response.set_cookie(
-        COOKIE,
-        _cookie_value(token),
+        SESSION_COOKIE,
+        secret,
+        max_age=int(settings.session_hours * 3600),
         httponly=True,
-        samesite="strict",
+        samesite="lax",
         secure=request.url.scheme == "https",
-        path="/dashboard",
+        path="/",
     )
     return response
 
 
 @router.post("/dashboard/logout")
-def logout() -> Response:
+async def logout(request: Request) -> Response:
+    """Sign out: the session row is revoked (the old cookie is refused from now on). The form
+    carries the session's CSRF token; a live session without it is not signed out (403)."""
+    secret = request.cookies.get(SESSION_COOKIE)
+    if secret:
+        given = (parse_qs((await request.body()).decode(errors="replace")).get(CSRF_FIELD) or [""])[0]
+        with session_scope() as session:
+            row = session.scalar(
+                select(AuthToken)
+                .where(AuthToken.token_hash == token_hash(secret), AuthToken.kind == SESSION)
+                .with_for_update()
+            )
+            live = row is not None and row.revoked_at is None
+            if live and not hmac.compare_digest(given.encode(), (row.csrf or "").encode()):
+                return forbidden_page("the form's CSRF token is missing or wrong: sign out from the page")
+            if live:
+                row.revoked_at = utcnow()
     response = RedirectResponse("/dashboard", status_code=303)
-    response.delete_cookie(COOKIE, path="/dashboard")
+    response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
 
-def _login_page(error: str | None = None) -> HTMLResponse:
+def login_page(error: str | None = None, status: int = 401) -> HTMLResponse:
     message = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
     form = f"""
 <form method="post" action="/dashboard/login" class="login">
-  <h1>Label dashboard</h1>{message}
+  <h1>Sign in</h1>{message}
+  <label for="login">Login</label>
+  <input id="login" name="login" autocomplete="username" autocapitalize="none" autofocus>
+  <label for="password">Password</label>
+  <input id="password" name="password" type="password" autocomplete="current-password">
+  <p class="muted">or, instead of a login and password:</p>
   <label for="token">Admin token</label>
-  <input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+  <input id="token" name="token" type="password" autocomplete="off">
   <button type="submit">Sign in</button>
 </form>"""
-    return _page("Sign in", form, 401)
+    return _page("Sign in", form, status)
 
 
-def _header(target: str) -> str:
+def forbidden_page(detail: str) -> HTMLResponse:
+    body = f"""
+<main class="login"><h1>Not for your role</h1><p>{escape(detail)}.</p>
+<form method="post" action="/dashboard/logout"><button type="submit">Sign out</button></form></main>"""
+    return _page("Forbidden", body, 403)
+
+
+def _header(target: str, login: str, role: str, csrf: str | None) -> str:
+    token = f'<input type="hidden" name="{CSRF_FIELD}" value="{escape(csrf)}">' if csrf else ""
     return f"""
 <header>
   <h1>Labels</h1>
   <span class="muted">target label: <strong>{escape(target)}</strong></span>
-  <form method="post" action="/dashboard/logout"><button type="submit">Sign out</button></form>
+  <span id="who" class="muted">{escape(login)} ({escape(role)})</span>
+  <form method="post" action="/dashboard/logout">{token}<button type="submit">Sign out</button></form>
 </header>"""
 
 
@@ -236,7 +291,10 @@ def _flow(dates: list, flow: dict[str, dict]) -> str:
         days = flow[name]
         top = max(max(d.entered, d.left) for d in days.values()) or 1
         entered, left = sum(d.entered for d in days.values()), sum(d.left for d in days.values())
-        svg = [f'<svg class="flow" role="img" width="{width}" height="{height + 18}">']
+        svg = [
+            f'<svg class="flow" role="img" width="{width}" height="{height + 18}" '
+            f'viewBox="0 0 {width} {height + 18}">'
+        ]
         svg.append(f'<line x1="0" x2="{width}" y1="{mid}" y2="{mid}" stroke="#bbb"/>')
         for i, day in enumerate(dates):
             x = left_pad + i * col
@@ -297,10 +355,10 @@ def _contact_list(names: list[str], chosen: str | None, q: str, members: list[da
 </form>
 <p><strong id="shown">{min(len(members), CONTACT_LIST_LIMIT)}</strong> contacts with
 <strong>{escape(chosen or "")}</strong></p>
-<table><thead><tr>
+<div class="table-wrap"><table><thead><tr>
 <th>Name</th><th>Phone</th><th>Lead source</th><th>Labelled</th><th>By</th><th></th>
 </tr></thead>
-<tbody>{rows}</tbody></table>{more}"""
+<tbody>{rows}</tbody></table></div>{more}"""
 
 
 def _local(moment: datetime, zone: ZoneInfo) -> str:
@@ -335,13 +393,17 @@ _SCRIPT = """<script nonce="{nonce}">
 
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 0 auto; max-width: 960px; padding: 16px; color: #222; }
-header { display: flex; gap: 16px; align-items: center; } header form { margin-left: auto; }
+header { display: flex; flex-wrap: wrap; gap: 8px 16px; align-items: center; }
+header form { margin-left: auto; }
+svg { max-width: 100%; height: auto; } .table-wrap { overflow-x: auto; }
 section { margin: 24px 0; } h2 { font-size: 18px; border-bottom: 1px solid #ddd; } h3 { margin: 8px 0 0; }
 .chart text, .flow text { font-size: 13px; fill: #222; } .flow text.small { font-size: 10px; fill: #555; }
 .muted { color: #666; } .error { color: #b00020; } .entered { color: #128c7e; } .left { color: #b00020; }
 table { border-collapse: collapse; width: 100%; } td, th { text-align: left; padding: 4px 8px; }
 tbody tr:nth-child(odd) { background: #f6f6f6; } .filters { display: flex; gap: 8px; align-items: center; }
 .login { max-width: 320px; margin: 80px auto; display: flex; flex-direction: column; gap: 8px; }
+.login input, .login button { font-size: 16px; padding: 8px; }
+.login input { box-sizing: border-box; width: 100%; } .login p { margin: 4px 0 0; }
 """
 
 

@@ -6,18 +6,17 @@ from __future__ import annotations
 import statistics
 from datetime import datetime, timedelta
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from api.auth import require_admin
 from domain.automation_content import SURVEY
 from models import Conversation, OutboundMessage, RoutingDecision, SurveyResponse
 from models.base import utcnow
 from models.db import session_scope
 from models.outbox import SENT
 
-router = APIRouter(prefix="/api", tags=["journey"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/api", tags=["journey"])
 
 
 class FirstResponse(BaseModel):

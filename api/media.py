@@ -9,23 +9,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, HTTPException, UploadFile
+from fastapi import APIRouter, File, HTTPException, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from api.auth import require_admin
+from api.auth import Caller
+from api.permissions import conversation_in_reach
 from domain.outbound_kinds import media_kind_of
 from integrations.storage import media_store
-from models import MediaFile
+from models import MediaFile, Message
 from models.base import utcnow
 from models.db import session_scope
 from models.media import STORED
 from pipeline.media import new_key
 from settings import settings
 
-router = APIRouter(prefix="/api", tags=["media"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/api", tags=["media"])  # who may call: api/permissions.py
 CHUNK_BYTES = 256 * 1024
 # Shown in the page itself; anything else (a customer's HTML "document") is only downloaded.
 _INLINE = ("image/", "video/", "audio/")
@@ -68,11 +69,20 @@ async def upload_media(file: Annotated[UploadFile, File(description="the file to
 
 
 @router.get("/media/{media_id}", response_class=StreamingResponse)
-def read_media(media_id: str) -> StreamingResponse:
+def read_media(media_id: str, caller: Caller) -> StreamingResponse:
     with session_scope() as session:
         media = session.scalar(select(MediaFile).where(MediaFile.key == media_id))
         if media is None:
             raise HTTPException(404, "no such media file")
+        if media.message_id is not None:
+            # A customer's file is seen by the team of its conversation only.
+            conversation_id = session.scalar(
+                select(Message.conversation_id).where(Message.id == media.message_id)
+            )
+            try:
+                conversation_in_reach(session, caller, conversation_id)
+            except HTTPException:
+                raise HTTPException(404, "no such media file") from None
         if media.state != STORED:
             raise HTTPException(404, f"media file {media.state}: not in the store")
         mime_type, filename, size = media.mime_type or "application/octet-stream", media.filename, media.size

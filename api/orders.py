@@ -6,19 +6,20 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from api.auth import require_admin
+from api.auth import Caller
 from api.contacts import IdentityConflictOut, conflicts_of
+from api.permissions import contact_in_reach
 from domain.order_messages import TITLES
 from integrations.whatsapp.cloud import is_closed_window_error
 from models import DeliveryFollowup, Message, Order, OutboundMessage
 from models.db import session_scope
 from models.outbox import BLOCKED_WINDOW, SENT
 
-router = APIRouter(prefix="/api", tags=["orders"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/api", tags=["orders"])
 
 
 class FollowupOut(BaseModel):
@@ -63,11 +64,15 @@ class OrderOut(BaseModel):
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
-def get_order(order_id: str) -> OrderOut:
+def get_order(order_id: str, caller: Caller) -> OrderOut:
     with session_scope() as session:
         order = session.scalars(select(Order).where(Order.external_id == order_id)).first()
         if order is None:
             raise HTTPException(404, f"no order {order_id!r}")
+        try:
+            contact_in_reach(session, caller, order.contact_id)
+        except HTTPException:
+            raise HTTPException(404, f"no order {order_id!r}") from None
         followup = session.scalars(
             select(DeliveryFollowup).where(DeliveryFollowup.order_id == order.id)
         ).first()

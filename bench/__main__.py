@@ -38,7 +38,17 @@ from bench.report import STATUS_FAILED, STATUS_MISSING, STATUS_OK, BenchRun, rea
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent
 # In the order they run; every module follows the --quick / --json convention (bench.report).
-BENCHES = ("ingest", "channels", "followups", "outbound_rate", "labels", "routing", "crm_sync", "intents")
+BENCHES = (
+    "ingest",
+    "channels",
+    "followups",
+    "outbound_rate",
+    "labels",
+    "routing",
+    "crm_sync",
+    "intents",
+    "accounts",
+)
 TIMEOUT_FULL = 3600.0
 TIMEOUT_QUICK = 900.0
 STOP_GRACE_SECONDS = 90.0  # after SIGTERM, for a benchmark to stop its processes and drop its database

@@ -4,6 +4,7 @@ processes (uvicorn, Celery workers), an HTTP load generator, drain timing and pe
 Each benchmark module (``bench/ingest.py``, ``bench/routing.py``, ...) measures one thing with
 these and reports its figures through ``bench.report``. Nothing here asserts a time.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -96,12 +96,6 @@ FULL = Sizes(requests=3000, events=3000, tasks=5000, concurrency=(2, 4, 8, 32))
 QUICK = Sizes(requests=300, events=200, tasks=1000, concurrency=(4, 16))
 
 
-
-
-
-
-
-
 @dataclass(frozen=True)
 class Ingest:
     best: Run
@@ -113,33 +107,7 @@ class Ingest:
 # --- resources --------------------------------------------------------------------------------
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # --- the HTTP load generator ------------------------------------------------------------------
-
-
 
 
 def next_payload() -> dict[str, Any]:
@@ -156,10 +124,6 @@ def _http_post(port: int, body: bytes, headers: dict[str, str]) -> bytes:
     lines = [f"POST {WEBHOOK_PATH} HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {len(body)}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-
-
 
 
 async def open_loop(port: int, requests: list[bytes], rate: float) -> Run:
@@ -192,16 +156,6 @@ async def open_loop(port: int, requests: list[bytes], rate: float) -> Run:
 
 
 # --- (c) the baseline -------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
 
 
 def measure_baseline(sizes: Sizes, broker: redis.Redis) -> tuple[float, dict[int, Drain]]:
@@ -288,10 +242,6 @@ def reset_state(broker: redis.Redis) -> None:
 def preload_events(count: int) -> None:
     """``count`` one-message webhooks' inbox events, stored and enqueued as the producer does."""
     store_webhooks(next_payload() for _ in range(count))
-
-
-
-
 
 
 def measure_end_to_end(sizes: Sizes, broker: redis.Redis, concurrency: int = WORKER_CONCURRENCY) -> Drain:

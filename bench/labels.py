@@ -64,7 +64,7 @@ from testkit import samples
 from testkit.processes import CeleryProcess
 
 DESCRIPTION = "Label benchmark: label API and dashboard latency on a big table, label-event processing rate."
-ADMIN_TOKEN = "bench-admin-token"
+ADMIN_TOKEN = "bench-admin-token-W3nP8sYd2"
 WAHA_HMAC_KEY = "bench-waha-key"
 SESSION = "default"
 ACCOUNT = samples.WAHA_ME["id"]

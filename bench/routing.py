@@ -95,13 +95,16 @@ def realistic_messages(count: int, per_customer: int = 5) -> list[dict]:
 
 def seed() -> None:
     from cli import faq
-    from models import Agent
+    from models import Agent, AgentTeam
     from models.db import session_scope
     from settings import settings
 
     faq.import_file(settings.automation_file)
     with session_scope() as session:
-        session.add_all(Agent(login=login, team=settings.default_team) for login in ("ayu", "bayu", "citra"))
+        session.add_all(
+            Agent(login=login, memberships=[AgentTeam(team=settings.default_team)])
+            for login in ("ayu", "bayu", "citra")
+        )
 
 
 def count(sql: str, **params: Any) -> int:

@@ -1,4 +1,4 @@
-"""``./run`` = ``python -m cli {up,demo,migrate,faq,flows,channels,test,bench}``."""
+"""``./run`` = ``python -m cli {up,demo,migrate,faq,flows,channels,agents,test,bench}``."""
 
 from __future__ import annotations
 
@@ -67,6 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--passphrase-stdin", action="store_true", help="encrypt the key with a passphrase read from stdin"
     )
     channels.add_parser(commands)
+    agents_command = commands.add_parser("agents", help="add an account (the first admin) or list them")
+    agents_actions = agents_command.add_subparsers(
+        dest="action", metavar="ACTION", required=True, help="add: a new account; list: every account"
+    )
+    adding = agents_actions.add_parser("add", help="add an account; the password is asked for")
+    adding.add_argument("login", help="the account's login (letters, digits, . _ @ -)")
+    adding.add_argument("--name", help="the person's name")
+    adding.add_argument(
+        "--role", choices=("admin", "supervisor", "agent"), default="agent", help="(default %(default)s)"
+    )
+    adding.add_argument(
+        "--team",
+        action="append",
+        dest="teams",
+        help="a team the account is in (repeat for several; default DEFAULT_TEAM)",
+    )
+    adding.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input (one line)"
+    )
+    agents_actions.add_parser("list", help="every account: login, role, teams, state")
     commands.add_parser("test", help="run the tests: ./run test [pytest arguments], e.g. ./run test -x")
     commands.add_parser("bench", help="run the benchmarks: ./run bench [arguments], see ./run bench --help")
     return parser
@@ -81,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
 
     # Imported here, so that --help and the pass-through commands need no database.
-    from cli import demo, faq, up
+    from cli import agents, demo, faq, up
     from models.migrate import upgrade_to_head
 
     if args.command == "faq":
@@ -110,6 +130,14 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "channels":
         upgrade_to_head()
         sys.exit(channels.run(args))
+    elif args.command == "agents":
+        upgrade_to_head()
+        if args.action == "list":
+            print(agents.listing())
+        else:
+            password = agents.read_password(args.password_stdin)
+            teams = args.teams if args.teams is not None else [settings.default_team]
+            print(agents.add(args.login, name=args.name, role=args.role, teams=teams, password=password))
     elif args.command == "demo":
         demo.run(args.url)
     elif args.command == "migrate":

@@ -135,9 +135,7 @@ def _wait_until_started(
     return False
 
 
-def _banner(
-    base: str, token: str, token_source: str, logs: dict[str, Path], development_mode: bool
-) -> None:
+def _banner(base: str, token: str, token_source: str, logs: dict[str, Path], development_mode: bool) -> None:
     line = "-" * 72
     webhook_mode = (
         "DEVELOPMENT_MODE=true: a webhook whose secret is unset takes unsigned requests"

@@ -25,7 +25,7 @@ ADMIN_URL = os.environ.get("FAULTS_POSTGRES_URL") or os.environ.get(
 APP_SECRET = "faults-app-secret"  # X-Hub-Signature-256 of the Cloud API webhooks
 WAHA_HMAC_KEY = "faults-waha-key"  # X-Webhook-Hmac of the WAHA webhooks
 ORDER_SECRET = "faults-order-secret"  # X-Signature-256 of the order-system webhooks
-ADMIN_TOKEN = "faults-admin-token"
+ADMIN_TOKEN = "faults-admin-token-R7vK2mQx9"
 
 # Every process of the system names its PostgreSQL sessions with this prefix (libpq's
 # PGAPPNAME), so the chaos thread terminates theirs and never the monitor's own.

@@ -1,5 +1,6 @@
 """SQLAlchemy models: one module per concept. Importing this package registers every table."""
 
+from models.accounts import AuthToken, SignInFailure
 from models.base import Base
 from models.broadcasts import Broadcast
 from models.channels import Channel
@@ -15,6 +16,7 @@ from models.outbox import OutboundMessage
 from models.routing import (
     AdaptiveFollowup,
     Agent,
+    AgentTeam,
     AuditEntry,
     FaqEntry,
     FollowupRules,
@@ -26,7 +28,9 @@ from models.templates import MessageTemplate
 __all__ = [
     "AdaptiveFollowup",
     "Agent",
+    "AgentTeam",
     "AuditEntry",
+    "AuthToken",
     "Base",
     "Broadcast",
     "Channel",
@@ -53,5 +57,6 @@ __all__ = [
     "Order",
     "OutboundMessage",
     "RoutingDecision",
+    "SignInFailure",
     "SurveyResponse",
 ]

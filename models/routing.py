@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy import text as sql
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, JSONType, utcnow
 from models.types import BigId
@@ -21,20 +21,47 @@ DECIDED, AI_PENDING = "decided", "ai_pending"
 PENDING, QUEUED, CANCELLED = "pending", "queued", "cancelled"
 
 
+# An account's role: what it may do (api/permissions.py has the table).
+ADMIN, SUPERVISOR, AGENT = "admin", "supervisor", "agent"
+ROLES = (ADMIN, SUPERVISOR, AGENT)
+
+
 class Agent(Base):
-    """A member of the sales team who can be assigned conversations."""
+    """An account: a person who signs in (role, password hash, active) and, as an agent, can be
+    assigned the conversations of their teams (availability, round robin)."""
 
     __tablename__ = "agents"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     login: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str | None] = mapped_column(String(255))
-    team: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(16), default=AGENT)
+    # argon2id (argon2-cffi's PasswordHasher); None: the account cannot sign in with a password.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    # False: deleted or disabled; never signs in, never assigned, kept for the audit trail.
+    active: Mapped[bool] = mapped_column(default=True)
     available: Mapped[bool] = mapped_column(default=True)
     # Round robin: the available agent assigned longest ago is next.
     last_assigned_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    memberships: Mapped[list[AgentTeam]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="AgentTeam.team"
+    )
+
+    @property
+    def teams(self) -> list[str]:
+        return [m.team for m in self.memberships]
+
+
+class AgentTeam(Base):
+    """An agent is a member of a team (of several, maybe): the conversations they see and take."""
+
+    __tablename__ = "agent_teams"
+
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
 class FaqEntry(Base):

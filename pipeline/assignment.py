@@ -3,7 +3,7 @@
 Sticky first: a contact keeps, on each channel, the agent who already looks after them there
 (the latest assignee of their conversations on that channel) while that agent is available.
 Otherwise round robin within the team of the conversation's channel
-(``channels.conversation_team``): the available agent assigned longest ago is next. The
+(``teams.conversation_team``): the available agent assigned longest ago is next. The
 pick locks that agent's row with SKIP LOCKED, so two workers assigning at the same moment take
 two different agents instead of both taking the same one.
 """
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Agent, Contact, Conversation
+from models import Agent, AgentTeam, Contact, Conversation
 from models.base import utcnow
-from pipeline import channels
+from pipeline import channels, teams
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,12 @@ class Assignment:
 def assign(session: Session, contact: Contact, conversation: Conversation) -> Assignment:
     """The agent for ``conversation`` (now its ``assigned_agent``, and the contact's), or None
     when nobody is available."""
-    team = channels.conversation_team(session, conversation.id)
+    team = teams.conversation_team(session, conversation.id)
     skipped = ""
     sticky = sticky_owner(session, contact, conversation)
     if sticky:
         owner = session.scalar(select(Agent).where(Agent.login == sticky))
-        if owner is not None and owner.available:
+        if owner is not None and owner.active and owner.available:
             conversation.assigned_agent = contact.assigned_agent = owner.login
             return Assignment(owner.login, f"stays with {owner.login}, who already looks after this contact")
         skipped = f"{sticky} is unavailable; "
@@ -71,7 +71,8 @@ def sticky_owner(session: Session, contact: Contact, conversation: Conversation)
 def _next_in_rotation(session: Session, team: str) -> Agent | None:
     query = (
         select(Agent)
-        .where(Agent.team == team, Agent.available)
+        .join(AgentTeam, AgentTeam.agent_id == Agent.id)
+        .where(AgentTeam.team == team, Agent.active, Agent.available)
         .order_by(Agent.last_assigned_at.asc().nulls_first(), Agent.id)
         .limit(1)
     )

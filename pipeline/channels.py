@@ -1,9 +1,7 @@
 """Channels as the pipeline and the API see them: which number a conversation is with, whose team
 answers it, which channel an order or a broadcast goes out through, and adding or changing one.
 
-``conversation_team`` is the one lookup of "the team of a conversation": the team of its channel,
-or DEFAULT_TEAM when the channel names none (the settings channel never does). Everything that
-needs a team (routing, the AI agent's hand-over, the control API) asks it.
+The team of a conversation is its channel's team: ``pipeline.teams.conversation_team`` says it.
 
 A ``channel_id`` of None is the settings channel (models/channels.py): the ``WHATSAPP_*`` and
 ``WAHA_*`` settings, the default unless a stored channel is marked default.
@@ -29,16 +27,6 @@ from settings import Settings, settings
 def same(column: Any, channel_id: int | None) -> ColumnElement[bool]:
     """``column`` names this channel (None, the settings channel, is NULL)."""
     return column.is_(None) if channel_id is None else column == channel_id
-
-
-def conversation_team(session: Session, conversation_id: int) -> str:
-    """The team whose agents answer this conversation: its channel's, else DEFAULT_TEAM."""
-    team = session.scalar(
-        select(Channel.team)
-        .join(Conversation, Conversation.channel_id == Channel.id)
-        .where(Conversation.id == conversation_id)
-    )
-    return team or settings.default_team
 
 
 def conversation_channel_id(session: Session, conversation_id: int) -> int | None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
+import api.accounts
 import api.automation
 import api.broadcasts
 import api.channels
@@ -22,7 +23,9 @@ import api.journey
 import api.labels
 import api.media
 import api.orders
+import api.permissions
 import api.templates
+from api.auth import check_admin_token
 from observability.logs import configure_logging
 from producers import flows, health, orders, waha, whatsapp
 from producers.inbox import DATABASE_UNAVAILABLE, InboxUnavailable, unavailable_handler
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 def create_app(config: Settings = settings) -> FastAPI:
     configure_logging(config.log_level)
     _log_unset_secrets(config)
+    check_admin_token(config)
     application = FastAPIOffline(
         title="WhatsApp CRM automation",
         version="0.1.0",
@@ -51,7 +55,10 @@ def create_app(config: Settings = settings) -> FastAPI:
         static_url=DOCS_ASSETS,
         # No spec validation by swagger.io's online validator.
         swagger_ui_parameters={"validatorUrl": None},
+        # Who may call what: one table for every route (api/permissions.py), closed by default.
+        dependencies=[Depends(api.permissions.enforce)],
     )
+    api.permissions.install(application)
     application.state.settings = config
     application.add_exception_handler(Rejected, rejected_handler)
     application.add_exception_handler(InboxUnavailable, unavailable_handler)
@@ -75,6 +82,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.broadcasts.router)
     application.include_router(api.control.router)
     application.include_router(api.automation.router)
+    application.include_router(api.accounts.router)
     application.include_router(api.journey.router)
     application.include_router(api.flows.router)
     application.include_router(api.media.router)

@@ -97,7 +97,7 @@ from models.migrate import upgrade_to_head  # noqa: E402
 from producers.app import create_app  # noqa: E402
 from settings import Settings  # noqa: E402
 
-ADMIN_TOKEN = "test-admin-token"
+ADMIN_TOKEN = "test-admin-token-Xk29Qm7LpZ4w"
 
 
 def _services_or_exit() -> None:

@@ -92,9 +92,7 @@ def test_the_same_key_for_another_broadcast_is_refused_naming_the_header(
         assert session.scalar(select(func.count()).select_from(OutboundMessage)) == len(segment)
 
 
-def test_without_a_key_each_post_is_a_broadcast_and_a_key_too_long_is_refused(
-    client, admin_headers, segment
-):
+def test_without_a_key_each_post_is_a_broadcast_and_a_key_too_long_is_refused(client, admin_headers, segment):
     assert post(client, admin_headers, None, label="Grade A", text=PROMO).status_code == 202
     assert post(client, admin_headers, None, label="Grade A", text=PROMO).status_code == 202
     assert broadcasts() == 2

@@ -24,6 +24,8 @@ from testkit import samples
 from testkit.fakes.waha import FakeWaha
 from testkit.processes import wait_for
 
+from .test_accounts import PASSWORD, add, token_of
+
 BUDI = "6281212345678"
 SETTINGS_SECRETS = {"whatsapp_app_secret": "settings-app-secret", "waha_hmac_key": "settings-waha-key"}
 A = {
@@ -419,3 +421,75 @@ def test_with_no_channel_stored_the_settings_number_works_as_before(
     assert cloud_api.sent_from == [(cloud_api.phone_number_id, BUDI)]
     with session_scope() as session:
         assert session.scalar(select(OutboundMessage.channel_id)) is None
+
+
+def conversations_of(api, headers) -> dict[str, dict]:
+    found = api.get("/api/contacts", params={"phone": BUDI}, headers=headers).json()["items"]
+    if not found:
+        return {}
+    detail = api.get(f"/api/contacts/{found[0]['id']}", headers=headers).json()
+    return {c["channel"]: c for c in detail["conversations"]}
+
+
+def test_an_agent_reaches_only_the_conversations_of_their_teams_numbers(
+    api, admin_headers, three, worker, drained
+):
+    """Teams meet channels: a customer who writes to two numbers is, for an agent of one of
+    them, only that conversation; a supervisor reassigns; the audit names the signed-in account
+    whatever X-Actor claims."""
+    add(api, admin_headers, "joko", teams=("jakarta",))
+    add(api, admin_headers, "sari", role="supervisor", teams=("jakarta", "surabaya"))
+    add(api, admin_headers, "citra.s", teams=("surabaya",))
+    joko, sari = token_of(api, "joko"), token_of(api, "sari")
+
+    # Budi writes to the Surabaya number only: Jakarta's agent does not see him at all.
+    assert waha_post(api, W["session"], W["hmac_key"], "Halo, mau tanya ongkir").status_code == 200
+    drained()
+    surabaya = wait_for(
+        lambda: conversations_of(api, admin_headers).get(W["name"]), 30, "Budi's conversation"
+    )
+    assert api.get("/api/contacts", params={"phone": BUDI}, headers=joko).json()["items"] == []
+    contact_id = api.get("/api/contacts", params={"phone": BUDI}, headers=admin_headers).json()["items"][0][
+        "id"
+    ]
+    assert api.get(f"/api/contacts/{contact_id}", headers=joko).status_code == 404
+    reply = api.post(
+        f"/api/conversations/{surabaya['id']}/messages",
+        json={"text": "dari Jakarta"},
+        headers={**joko, "Idempotency-Key": "joko-1"},
+    )
+    assert reply.status_code == 404
+
+    # He writes to the Jakarta number too: Joko sees that conversation and its messages, only.
+    assert cloud_post(api, A["phone_number_id"], A["app_secret"], "Ada warna merah?").status_code == 200
+    drained()
+    wait_for(lambda: A["name"] in conversations_of(api, admin_headers), 30, "the Jakarta conversation")
+    assert list(conversations_of(api, joko)) == [A["name"]]
+    messages = api.get(f"/api/contacts/{contact_id}/messages", headers=joko).json()["items"]
+    assert [(m["channel"], m["text"]) for m in messages] == [(A["name"], "Ada warna merah?")]
+    assert (
+        api.post(
+            f"/api/conversations/{surabaya['id']}/messages",
+            json={"text": "dari Jakarta"},
+            headers={**joko, "Idempotency-Key": "joko-2"},
+        ).status_code
+        == 404
+    )
+
+    # An agent may not reassign; the supervisor of both teams does, and the audit names her.
+    body = {"agent": "citra.s"}
+    assert (
+        api.post(f"/api/conversations/{surabaya['id']}/assignee", json=body, headers=joko).status_code == 403
+    )
+    moved = api.post(
+        f"/api/conversations/{surabaya['id']}/assignee", json=body, headers={**sari, "X-Actor": "mallory"}
+    )
+    assert moved.status_code == 200, moved.text
+    audit = api.get(
+        "/api/audit", params={"subject": f"conversation:{surabaya['id']}"}, headers=admin_headers
+    ).json()["items"]
+    assert [(entry["actor"], entry["action"]) for entry in audit] == [("sari", "conversation.taken_over")]
+    # An agent of another team cannot be given the conversation.
+    refused = api.post(f"/api/conversations/{surabaya['id']}/assignee", json={"agent": "joko"}, headers=sari)
+    assert refused.status_code == 422
+    assert PASSWORD not in refused.text

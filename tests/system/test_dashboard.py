@@ -19,7 +19,7 @@ from testkit.waha import chat_of, label_contact, post_waha
 
 pytestmark = pytest.mark.usefixtures("worker")
 
-TOKEN = "dashboard-test-token"
+TOKEN = "dashboard-test-token-8fJq2LxZ"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 AD_ID = "120210000000000001"
 
@@ -175,9 +175,51 @@ def test_dashboard_shows_labels_flows_staff_sources_and_a_searchable_list(server
     wait_for(lambda: browser.find_elements(By.ID, "token"), 10, "signed out")
 
 
+def test_an_account_signs_in_sees_the_dashboard_and_signing_out_refuses_the_old_cookie(
+    server, browser, client, admin_headers
+):
+    """Sign in with a login and password in the browser, at a phone's width (390 px): a wrong
+    password says so, the right one opens the dashboard, signing out revokes the session (the
+    old cookie, put back, is refused)."""
+    from selenium.webdriver.common.by import By
+
+    account = {"login": "sri", "role": "supervisor", "teams": ["sales"], "password": "kopi-tubruk-pagi"}
+    assert client.post("/api/agents", json=account, headers=admin_headers).status_code == 201
+    browser.set_window_size(390, 844)
+    try:
+        browser.delete_all_cookies()
+        browser.get(f"{server}/dashboard")
+        fits = "return document.documentElement.scrollWidth <= window.innerWidth"
+        assert browser.execute_script(fits), "the sign-in form fits 390 px"
+        browser.find_element(By.ID, "login").send_keys("sri")
+        browser.find_element(By.ID, "password").send_keys("not-the-password")
+        browser.find_element(By.CSS_SELECTOR, "form.login button").click()
+        alert = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "[role=alert]"), 10, "the error")
+        assert alert[0].text == "Wrong login or password."
+        browser.find_element(By.ID, "login").send_keys("sri")
+        browser.find_element(By.ID, "password").send_keys("kopi-tubruk-pagi")
+        browser.find_element(By.CSS_SELECTOR, "form.login button").click()
+        wait_for(lambda: browser.find_elements(By.ID, "chart-labels"), 10, "the dashboard after signing in")
+        assert browser.find_element(By.ID, "who").text == "sri (supervisor)"
+        assert browser.execute_script(fits), "the dashboard fits 390 px"
+        cookie = browser.get_cookie("wacrm_session")
+        assert cookie["httpOnly"] and cookie["path"] == "/" and cookie["sameSite"] == "Lax"
+
+        browser.find_element(By.CSS_SELECTOR, "header form button").click()
+        wait_for(lambda: browser.find_elements(By.ID, "password"), 10, "signed out")
+        browser.add_cookie({"name": "wacrm_session", "value": cookie["value"], "path": "/"})
+        browser.get(f"{server}/dashboard")
+        assert browser.find_elements(By.ID, "password"), "the old cookie is refused: the sign-in form"
+        assert not browser.find_elements(By.ID, "chart-labels")
+    finally:
+        browser.delete_all_cookies()
+        browser.set_window_size(1200, 2400)
+
+
 def test_dashboard_is_closed_without_the_token(make_client, drained):
+    # Without ADMIN_TOKEN the accounts still sign in: the form, never the page.
     closed = make_client(admin_token=None).get("/dashboard")
-    assert closed.status_code == 503 and "ADMIN_TOKEN is not set" in closed.text
+    assert closed.status_code == 401 and 'name="password"' in closed.text
     client = make_client(admin_token=TOKEN)
     anonymous = client.get("/dashboard")
     assert anonymous.status_code == 401 and 'name="token"' in anonymous.text
@@ -186,6 +228,6 @@ def test_dashboard_is_closed_without_the_token(make_client, drained):
     signed_in = client.post("/dashboard/login", data={"token": TOKEN}, follow_redirects=False)
     assert signed_in.status_code == 303
     cookie = signed_in.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and TOKEN not in cookie
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/;" in cookie and TOKEN not in cookie
     page = client.get("/dashboard")
     assert page.status_code == 200 and "No labels yet." in page.text

@@ -18,7 +18,7 @@ import requests
 from settings import VAR_DIR
 from testkit.processes import PROJECT_ROOT, free_port, wait_for
 
-TOKEN = "embedded-token"
+TOKEN = "embedded-token-Zr4Vq8Lm2Kx"
 BANNER_END = "Next, in another terminal: ./run demo"
 
 
@@ -195,10 +195,44 @@ def test_a_second_run_on_the_same_port_says_what_to_do(system):
     assert requests.get(f"{system.url}/readyz", timeout=10).status_code == 200
 
 
+def test_the_first_admin_is_made_with_run_agents_add_and_signs_in(system):
+    """On the embedded defaults (SQLite): ./run agents add with --password-stdin, a weak password
+    refused in one line naming the rule, ./run agents list, then the account signs in."""
+    weak = subprocess.run(
+        [sys.executable, "-m", "cli", "agents", "add", "boss", "--role", "admin", "--password-stdin"],
+        cwd=PROJECT_ROOT,
+        env=system.env,
+        input="boss\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert weak.returncode != 0 and "password:" in one_line(weak)
+    made = subprocess.run(
+        [sys.executable, "-m", "cli", "agents", "add", "boss", "--role", "admin", "--password-stdin"],
+        cwd=PROJECT_ROOT,
+        env=system.env,
+        input="es-teler-segar-77\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0 and "created boss (admin" in made.stdout, made.stderr
+    listed = cli("agents", "list", env=system.env)
+    assert re.search(r"^boss\tadmin\t", listed.stdout, re.MULTILINE), listed.stdout
+    signed_in = requests.post(
+        f"{system.url}/api/auth/token", json={"login": "boss", "password": "es-teler-segar-77"}, timeout=10
+    )
+    assert signed_in.status_code == 200, signed_in.text
+    auth = {"Authorization": f"Bearer {signed_in.json()['token']}"}
+    agents = requests.get(f"{system.url}/api/agents", headers=auth, timeout=10).json()
+    assert [(a["login"], a["role"]) for a in agents] == [("boss", "admin")]
+
+
 def test_help_lists_every_command_and_explains_every_option():
     shown = cli("--help", env=dict(os.environ), timeout=60)
     assert shown.returncode == 0, shown.stderr
-    for command in ("up", "demo", "migrate", "faq", "test", "bench"):
+    for command in ("up", "demo", "migrate", "faq", "agents", "test", "bench"):
         assert re.search(rf"^\s+{command}\s+\S", shown.stdout, re.MULTILINE), (command, shown.stdout)
 
     from cli.__main__ import build_parser
