@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     # CRM sync to Odoo.
     odoo_timeout_seconds: float = Field(default=10, gt=0)
     crm_retry_max_seconds: float = Field(default=300, gt=0)
+    # The internal reference (default_code) of the Odoo product an order line goes on when its
+    # sku matches no product (and of the line of an order without items).
+    odoo_generic_product: str = "WACRM-ITEM"
     log_level: str = "INFO"
 
     @property

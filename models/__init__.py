@@ -7,7 +7,7 @@ from models.conversations import Conversation, DeliveryStatus, Message
 from models.crm import CrmRecord, CrmSyncJob
 from models.inbox import InboxEvent
 from models.labels import ContactLabel, Label, LabelChange
-from models.orders import DeliveryFollowup, Order
+from models.orders import DeliveryFollowup, Order, OrderItem
 from models.outbox import OutboundMessage
 from models.routing import (
     AdaptiveFollowup,
@@ -43,6 +43,7 @@ __all__ = [
     "LabelChange",
     "Message",
     "Order",
+    "OrderItem",
     "OutboundMessage",
     "RoutingDecision",
     "SurveyResponse",

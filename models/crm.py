@@ -28,6 +28,8 @@ QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 
 # What a job does (see workers/crm.py).
 LEAD, LOG, NOTE, ACTIVITY = "lead", "log", "note", "activity"
+# An order event: the order's sale order brought up to date, and the event noted on it.
+ORDER = "order"
 
 
 class CrmSyncJob(Base):

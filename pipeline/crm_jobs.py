@@ -37,12 +37,12 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from domain import order_messages
-from integrations.crm import ActivityIn, Crm, LeadIn, LogLine, PartnerIn, Target
-from models import Contact, Conversation, CrmRecord, Deal, Message, Order
+from integrations.crm import ActivityIn, Crm, LeadIn, LogLine, PartnerIn, SaleLine, SaleOrderIn, Target
+from models import Contact, Conversation, CrmRecord, Deal, Message, Order, OrderItem
 from models.base import utcnow
 from models.contacts import current_contact
 from models.conversations import INBOUND
-from models.crm import ACTIVITY, LEAD, LOG, NOTE
+from models.crm import ACTIVITY, LEAD, LOG, NOTE, ORDER
 from models.db import dialect_insert, session_scope
 from models.labels import active_labels
 from settings import settings
@@ -52,7 +52,7 @@ LOG_POSTS_PER_JOB = 20
 # Messages younger than this are left to the next log job: a transaction that wrote an older
 # message id may not have committed yet, and the cursor must never step over it.
 LOG_SETTLE_SECONDS = 2.0
-PARTNER, LEAD_MODEL, LOG_MODEL = "res.partner", "crm.lead", "conversation_log"
+PARTNER, LEAD_MODEL, LOG_MODEL, SALE_ORDER = "res.partner", "crm.lead", "conversation_log", "sale.order"
 CONVERTED_STAGES = ("paid", "shipped", "received")
 
 
@@ -94,9 +94,11 @@ def run(crm: Crm, job: Job) -> None:
     if local is None:
         return  # the contact is gone: nothing to sync
     partner_id = _partner(crm, local)
-    lead_id = _lead(crm, local, partner_id) if job.kind == LEAD else local.lead_id
+    lead_id = _lead(crm, local, partner_id) if job.kind in (LEAD, ORDER) else local.lead_id
     target = Target("lead", lead_id) if lead_id else Target("partner", partner_id)
-    if job.kind == LOG:
+    if job.kind == ORDER:
+        _sync_order(crm, local, partner_id, lead_id, job)
+    elif job.kind == LOG:
         _post_log(crm, local, target, job)
     elif job.kind == NOTE:
         marker = job.dedupe_key or f"wacrm-job:{job.id}"
@@ -364,6 +366,76 @@ def _unposted(crm: Crm, local: Local) -> Chunk | None:
             for row in rows
         ]
         return Chunk(conversation.started_at, rows[0].id, rows[-1].id, lines)
+
+
+# --- sale orders -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalOrder:
+    id: int
+    external_id: str
+    cancelled: bool
+    total: Any
+    currency: str | None
+    lines: list[SaleLine]
+    sale_order_id: int | None
+    state: str | None  # the sale order's state as we last left it
+
+
+def _load_order(crm: Crm, order_id: int) -> LocalOrder | None:
+    with session_scope() as session:
+        order = session.get(Order, order_id)
+        if order is None:
+            return None
+        items = session.scalars(
+            select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.position)
+        ).all()
+        record = _record(session, crm, SALE_ORDER, f"order:{order.id}")
+        return LocalOrder(
+            id=order.id,
+            external_id=order.external_id,
+            cancelled=order.stage == "cancelled",
+            total=order.total,
+            currency=order.currency,
+            lines=[SaleLine(item.name, item.qty, item.price, item.sku) for item in items],
+            sale_order_id=record.remote_id if record else None,
+            state=(record.data or {}).get("state") if record else None,
+        )
+
+
+def _sync_order(crm: Crm, local: Local, partner_id: int, lead_id: int | None, job: Job) -> None:
+    """The order's sale order: created once (keyed by the order's id), confirmed, or cancelled
+    once the order is; then the event's note in its chatter (payment, shipment and tracking
+    number included)."""
+    order = _load_order(crm, int(job.payload["order_id"]))
+    if order is None:
+        return
+    key = f"order:{order.id}"
+    sale_order_id, state, check_state = order.sale_order_id, order.state, job.unconfirmed
+    if sale_order_id is None:
+        sale_order_id, state = crm.upsert_sale_order(
+            SaleOrderIn(
+                key=order.external_id,
+                partner_id=partner_id,
+                lead_id=lead_id,
+                lines=order.lines,
+                total=order.total,
+                currency=order.currency,
+                origin=f"WhatsApp {local.phone or local.contact_id}",
+            ),
+            job.unconfirmed,
+        )
+        _remember(crm, local.contact_id, SALE_ORDER, key, sale_order_id, data={"state": state})
+        check_state = False  # just read or made: its state is known
+    wanted = "cancel" if order.cancelled else "sale"
+    if state != wanted:
+        state = crm.set_sale_order_state(sale_order_id, wanted, check_state)
+        _remember(crm, local.contact_id, SALE_ORDER, key, sale_order_id, data={"state": state})
+    target = Target("sale_order", sale_order_id)
+    marker = job.dedupe_key or f"wacrm-job:{job.id}"
+    if not (job.unconfirmed and crm.find_note(target, marker)):
+        crm.post_note(target, job.payload["text"], marker)
 
 
 # --- order notes -------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from domain.order_events import CRM_NOTE_PREFIX
 from models import Contact, Order
 from models.base import utcnow
-from models.crm import ACTIVITY, LEAD, LOG, NOTE, QUEUED, CrmSyncJob
+from models.crm import ACTIVITY, LEAD, LOG, ORDER, QUEUED, CrmSyncJob
 from models.db import dialect_insert
 from pipeline.crm_jobs import order_note
 from queueing import publish
@@ -47,14 +47,16 @@ def queue_log(session: Session, contact_id: int) -> None:
 
 
 def queue_order_event(session: Session, contact_id: int, order: Order, event: dict[str, Any]) -> None:
-    """Note an order event on the contact's lead (once per event id)."""
+    """An order event (once per event id): the order's sale order brought up to date (created,
+    confirmed, cancelled) and the event noted on it."""
+    session.flush()  # the order's id
     _queue(
         session,
         contact_id,
-        NOTE,
+        ORDER,
         event["type"],
         dedupe_key=f"{CRM_NOTE_PREFIX}{event['id']}",
-        payload={"text": order_note(order, event["type"])},
+        payload={"order_id": order.id, "text": order_note(order, event["type"])},
     )
 
 

@@ -16,6 +16,8 @@ from integrations.crm.base import (
     LeadIn,
     LogLine,
     PartnerIn,
+    SaleLine,
+    SaleOrderIn,
     Target,
 )
 from integrations.crm.odoo import OdooCrm, OdooRpc
@@ -32,6 +34,8 @@ __all__ = [
     "OdooCrm",
     "OdooRpc",
     "PartnerIn",
+    "SaleLine",
+    "SaleOrderIn",
     "Target",
     "crm_for",
 ]
@@ -52,4 +56,4 @@ def crm_for(config: Settings) -> Crm | None:
         config.odoo_api_key or "",
         config.odoo_timeout_seconds,
     )
-    return OdooCrm(rpc, config.default_region)
+    return OdooCrm(rpc, config.default_region, generic_product=config.odoo_generic_product)

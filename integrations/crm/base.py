@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 
@@ -53,10 +54,36 @@ class LeadIn:
 
 @dataclass(frozen=True)
 class Target:
-    """The record a note, a log or an activity goes on: a lead, or a partner when there is none."""
+    """The record a note, a log or an activity goes on: a lead, or a partner when there is none;
+    a sale order for an order's payment and shipment."""
 
-    kind: Literal["lead", "partner"]
+    kind: Literal["lead", "partner", "sale_order"]
     id: int
+
+
+@dataclass(frozen=True)
+class SaleLine:
+    """One line of an order. ``sku`` is matched to a product's internal reference; a line
+    without a match (or without a sku) goes on the generic product, under its own name."""
+
+    name: str
+    qty: Decimal
+    price: Decimal
+    sku: str | None = None
+
+
+@dataclass(frozen=True)
+class SaleOrderIn:
+    """An order of the order system as the CRM's sale order. ``key`` is the order system's id:
+    the sale order's customer reference, and its external id, so a retry finds it."""
+
+    key: str
+    partner_id: int
+    lead_id: int | None
+    lines: Sequence[SaleLine]
+    total: Decimal | None
+    currency: str | None
+    origin: str
 
 
 @dataclass(frozen=True)
@@ -127,6 +154,18 @@ class Crm(Protocol):
     def find_note(self, target: Target, marker: str) -> str | None:
         """The body of a note already posted with ``marker`` on ``target``, if any (used after an
         unconfirmed post, so a retry does not post it twice)."""
+        ...
+
+    def upsert_sale_order(self, order: SaleOrderIn, check_first: bool) -> tuple[int, str]:
+        """The sale order of ``order.key`` (looked for first with ``check_first``: a retry after
+        an attempt that may have created it), else a new quotation; its id and its state."""
+        ...
+
+    def set_sale_order_state(
+        self, sale_order_id: int, state: Literal["sale", "cancel"], check_first: bool
+    ) -> str:
+        """Confirm (``sale``) or cancel the sale order; with ``check_first``, read its state first,
+        so a confirmation that did land is not repeated. The state it is in now."""
         ...
 
     def create_activity(self, target: Target, activity: ActivityIn, marker: str, check_first: bool) -> None:

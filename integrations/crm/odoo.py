@@ -23,11 +23,13 @@ what the first attempt made. Optional fields
 
 from __future__ import annotations
 
+import hashlib
 import html
 import itertools
 import re
 import time
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -41,6 +43,8 @@ from integrations.crm.base import (
     LeadIn,
     LogLine,
     PartnerIn,
+    SaleLine,
+    SaleOrderIn,
     Target,
 )
 from integrations.network import never_sent
@@ -73,7 +77,10 @@ TRANSIENT_PREFIXES = (
 )
 _SESSION_EXPIRED_CODE = 100
 _PROXY_GAVE_UP = (502, 504)
-MODELS = {"lead": "crm.lead", "partner": "res.partner"}
+MODELS = {"lead": "crm.lead", "partner": "res.partner", "sale_order": "sale.order"}
+# The module of our external ids in ir.model.data: not an installed module's name, so no module
+# update ever cleans them up.
+XMLID_MODULE = "wacrm"
 _BAD_REQUEST = (
     requests.exceptions.InvalidURL,
     requests.exceptions.MissingSchema,
@@ -170,9 +177,11 @@ class OdooCrm:
 
     name = "odoo"
 
-    def __init__(self, rpc: OdooRpc, region: str) -> None:
+    def __init__(self, rpc: OdooRpc, region: str, *, generic_product: str = "WACRM-ITEM") -> None:
         self.rpc = rpc
         self.region = region
+        self.generic_product = generic_product
+        self._pricelists: dict[str, int | bool] = {}
         self._fields: dict[str, frozenset[str]] = {}
         self._names: dict[tuple[str, str], int] = {}  # (model, name) -> id: tags, sources
         self._names_since = time.monotonic()
@@ -237,6 +246,145 @@ class OdooCrm:
             # A tag we remembered may have been deleted in Odoo: look the names up again, once.
             self._names = {key: value for key, value in self._names.items() if key[0] != "crm.tag"}
             self._write_tags(lead_id, add, remove)
+
+    # --- sale orders ---------------------------------------------------------------------------
+
+    def upsert_sale_order(self, order: SaleOrderIn, check_first: bool) -> tuple[int, str]:
+        xmlid = sale_order_xmlid(order.key)
+        if check_first:
+            found = self._sale_order_by_key(order, xmlid)
+            if found is not None:
+                return found
+        values: dict[str, Any] = {
+            "partner_id": order.partner_id,
+            "client_order_ref": order.key,
+            "origin": order.origin,
+            "order_line": [[0, 0, line] for line in self._order_lines(order)],
+        }
+        if order.lead_id:
+            values["opportunity_id"] = order.lead_id
+        pricelist = self._pricelist(order.currency) if order.currency else False
+        if pricelist:
+            values["pricelist_id"] = pricelist
+        sale_order_id = _one_id(self.rpc.execute("sale.order", "create", values))
+        self._stamp(xmlid, sale_order_id)
+        return sale_order_id, "draft"
+
+    def set_sale_order_state(self, sale_order_id: int, state: str, check_first: bool) -> str:
+        if check_first:
+            rows = self.rpc.execute("sale.order", "read", [sale_order_id], fields=["state"])
+            if not rows:
+                raise CrmPermanentError(f"odoo: sale.order {sale_order_id} was deleted")
+            if rows[0]["state"] == state:
+                return state
+        if state == "sale":
+            self.rpc.execute("sale.order", "action_confirm", [sale_order_id])
+        else:
+            # No "are you sure" wizard: cancel outright (the UI asks when e-mails were sent).
+            self.rpc.execute(
+                "sale.order", "action_cancel", [sale_order_id], context={"disable_cancel_warning": True}
+            )
+        return state
+
+    def _sale_order_by_key(self, order: SaleOrderIn, xmlid: str) -> tuple[int, str] | None:
+        """The sale order an earlier attempt made: by our external id, else by the customer
+        reference (the create landed, the stamp did not)."""
+        stamps = self.rpc.execute(
+            "ir.model.data",
+            "search_read",
+            [("module", "=", XMLID_MODULE), ("name", "=", xmlid), ("model", "=", "sale.order")],
+            fields=["res_id"],
+            limit=1,
+        )
+        domain: list[Any] = [("client_order_ref", "=", order.key), ("partner_id", "=", order.partner_id)]
+        if stamps:
+            domain = [("id", "=", int(stamps[0]["res_id"]))]
+        rows = self.rpc.execute(
+            "sale.order", "search_read", domain, fields=["id", "state"], order="id asc", limit=1
+        )
+        if not rows:
+            return None
+        if not stamps:
+            self._stamp(xmlid, int(rows[0]["id"]))
+        return int(rows[0]["id"]), str(rows[0]["state"])
+
+    def _stamp(self, xmlid: str, sale_order_id: int) -> None:
+        self.rpc.execute(
+            "ir.model.data",
+            "create",
+            {
+                "module": XMLID_MODULE,
+                "name": xmlid,
+                "model": "sale.order",
+                "res_id": sale_order_id,
+                "noupdate": True,
+            },
+        )
+
+    def _order_lines(self, order: SaleOrderIn) -> list[dict[str, Any]]:
+        """The order's lines on their products (by internal reference, else the generic
+        product), plus a line that makes the untaxed total the order's total when the items do
+        not add up to it (shipping, a discount); an order without items is one generic line."""
+        lines = list(order.lines)
+        if not lines:
+            lines = [SaleLine(f"Order {order.key}", Decimal(1), order.total or Decimal(0))]
+        products = self._products([line.sku for line in lines if line.sku] + [self.generic_product])
+        generic = products.get(self.generic_product)
+        values = []
+        for line in lines:
+            product = products.get(line.sku or "") or generic
+            if product is None:
+                raise CrmPermanentError(
+                    f"odoo: no product with internal reference {self.generic_product!r} "
+                    "(ODOO_GENERIC_PRODUCT) for order lines without a matching product"
+                )
+            name = line.name if not line.sku else f"[{line.sku}] {line.name}"
+            values.append(
+                {
+                    "product_id": product,
+                    "name": name,
+                    "product_uom_qty": float(line.qty),
+                    "price_unit": float(line.price),
+                }
+            )
+        if order.lines and order.total is not None:
+            difference = order.total - sum((line.qty * line.price for line in order.lines), Decimal(0))
+            if difference != 0:
+                if generic is None:
+                    raise CrmPermanentError(
+                        f"odoo: no product with internal reference {self.generic_product!r} "
+                        "(ODOO_GENERIC_PRODUCT)"
+                    )
+                values.append(
+                    {
+                        "product_id": generic,
+                        "name": "Shipping and adjustments",
+                        "product_uom_qty": 1.0,
+                        "price_unit": float(difference),
+                    }
+                )
+        return values
+
+    def _products(self, codes: list[str]) -> dict[str, int]:
+        """Product ids by internal reference, in one call (the oldest wins a duplicate)."""
+        rows = self.rpc.execute(
+            "product.product",
+            "search_read",
+            [("default_code", "in", list(dict.fromkeys(codes)))],
+            fields=["id", "default_code"],
+            order="id desc",
+        )
+        return {str(row["default_code"]): int(row["id"]) for row in rows}
+
+    def _pricelist(self, currency: str) -> int | bool:
+        """A pricelist in the order's currency, so the sale order is in it; False when Odoo has
+        none (the order is then in the company's currency)."""
+        if currency not in self._pricelists:
+            ids = self.rpc.execute(
+                "product.pricelist", "search", [("currency_id.name", "=", currency)], order="id asc", limit=1
+            )
+            self._pricelists[currency] = int(ids[0]) if ids else False
+        return self._pricelists[currency]
 
     # --- chatter and activities ----------------------------------------------------------------
 
@@ -370,6 +518,13 @@ class OdooCrm:
             info = self.rpc.call("common", "version").get("server_version_info") or [0]
             self._version = int(info[0]) if str(info[0]).isdigit() else 0
         return self._version
+
+
+def sale_order_xmlid(key: str) -> str:
+    """Our external id of the sale order of the order system's order ``key``: readable, and
+    unique (a short hash keeps ids that differ only in punctuation apart)."""
+    readable = re.sub(r"[^A-Za-z0-9_]", "_", key)[:80]
+    return f"sale_order_{readable}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
 def _one_id(result: Any) -> int:

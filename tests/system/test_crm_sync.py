@@ -274,6 +274,7 @@ def test_label_added_adds_a_tag_and_removed_takes_it_off(client, odoo):
 
 
 def test_odoo_down_for_a_while_then_up_everything_synced_once(client, admin_headers, odoo, drained):
+    odoo.add("product.product", name="WhatsApp order item", default_code="WACRM-ITEM", sale_ok=True)
     customers = [unique_phone() for _ in range(3)]
     odoo.down("refuse")
     for index, (wa_id, _) in enumerate(customers):
@@ -298,6 +299,8 @@ def test_odoo_down_for_a_while_then_up_everything_synced_once(client, admin_head
         posts = posts_on(odoo, "crm.lead", lead["id"])
         assert sum("Ada diskon?" in p for p in posts) == 1
         if index == 0:
+            [sale_order] = [o for o in odoo.records("sale.order") if o["opportunity_id"] == lead["id"]]
+            posts = posts_on(odoo, "sale.order", sale_order["id"])
             assert sum(f"Order SO-{customers[0][0]} created" in p for p in posts) == 1
         assert crm_view(client, admin_headers, phone)["state"] == "synced"
 
@@ -339,6 +342,7 @@ def test_the_conversation_log_is_posted_in_batches(client, odoo):
 
 
 def test_order_events_are_noted_and_a_delivery_followup_makes_an_activity(client, odoo):
+    odoo.add("product.product", name="WhatsApp order item", default_code="WACRM-ITEM", sale_ok=True)
     wa_id, phone = unique_phone()
     order_id = f"SO-{wa_id}"
     customer_writes(client, wa_id, "Agus", "Saya mau pesan")
@@ -366,7 +370,8 @@ def test_order_events_are_noted_and_a_delivery_followup_makes_an_activity(client
     settled()
     [partner] = partners(odoo, phone)
     [lead] = leads_of(odoo, partner["id"])
-    posts = " ".join(posts_on(odoo, "crm.lead", lead["id"]))
+    [sale_order] = [o for o in odoo.records("sale.order") if o["client_order_ref"] == order_id]
+    posts = " ".join(posts_on(odoo, "sale.order", sale_order["id"]))
     assert f"Order {order_id} created. Total Rp150.000." in posts
     assert "Courier JNE, tracking number JNE0123" in posts
     [activity] = [a for a in odoo.records("mail.activity") if a["res_id"] == lead["id"]]
