@@ -115,6 +115,14 @@ class Settings(BaseSettings):
     # The internal reference (default_code) of the Odoo product an order line goes on when its
     # sku matches no product (and of the line of an order without items).
     odoo_generic_product: str = "WACRM-ITEM"
+    # The Odoo stage (crm.stage, by name, of the lead's team or shared) of each milestone of a
+    # deal (domain/deal_stages.py); won and lost are Odoo's actions, not a stage from this map.
+    crm_stage_map: str = "replied=Qualified,qualified=Qualified,ordered=Proposition"
+    # Labels that make a lead qualified (as a hot lead class does), comma-separated.
+    crm_qualified_labels: str = "Grade A"
+    # The lost reasons (crm.lost.reason, by name, created if missing) of a lost lead.
+    crm_lost_reason_cancelled: str = "Order cancelled"
+    crm_lost_reason_opted_out: str = "Opted out"
     log_level: str = "INFO"
 
     @property

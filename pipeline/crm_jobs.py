@@ -30,14 +30,25 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from domain import order_messages
-from integrations.crm import ActivityIn, Crm, LeadIn, LogLine, PartnerIn, SaleLine, SaleOrderIn, Target
+from domain import deal_stages, order_messages
+from integrations.crm import (
+    ActivityIn,
+    Crm,
+    LeadIn,
+    LeadUpdate,
+    LogLine,
+    PartnerIn,
+    SaleLine,
+    SaleOrderIn,
+    Target,
+)
 from models import Contact, Conversation, CrmRecord, Deal, Message, Order, OrderItem
 from models.base import utcnow
 from models.contacts import current_contact
@@ -45,6 +56,7 @@ from models.conversations import INBOUND
 from models.crm import ACTIVITY, LEAD, LOG, NOTE, ORDER
 from models.db import dialect_insert, session_scope
 from models.labels import active_labels
+from pipeline import deal_stage
 from settings import settings
 
 LOG_CHUNK = 100  # lines per post
@@ -87,6 +99,10 @@ class Local:
     lead_id: int | None
     lead_data: dict[str, Any] = field(default_factory=dict)
     partner_is_new: bool = False  # created by this job: it cannot have a lead yet
+    stage: str = deal_stages.NEW  # the deal's milestone (domain/deal_stages.py)
+    opted_out: bool = False
+    expected_revenue: Decimal | None = None
+    team: str | None = None
 
 
 def run(crm: Crm, job: Job) -> None:
@@ -94,7 +110,9 @@ def run(crm: Crm, job: Job) -> None:
     if local is None:
         return  # the contact is gone: nothing to sync
     partner_id = _partner(crm, local)
-    lead_id = _lead(crm, local, partner_id) if job.kind in (LEAD, ORDER) else local.lead_id
+    # Every job brings the lead up to date first (no call when nothing changed): a person's reply
+    # (a log job) moves the pipeline as much as a label or an order does.
+    lead_id = _lead(crm, local, partner_id) if job.kind in (LEAD, LOG, ORDER) else local.lead_id
     target = Target("lead", lead_id) if lead_id else Target("partner", partner_id)
     if job.kind == ORDER:
         _sync_order(crm, local, partner_id, lead_id, job)
@@ -127,6 +145,22 @@ def lead_priority(session: Session, contact: Contact) -> str:
     """The lead's priority from the contact's lead class (pipeline/routing.py): hot leads get
     three stars, warm two, cold and unscored one."""
     return _PRIORITY.get(contact.lead_class or "", "1")
+
+
+def odoo_team(session: Session, contact: Contact) -> str | None:
+    """The Odoo sales team (crm.team, by name) of the contact's conversation: for now the one
+    team of the shop (DEFAULT_TEAM). The one place that decides it."""
+    return settings.default_team or None
+
+
+def expected_revenue(session: Session, contact: Contact) -> Decimal:
+    """What the lead is worth: the totals of the contact's orders not cancelled."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(Order.total), 0)).where(
+            Order.contact_id == contact.id, Order.stage != "cancelled"
+        )
+    )
+    return Decimal(total or 0)
 
 
 def salesperson_login(session: Session, contact: Contact) -> str | None:
@@ -166,6 +200,10 @@ def _load(crm: Crm, contact_id: int) -> Local | None:
             partner_id=partner.remote_id if partner else None,
             lead_id=lead.remote_id if lead else None,
             lead_data=dict(lead.data or {}) if lead else {},
+            stage=deal_stage.follow(session, contact, deal),
+            opted_out=contact.opted_out_at is not None,
+            expected_revenue=expected_revenue(session, contact),
+            team=odoo_team(session, contact),
         )
 
 
@@ -224,10 +262,13 @@ def partner_ref(contact_id: int) -> str:
 
 
 def _lead(crm: Crm, local: Local, partner_id: int) -> int | None:
-    """The open deal's lead, created for an un-converted contact; its label tags brought up to date."""
+    """The open deal's lead, created for an un-converted contact; then kept up to date: label
+    tags, priority, salesperson, team, expected revenue and the pipeline stage (won and lost by
+    Odoo's actions), writing only what changed since we last wrote it."""
     if local.deal_id is None:
         return None
     key = f"deal:{local.deal_id}"
+    stage, outcome, reason = _pipeline(local)
     if local.lead_id is None:
         if local.converted:
             return None
@@ -243,30 +284,99 @@ def _lead(crm: Crm, local: Local, partner_id: int) -> int | None:
                 source=_source_name(local.referral),
                 description=_referral_text(local.referral),
                 partner_is_new=local.partner_is_new,
+                stage=stage,
+                outcome=outcome if outcome in ("won", "lost") else None,
+                lost_reason=reason,
+                team=local.team,
+                medium=UTM_MEDIUM if local.referral else None,
+                campaign=_campaign_name(local.referral),
+                expected_revenue=local.expected_revenue or None,
             )
         )
         if not created:
-            crm.set_lead_tags(lead_id, local.labels, [])
-            crm.set_lead_priority(lead_id, local.priority, local.salesperson)
+            crm.update_lead(
+                lead_id,
+                LeadUpdate(
+                    add_tags=local.labels,
+                    priority=local.priority,
+                    salesperson=local.salesperson,
+                    stage=stage,
+                    outcome=outcome if outcome in ("won", "lost") else None,
+                    lost_reason=reason,
+                    team=local.team,
+                    expected_revenue=local.expected_revenue,
+                ),
+            )
         _remember(crm, local.contact_id, LEAD_MODEL, key, lead_id, data=_lead_data(local))
         local.lead_id = lead_id
         return lead_id
-    synced = list(local.lead_data.get("tags") or [])
-    add = [tag for tag in local.labels if tag not in synced]
-    remove = [tag for tag in synced if tag not in local.labels]
-    if add or remove:
-        crm.set_lead_tags(local.lead_id, add, remove)
-    routed = (local.lead_data.get("priority"), local.lead_data.get("salesperson"))
-    if routed != (local.priority, local.salesperson):
-        crm.set_lead_priority(local.lead_id, local.priority, local.salesperson)
-    if add or remove or routed != (local.priority, local.salesperson):
+    synced = local.lead_data
+    add = [tag for tag in local.labels if tag not in (synced.get("tags") or [])]
+    remove = [tag for tag in (synced.get("tags") or []) if tag not in local.labels]
+    was = synced.get("stage", deal_stages.NEW)
+    update = LeadUpdate(
+        add_tags=tuple(add),
+        remove_tags=tuple(remove),
+        priority=local.priority if synced.get("priority") != local.priority else None,
+        salesperson=local.salesperson if synced.get("salesperson") != local.salesperson else None,
+        team=local.team if synced.get("team") != local.team else None,
+        expected_revenue=(
+            local.expected_revenue if synced.get("revenue") != _money(local.expected_revenue) else None
+        ),
+        stage=stage if was != local.stage else None,
+        outcome=_transition(was, local.stage),
+        lost_reason=reason,
+    )
+    if update != LeadUpdate(lost_reason=reason):
+        crm.update_lead(local.lead_id, update)
         _remember(crm, local.contact_id, LEAD_MODEL, key, local.lead_id, data=_lead_data(local))
     return local.lead_id
 
 
+UTM_MEDIUM = "WhatsApp"  # utm.medium of every lead that came from an ad or a tracked link
+
+
+def _pipeline(local: Local) -> tuple[str | None, str | None, str | None]:
+    """The Odoo stage name of the deal's milestone (CRM_STAGE_MAP), its outcome (won, lost) and
+    the lost reason."""
+    if local.stage == deal_stages.WON:
+        return None, "won", None
+    if local.stage == deal_stages.LOST:
+        reason = settings.crm_lost_reason_opted_out if local.opted_out else settings.crm_lost_reason_cancelled
+        return None, "lost", reason
+    return deal_stages.parse_stage_map(settings.crm_stage_map).get(local.stage), None, None
+
+
+def _transition(was: str, now: str) -> str | None:
+    """The action a move of the milestone needs in Odoo: win, lose, or restore a lost lead."""
+    if was == now:
+        return None
+    if now in (deal_stages.WON, deal_stages.LOST):
+        return now
+    return "open" if was == deal_stages.LOST else None
+
+
+def _money(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount.quantize(Decimal("0.01")))
+
+
 def _lead_data(local: Local) -> dict[str, Any]:
     """What we last wrote to the lead, to write only what changed next time."""
-    return {"tags": local.labels, "priority": local.priority, "salesperson": local.salesperson}
+    return {
+        "tags": local.labels,
+        "priority": local.priority,
+        "salesperson": local.salesperson,
+        "stage": local.stage,
+        "team": local.team,
+        "revenue": _money(local.expected_revenue),
+    }
+
+
+def _campaign_name(referral: dict[str, Any] | None) -> str | None:
+    """The utm.campaign of an ad's lead: the ad's headline (what the shop named it)."""
+    if not referral or not referral.get("headline"):
+        return None
+    return str(referral["headline"])[:200]
 
 
 def _source_name(referral: dict[str, Any] | None) -> str | None:

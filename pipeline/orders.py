@@ -43,7 +43,7 @@ from models.base import utcnow
 from models.db import dialect_insert
 from models.orders import CANCELLED, FIRED, MISSED, SCHEDULED, STAGES
 from models.outbox import QUEUED
-from pipeline import context, crm_sync, identity, outbox
+from pipeline import context, crm_sync, deal_stage, identity, outbox
 from settings import settings
 
 # The stage each event moves the order to, and the message that step sends.
@@ -107,6 +107,7 @@ def record_order_event(session: Session, payload: dict[str, Any]) -> None:
                 queue_message(session, TRIGGER_OF_STAGE[stage], recipient, order)
     order.updated_at = utcnow()
     _schedule_followup(session, order)
+    deal_stage.follow(session, contact, deal)  # ordered, won, lost: the deal follows its orders
     crm_sync.queue_order_event(session, contact.id, order, payload)  # a note on the Odoo lead, if synced
 
 

@@ -7,6 +7,7 @@ is set without the rest, so a worker refuses to start half-configured.
 
 from __future__ import annotations
 
+from domain import deal_stages
 from integrations.crm.base import (
     ActivityIn,
     Crm,
@@ -14,6 +15,7 @@ from integrations.crm.base import (
     CrmPermanentError,
     CrmTransientError,
     LeadIn,
+    LeadUpdate,
     LogLine,
     PartnerIn,
     SaleLine,
@@ -30,6 +32,7 @@ __all__ = [
     "CrmPermanentError",
     "CrmTransientError",
     "LeadIn",
+    "LeadUpdate",
     "LogLine",
     "OdooCrm",
     "OdooRpc",
@@ -56,4 +59,5 @@ def crm_for(config: Settings) -> Crm | None:
         config.odoo_api_key or "",
         config.odoo_timeout_seconds,
     )
+    deal_stages.parse_stage_map(config.crm_stage_map)  # a wrong map stops the worker, named
     return OdooCrm(rpc, config.default_region, generic_product=config.odoo_generic_product)

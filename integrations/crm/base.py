@@ -50,6 +50,28 @@ class LeadIn:
     description: str | None = None
     # The partner was created a moment ago, so it has no open lead to reuse: no need to look.
     partner_is_new: bool = False
+    stage: str | None = None  # a stage name (None: the CRM's first stage)
+    outcome: Literal["won", "lost"] | None = None
+    lost_reason: str | None = None
+    team: str | None = None  # a sales team's name
+    medium: str | None = None
+    campaign: str | None = None
+    expected_revenue: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class LeadUpdate:
+    """What changed on a lead; None (or empty) leaves that part as it is."""
+
+    add_tags: Sequence[str] = ()
+    remove_tags: Sequence[str] = ()
+    priority: str | None = None
+    salesperson: str | None = None  # a login; one without a CRM user leaves the lead's as it is
+    stage: str | None = None
+    outcome: Literal["won", "lost", "open"] | None = None  # "open": no longer lost
+    lost_reason: str | None = None
+    team: str | None = None
+    expected_revenue: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +154,11 @@ class Crm(Protocol):
     def find_or_create_lead(self, lead: LeadIn) -> tuple[int, bool]:
         """The partner's open lead, or a new one from ``lead`` (with its tags); and whether it
         was created."""
+        ...
+
+    def update_lead(self, lead_id: int, update: LeadUpdate) -> None:
+        """Everything that changed on the lead, in as few calls as the CRM allows: its fields in
+        one write, then winning or losing it through the CRM's own actions."""
         ...
 
     def set_lead_tags(self, lead_id: int, add: Sequence[str], remove: Sequence[str]) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import html
 import itertools
+import logging
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -41,6 +42,7 @@ from integrations.crm.base import (
     CrmPermanentError,
     CrmTransientError,
     LeadIn,
+    LeadUpdate,
     LogLine,
     PartnerIn,
     SaleLine,
@@ -48,6 +50,8 @@ from integrations.crm.base import (
     Target,
 )
 from integrations.network import never_sent
+
+log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 3.05
 # How long tag and source ids are remembered by name before they are looked up again.
@@ -182,6 +186,9 @@ class OdooCrm:
         self.region = region
         self.generic_product = generic_product
         self._pricelists: dict[str, int | bool] = {}
+        self._stages: list[dict[str, Any]] | None = None
+        self._teams: dict[str, int | bool] = {}
+        self._reported: set[str] = set()
         self._fields: dict[str, frozenset[str]] = {}
         self._names: dict[tuple[str, str], int] = {}  # (model, name) -> id: tags, sources
         self._names_since = time.monotonic()
@@ -228,7 +235,109 @@ class OdooCrm:
             values["tag_ids"] = [[6, 0, self._named_ids("crm.tag", lead.tags)]]
         if lead.source:
             values["source_id"] = self._named_ids("utm.source", [lead.source])[0]
-        return _one_id(self.rpc.execute("crm.lead", "create", values)), True
+        if lead.medium:
+            values["medium_id"] = self._named_ids("utm.medium", [lead.medium])[0]
+        if lead.campaign:
+            values["campaign_id"] = self._named_ids("utm.campaign", [lead.campaign])[0]
+        team = self._team_id(lead.team) if lead.team else False
+        if team:
+            values["team_id"] = team
+        if lead.expected_revenue is not None:
+            values["expected_revenue"] = float(lead.expected_revenue)
+        stage = self._stage_id(lead.stage, team) if lead.stage and lead.outcome is None else False
+        if stage:
+            values["stage_id"] = stage
+        lead_id = _one_id(self.rpc.execute("crm.lead", "create", values))
+        self._close(lead_id, lead.outcome, lead.lost_reason)
+        return lead_id, True
+
+    def update_lead(self, lead_id: int, update: LeadUpdate) -> None:
+        values: dict[str, Any] = {}
+        commands = [[4, tag_id, 0] for tag_id in self._named_ids("crm.tag", update.add_tags)]
+        removed = self._named_ids("crm.tag", update.remove_tags, create=False)
+        commands += [[3, tag_id, 0] for tag_id in removed]
+        if commands:
+            values["tag_ids"] = commands
+        if update.priority is not None:
+            values["priority"] = update.priority
+        user = self._user_id(update.salesperson) if update.salesperson else False
+        if user:  # never unassign: a salesperson set by hand in Odoo stays
+            values["user_id"] = user
+        team = self._team_id(update.team) if update.team else False
+        if team:
+            values["team_id"] = team
+        if update.expected_revenue is not None:
+            values["expected_revenue"] = float(update.expected_revenue)
+        if update.outcome == "open":
+            # No longer lost (a new order after a cancelled one): unarchive, as the UI's Restore.
+            self.rpc.execute("crm.lead", "action_unarchive", [lead_id])
+        if update.stage and update.outcome in (None, "open"):
+            stage = self._stage_id(update.stage, team)
+            if stage:
+                values["stage_id"] = stage
+        if values:
+            try:
+                self.rpc.execute("crm.lead", "write", [lead_id], values)
+            except CrmPermanentError:
+                if not commands:
+                    raise
+                # A tag we remembered may have been deleted in Odoo: look the names up again, once.
+                self._names = {key: value for key, value in self._names.items() if key[0] != "crm.tag"}
+                values.pop("tag_ids")
+                retry = LeadUpdate(add_tags=update.add_tags, remove_tags=update.remove_tags)
+                self.rpc.execute("crm.lead", "write", [lead_id], values)
+                self.update_lead(lead_id, retry)
+        self._close(lead_id, update.outcome, update.lost_reason)
+
+    def _close(self, lead_id: int, outcome: str | None, lost_reason: str | None) -> None:
+        """Won or lost through Odoo's own actions (they set the won stage, the probability, the
+        closing date and archive a lost lead), never by writing those fields."""
+        if outcome == "won":
+            self.rpc.execute("crm.lead", "action_set_won", [lead_id])
+        elif outcome == "lost":
+            extra: dict[str, Any] = {}
+            if lost_reason:
+                extra["lost_reason_id"] = self._named_ids("crm.lost.reason", [lost_reason])[0]
+            self.rpc.execute("crm.lead", "action_set_lost", [lead_id], **extra)
+
+    def _stage_id(self, name: str, team: int | bool) -> int | bool:
+        """The stage called ``name`` of the team (or shared by all teams), from the stages read
+        once per process; never created. A name Odoo does not have is reported once."""
+        if self._stages is None:
+            team_field = "team_ids" if "team_ids" in self._fields_of("crm.stage") else "team_id"
+            rows = self.rpc.execute(
+                "crm.stage", "search_read", [], fields=["id", "name", "is_won", "sequence", team_field]
+            )
+            self._stages = []
+            for row in sorted(rows, key=lambda r: (r.get("sequence") or 0, r["id"])):
+                teams = row.get(team_field) or []
+                if teams and not isinstance(teams[0], list) and team_field == "team_id":
+                    teams = [teams[0]]  # many2one: [id, "name"]
+                self._stages.append({"id": int(row["id"]), "name": row["name"], "teams": list(teams)})
+        candidates = [s for s in self._stages if s["name"].casefold() == name.casefold()]
+        own = [s for s in candidates if team and team in s["teams"]]
+        shared = [s for s in candidates if not s["teams"]]
+        found = (own or shared or [None])[0]
+        if found is None:
+            self._report(
+                f"odoo: no crm.stage named {name!r} for the team (CRM_STAGE_MAP): the lead stays where it is"
+            )
+            return False
+        return int(found["id"])
+
+    def _team_id(self, name: str) -> int | bool:
+        if name not in self._teams:
+            ids = self.rpc.execute("crm.team", "search", [("name", "=ilike", name)], order="id asc", limit=1)
+            self._teams[name] = int(ids[0]) if ids else False
+            if not ids:
+                self._report(f"odoo: no crm.team named {name!r}: leads are created without a team")
+        return self._teams[name]
+
+    def _report(self, message: str) -> None:
+        """A configuration Odoo does not match: logged once per process, clearly."""
+        if message not in self._reported:
+            self._reported.add(message)
+            log.warning(message)
 
     def set_lead_priority(self, lead_id: int, priority: str, salesperson: str | None) -> None:
         values: dict[str, Any] = {"priority": priority}

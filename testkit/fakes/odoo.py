@@ -382,6 +382,11 @@ class FakeOdoo(FakeServer):
             for record_id in args[0]:
                 self._set_lost(record_id, kwargs)
             return True
+        if model == "crm.lead" and method == "action_unarchive":
+            for record_id in args[0]:
+                self._existing(model, record_id)
+                self._write(model, record_id, {"active": True, "lost_reason_id": False, "probability": 10})
+            return True
         if model == "sale.order" and method == "action_confirm":
             for record_id in args[0]:
                 self._confirm(record_id)

@@ -158,3 +158,164 @@ def samples_partner():
     from integrations.crm import PartnerIn
 
     return PartnerIn("Pelanggan", None, ref=f"wacrm-test:{id(object())}")
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+
+
+def stage_name(odoo, lead: dict) -> str:
+    return {s["id"]: s["name"] for s in odoo.records("crm.stage")}[lead["stage_id"]]
+
+
+def lead_now(odoo, lead_id: int) -> dict:
+    return next(lead for lead in odoo.records("crm.lead") if lead["id"] == lead_id)
+
+
+def deal_stage_here(phone: str) -> str:
+    from sqlalchemy import select
+
+    from models import Deal
+    from models.db import session_scope
+
+    with session_scope() as session:
+        return session.scalars(
+            select(Deal.stage).where(Deal.contact_id == contact_id(phone)).order_by(Deal.id.desc())
+        ).first()
+
+
+def contact_id(phone: str) -> int:
+    from tests.system.test_crm_sync import contact_id as find
+
+    return find(phone)
+
+
+def sent_triggers(phone: str) -> list[str]:
+    from sqlalchemy import select
+
+    from models import OutboundMessage
+    from models.db import session_scope
+
+    with session_scope() as session:
+        return sorted(
+            session.scalars(
+                select(OutboundMessage.trigger).where(
+                    OutboundMessage.contact_id == contact_id(phone), OutboundMessage.state == "sent"
+                )
+            )
+        )
+
+
+def test_the_order_lifecycle_moves_the_pipeline_to_one_won_lead(client, odoo):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from schedules.followups import fire_due_followups
+    from testkit.processes import wait_for
+
+    catalogue(odoo)
+    wa_id, phone = unique_phone()
+    order_id = f"SO-{wa_id}"
+    post_order(client, samples.order_event("contact.created", None, phone=phone, name="Wati"))
+    customer_writes(client, wa_id, "Wati", "Kak, harganya berapa? Mau transfer sekarang")  # a hot lead
+    settled()
+    [partner] = partners(odoo, phone)
+    [lead] = leads_of(odoo, partner["id"])
+    assert stage_name(odoo, lead) == "Qualified" and deal_stage_here(phone) == "qualified"
+    assert lead["team_id"] == next(t["id"] for t in odoo.records("crm.team") if t["name"] == "Sales")
+
+    post_order(client, samples.order_event("order.created", order_id, phone=phone, total=250000))
+    settled()
+    lead = lead_now(odoo, lead["id"])
+    assert stage_name(odoo, lead) == "Proposition" and lead["expected_revenue"] == 250000
+    assert deal_stage_here(phone) == "ordered"
+
+    today = datetime.now(ZoneInfo("Asia/Jakarta")).date().isoformat()
+    post_order(client, samples.order_event("order.paid", order_id, phone=phone))
+    post_order(
+        client,
+        samples.order_event(
+            "order.shipped",
+            order_id,
+            phone=phone,
+            courier="SiCepat",
+            tracking_number="SCP777",
+            estimated_delivery_date=today,
+        ),
+    )
+    settled()
+    wait_for(
+        lambda: fire_due_followups() or "order_followup_delivery" in sent_triggers(phone), 60, "the follow-up"
+    )
+    post_order(client, samples.order_event("order.received", order_id, phone=phone))
+    settled()
+
+    [lead] = leads_of(odoo, partner["id"])  # still one lead: won, not a second one
+    assert stage_name(odoo, lead) == "Won" and lead["probability"] == 100 and lead["active"]
+    assert odoo.count("crm.lead", "action_set_won") == 1
+    assert deal_stage_here(phone) == "won"
+    [sale_order] = sale_orders(odoo, order_id)
+    assert sale_order["state"] == "sale" and sale_order["opportunity_id"] == lead["id"]
+    chatter = " ".join(posts_on(odoo, "sale.order", sale_order["id"]))
+    assert f"Order {order_id} paid" in chatter and "tracking number SCP777" in chatter
+    assert sent_triggers(phone) == sorted(
+        [
+            "contact_created",
+            "order_created",
+            "order_paid",
+            "order_delivery",
+            "order_followup_delivery",
+            "order_received",
+        ]
+    )
+
+
+def test_a_cancelled_order_loses_the_lead_with_its_reason(client, odoo):
+    catalogue(odoo)
+    wa_id, phone = unique_phone()
+    order_id = f"SO-{wa_id}"
+    customer_writes(client, wa_id, "Yanti", "Halo kak")
+    post_order(client, samples.order_event("order.created", order_id, phone=phone, total=80000))
+    settled()
+    post_order(client, samples.order_event("order.cancelled", order_id, phone=phone))
+    settled()
+    [partner] = partners(odoo, phone)
+    [lead] = [x for x in odoo.records("crm.lead") if x["partner_id"] == partner["id"]]
+    assert lead["active"] is False and lead["probability"] == 0
+    reasons = {r["id"]: r["name"] for r in odoo.records("crm.lost.reason")}
+    assert reasons[lead["lost_reason_id"]] == "Order cancelled"
+    assert deal_stage_here(phone) == "lost"
+    assert [o["state"] for o in sale_orders(odoo, order_id)] == ["cancel"]
+
+    # A new order after all: the lead is restored and moves on.
+    post_order(client, samples.order_event("order.created", f"{order_id}-2", phone=phone, total=90000))
+    settled()
+    lead = lead_now(odoo, lead["id"])
+    assert lead["active"] is True and stage_name(odoo, lead) == "Proposition"
+    assert lead["expected_revenue"] == 90000
+
+
+def test_a_person_answering_moves_the_lead_to_the_replied_stage(client, admin_headers, odoo):
+    from sqlalchemy import select
+
+    from models import Conversation
+    from models.db import session_scope
+
+    wa_id, phone = unique_phone()
+    customer_writes(client, wa_id, "Rudi", "Halo")
+    settled()
+    [partner] = partners(odoo, phone)
+    [lead] = leads_of(odoo, partner["id"])
+    assert stage_name(odoo, lead) == "New"
+    with session_scope() as session:
+        conversation = session.scalars(
+            select(Conversation.id).where(Conversation.contact_id == contact_id(phone))
+        ).one()
+    answer = client.post(
+        f"/api/conversations/{conversation}/messages",
+        json={"text": "Halo Rudi, ada yang bisa dibantu?"},
+        headers={**admin_headers, "Idempotency-Key": f"reply-{wa_id}", "X-Actor": "ayu"},
+    )
+    assert answer.status_code == 202, answer.text
+    settled()
+    assert stage_name(odoo, lead_now(odoo, lead["id"])) == "Qualified"  # CRM_STAGE_MAP: replied=Qualified
+    assert deal_stage_here(phone) == "replied"

@@ -199,6 +199,9 @@ def test_new_chat_creates_partner_and_lead_once_even_when_replayed(client, admin
     assert lead["user_id"] is False  # unassigned, not the API user
     [source] = [s for s in odoo.records("utm.source") if s["id"] == lead["source_id"]]
     assert source["name"] == "WhatsApp ad 120210000000000777"
+    [medium] = [m for m in odoo.records("utm.medium") if m["id"] == lead["medium_id"]]
+    [campaign] = [c for c in odoo.records("utm.campaign") if c["id"] == lead["campaign_id"]]
+    assert (medium["name"], campaign["name"]) == ("WhatsApp", "Promo akhir tahun")
     assert "Promo akhir tahun" in lead["description"]
     [log] = posts_on(odoo, "crm.lead", lead["id"])
     assert "Halo, masih ada stok?" in log and "Budi Santoso" in log
