@@ -151,6 +151,14 @@ class Crm(Protocol):
         CRM), created (with the reference) if none; and whether it was created."""
         ...
 
+    def upsert_partners(self, partners: Sequence[PartnerIn]) -> list[tuple[int, bool]]:
+        """``upsert_partner`` for many people in as few calls as the CRM allows."""
+        ...
+
+    def create_leads(self, leads: Sequence[LeadIn]) -> list[int]:
+        """New leads (for partners that cannot have one yet) in as few calls as the CRM allows."""
+        ...
+
     def find_or_create_lead(self, lead: LeadIn) -> tuple[int, bool]:
         """The partner's open lead, or a new one from ``lead`` (with its tags); and whether it
         was created."""

@@ -208,6 +208,63 @@ class OdooCrm:
             values["ref"] = partner.ref
         return _one_id(self.rpc.execute("res.partner", "create", values)), True
 
+    def upsert_partners(self, partners: Sequence[PartnerIn]) -> list[tuple[int, bool]]:
+        """``upsert_partner`` for many at once: one ``search_read`` for all their references and
+        phones, one ``create`` of the list of those not found."""
+        if not partners:
+            return []
+        fields = [f for f in ("phone", "mobile") if f in self._fields_of("res.partner")]
+        refs = [p.ref for p in partners if p.ref]
+        tails = sorted({re.sub(r"\D", "", p.phone)[-4:] for p in partners if p.phone})
+        leaves: list[Any] = [("ref", "in", refs)] if refs else []
+        leaves += [(f, "ilike", tail) for tail in tails for f in fields]
+        rows: list[dict[str, Any]] = []
+        if leaves:
+            rows = self.rpc.execute(
+                "res.partner",
+                "search_read",
+                ["|"] * (len(leaves) - 1) + leaves,
+                fields=["id", "ref", *fields],
+                order="id asc",
+                limit=PHONE_CANDIDATES * len(partners),
+            )
+        by_ref: dict[str, int] = {}
+        by_phone: dict[str, int] = {}
+        for row in rows:  # oldest first: the oldest wins
+            if row.get("ref"):
+                by_ref.setdefault(str(row["ref"]), int(row["id"]))
+            for field in fields:
+                value = row.get(field)
+                if value:
+                    e164 = phones.from_user_input(str(value), self.region).e164
+                    if e164:
+                        by_phone.setdefault(e164, int(row["id"]))
+        found: list[int | None] = [
+            by_ref.get(p.ref or "") or (by_phone.get(p.phone) if p.phone else None) for p in partners
+        ]
+        missing = [index for index, partner_id in enumerate(found) if partner_id is None]
+        if missing:
+            values = []
+            for index in missing:
+                partner = partners[index]
+                value = {"name": partner.name, "phone": partner.phone or False}
+                if partner.ref:
+                    value["ref"] = partner.ref
+                values.append(value)
+            created = _ids(self.rpc.execute("res.partner", "create", values))
+            for index, partner_id in zip(missing, created, strict=True):
+                found[index] = partner_id
+        return [(int(partner_id or 0), index in missing) for index, partner_id in enumerate(found)]
+
+    def create_leads(self, leads: Sequence[LeadIn]) -> list[int]:
+        """New leads for partners that have none (just created): one ``create`` of the list."""
+        if not leads:
+            return []
+        created = self._create_leads(leads)
+        for lead_id, lead in zip(created, leads, strict=True):
+            self._close(lead_id, lead.outcome, lead.lost_reason)
+        return created
+
     def find_or_create_lead(self, lead: LeadIn) -> tuple[int, bool]:
         if not lead.partner_is_new:
             open_leads = self.rpc.execute(
@@ -220,6 +277,22 @@ class OdooCrm:
             )
             if open_leads:
                 return int(open_leads[0]["id"]), False
+        lead_id = self._create_leads([lead])[0]
+        self._close(lead_id, lead.outcome, lead.lost_reason)
+        return lead_id, True
+
+    def _create_leads(self, leads: Sequence[LeadIn]) -> list[int]:
+        try:
+            return _ids(self.rpc.execute("crm.lead", "create", [self._lead_values(lead) for lead in leads]))
+        except CrmPermanentError:
+            if not self._names:
+                raise
+            # A tag, source, medium or campaign we remembered may have been deleted in Odoo:
+            # look the names up again, once.
+            self._names, self._names_since = {}, time.monotonic()
+            return _ids(self.rpc.execute("crm.lead", "create", [self._lead_values(lead) for lead in leads]))
+
+    def _lead_values(self, lead: LeadIn) -> dict[str, Any]:
         values: dict[str, Any] = {
             "name": lead.title,
             "partner_id": lead.partner_id,
@@ -247,9 +320,7 @@ class OdooCrm:
         stage = self._stage_id(lead.stage, team) if lead.stage and lead.outcome is None else False
         if stage:
             values["stage_id"] = stage
-        lead_id = _one_id(self.rpc.execute("crm.lead", "create", values))
-        self._close(lead_id, lead.outcome, lead.lost_reason)
-        return lead_id, True
+        return values
 
     def update_lead(self, lead_id: int, update: LeadUpdate) -> None:
         values: dict[str, Any] = {}
@@ -298,7 +369,15 @@ class OdooCrm:
             extra: dict[str, Any] = {}
             if lost_reason:
                 extra["lost_reason_id"] = self._named_ids("crm.lost.reason", [lost_reason])[0]
-            self.rpc.execute("crm.lead", "action_set_lost", [lead_id], **extra)
+            try:
+                self.rpc.execute("crm.lead", "action_set_lost", [lead_id], **extra)
+            except CrmPermanentError:
+                if not lost_reason:
+                    raise
+                # The lost reason we remembered may have been deleted: look it up again, once.
+                self._names.pop(("crm.lost.reason", lost_reason), None)
+                extra["lost_reason_id"] = self._named_ids("crm.lost.reason", [lost_reason])[0]
+                self.rpc.execute("crm.lead", "action_set_lost", [lead_id], **extra)
 
     def _stage_id(self, name: str, team: int | bool) -> int | bool:
         """The stage called ``name`` of the team (or shared by all teams), from the stages read
@@ -634,6 +713,15 @@ def sale_order_xmlid(key: str) -> str:
     unique (a short hash keeps ids that differ only in punctuation apart)."""
     readable = re.sub(r"[^A-Za-z0-9_]", "_", key)[:80]
     return f"sale_order_{readable}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def _ids(result: Any) -> list[int]:
+    """``create`` of a list answers the list of new ids."""
+    if isinstance(result, int) and not isinstance(result, bool):
+        return [result]
+    if isinstance(result, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in result):
+        return list(result)
+    raise CrmPermanentError(f"odoo: expected record ids, got {result!r}")
 
 
 def _one_id(result: Any) -> int:

@@ -613,8 +613,7 @@ class FakeOdoo(FakeServer):
         after = [r for r in won if (r["sequence"] or 0) > (current["sequence"] or 0)]
         before = [r for r in won if (r["sequence"] or 0) <= (current["sequence"] or 0)]
         stage = after[0] if after else before[-1] if before else won[0]
-        lead["active"] = True
-        self._write("crm.lead", lead_id, {"stage_id": stage["id"], "probability": 100})
+        self._write("crm.lead", lead_id, {"stage_id": stage["id"], "probability": 100, "active": True})
 
     def _set_lost(self, lead_id: int, values: dict[str, Any]) -> None:
         lead = self._existing("crm.lead", lead_id)
@@ -624,8 +623,9 @@ class FakeOdoo(FakeServer):
                 "odoo.exceptions.ValidationError",
                 "A lead in a Won stage cannot be lost. Move it to another stage first.",
             )
-        lead.update(active=False, probability=0, date_closed=_now())
-        self._write("crm.lead", lead_id, dict(values))
+        # One write, so a refused value (a lost reason that is gone) leaves the lead as it was,
+        # as Odoo's transaction would.
+        self._write("crm.lead", lead_id, {**values, "active": False, "probability": 0, "date_closed": _now()})
 
     def _confirm(self, order_id: int) -> None:
         order = self._existing("sale.order", order_id)

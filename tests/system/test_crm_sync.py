@@ -443,3 +443,31 @@ def test_the_sweeper_publishes_jobs_whose_task_was_lost(client, odoo):
     settled()
     posts = " ".join(posts_on(odoo, "crm.lead", lead["id"]))
     assert "found lost:queued" in posts and "found lost:running" in posts
+
+
+def test_many_new_customers_cost_a_few_calls_in_all(odoo):
+    """The batch the worker makes of contacts synced together: partners looked up in one
+    search_read (by our reference and by phone, however typed) and the missing ones created in
+    one create; their leads in one create."""
+    crm_client = client_for(odoo)
+    typed = odoo.add("res.partner", name="Bu Sari", phone="0813-5555-7777")
+    ours = odoo.add("res.partner", name="Old", ref="wacrm-contact:901")
+    odoo.calls.clear()
+    people = [
+        PartnerIn("Sari", "+6281355557777", ref="wacrm-contact:900"),
+        PartnerIn("Old", None, ref="wacrm-contact:901"),
+        PartnerIn("Baru 1", "+6285700009001", ref="wacrm-contact:902"),
+        PartnerIn("Baru 2", "+6285700009002", ref="wacrm-contact:903"),
+    ]
+    found = crm_client.upsert_partners(people)
+    assert found[:2] == [(typed, False), (ours, False)]
+    assert [created for _, created in found[2:]] == [True, True]
+    assert odoo.count("res.partner", "search_read") == 1 and odoo.count("res.partner", "create") == 1
+    leads = crm_client.create_leads(
+        [
+            LeadIn(f"WhatsApp: {p.name}", partner_id, p.name, p.phone)
+            for p, (partner_id, _) in zip(people, found, strict=True)
+        ]
+    )
+    assert len(set(leads)) == 4 and odoo.count("crm.lead", "create") == 1
+    assert odoo.count() == 5  # and, once per process, authenticate and fields_get
