@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     # The lost reasons (crm.lost.reason, by name, created if missing) of a lost lead.
     crm_lost_reason_cancelled: str = "Order cancelled"
     crm_lost_reason_opted_out: str = "Opted out"
+    # How often beat reads back the leads changed in Odoo (their write_date).
+    odoo_poll_seconds: float = Field(default=60, gt=0)
     log_level: str = "INFO"
 
     @property

@@ -47,6 +47,18 @@ def stage_of(facts: Facts) -> str:
     return NEW
 
 
+def moves(current: str | None, computed: str) -> bool:
+    """Whether what happened (``computed``) moves a deal at ``current``: forward, into lost (a
+    won deal stays won), or out of lost."""
+    if current == computed:
+        return False
+    if current is None or current == LOST:
+        return True
+    if computed == LOST:
+        return current != WON
+    return RANK.get(computed, -1) > RANK.get(current, -1)
+
+
 def parse_stage_map(text: str) -> dict[str, str]:
     """``"replied=Qualified,qualified=Qualified,ordered=Proposition"`` -> {milestone: stage name}.
     A milestone left out keeps the lead in the stage it is in. ValueError names a wrong entry."""

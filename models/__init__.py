@@ -4,7 +4,7 @@ from models.base import Base
 from models.broadcasts import Broadcast
 from models.contacts import Company, Contact, ContactIdentity, Deal, IdentityConflict
 from models.conversations import Conversation, DeliveryStatus, Message
-from models.crm import CrmRecord, CrmSyncJob
+from models.crm import CrmCursor, CrmRecord, CrmSyncJob
 from models.inbox import InboxEvent
 from models.labels import ContactLabel, Label, LabelChange
 from models.orders import DeliveryFollowup, Order, OrderItem
@@ -30,6 +30,7 @@ __all__ = [
     "ContactIdentity",
     "ContactLabel",
     "Conversation",
+    "CrmCursor",
     "CrmRecord",
     "CrmSyncJob",
     "Deal",

@@ -75,6 +75,17 @@ class CrmSyncJob(Base):
     )
 
 
+class CrmCursor(Base):
+    """How far a stream read back from the CRM has been read ("odoo:crm.lead": the last
+    ``write_date`` seen)."""
+
+    __tablename__ = "crm_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class CrmRecord(Base):
     """One local thing and the CRM record it became. ``cursor`` is how far a stream of local
     items (a conversation's messages) has been copied to the record; ``data`` is what we last

@@ -47,8 +47,11 @@ def facts(session: Session, contact: Contact) -> deal_stages.Facts:
 
 
 def follow(session: Session, contact: Contact, deal: Deal | None) -> str:
-    """The deal's stage now (written on the deal when it moved)."""
+    """The deal's stage now, written on the deal when what happened moves it: forward only (a
+    stage a person set further on in Odoo stays), into ``lost``, and out of ``lost`` again."""
     stage = deal_stages.stage_of(facts(session, contact))
-    if deal is not None and deal.stage != stage:
+    if deal is None:
+        return stage
+    if deal_stages.moves(deal.stage, stage):
         deal.stage, deal.updated_at = stage, utcnow()
-    return stage
+    return deal.stage

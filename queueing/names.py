@@ -14,6 +14,7 @@ ROUTE_MESSAGE = "workers.routing.route_message"
 ANSWER_WITH_AI = "workers.ai_agent.answer_with_ai"
 SEND_OUTBOUND = "workers.outbound.send_outbound"
 SYNC_CONTACT = "workers.crm.sync_contact"
+POLL_ODOO = "workers.crm.poll_odoo"
 EXPAND_BROADCAST = "workers.broadcasts.expand_broadcast"
 
 # Beat's periodic tasks (schedules/).
@@ -41,6 +42,7 @@ QUEUE_OF = {
     ANSWER_WITH_AI: "routing",
     SEND_OUTBOUND: OUTBOUND_QUEUE,  # or OUTBOUND_BULK_QUEUE, per message
     SYNC_CONTACT: "crm",
+    POLL_ODOO: "crm",  # waits on Odoo, as the sync does
     # Expanding a broadcast writes outbox rows, like the follow-up ticks: bulk database work,
     # kept off the outbound queue whose concurrency is tuned for waiting on the gateway.
     EXPAND_BROADCAST: "schedules",

@@ -36,3 +36,8 @@ if settings.odoo_url:
         "task": names.SWEEP_CRM_SYNC,
         "schedule": settings.inbox_sweep_interval_seconds,
     }
+    # Changes made in Odoo (a salesperson, a stage) read back by write_date (workers/crm.py).
+    BEAT_SCHEDULE["poll-odoo"] = {
+        "task": names.POLL_ODOO,
+        "schedule": settings.odoo_poll_seconds,
+    }

@@ -37,14 +37,14 @@ from sqlalchemy.orm import Session
 
 from integrations.crm import Crm, CrmPermanentError, CrmTransientError, crm_for
 from models.base import utcnow
-from models.crm import DONE, FAILED, QUEUED, RUNNING, CrmSyncJob
+from models.crm import DONE, FAILED, QUEUED, RUNNING, CrmCursor, CrmSyncJob
 from models.db import session_scope
 from observability.metrics import CRM_SYNC_JOBS
-from pipeline import crm_jobs, locks
+from pipeline import crm_back, crm_jobs, locks
 from pipeline.crm_jobs import Job
 from queueing import names, publish
 from queueing.app import app
-from queueing.tasks import event_task
+from queueing.tasks import event_task, periodic_task
 from settings import settings
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ BATCH_CONTACTS = 50  # contacts one task syncs together
 RUN_SECONDS = 60.0  # then the task hands over to a fresh one, so no task nears the time limit
 LEASE_SECONDS = float(app.conf.task_time_limit or 300) + 30.0  # outlives any task
 RETRY_BASE_SECONDS = 1.0
+LEAD_CURSOR = "odoo:crm.lead"
 
 
 @cache
@@ -109,6 +110,43 @@ def sync_contact(contact_id: int) -> str:
         if time.monotonic() - started > RUN_SECONDS:
             publish.sync_contacts(batch)  # more may be due: fresh tasks go on from here
             return outcome
+
+
+POLL_BATCH = 500  # leads read back per call
+
+
+@periodic_task(names.POLL_ODOO)
+def poll_odoo() -> int:
+    """Beat's read-back of what changed in Odoo: the leads written since the cursor
+    (``write_date``, the last moment read again), each compared with what we last wrote
+    (pipeline/crm_back.py). Returns how many changes were taken over."""
+    crm = adapter()
+    if crm is None:
+        return 0
+    with session_scope() as session:
+        cursor = session.get(CrmCursor, LEAD_CURSOR)
+        since = cursor.value if cursor else None
+    taken = 0
+    for _ in range(20):  # at most 10,000 leads per run; the next run goes on from the cursor
+        changes = crm.changed_leads(since, POLL_BATCH)
+        for change in changes:
+            with session_scope() as session:
+                done = crm_back.apply_lead_change(session, crm.name, change)
+            if done:
+                taken += 1
+                log.info("taken over from Odoo", extra={"lead_id": change.lead_id, "what": done})
+        latest = changes[-1].changed_at if changes else since
+        if latest and latest != since:
+            with session_scope() as session:
+                row = session.get(CrmCursor, LEAD_CURSOR, with_for_update=True)
+                if row is None:
+                    session.add(CrmCursor(name=LEAD_CURSOR, value=latest, updated_at=utcnow()))
+                elif row.value < latest:
+                    row.value, row.updated_at = latest, utcnow()
+        if len(changes) < POLL_BATCH or latest == since:
+            return taken
+        since = latest
+    return taken
 
 
 def _due_contacts(limit: int) -> list[int]:

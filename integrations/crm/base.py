@@ -124,6 +124,18 @@ class ActivityIn:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class LeadChange:
+    """A lead as the CRM holds it now, read back because it changed there."""
+
+    lead_id: int
+    salesperson: str | None  # the user's login; None: unassigned
+    stage: str | None  # the stage's name
+    won: bool
+    lost: bool
+    changed_at: str  # the CRM's own change time, the cursor of the next read
+
+
 class CrmError(Exception):
     """A call that did not succeed; ``error`` is what the CRM said, kept for people to see."""
 
@@ -201,6 +213,11 @@ class Crm(Protocol):
     ) -> str:
         """Confirm (``sale``) or cancel the sale order; with ``check_first``, read its state first,
         so a confirmation that did land is not repeated. The state it is in now."""
+        ...
+
+    def changed_leads(self, since: str | None, limit: int) -> list[LeadChange]:
+        """The leads changed since ``since`` (a ``changed_at`` read before; the same moment is
+        read again, so nothing written in it is missed), oldest change first."""
         ...
 
     def create_activity(self, target: Target, activity: ActivityIn, marker: str, check_first: bool) -> None:

@@ -41,6 +41,7 @@ from integrations.crm.base import (
     CrmError,
     CrmPermanentError,
     CrmTransientError,
+    LeadChange,
     LeadIn,
     LeadUpdate,
     LogLine,
@@ -382,6 +383,20 @@ class OdooCrm:
     def _stage_id(self, name: str, team: int | bool) -> int | bool:
         """The stage called ``name`` of the team (or shared by all teams), from the stages read
         once per process; never created. A name Odoo does not have is reported once."""
+        stages = self._all_stages()
+        candidates = [s for s in stages if s["name"].casefold() == name.casefold()]
+        own = [s for s in candidates if team and team in s["teams"]]
+        shared = [s for s in candidates if not s["teams"]]
+        found = (own or shared or [None])[0]
+        if found is None:
+            self._report(
+                f"odoo: no crm.stage named {name!r} for the team (CRM_STAGE_MAP): the lead stays where it is"
+            )
+            return False
+        return int(found["id"])
+
+    def _all_stages(self) -> list[dict[str, Any]]:
+        """Every stage, with its teams, read once per process."""
         if self._stages is None:
             team_field = "team_ids" if "team_ids" in self._fields_of("crm.stage") else "team_id"
             rows = self.rpc.execute(
@@ -392,17 +407,10 @@ class OdooCrm:
                 teams = row.get(team_field) or []
                 if teams and not isinstance(teams[0], list) and team_field == "team_id":
                     teams = [teams[0]]  # many2one: [id, "name"]
-                self._stages.append({"id": int(row["id"]), "name": row["name"], "teams": list(teams)})
-        candidates = [s for s in self._stages if s["name"].casefold() == name.casefold()]
-        own = [s for s in candidates if team and team in s["teams"]]
-        shared = [s for s in candidates if not s["teams"]]
-        found = (own or shared or [None])[0]
-        if found is None:
-            self._report(
-                f"odoo: no crm.stage named {name!r} for the team (CRM_STAGE_MAP): the lead stays where it is"
-            )
-            return False
-        return int(found["id"])
+                self._stages.append(
+                    {"id": int(row["id"]), "name": row["name"], "teams": list(teams), "is_won": row["is_won"]}
+                )
+        return self._stages
 
     def _team_id(self, name: str) -> int | bool:
         if name not in self._teams:
@@ -573,6 +581,47 @@ class OdooCrm:
             )
             self._pricelists[currency] = int(ids[0]) if ids else False
         return self._pricelists[currency]
+
+    # --- back from Odoo ---------------------------------------------------------------------
+
+    def changed_leads(self, since: str | None, limit: int) -> list[LeadChange]:
+        domain: list[Any] = [("active", "in", [True, False])]
+        if since:
+            domain.append(("write_date", ">=", since))
+        rows = self.rpc.execute(
+            "crm.lead",
+            "search_read",
+            domain,
+            fields=["id", "user_id", "stage_id", "active", "probability", "write_date"],
+            order="write_date asc, id asc",
+            limit=limit,
+        )
+        logins = self._logins({int(row["user_id"][0]) for row in rows if row.get("user_id")})
+        won = {s["id"] for s in self._all_stages() if s.get("is_won")}
+        changes = []
+        for row in rows:
+            stage = row.get("stage_id") or None
+            stage_id = int(stage[0]) if stage else None
+            changes.append(
+                LeadChange(
+                    lead_id=int(row["id"]),
+                    salesperson=logins.get(int(row["user_id"][0])) if row.get("user_id") else None,
+                    stage=str(stage[1]) if stage else None,
+                    won=stage_id in won,
+                    lost=not row.get("active") and not row.get("probability"),
+                    changed_at=str(row["write_date"]),
+                )
+            )
+        return changes
+
+    def _logins(self, user_ids: set[int]) -> dict[int, str]:
+        """Logins of Odoo users, by id: read once per user and process."""
+        missing = sorted(user_ids - set(self._users.values()))
+        if missing:
+            for row in self.rpc.execute("res.users", "read", missing, fields=["login"]):
+                self._users[str(row["login"])] = int(row["id"])
+        by_id = {user_id: login for login, user_id in self._users.items()}
+        return {user_id: by_id[user_id] for user_id in user_ids if user_id in by_id}
 
     # --- chatter and activities ----------------------------------------------------------------
 

@@ -187,6 +187,7 @@ class FakeOdoo(FakeServer):
         self._denied: set[tuple[str, str | None]] = set()
         self._late: dict[tuple[str, str], float] = {}
         self.calls: Counter[tuple[str, str]] = Counter()
+        self.writes: list[tuple[str, list[int], dict[str, Any]]] = []  # every write's values
         self.tables: dict[str, dict[int, dict[str, Any]]] = {}
         self._next_id: dict[str, int] = {}
         self._seed()
@@ -206,6 +207,7 @@ class FakeOdoo(FakeServer):
             self._denied.clear()
             self._late.clear()
             self.calls.clear()
+            self.writes.clear()
             self._seed()
         self.up()
 
@@ -369,6 +371,7 @@ class FakeOdoo(FakeServer):
                 return [self._create(model, v) for v in values]
             return self._create(model, values)
         if method == "write":
+            self.writes.append((model, list(args[0]), copy.deepcopy(args[1])))
             for record_id in args[0]:
                 self._write(model, record_id, args[1])
             return True
@@ -737,9 +740,14 @@ class FakeOdoo(FakeServer):
         records = list(self.tables[model].values())
         if "active" in MODELS[model] and not any(_leaf(t) and t[0] == "active" for t in domain):
             records = [r for r in records if r["active"]]
-        ids = [r["id"] for r in records if self._matches(model, r, list(domain))]
+        matched = [r for r in records if self._matches(model, r, list(domain))]
         order = str(options.get("order") or "id asc")
-        ids.sort(reverse=order.split()[-1].lower() == "desc")
+        for term in reversed([t.split() for t in order.split(",") if t.strip()]):  # stable: last key first
+            name, descending = term[0], len(term) > 1 and term[1].lower() == "desc"
+            if name != "id" and name not in MODELS[model]:
+                raise OdooError("builtins.ValueError", f"Invalid field {name!r} on model {model!r} in order")
+            matched.sort(key=lambda r, n=name: (r.get(n) is False, r.get(n) or 0), reverse=descending)
+        ids = [r["id"] for r in matched]
         offset = int(options.get("offset") or 0)
         limit = options.get("limit")
         return ids[offset : offset + int(limit)] if limit else ids[offset:]

@@ -36,3 +36,18 @@ def test_the_stage_map_names_odoo_stages_and_refuses_what_it_cannot_map():
         with pytest.raises(ValueError, match="CRM_STAGE_MAP"):
             parse_stage_map(wrong)
     assert deal_stages.names("Grade A, VIP ,") == ("Grade A", "VIP")
+
+
+@pytest.mark.parametrize(
+    ("current", "computed", "moves"),
+    [
+        ("new", "qualified", True),
+        ("ordered", "qualified", False),  # set further on in Odoo: stays
+        ("ordered", "lost", True),
+        ("won", "lost", False),
+        ("lost", "ordered", True),
+        ("won", "won", False),
+    ],
+)
+def test_what_happened_moves_a_deal_forward_into_and_out_of_lost(current, computed, moves):
+    assert deal_stages.moves(current, computed) is moves

@@ -1,4 +1,4 @@
-"""order items (the lines an order becomes in Odoo)
+"""order items (the lines an order becomes in Odoo); cursors of what is read back from Odoo
 
 Revision ID: 0012
 Revises: 0008
@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+import models.base
 
 revision: str = "0012"
 down_revision: str | None = "0008"
@@ -30,8 +32,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_order_items")),
     )
     op.create_index(op.f("ix_order_items_order_id"), "order_items", ["order_id"], unique=False)
+    op.create_table(
+        "crm_cursors",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.String(length=64), nullable=False),
+        sa.Column("updated_at", models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_crm_cursors")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("crm_cursors")
     op.drop_index(op.f("ix_order_items_order_id"), table_name="order_items")
     op.drop_table("order_items")
