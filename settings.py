@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     crm_lost_reason_opted_out: str = "Opted out"
     # How often beat reads back the leads changed in Odoo (their write_date).
     odoo_poll_seconds: float = Field(default=60, gt=0)
+    # Odoo is the order system: confirmed sale orders, paid invoices and done deliveries in Odoo
+    # become order events (and their messages).
+    odoo_order_system: bool = False
+    # The secret in the path of Odoo's webhook, POST /webhooks/odoo/{secret} (Odoo cannot sign).
+    odoo_webhook_secret: str | None = None
     log_level: str = "INFO"
 
     @property

@@ -519,6 +519,7 @@ class LocalOrder:
     lines: list[SaleLine]
     sale_order_id: int | None
     state: str | None  # the sale order's state as we last left it
+    data: dict[str, Any]
 
 
 def _load_order(crm: Crm, order_id: int) -> LocalOrder | None:
@@ -539,6 +540,7 @@ def _load_order(crm: Crm, order_id: int) -> LocalOrder | None:
             lines=[SaleLine(item.name, item.qty, item.price, item.sku) for item in items],
             sale_order_id=record.remote_id if record else None,
             state=(record.data or {}).get("state") if record else None,
+            data=dict(record.data or {}) if record else {},
         )
 
 
@@ -551,6 +553,12 @@ def _sync_order(crm: Crm, local: Local, partner_id: int, lead_id: int | None, jo
         return
     key = f"order:{order.id}"
     sale_order_id, state, check_state = order.sale_order_id, order.state, job.unconfirmed
+    if sale_order_id is None and job.payload.get("odoo_sale_order_id"):
+        # Odoo is this order's system: the order is its sale order, confirmed there.
+        sale_order_id, state = int(job.payload["odoo_sale_order_id"]), "sale"
+        _remember(
+            crm, local.contact_id, SALE_ORDER, key, sale_order_id, data={"state": state, "source": "odoo"}
+        )
     if sale_order_id is None:
         sale_order_id, state = crm.upsert_sale_order(
             SaleOrderIn(
@@ -569,7 +577,7 @@ def _sync_order(crm: Crm, local: Local, partner_id: int, lead_id: int | None, jo
     wanted = "cancel" if order.cancelled else "sale"
     if state != wanted:
         state = crm.set_sale_order_state(sale_order_id, wanted, check_state)
-        _remember(crm, local.contact_id, SALE_ORDER, key, sale_order_id, data={"state": state})
+        _remember(crm, local.contact_id, SALE_ORDER, key, sale_order_id, data={**order.data, "state": state})
     target = Target("sale_order", sale_order_id)
     marker = job.dedupe_key or f"wacrm-job:{job.id}"
     if not (job.unconfirmed and crm.find_note(target, marker)):

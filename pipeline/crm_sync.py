@@ -56,7 +56,12 @@ def queue_order_event(session: Session, contact_id: int, order: Order, event: di
         ORDER,
         event["type"],
         dedupe_key=f"{CRM_NOTE_PREFIX}{event['id']}",
-        payload={"order_id": order.id, "text": order_note(order, event["type"])},
+        payload={
+            "order_id": order.id,
+            "text": order_note(order, event["type"]),
+            # An order run in Odoo (pipeline/odoo_orders.py) is its sale order already.
+            "odoo_sale_order_id": (event.get("order") or {}).get("odoo_sale_order_id"),
+        },
     )
 
 

@@ -19,7 +19,7 @@ import api.journey
 import api.labels
 import api.orders
 from observability.logs import configure_logging
-from producers import health, orders, waha, whatsapp
+from producers import health, odoo, orders, waha, whatsapp
 from producers.inbox import DATABASE_UNAVAILABLE, InboxUnavailable, unavailable_handler
 from producers.rejections import Rejected, rejected_handler
 from producers.security import BodyLimit
@@ -56,6 +56,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(whatsapp.router)
     application.include_router(orders.router)
     application.include_router(waha.router)
+    application.include_router(odoo.router)
     application.include_router(health.router)
     application.include_router(api.contacts.router)
     application.include_router(api.orders.router)

@@ -44,6 +44,11 @@ def sync_contacts(contact_ids: list[int], delay: float = 0.0) -> None:
         app.send_task(names.SYNC_CONTACT, args=(contact_id,), countdown=delay or None)
 
 
+def poll_odoo() -> None:
+    """Read back what changed in Odoo now (queue ``crm``): a webhook's wake-up."""
+    app.send_task(names.POLL_ODOO)
+
+
 def expand_broadcast(broadcast_id: int) -> None:
     """The task that turns a broadcast into outbox rows."""
     app.send_task(names.EXPAND_BROADCAST, args=(broadcast_id,))

@@ -38,9 +38,9 @@ from sqlalchemy.orm import Session
 from integrations.crm import Crm, CrmPermanentError, CrmTransientError, crm_for
 from models.base import utcnow
 from models.crm import DONE, FAILED, QUEUED, RUNNING, CrmCursor, CrmSyncJob
-from models.db import session_scope
+from models.db import dialect_insert, session_scope
 from observability.metrics import CRM_SYNC_JOBS
-from pipeline import crm_back, crm_jobs, locks
+from pipeline import crm_back, crm_jobs, locks, odoo_orders
 from pipeline.crm_jobs import Job
 from queueing import names, publish
 from queueing.app import app
@@ -117,15 +117,25 @@ POLL_BATCH = 500  # leads read back per call
 
 @periodic_task(names.POLL_ODOO)
 def poll_odoo() -> int:
-    """Beat's read-back of what changed in Odoo: the leads written since the cursor
-    (``write_date``, the last moment read again), each compared with what we last wrote
-    (pipeline/crm_back.py). Returns how many changes were taken over."""
+    """Beat's read-back of what changed in Odoo (also published at once by Odoo's webhook, a
+    wake-up): the leads written since their cursor (``write_date``, the last moment read
+    again), each compared with what we last wrote (pipeline/crm_back.py); and, with
+    ODOO_ORDER_SYSTEM, the order steps run in Odoo (pipeline/odoo_orders.py). The first run
+    only sets the cursors: what Odoo held before is not news. Returns how many changes were
+    taken over."""
     crm = adapter()
     if crm is None:
         return 0
-    with session_scope() as session:
-        cursor = session.get(CrmCursor, LEAD_CURSOR)
-        since = cursor.value if cursor else None
+    taken = _poll_leads(crm)
+    if settings.odoo_order_system:
+        taken += _poll_orders(crm)
+    return taken
+
+
+def _poll_leads(crm: Crm) -> int:
+    since = _cursor(LEAD_CURSOR)
+    if since is None:
+        return 0
     taken = 0
     for _ in range(20):  # at most 10,000 leads per run; the next run goes on from the cursor
         changes = crm.changed_leads(since, POLL_BATCH)
@@ -136,17 +146,49 @@ def poll_odoo() -> int:
                 taken += 1
                 log.info("taken over from Odoo", extra={"lead_id": change.lead_id, "what": done})
         latest = changes[-1].changed_at if changes else since
-        if latest and latest != since:
-            with session_scope() as session:
-                row = session.get(CrmCursor, LEAD_CURSOR, with_for_update=True)
-                if row is None:
-                    session.add(CrmCursor(name=LEAD_CURSOR, value=latest, updated_at=utcnow()))
-                elif row.value < latest:
-                    row.value, row.updated_at = latest, utcnow()
+        _save_cursor(LEAD_CURSOR, latest)
         if len(changes) < POLL_BATCH or latest == since:
             return taken
         since = latest
     return taken
+
+
+def _poll_orders(crm: Crm) -> int:
+    models = ("sale.order", "account.move", "stock.picking")
+    since = {model: _cursor(f"odoo:{model}") for model in models}
+    if all(value is None for value in since.values()):
+        return 0
+    changes, cursors = crm.changed_orders(since, POLL_BATCH)
+    with session_scope() as session:
+        new = odoo_orders.record(session, changes)
+    for model, value in cursors.items():
+        _save_cursor(f"odoo:{model}", value)
+    return new
+
+
+def _cursor(name: str) -> str | None:
+    """The cursor; a first read sets it to now (Odoo's format, UTC) and answers None."""
+    with session_scope() as session:
+        row = session.get(CrmCursor, name)
+        if row is not None:
+            return row.value
+    _save_cursor(name, utcnow().strftime("%Y-%m-%d %H:%M:%S"))
+    return None
+
+
+def _save_cursor(name: str, value: str | None) -> None:
+    if not value:
+        return
+    with session_scope() as session:
+        row = session.get(CrmCursor, name, with_for_update=True)
+        if row is None:
+            session.execute(
+                dialect_insert(session.get_bind().dialect.name)(CrmCursor)
+                .values(name=name, value=value, updated_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+        elif row.value < value:
+            row.value, row.updated_at = value, utcnow()
 
 
 def _due_contacts(limit: int) -> list[int]:

@@ -136,6 +136,28 @@ class LeadChange:
     changed_at: str  # the CRM's own change time, the cursor of the next read
 
 
+@dataclass(frozen=True)
+class OrderChange:
+    """A step of an order run in the CRM (Odoo as the order system): a sale order confirmed
+    (``order.created``), its invoice paid (``order.paid``), its delivery done with a tracking
+    number (``order.shipped``)."""
+
+    type: str  # "order.created" | "order.paid" | "order.shipped"
+    source: str  # the record that says so: "sale.order:7", "account.move:3", "stock.picking:9"
+    sale_order_id: int
+    order_name: str  # the sale order's name, "S00042": the order's id here
+    customer_reference: str | None  # client_order_ref: set on the sale orders we made
+    partner_id: int
+    partner_name: str | None
+    phone: str | None  # as typed in the CRM
+    total: Decimal | None
+    currency: str | None
+    tracking_number: str | None = None
+    courier: str | None = None
+    estimated_delivery_date: str | None = None  # YYYY-MM-DD
+    changed_at: str = ""  # the CRM's change time of the record
+
+
 class CrmError(Exception):
     """A call that did not succeed; ``error`` is what the CRM said, kept for people to see."""
 
@@ -218,6 +240,13 @@ class Crm(Protocol):
     def changed_leads(self, since: str | None, limit: int) -> list[LeadChange]:
         """The leads changed since ``since`` (a ``changed_at`` read before; the same moment is
         read again, so nothing written in it is missed), oldest change first."""
+        ...
+
+    def changed_orders(
+        self, since: dict[str, str | None], limit: int
+    ) -> tuple[list[OrderChange], dict[str, str]]:
+        """The order steps recorded in the CRM since the cursors (one per model, as
+        ``changed_leads``), oldest first, and the cursors to read from next time."""
         ...
 
     def create_activity(self, target: Target, activity: ActivityIn, marker: str, check_first: bool) -> None:

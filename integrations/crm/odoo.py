@@ -45,6 +45,7 @@ from integrations.crm.base import (
     LeadIn,
     LeadUpdate,
     LogLine,
+    OrderChange,
     PartnerIn,
     SaleLine,
     SaleOrderIn,
@@ -86,6 +87,7 @@ MODELS = {"lead": "crm.lead", "partner": "res.partner", "sale_order": "sale.orde
 # The module of our external ids in ir.model.data: not an installed module's name, so no module
 # update ever cleans them up.
 XMLID_MODULE = "wacrm"
+_STEP_ORDER = {"order.created": 0, "order.paid": 1, "order.shipped": 2}
 _BAD_REQUEST = (
     requests.exceptions.InvalidURL,
     requests.exceptions.MissingSchema,
@@ -613,6 +615,143 @@ class OdooCrm:
                 )
             )
         return changes
+
+    def changed_orders(
+        self, since: dict[str, str | None], limit: int
+    ) -> tuple[list[OrderChange], dict[str, str]]:
+        """Confirmed sale orders, paid customer invoices and done outgoing pickings with a
+        tracking number, written since the cursors: one ``search_read`` per model, then one for
+        the sale orders they belong to and one for their customers."""
+        cursors = {model: value for model, value in since.items() if value}
+
+        def changed(model: str, domain: list[Any], fields: list[str]) -> list[dict[str, Any]]:
+            if cursors.get(model):
+                domain = [*domain, ("write_date", ">=", cursors[model])]
+            rows = self.rpc.execute(
+                model,
+                "search_read",
+                domain,
+                fields=[*fields, "write_date"],
+                order="write_date asc, id asc",
+                limit=limit,
+            )
+            if rows:
+                cursors[model] = str(rows[-1]["write_date"])
+            return rows
+
+        order_fields = [
+            "id",
+            "name",
+            "partner_id",
+            "amount_total",
+            "currency_id",
+            "client_order_ref",
+            "state",
+        ]
+        orders = {int(r["id"]): r for r in changed("sale.order", [("state", "=", "sale")], order_fields)}
+        invoices = changed(
+            "account.move",
+            [("move_type", "=", "out_invoice"), ("payment_state", "in", ["paid", "in_payment"])],
+            ["id", "invoice_origin"],
+        )
+        pickings = changed(
+            "stock.picking",
+            [
+                ("state", "=", "done"),
+                ("picking_type_code", "=", "outgoing"),
+                ("carrier_tracking_ref", "!=", False),
+            ],
+            ["id", "sale_id", "origin", "carrier_tracking_ref", "carrier_id", "scheduled_date"],
+        )
+        names = {str(r["invoice_origin"]).split(",")[0].strip() for r in invoices if r.get("invoice_origin")}
+        names |= {str(r["origin"]) for r in pickings if r.get("origin") and not r.get("sale_id")}
+        ids = {int(r["sale_id"][0]) for r in pickings if r.get("sale_id")}
+        known_names = {str(o["name"]) for o in orders.values()}
+        wanted_ids, wanted_names = sorted(ids - set(orders)), sorted(names - known_names)
+        if wanted_ids or wanted_names:
+            domain: list[Any] = ["|", ("id", "in", wanted_ids), ("name", "in", wanted_names)]
+            for row in self.rpc.execute(
+                "sale.order", "search_read", domain, fields=[*order_fields, "write_date"]
+            ):
+                orders[int(row["id"])] = row
+        by_name = {str(o["name"]): o for o in orders.values()}
+        partner_ids = sorted({int(o["partner_id"][0]) for o in orders.values() if o.get("partner_id")})
+        phone_fields = [f for f in ("phone", "mobile") if f in self._fields_of("res.partner")]
+        partners = {
+            int(p["id"]): p
+            for p in (
+                self.rpc.execute("res.partner", "read", partner_ids, fields=["name", *phone_fields])
+                if partner_ids
+                else []
+            )
+        }
+
+        def change(
+            kind: str, source: str, order: dict[str, Any], at: str, **extra: Any
+        ) -> OrderChange | None:
+            if not order.get("partner_id"):
+                return None
+            partner = partners.get(int(order["partner_id"][0]), {})
+            phone = next((str(partner[f]) for f in phone_fields if partner.get(f)), None)
+            return OrderChange(
+                type=kind,
+                source=source,
+                sale_order_id=int(order["id"]),
+                order_name=str(order["name"]),
+                customer_reference=order.get("client_order_ref") or None,
+                partner_id=int(order["partner_id"][0]),
+                partner_name=partner.get("name") or None,
+                phone=phone,
+                total=Decimal(str(order["amount_total"])) if order.get("amount_total") is not None else None,
+                currency=str(order["currency_id"][1]) if order.get("currency_id") else None,
+                changed_at=at,
+                **extra,
+            )
+
+        changes: list[OrderChange | None] = []
+        for row in orders.values():
+            if (
+                row.get("state") == "sale"
+                and row.get("write_date")
+                and (
+                    "sale.order" not in since
+                    or not since["sale.order"]
+                    or str(row["write_date"]) >= str(since["sale.order"])
+                )
+            ):
+                changes.append(
+                    change("order.created", f"sale.order:{row['id']}", row, str(row["write_date"]))
+                )
+        for row in invoices:
+            origin = str(row.get("invoice_origin") or "").split(",")[0].strip()
+            if origin in by_name:
+                changes.append(
+                    change("order.paid", f"account.move:{row['id']}", by_name[origin], str(row["write_date"]))
+                )
+        for row in pickings:
+            order = (
+                orders.get(int(row["sale_id"][0]))
+                if row.get("sale_id")
+                else by_name.get(str(row.get("origin")))
+            )
+            if order is None:
+                continue
+            scheduled = str(row.get("scheduled_date") or "")[:10] or None
+            changes.append(
+                change(
+                    "order.shipped",
+                    f"stock.picking:{row['id']}",
+                    order,
+                    str(row["write_date"]),
+                    tracking_number=str(row["carrier_tracking_ref"]),
+                    courier=str(row["carrier_id"][1]) if row.get("carrier_id") else None,
+                    estimated_delivery_date=scheduled,
+                )
+            )
+        ready = sorted(
+            (c for c in changes if c is not None), key=lambda c: (c.changed_at, _STEP_ORDER[c.type])
+        )
+        return ready, cursors
 
     def _logins(self, user_ids: set[int]) -> dict[int, str]:
         """Logins of Odoo users, by id: read once per user and process."""

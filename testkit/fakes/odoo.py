@@ -118,6 +118,31 @@ MODELS: dict[str, dict[str, str | None]] = {
         "display_type": None,
         "sequence": None,
     },
+    "account.move": {
+        "name": None,
+        "move_type": None,
+        "state": None,
+        "payment_state": None,
+        "invoice_origin": None,
+        "partner_id": "res.partner",
+        "amount_total": None,
+        "currency_id": "res.currency",
+        "write_date": None,
+    },
+    "delivery.carrier": {"name": None},
+    "stock.picking": {
+        "name": None,
+        "origin": None,
+        "sale_id": "sale.order",
+        "state": None,
+        "picking_type_code": None,
+        "partner_id": "res.partner",
+        "scheduled_date": None,
+        "date_done": None,
+        "carrier_id": "delivery.carrier",
+        "carrier_tracking_ref": None,
+        "write_date": None,
+    },
     "ir.model.data": {"module": None, "name": None, "model": None, "res_id": None, "noupdate": None},
     "mail.message": {
         "model": None,
@@ -161,9 +186,11 @@ COMPUTED = {
     ("sale.order", "write_date"),
     ("res.partner", "write_date"),
     ("crm.lead", "write_uid"),
+    ("account.move", "write_date"),
+    ("stock.picking", "write_date"),
 }
 UNIQUE_NAME = {"crm.tag", "utm.medium"}
-CHATTER = {"res.partner", "crm.lead", "sale.order"}
+CHATTER = {"res.partner", "crm.lead", "sale.order", "account.move", "stock.picking"}
 
 
 class OdooError(Exception):
@@ -488,6 +515,10 @@ class FakeOdoo(FakeServer):
             record.update(product_uom_qty=1.0, price_unit=0.0, price_subtotal=0.0, sequence=10)
         if model == "ir.model.data":
             record["noupdate"] = False
+        if model == "account.move":
+            record.update(move_type="entry", state="draft", payment_state="not_paid", name="/", currency_id=1)
+        if model == "stock.picking":
+            record.update(state="draft", picking_type_code="outgoing")
         for owner, field_name in (*MANY2MANY, *ONE2MANY):
             if owner == model:
                 record[field_name] = []
