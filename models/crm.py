@@ -30,6 +30,8 @@ QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 LEAD, LOG, NOTE, ACTIVITY = "lead", "log", "note", "activity"
 # An order event: the order's sale order brought up to date, and the event noted on it.
 ORDER = "order"
+# A conversation waiting for a person past its respond-by time: the activity closed once answered.
+ACTIVITY_DONE = "activity_done"
 
 
 class CrmSyncJob(Base):

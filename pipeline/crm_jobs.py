@@ -34,7 +34,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from domain import deal_stages, order_messages
@@ -53,7 +53,7 @@ from models import Contact, Conversation, CrmRecord, Deal, Message, Order, Order
 from models.base import utcnow
 from models.contacts import current_contact
 from models.conversations import INBOUND
-from models.crm import ACTIVITY, LEAD, LOG, NOTE, ORDER
+from models.crm import ACTIVITY, ACTIVITY_DONE, LEAD, LOG, NOTE, ORDER
 from models.db import dialect_insert, session_scope
 from models.labels import active_labels
 from pipeline import deal_stage
@@ -65,6 +65,7 @@ LOG_POSTS_PER_JOB = 20
 # message id may not have committed yet, and the cursor must never step over it.
 LOG_SETTLE_SECONDS = 2.0
 PARTNER, LEAD_MODEL, LOG_MODEL, SALE_ORDER = "res.partner", "crm.lead", "conversation_log", "sale.order"
+ACTIVITY_MODEL = "mail.activity"  # respond-by activities still open: local_key = their marker
 CONVERTED_STAGES = ("paid", "shipped", "received")
 
 
@@ -126,7 +127,27 @@ def run(crm: Crm, job: Job) -> None:
         activity = ActivityIn(
             job.payload["summary"], date.fromisoformat(job.payload["due"]), job.payload["note"]
         )
-        crm.create_activity(target, activity, job.dedupe_key or f"wacrm-job:{job.id}", job.unconfirmed)
+        marker = job.dedupe_key or f"wacrm-job:{job.id}"
+        crm.create_activity(target, activity, marker, job.unconfirmed)
+        if job.payload.get("conversation_id"):  # a respond-by activity: closed once answered
+            data = {"conversation_id": job.payload["conversation_id"], "kind": target.kind}
+            _remember(crm, local.contact_id, ACTIVITY_MODEL, marker, target.id, data=data)
+    elif job.kind == ACTIVITY_DONE:
+        marker = str(job.payload["marker"])
+        with session_scope() as session:
+            record = _record(session, crm, ACTIVITY_MODEL, marker)
+            data = dict(record.data or {}) if record else {}
+            on = Target(data.get("kind", "lead"), record.remote_id) if record else None
+        if on is not None:
+            crm.finish_activity(on, marker, "Answered on WhatsApp.")
+            with session_scope() as session:  # no longer open: nothing left to track
+                session.execute(
+                    delete(CrmRecord).where(
+                        CrmRecord.crm == crm.name,
+                        CrmRecord.model == ACTIVITY_MODEL,
+                        CrmRecord.local_key == marker,
+                    )
+                )
 
 
 def prefetch(crm: Crm, jobs: dict[int, list[Job]]) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from domain.order_events import CRM_NOTE_PREFIX
 from models import Contact, Order
 from models.base import utcnow
-from models.crm import ACTIVITY, LEAD, LOG, ORDER, QUEUED, CrmSyncJob
+from models.crm import ACTIVITY, ACTIVITY_DONE, LEAD, LOG, ORDER, QUEUED, CrmSyncJob
 from models.db import dialect_insert
 from pipeline.crm_jobs import order_note
 from queueing import publish
@@ -79,6 +79,41 @@ def queue_followup_activity(session: Session, contact: Contact, order: Order, fo
             "note": f"The customer was asked on WhatsApp whether order {order.external_id} has arrived.",
         },
     )
+
+
+def queue_response_activity(
+    session: Session, contact: Contact, conversation_id: int, waiting_since: datetime, respond_by: datetime
+) -> None:
+    """The conversation has waited for a person past its respond-by time: a to-do for its
+    salesperson on the lead (once per waiting spell)."""
+    key = response_key(conversation_id, waiting_since)
+    _queue(
+        session,
+        contact.id,
+        ACTIVITY,
+        "respond_by",
+        dedupe_key=key,
+        payload={
+            "summary": f"Reply on WhatsApp: {contact.name or contact.phone_e164 or 'customer'}",
+            "due": datetime.now(ZoneInfo(settings.timezone)).date().isoformat(),
+            "note": (
+                "The customer has waited for an answer since "
+                f"{waiting_since.astimezone(ZoneInfo(settings.timezone)):%Y-%m-%d %H:%M}; "
+                f"the reply was due by {respond_by.astimezone(ZoneInfo(settings.timezone)):%H:%M}."
+            ),
+            "conversation_id": conversation_id,
+        },
+    )
+
+
+def queue_response_answered(session: Session, contact_id: int, key: str) -> None:
+    """The conversation was answered: its respond-by activity is done."""
+    _queue(session, contact_id, ACTIVITY_DONE, "answered", dedupe_key=f"{key}:done", payload={"marker": key})
+
+
+def response_key(conversation_id: int, waiting_since: datetime) -> str:
+    """One respond-by activity per waiting spell of a conversation."""
+    return f"respond:{conversation_id}:{int(waiting_since.timestamp())}"
 
 
 def _queue(

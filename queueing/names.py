@@ -23,6 +23,7 @@ SWEEP_OUTBOX = "schedules.sweepers.sweep_outbox"
 SWEEP_BROADCASTS = "schedules.sweepers.sweep_broadcasts"
 SWEEP_ROUTING = "schedules.sweepers.sweep_routing"
 SWEEP_CRM_SYNC = "schedules.crm.sweep_sync_jobs"
+TRACK_RESPONSE_ACTIVITIES = "schedules.crm.track_response_activities"
 FIRE_DUE_FOLLOWUPS = "schedules.followups.fire_due_followups"
 FIRE_DUE_ADAPTIVE_FOLLOWUPS = "schedules.adaptive_followups.fire_due_adaptive_followups"
 
@@ -51,6 +52,7 @@ QUEUE_OF = {
     SWEEP_BROADCASTS: "schedules",
     SWEEP_ROUTING: "schedules",
     SWEEP_CRM_SYNC: "schedules",
+    TRACK_RESPONSE_ACTIVITIES: "schedules",
     FIRE_DUE_FOLLOWUPS: "schedules",
     FIRE_DUE_ADAPTIVE_FOLLOWUPS: "schedules",
 }

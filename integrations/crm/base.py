@@ -237,6 +237,10 @@ class Crm(Protocol):
         so a confirmation that did land is not repeated. The state it is in now."""
         ...
 
+    def finish_activity(self, target: Target, marker: str, feedback: str) -> None:
+        """Mark the activity with ``marker`` on ``target`` done (nothing if it is gone already)."""
+        ...
+
     def changed_leads(self, since: str | None, limit: int) -> list[LeadChange]:
         """The leads changed since ``since`` (a ``changed_at`` read before; the same moment is
         read again, so nothing written in it is missed), oldest change first."""

@@ -882,6 +882,16 @@ class OdooCrm:
             self._fields[model] = frozenset(self.rpc.execute(model, "fields_get", attributes=["type"]))
         return self._fields[model]
 
+    def finish_activity(self, target: Target, marker: str, feedback: str) -> None:
+        ids = self.rpc.execute(
+            "mail.activity",
+            "search",
+            [("res_model", "=", MODELS[target.kind]), ("res_id", "=", target.id), ("note", "ilike", marker)],
+        )
+        if ids:  # done by a person already, or deleted: nothing to do
+            # Odoo's own "Mark Done": the activity goes, a note of it stays in the chatter.
+            self.rpc.execute("mail.activity", "action_feedback", ids, feedback=feedback)
+
     def _post(self, target: Target, body: str) -> None:
         """An internal note (``mail.mt_note``: no e-mail to followers), as HTML."""
         options: dict[str, Any] = {"body": body, "message_type": "comment", "subtype_xmlid": "mail.mt_note"}

@@ -417,6 +417,20 @@ class FakeOdoo(FakeServer):
                 self._existing(model, record_id)
                 self._write(model, record_id, {"active": True, "lost_reason_id": False, "probability": 10})
             return True
+        if model == "mail.activity" and method == "action_feedback":
+            for record_id in args[0]:
+                activity = self._existing(model, record_id)
+                self._create(
+                    "mail.message",
+                    {
+                        "model": activity["res_model"],
+                        "res_id": activity["res_id"],
+                        "body": f"<p>{activity['summary']} done</p><p>{kwargs.get('feedback', '')}</p>",
+                        "message_type": "notification",
+                    },
+                )
+                del self.tables[model][record_id]  # done activities leave the record, as in Odoo
+            return False
         if model == "sale.order" and method == "action_confirm":
             for record_id in args[0]:
                 self._confirm(record_id)

@@ -89,3 +89,50 @@ def test_a_salesperson_who_is_no_agent_here_is_left_in_odoo(client, odoo):
         assert session.get_one(Contact, contact_id(phone)).assigned_agent is None
     settled()
     assert next(x for x in odoo.records("crm.lead") if x["id"] == lead["id"])["user_id"] == stranger
+
+
+def test_a_conversation_waiting_past_its_respond_by_time_is_an_activity_until_answered(
+    client, admin_headers, odoo
+):
+    from datetime import timedelta
+
+    from models import Conversation, RoutingDecision
+    from models.base import utcnow
+    from schedules.crm import track_response_activities
+
+    wa_id, phone = unique_phone()
+    customer_writes(client, wa_id, "Lusi", "Kak, bisa kirim ke Bandung?")
+    settled()
+    [partner] = partners(odoo, phone)
+    [lead] = leads_of(odoo, partner["id"])
+    me = contact_id(phone)
+    with session_scope() as session:
+        conversation = session.scalars(select(Conversation).where(Conversation.contact_id == me)).one()
+        conversation_id = conversation.id
+        decision = session.scalars(select(RoutingDecision).where(RoutingDecision.contact_id == me)).one()
+        assert decision.responder == "human" and decision.respond_by is not None
+        # Nobody answered in time: as if the respond-by time had passed.
+        decision.respond_by = utcnow() - timedelta(minutes=1)
+        conversation.awaiting_reply_since = utcnow() - timedelta(minutes=10)
+    assert track_response_activities() >= 1
+    settled()
+    assert track_response_activities() == 0  # once per waiting spell
+    [activity] = [
+        a for a in odoo.records("mail.activity") if (a["res_model"], a["res_id"]) == ("crm.lead", lead["id"])
+    ]
+    # For the lead's salesperson (the sync user when it has none).
+    assert activity["summary"] == "Reply on WhatsApp: Lusi" and activity["user_id"] == (lead["user_id"] or 2)
+
+    answer = client.post(
+        f"/api/conversations/{conversation_id}/messages",
+        json={"text": "Bisa kak, ongkirnya Rp20.000"},
+        headers={**admin_headers, "Idempotency-Key": f"reply-{wa_id}", "X-Actor": "ayu"},
+    )
+    assert answer.status_code == 202, answer.text
+    settled()
+    assert track_response_activities() >= 1
+    settled()
+    assert [a for a in odoo.records("mail.activity") if a["res_id"] == lead["id"]] == []  # marked done
+    assert any(
+        "Answered on WhatsApp" in m["body"] for m in odoo.records("mail.message") if m["res_id"] == lead["id"]
+    )
