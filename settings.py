@@ -134,6 +134,24 @@ class Settings(BaseSettings):
     # CRM sync to Odoo.
     odoo_timeout_seconds: float = Field(default=10, gt=0)
     crm_retry_max_seconds: float = Field(default=300, gt=0)
+    # The internal reference (default_code) of the Odoo product an order line goes on when its
+    # sku matches no product (and of the line of an order without items).
+    odoo_generic_product: str = "WACRM-ITEM"
+    # The Odoo stage (crm.stage, by name, of the lead's team or shared) of each milestone of a
+    # deal (domain/deal_stages.py); won and lost are Odoo's actions, not a stage from this map.
+    crm_stage_map: str = "replied=Qualified,qualified=Qualified,ordered=Proposition"
+    # Labels that make a lead qualified (as a hot lead class does), comma-separated.
+    crm_qualified_labels: str = "Grade A"
+    # The lost reasons (crm.lost.reason, by name, created if missing) of a lost lead.
+    crm_lost_reason_cancelled: str = "Order cancelled"
+    crm_lost_reason_opted_out: str = "Opted out"
+    # How often beat reads back the leads changed in Odoo (their write_date).
+    odoo_poll_seconds: float = Field(default=60, gt=0)
+    # Odoo is the order system: confirmed sale orders, paid invoices and done deliveries in Odoo
+    # become order events (and their messages).
+    odoo_order_system: bool = False
+    # The secret in the path of Odoo's webhook, POST /webhooks/odoo/{secret} (Odoo cannot sign).
+    odoo_webhook_secret: str | None = None
     log_level: str = "INFO"
 
     @property

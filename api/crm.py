@@ -39,6 +39,7 @@ class CrmSyncOut(BaseModel):
     state: str  # off | synced | pending | retrying | failed
     partner_id: int | None
     lead_ids: list[int]
+    sale_order_ids: list[int]
     pending: int
     last_synced_at: datetime | None
     errors: list[CrmJobOut]
@@ -81,6 +82,7 @@ def crm_sync(session: Session, contact_id: int) -> CrmSyncOut:
         state=state,
         partner_id=partners[-1] if partners else None,
         lead_ids=sorted({r.remote_id for r in records if r.model == "crm.lead"}),
+        sale_order_ids=sorted({r.remote_id for r in records if r.model == "sale.order"}),
         pending=len(waiting),
         last_synced_at=max(done_times, default=None),
         errors=[

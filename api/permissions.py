@@ -62,6 +62,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/webhooks/whatsapp"): OPEN,
     ("POST", "/webhooks/waha"): OPEN,
     ("POST", "/webhooks/orders"): OPEN,
+    ("POST", "/webhooks/odoo/{secret}"): OPEN,  # the secret in the path is its credential
     ("GET", "/healthz"): OPEN,
     ("GET", "/readyz"): OPEN,
     ("GET", "/metrics"): OPEN,

@@ -6,12 +6,12 @@ from models.broadcasts import Broadcast
 from models.channels import Channel
 from models.contacts import Company, Contact, ContactIdentity, Deal, IdentityConflict
 from models.conversations import Conversation, DeliveryStatus, Message
-from models.crm import CrmRecord, CrmSyncJob
+from models.crm import CrmCursor, CrmRecord, CrmSyncJob
 from models.flows import FlowAnswer
 from models.inbox import InboxEvent
 from models.labels import ContactLabel, Label, LabelChange
 from models.media import MediaFile
-from models.orders import DeliveryFollowup, Order
+from models.orders import DeliveryFollowup, Order, OrderItem
 from models.outbox import OutboundMessage
 from models.routing import (
     AdaptiveFollowup,
@@ -39,6 +39,7 @@ __all__ = [
     "ContactIdentity",
     "ContactLabel",
     "Conversation",
+    "CrmCursor",
     "CrmRecord",
     "CrmSyncJob",
     "Deal",
@@ -55,6 +56,7 @@ __all__ = [
     "Message",
     "MessageTemplate",
     "Order",
+    "OrderItem",
     "OutboundMessage",
     "RoutingDecision",
     "SignInFailure",

@@ -28,6 +28,10 @@ QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 
 # What a job does (see workers/crm.py).
 LEAD, LOG, NOTE, ACTIVITY = "lead", "log", "note", "activity"
+# An order event: the order's sale order brought up to date, and the event noted on it.
+ORDER = "order"
+# A conversation waiting for a person past its respond-by time: the activity closed once answered.
+ACTIVITY_DONE = "activity_done"
 
 
 class CrmSyncJob(Base):
@@ -71,6 +75,17 @@ class CrmSyncJob(Base):
             sqlite_where=sql("state IN ('queued', 'running')"),
         ),
     )
+
+
+class CrmCursor(Base):
+    """How far a stream read back from the CRM has been read ("odoo:crm.lead": the last
+    ``write_date`` seen)."""
+
+    __tablename__ = "crm_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class CrmRecord(Base):

@@ -77,3 +77,19 @@ class DeliveryFollowup(Base):
             sqlite_where=text("state = 'scheduled'"),
         ),
     )
+
+
+class OrderItem(Base):
+    """A line of an order, as the newest event that listed the order's ``items`` gave it: what
+    the order becomes in Odoo (a ``sale.order`` line each). The producer's limits for ``items``
+    come from these columns."""
+
+    __tablename__ = "order_items"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    position: Mapped[int]
+    sku: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    qty: Mapped[Decimal] = mapped_column(Numeric(12, 3))
+    price: Mapped[Decimal] = mapped_column(Numeric(18, 2))

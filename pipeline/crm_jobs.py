@@ -30,21 +30,33 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
-from domain import order_messages
-from integrations.crm import ActivityIn, Crm, LeadIn, LogLine, PartnerIn, Target
-from models import Contact, Conversation, CrmRecord, Deal, Message, Order
+from domain import deal_stages, order_messages
+from integrations.crm import (
+    ActivityIn,
+    Crm,
+    LeadIn,
+    LeadUpdate,
+    LogLine,
+    PartnerIn,
+    SaleLine,
+    SaleOrderIn,
+    Target,
+)
+from models import Contact, Conversation, CrmRecord, Deal, Message, Order, OrderItem
 from models.base import utcnow
 from models.contacts import current_contact
 from models.conversations import INBOUND
-from models.crm import ACTIVITY, LEAD, LOG, NOTE
+from models.crm import ACTIVITY, ACTIVITY_DONE, LEAD, LOG, NOTE, ORDER
 from models.db import dialect_insert, session_scope
 from models.labels import active_labels
+from pipeline import deal_stage, teams
 from settings import settings
 
 LOG_CHUNK = 100  # lines per post
@@ -52,7 +64,8 @@ LOG_POSTS_PER_JOB = 20
 # Messages younger than this are left to the next log job: a transaction that wrote an older
 # message id may not have committed yet, and the cursor must never step over it.
 LOG_SETTLE_SECONDS = 2.0
-PARTNER, LEAD_MODEL, LOG_MODEL = "res.partner", "crm.lead", "conversation_log"
+PARTNER, LEAD_MODEL, LOG_MODEL, SALE_ORDER = "res.partner", "crm.lead", "conversation_log", "sale.order"
+ACTIVITY_MODEL = "mail.activity"  # respond-by activities still open: local_key = their marker
 CONVERTED_STAGES = ("paid", "shipped", "received")
 
 
@@ -87,6 +100,10 @@ class Local:
     lead_id: int | None
     lead_data: dict[str, Any] = field(default_factory=dict)
     partner_is_new: bool = False  # created by this job: it cannot have a lead yet
+    stage: str = deal_stages.NEW  # the deal's milestone (domain/deal_stages.py)
+    opted_out: bool = False
+    expected_revenue: Decimal | None = None
+    team: str | None = None
 
 
 def run(crm: Crm, job: Job) -> None:
@@ -94,9 +111,13 @@ def run(crm: Crm, job: Job) -> None:
     if local is None:
         return  # the contact is gone: nothing to sync
     partner_id = _partner(crm, local)
-    lead_id = _lead(crm, local, partner_id) if job.kind == LEAD else local.lead_id
+    # Every job brings the lead up to date first (no call when nothing changed): a person's reply
+    # (a log job) moves the pipeline as much as a label or an order does.
+    lead_id = _lead(crm, local, partner_id) if job.kind in (LEAD, LOG, ORDER) else local.lead_id
     target = Target("lead", lead_id) if lead_id else Target("partner", partner_id)
-    if job.kind == LOG:
+    if job.kind == ORDER:
+        _sync_order(crm, local, partner_id, lead_id, job)
+    elif job.kind == LOG:
         _post_log(crm, local, target, job)
     elif job.kind == NOTE:
         marker = job.dedupe_key or f"wacrm-job:{job.id}"
@@ -106,7 +127,49 @@ def run(crm: Crm, job: Job) -> None:
         activity = ActivityIn(
             job.payload["summary"], date.fromisoformat(job.payload["due"]), job.payload["note"]
         )
-        crm.create_activity(target, activity, job.dedupe_key or f"wacrm-job:{job.id}", job.unconfirmed)
+        marker = job.dedupe_key or f"wacrm-job:{job.id}"
+        crm.create_activity(target, activity, marker, job.unconfirmed)
+        if job.payload.get("conversation_id"):  # a respond-by activity: closed once answered
+            data = {"conversation_id": job.payload["conversation_id"], "kind": target.kind}
+            _remember(crm, local.contact_id, ACTIVITY_MODEL, marker, target.id, data=data)
+    elif job.kind == ACTIVITY_DONE:
+        marker = str(job.payload["marker"])
+        with session_scope() as session:
+            record = _record(session, crm, ACTIVITY_MODEL, marker)
+            data = dict(record.data or {}) if record else {}
+            on = Target(data.get("kind", "lead"), record.remote_id) if record else None
+        if on is not None:
+            crm.finish_activity(on, marker, "Answered on WhatsApp.")
+            with session_scope() as session:  # no longer open: nothing left to track
+                session.execute(
+                    delete(CrmRecord).where(
+                        CrmRecord.crm == crm.name,
+                        CrmRecord.model == ACTIVITY_MODEL,
+                        CrmRecord.local_key == marker,
+                    )
+                )
+
+
+def prefetch(crm: Crm, jobs: dict[int, list[Job]]) -> None:
+    """Before the jobs of several contacts run one by one: the partners none of them has yet
+    found or created in one go, and the leads of the partners just created made in one go, so a
+    batch of new customers costs a few calls in all rather than four each. Each id is saved at
+    once, as one by one; on any failure the jobs simply do it one by one (they search first)."""
+    locals_ = [local for local in (_load(crm, contact_id) for contact_id in jobs) if local is not None]
+    new = [local for local in locals_ if local.partner_id is None]
+    if len(new) < 2:
+        return
+    results = crm.upsert_partners([_partner_in(local) for local in new])
+    created = []
+    for local, (partner_id, was_created) in zip(new, results, strict=True):
+        local.partner_id, local.partner_is_new = partner_id, was_created
+        _remember(crm, local.contact_id, PARTNER, f"contact:{local.contact_id}", partner_id)
+        wants_lead = any(job.kind in (LEAD, LOG, ORDER) for job in jobs[local.contact_id])
+        if was_created and wants_lead and local.deal_id is not None and not local.converted:
+            created.append(local)
+    lead_ids = crm.create_leads([_lead_in(local, local.partner_id or 0) for local in created])
+    for local, lead_id in zip(created, lead_ids, strict=True):
+        _remember(crm, local.contact_id, LEAD_MODEL, f"deal:{local.deal_id}", lead_id, data=_lead_data(local))
 
 
 # --- local data --------------------------------------------------------------------------------
@@ -125,6 +188,28 @@ def lead_priority(session: Session, contact: Contact) -> str:
     """The lead's priority from the contact's lead class (pipeline/routing.py): hot leads get
     three stars, warm two, cold and unscored one."""
     return _PRIORITY.get(contact.lead_class or "", "1")
+
+
+def odoo_team(session: Session, contact: Contact) -> str | None:
+    """The Odoo sales team (crm.team, by name) of the contact's latest conversation: the team of
+    the channel it is with (pipeline/teams.py). The one place that decides it here."""
+    latest = session.scalar(
+        select(Conversation.id)
+        .where(Conversation.contact_id == contact.id)
+        .order_by(Conversation.last_message_at.desc())
+        .limit(1)
+    )
+    return teams.conversation_team(session, latest) if latest is not None else settings.default_team or None
+
+
+def expected_revenue(session: Session, contact: Contact) -> Decimal:
+    """What the lead is worth: the totals of the contact's orders not cancelled."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(Order.total), 0)).where(
+            Order.contact_id == contact.id, Order.stage != "cancelled"
+        )
+    )
+    return Decimal(total or 0)
 
 
 def salesperson_login(session: Session, contact: Contact) -> str | None:
@@ -164,6 +249,10 @@ def _load(crm: Crm, contact_id: int) -> Local | None:
             partner_id=partner.remote_id if partner else None,
             lead_id=lead.remote_id if lead else None,
             lead_data=dict(lead.data or {}) if lead else {},
+            stage=deal_stage.follow(session, contact, deal),
+            opted_out=contact.opted_out_at is not None,
+            expected_revenue=expected_revenue(session, contact),
+            team=odoo_team(session, contact),
         )
 
 
@@ -204,14 +293,17 @@ def _remember(
 # --- partner and lead --------------------------------------------------------------------------
 
 
+def _partner_in(local: Local) -> PartnerIn:
+    return PartnerIn(
+        name=local.name or local.phone or f"WhatsApp contact {local.contact_id}",
+        phone=local.phone,
+        ref=partner_ref(local.contact_id),
+    )
+
+
 def _partner(crm: Crm, local: Local) -> int:
     if local.partner_id is None:
-        partner = PartnerIn(
-            name=local.name or local.phone or f"WhatsApp contact {local.contact_id}",
-            phone=local.phone,
-            ref=partner_ref(local.contact_id),
-        )
-        local.partner_id, local.partner_is_new = crm.upsert_partner(partner)
+        local.partner_id, local.partner_is_new = crm.upsert_partner(_partner_in(local))
         _remember(crm, local.contact_id, PARTNER, f"contact:{local.contact_id}", local.partner_id)
     return local.partner_id
 
@@ -222,49 +314,124 @@ def partner_ref(contact_id: int) -> str:
 
 
 def _lead(crm: Crm, local: Local, partner_id: int) -> int | None:
-    """The open deal's lead, created for an un-converted contact; its label tags brought up to date."""
+    """The open deal's lead, created for an un-converted contact; then kept up to date: label
+    tags, priority, salesperson, team, expected revenue and the pipeline stage (won and lost by
+    Odoo's actions), writing only what changed since we last wrote it."""
     if local.deal_id is None:
         return None
     key = f"deal:{local.deal_id}"
+    stage, outcome, reason = _pipeline(local)
     if local.lead_id is None:
         if local.converted:
             return None
-        lead_id, created = crm.find_or_create_lead(
-            LeadIn(
-                title=f"WhatsApp: {local.name or local.phone or 'unknown'}",
-                partner_id=partner_id,
-                contact_name=local.name,
-                phone=local.phone,
-                tags=local.labels,
-                priority=local.priority,
-                salesperson=local.salesperson,
-                source=_source_name(local.referral),
-                description=_referral_text(local.referral),
-                partner_is_new=local.partner_is_new,
-            )
-        )
+        lead_id, created = crm.find_or_create_lead(_lead_in(local, partner_id))
         if not created:
-            crm.set_lead_tags(lead_id, local.labels, [])
-            crm.set_lead_priority(lead_id, local.priority, local.salesperson)
+            crm.update_lead(
+                lead_id,
+                LeadUpdate(
+                    add_tags=local.labels,
+                    priority=local.priority,
+                    salesperson=local.salesperson,
+                    stage=stage,
+                    outcome=outcome if outcome in ("won", "lost") else None,
+                    lost_reason=reason,
+                    team=local.team,
+                    expected_revenue=local.expected_revenue,
+                ),
+            )
         _remember(crm, local.contact_id, LEAD_MODEL, key, lead_id, data=_lead_data(local))
         local.lead_id = lead_id
         return lead_id
-    synced = list(local.lead_data.get("tags") or [])
-    add = [tag for tag in local.labels if tag not in synced]
-    remove = [tag for tag in synced if tag not in local.labels]
-    if add or remove:
-        crm.set_lead_tags(local.lead_id, add, remove)
-    routed = (local.lead_data.get("priority"), local.lead_data.get("salesperson"))
-    if routed != (local.priority, local.salesperson):
-        crm.set_lead_priority(local.lead_id, local.priority, local.salesperson)
-    if add or remove or routed != (local.priority, local.salesperson):
+    synced = local.lead_data
+    add = [tag for tag in local.labels if tag not in (synced.get("tags") or [])]
+    remove = [tag for tag in (synced.get("tags") or []) if tag not in local.labels]
+    was = synced.get("stage", deal_stages.NEW)
+    update = LeadUpdate(
+        add_tags=tuple(add),
+        remove_tags=tuple(remove),
+        priority=local.priority if synced.get("priority") != local.priority else None,
+        salesperson=local.salesperson if synced.get("salesperson") != local.salesperson else None,
+        team=local.team if synced.get("team") != local.team else None,
+        expected_revenue=(
+            local.expected_revenue if synced.get("revenue") != _money(local.expected_revenue) else None
+        ),
+        stage=stage if was != local.stage else None,
+        outcome=_transition(was, local.stage),
+        lost_reason=reason,
+    )
+    if update != LeadUpdate(lost_reason=reason):
+        crm.update_lead(local.lead_id, update)
         _remember(crm, local.contact_id, LEAD_MODEL, key, local.lead_id, data=_lead_data(local))
     return local.lead_id
 
 
+UTM_MEDIUM = "WhatsApp"  # utm.medium of every lead that came from an ad or a tracked link
+
+
+def _lead_in(local: Local, partner_id: int) -> LeadIn:
+    stage, outcome, reason = _pipeline(local)
+    return LeadIn(
+        title=f"WhatsApp: {local.name or local.phone or 'unknown'}",
+        partner_id=partner_id,
+        contact_name=local.name,
+        phone=local.phone,
+        tags=local.labels,
+        priority=local.priority,
+        salesperson=local.salesperson,
+        source=_source_name(local.referral),
+        description=_referral_text(local.referral),
+        partner_is_new=local.partner_is_new,
+        stage=stage,
+        outcome="won" if outcome == "won" else "lost" if outcome == "lost" else None,
+        lost_reason=reason,
+        team=local.team,
+        medium=UTM_MEDIUM if local.referral else None,
+        campaign=_campaign_name(local.referral),
+        expected_revenue=local.expected_revenue or None,
+    )
+
+
+def _pipeline(local: Local) -> tuple[str | None, str | None, str | None]:
+    """The Odoo stage name of the deal's milestone (CRM_STAGE_MAP), its outcome (won, lost) and
+    the lost reason."""
+    if local.stage == deal_stages.WON:
+        return None, "won", None
+    if local.stage == deal_stages.LOST:
+        reason = settings.crm_lost_reason_opted_out if local.opted_out else settings.crm_lost_reason_cancelled
+        return None, "lost", reason
+    return deal_stages.parse_stage_map(settings.crm_stage_map).get(local.stage), None, None
+
+
+def _transition(was: str, now: str) -> str | None:
+    """The action a move of the milestone needs in Odoo: win, lose, or restore a lost lead."""
+    if was == now:
+        return None
+    if now in (deal_stages.WON, deal_stages.LOST):
+        return now
+    return "open" if was == deal_stages.LOST else None
+
+
+def _money(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount.quantize(Decimal("0.01")))
+
+
 def _lead_data(local: Local) -> dict[str, Any]:
     """What we last wrote to the lead, to write only what changed next time."""
-    return {"tags": local.labels, "priority": local.priority, "salesperson": local.salesperson}
+    return {
+        "tags": local.labels,
+        "priority": local.priority,
+        "salesperson": local.salesperson,
+        "stage": local.stage,
+        "team": local.team,
+        "revenue": _money(local.expected_revenue),
+    }
+
+
+def _campaign_name(referral: dict[str, Any] | None) -> str | None:
+    """The utm.campaign of an ad's lead: the ad's headline (what the shop named it)."""
+    if not referral or not referral.get("headline"):
+        return None
+    return str(referral["headline"])[:200]
 
 
 def _source_name(referral: dict[str, Any] | None) -> str | None:
@@ -364,6 +531,84 @@ def _unposted(crm: Crm, local: Local) -> Chunk | None:
             for row in rows
         ]
         return Chunk(conversation.started_at, rows[0].id, rows[-1].id, lines)
+
+
+# --- sale orders -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalOrder:
+    id: int
+    external_id: str
+    cancelled: bool
+    total: Any
+    currency: str | None
+    lines: list[SaleLine]
+    sale_order_id: int | None
+    state: str | None  # the sale order's state as we last left it
+    data: dict[str, Any]
+
+
+def _load_order(crm: Crm, order_id: int) -> LocalOrder | None:
+    with session_scope() as session:
+        order = session.get(Order, order_id)
+        if order is None:
+            return None
+        items = session.scalars(
+            select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.position)
+        ).all()
+        record = _record(session, crm, SALE_ORDER, f"order:{order.id}")
+        return LocalOrder(
+            id=order.id,
+            external_id=order.external_id,
+            cancelled=order.stage == "cancelled",
+            total=order.total,
+            currency=order.currency,
+            lines=[SaleLine(item.name, item.qty, item.price, item.sku) for item in items],
+            sale_order_id=record.remote_id if record else None,
+            state=(record.data or {}).get("state") if record else None,
+            data=dict(record.data or {}) if record else {},
+        )
+
+
+def _sync_order(crm: Crm, local: Local, partner_id: int, lead_id: int | None, job: Job) -> None:
+    """The order's sale order: created once (keyed by the order's id), confirmed, or cancelled
+    once the order is; then the event's note in its chatter (payment, shipment and tracking
+    number included)."""
+    order = _load_order(crm, int(job.payload["order_id"]))
+    if order is None:
+        return
+    key = f"order:{order.id}"
+    sale_order_id, state, check_state = order.sale_order_id, order.state, job.unconfirmed
+    if sale_order_id is None and job.payload.get("odoo_sale_order_id"):
+        # Odoo is this order's system: the order is its sale order, confirmed there.
+        sale_order_id, state = int(job.payload["odoo_sale_order_id"]), "sale"
+        _remember(
+            crm, local.contact_id, SALE_ORDER, key, sale_order_id, data={"state": state, "source": "odoo"}
+        )
+    if sale_order_id is None:
+        sale_order_id, state = crm.upsert_sale_order(
+            SaleOrderIn(
+                key=order.external_id,
+                partner_id=partner_id,
+                lead_id=lead_id,
+                lines=order.lines,
+                total=order.total,
+                currency=order.currency,
+                origin=f"WhatsApp {local.phone or local.contact_id}",
+            ),
+            job.unconfirmed,
+        )
+        _remember(crm, local.contact_id, SALE_ORDER, key, sale_order_id, data={"state": state})
+        check_state = False  # just read or made: its state is known
+    wanted = "cancel" if order.cancelled else "sale"
+    if state != wanted:
+        state = crm.set_sale_order_state(sale_order_id, wanted, check_state)
+        _remember(crm, local.contact_id, SALE_ORDER, key, sale_order_id, data={**order.data, "state": state})
+    target = Target("sale_order", sale_order_id)
+    marker = job.dedupe_key or f"wacrm-job:{job.id}"
+    if not (job.unconfirmed and crm.find_note(target, marker)):
+        crm.post_note(target, job.payload["text"], marker)
 
 
 # --- order notes -------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from domain.order_events import CRM_NOTE_PREFIX
 from models import Contact, Order
 from models.base import utcnow
-from models.crm import ACTIVITY, LEAD, LOG, NOTE, QUEUED, CrmSyncJob
+from models.crm import ACTIVITY, ACTIVITY_DONE, LEAD, LOG, ORDER, QUEUED, CrmSyncJob
 from models.db import dialect_insert
 from pipeline.crm_jobs import order_note
 from queueing import publish
@@ -47,14 +47,21 @@ def queue_log(session: Session, contact_id: int) -> None:
 
 
 def queue_order_event(session: Session, contact_id: int, order: Order, event: dict[str, Any]) -> None:
-    """Note an order event on the contact's lead (once per event id)."""
+    """An order event (once per event id): the order's sale order brought up to date (created,
+    confirmed, cancelled) and the event noted on it."""
+    session.flush()  # the order's id
     _queue(
         session,
         contact_id,
-        NOTE,
+        ORDER,
         event["type"],
         dedupe_key=f"{CRM_NOTE_PREFIX}{event['id']}",
-        payload={"text": order_note(order, event["type"])},
+        payload={
+            "order_id": order.id,
+            "text": order_note(order, event["type"]),
+            # An order run in Odoo (pipeline/odoo_orders.py) is its sale order already.
+            "odoo_sale_order_id": (event.get("order") or {}).get("odoo_sale_order_id"),
+        },
     )
 
 
@@ -72,6 +79,41 @@ def queue_followup_activity(session: Session, contact: Contact, order: Order, fo
             "note": f"The customer was asked on WhatsApp whether order {order.external_id} has arrived.",
         },
     )
+
+
+def queue_response_activity(
+    session: Session, contact: Contact, conversation_id: int, waiting_since: datetime, respond_by: datetime
+) -> None:
+    """The conversation has waited for a person past its respond-by time: a to-do for its
+    salesperson on the lead (once per waiting spell)."""
+    key = response_key(conversation_id, waiting_since)
+    _queue(
+        session,
+        contact.id,
+        ACTIVITY,
+        "respond_by",
+        dedupe_key=key,
+        payload={
+            "summary": f"Reply on WhatsApp: {contact.name or contact.phone_e164 or 'customer'}",
+            "due": datetime.now(ZoneInfo(settings.timezone)).date().isoformat(),
+            "note": (
+                "The customer has waited for an answer since "
+                f"{waiting_since.astimezone(ZoneInfo(settings.timezone)):%Y-%m-%d %H:%M}; "
+                f"the reply was due by {respond_by.astimezone(ZoneInfo(settings.timezone)):%H:%M}."
+            ),
+            "conversation_id": conversation_id,
+        },
+    )
+
+
+def queue_response_answered(session: Session, contact_id: int, key: str) -> None:
+    """The conversation was answered: its respond-by activity is done."""
+    _queue(session, contact_id, ACTIVITY_DONE, "answered", dedupe_key=f"{key}:done", payload={"marker": key})
+
+
+def response_key(conversation_id: int, waiting_since: datetime) -> str:
+    """One respond-by activity per waiting spell of a conversation."""
+    return f"respond:{conversation_id}:{int(waiting_since.timestamp())}"
 
 
 def _queue(

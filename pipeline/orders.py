@@ -25,7 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from domain import order_messages
@@ -38,12 +38,12 @@ from domain.order_messages import (
     ORDER_PAID,
     ORDER_RECEIVED,
 )
-from models import Contact, DeliveryFollowup, Order, OutboundMessage
+from models import Contact, DeliveryFollowup, Order, OrderItem, OutboundMessage
 from models.base import utcnow
 from models.db import dialect_insert
 from models.orders import CANCELLED, FIRED, MISSED, SCHEDULED, STAGES
 from models.outbox import QUEUED
-from pipeline import channels, context, crm_sync, identity, outbox
+from pipeline import channels, context, crm_sync, deal_stage, identity, outbox
 from settings import settings
 
 # The stage each event moves the order to, and the message that step sends.
@@ -87,6 +87,7 @@ def record_order_event(session: Session, payload: dict[str, Any]) -> None:
     _follow_phone(session, order, contact, deal.id, occurred_at)
     _apply_details(order, payload["order"], occurred_at)
     order.channel_id = channel_id  # its messages, and its follow-up later, go out through it
+    _apply_items(session, order, payload["order"].get("items"), occurred_at)
     # The order's messages go to the phone of its newest event (that of an older one is stale).
     recipient = contact if order.contact_id == contact.id else session.get_one(Contact, order.contact_id)
     event_type = payload["type"]
@@ -109,6 +110,7 @@ def record_order_event(session: Session, payload: dict[str, Any]) -> None:
                 queue_message(session, TRIGGER_OF_STAGE[stage], recipient, order)
     order.updated_at = utcnow()
     _schedule_followup(session, order)
+    deal_stage.follow(session, contact, deal)  # ordered, won, lost: the deal follows its orders
     crm_sync.queue_order_event(session, contact.id, order, payload)  # a note on the Odoo lead, if synced
 
 
@@ -229,6 +231,32 @@ def _apply_details(order: Order, details: dict[str, Any], occurred_at: datetime)
     order.detail_times = times
     if order.details_as_of is None or occurred_at > order.details_as_of:
         order.details_as_of = occurred_at
+
+
+def _apply_items(
+    session: Session, order: Order, items: list[dict[str, Any]] | None, occurred_at: datetime
+) -> None:
+    """The order's lines (``items``, optional) come whole from the newest event that lists them."""
+    if items is None:
+        return
+    times = dict(order.detail_times or {})
+    known = times.get("items")
+    if known is not None and occurred_at < datetime.fromisoformat(known):
+        return
+    session.execute(delete(OrderItem).where(OrderItem.order_id == order.id))
+    for position, item in enumerate(items):
+        session.add(
+            OrderItem(
+                order_id=order.id,
+                position=position,
+                sku=str(item["sku"]) if item.get("sku") is not None else None,
+                name=item["name"],
+                qty=Decimal(str(item["qty"])),
+                price=Decimal(str(item["price"])),
+            )
+        )
+    times["items"] = occurred_at.isoformat()
+    order.detail_times = times
 
 
 def _schedule_followup(session: Session, order: Order) -> None:

@@ -27,7 +27,7 @@ import api.permissions
 import api.templates
 from api.auth import check_admin_token
 from observability.logs import configure_logging
-from producers import flows, health, orders, waha, whatsapp
+from producers import flows, health, odoo, orders, waha, whatsapp
 from producers.inbox import DATABASE_UNAVAILABLE, InboxUnavailable, unavailable_handler
 from producers.rejections import Rejected, rejected_handler
 from producers.security import BodyLimit
@@ -75,6 +75,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(orders.router)
     application.include_router(waha.router)
     application.include_router(flows.router)
+    application.include_router(odoo.router)
     application.include_router(health.router)
     application.include_router(api.contacts.router)
     application.include_router(api.orders.router)

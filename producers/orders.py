@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 
 from domain import phones
 from domain.order_events import CONTACT_ID_PREFIX, CRM_NOTE_PREFIX, EVENT_TYPES
-from models import Channel, Contact, ContactIdentity, CrmSyncJob, InboxEvent, Order
+from models import Channel, Contact, ContactIdentity, CrmSyncJob, InboxEvent, Order, OrderItem
 from models.types import largest, room
 from producers import channels
 from producers.inbox import NewEvent, store
@@ -42,8 +42,12 @@ LIMITS = {
     "order.courier": room(Order.courier),
     "order.tracking_number": room(Order.tracking_number),
     "channel": room(Channel.name),
+    "order.items[].sku": room(OrderItem.sku),
+    "order.items[].name": room(OrderItem.name),
 }
 MAX_TOTAL = largest(Order.total)
+MAX_QTY, MAX_PRICE = largest(OrderItem.qty), largest(OrderItem.price)
+MAX_ITEMS = 200  # lines of one order: one Odoo create carries them all
 _CENTS = Decimal(1).scaleb(-Order.total.type.scale)
 
 
@@ -132,6 +136,42 @@ def _check_order(order: Any, event_type: str) -> None:
         raise _invalid("order.estimated_delivery_date", f"{delivery!r} is not a date (YYYY-MM-DD)")
     if event_type == "order.shipped" and not (order.get("tracking_number") or "").strip():
         raise _invalid("order.tracking_number", "order.shipped needs the tracking number")
+    _check_items(order.get("items"))
+
+
+def _check_items(items: Any) -> None:
+    """``order.items``, optional: a list of ``{sku, name, qty, price}``, each within its column."""
+    if items is None:
+        return
+    if not isinstance(items, list) or len(items) > MAX_ITEMS:
+        raise _invalid("order.items", f"'order.items' must be a list of at most {MAX_ITEMS} items")
+    for index, item in enumerate(items):
+        where = f"order.items[{index}]"
+        if not isinstance(item, dict):
+            raise _invalid(where, f"'{where}' must be an object with sku, name, qty and price")
+        for key in ("sku", "name"):
+            value = item.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and key == "sku":
+                value = str(value)
+            limit = LIMITS[f"order.items[].{key}"]
+            if value is None and key == "sku":
+                continue
+            if not isinstance(value, str) or not value.strip() or len(value) > limit:
+                raise _invalid(
+                    f"{where}.{key}", f"'{where}.{key}' must be a string of 1 to {limit} characters"
+                )
+        for key, most in (("qty", MAX_QTY), ("price", MAX_PRICE)):
+            value = item.get(key)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or value < 0
+                or (key == "qty" and value == 0)
+            ):
+                kind = "above zero" if key == "qty" else "zero or more"
+                raise _invalid(f"{where}.{key}", f"'{where}.{key}' must be a number {kind}")
+            if Decimal(str(value)).quantize(_CENTS, ROUND_HALF_UP) > most:
+                raise _invalid(f"{where}.{key}", f"'{where}.{key}' is more than the largest kept ({most})")
 
 
 def _is_date(value: Any) -> bool:

@@ -14,6 +14,7 @@ ROUTE_MESSAGE = "workers.routing.route_message"
 ANSWER_WITH_AI = "workers.ai_agent.answer_with_ai"
 SEND_OUTBOUND = "workers.outbound.send_outbound"
 SYNC_CONTACT = "workers.crm.sync_contact"
+POLL_ODOO = "workers.crm.poll_odoo"
 EXPAND_BROADCAST = "workers.broadcasts.expand_broadcast"
 DOWNLOAD_MEDIA = "workers.media.download_media"
 SYNC_TEMPLATES = "workers.templates.sync_templates"
@@ -25,6 +26,7 @@ SWEEP_BROADCASTS = "schedules.sweepers.sweep_broadcasts"
 SWEEP_ROUTING = "schedules.sweepers.sweep_routing"
 SWEEP_CRM_SYNC = "schedules.crm.sweep_sync_jobs"
 SWEEP_MEDIA = "schedules.sweepers.sweep_media"
+TRACK_RESPONSE_ACTIVITIES = "schedules.crm.track_response_activities"
 FIRE_DUE_FOLLOWUPS = "schedules.followups.fire_due_followups"
 FIRE_DUE_ADAPTIVE_FOLLOWUPS = "schedules.adaptive_followups.fire_due_adaptive_followups"
 
@@ -48,6 +50,7 @@ QUEUE_OF = {
     DOWNLOAD_MEDIA: "media",
     # Reading the WABA's template list: a few Graph calls, now and then.
     SYNC_TEMPLATES: "schedules",
+    POLL_ODOO: "crm",  # waits on Odoo, as the sync does
     # Expanding a broadcast writes outbox rows, like the follow-up ticks: bulk database work,
     # kept off the outbound queue whose concurrency is tuned for waiting on the gateway.
     EXPAND_BROADCAST: "schedules",
@@ -57,6 +60,7 @@ QUEUE_OF = {
     SWEEP_ROUTING: "schedules",
     SWEEP_CRM_SYNC: "schedules",
     SWEEP_MEDIA: "schedules",
+    TRACK_RESPONSE_ACTIVITIES: "schedules",
     FIRE_DUE_FOLLOWUPS: "schedules",
     FIRE_DUE_ADAPTIVE_FOLLOWUPS: "schedules",
 }

@@ -53,6 +53,9 @@ def download_media(media_ids: list[int], *, countdown: float | None = None) -> N
 def sync_templates() -> None:
     """Read the WABA's message templates now (``POST /api/templates/sync``, beat)."""
     app.send_task(names.SYNC_TEMPLATES)
+def poll_odoo() -> None:
+    """Read back what changed in Odoo now (queue ``crm``): a webhook's wake-up."""
+    app.send_task(names.POLL_ODOO)
 
 
 def expand_broadcast(broadcast_id: int) -> None:

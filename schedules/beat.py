@@ -47,3 +47,13 @@ if settings.odoo_url:
         "task": names.SWEEP_CRM_SYNC,
         "schedule": settings.inbox_sweep_interval_seconds,
     }
+    # Conversations waiting for a person past their respond-by time: an Odoo activity each.
+    BEAT_SCHEDULE["track-response-activities"] = {
+        "task": names.TRACK_RESPONSE_ACTIVITIES,
+        "schedule": settings.inbox_sweep_interval_seconds,
+    }
+    # Changes made in Odoo (a salesperson, a stage) read back by write_date (workers/crm.py).
+    BEAT_SCHEDULE["poll-odoo"] = {
+        "task": names.POLL_ODOO,
+        "schedule": settings.odoo_poll_seconds,
+    }

@@ -31,28 +31,30 @@ from functools import cache
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from integrations.crm import Crm, CrmPermanentError, CrmTransientError, crm_for
 from models.base import utcnow
-from models.crm import DONE, FAILED, QUEUED, RUNNING, CrmSyncJob
-from models.db import session_scope
+from models.crm import DONE, FAILED, QUEUED, RUNNING, CrmCursor, CrmSyncJob
+from models.db import dialect_insert, session_scope
 from observability.metrics import CRM_SYNC_JOBS
-from pipeline import crm_jobs, locks
+from pipeline import crm_back, crm_jobs, locks, odoo_orders
 from pipeline.crm_jobs import Job
 from queueing import names, publish
 from queueing.app import app
-from queueing.tasks import event_task
+from queueing.tasks import event_task, periodic_task
 from settings import settings
 
 log = logging.getLogger(__name__)
 
 BATCH = 50  # jobs claimed at once for one contact
+BATCH_CONTACTS = 50  # contacts one task syncs together
 RUN_SECONDS = 60.0  # then the task hands over to a fresh one, so no task nears the time limit
 LEASE_SECONDS = float(app.conf.task_time_limit or 300) + 30.0  # outlives any task
 RETRY_BASE_SECONDS = 1.0
+LEAD_CURSOR = "odoo:crm.lead"
 
 
 @cache
@@ -62,23 +64,146 @@ def adapter() -> Crm | None:
 
 @event_task(names.SYNC_CONTACT)
 def sync_contact(contact_id: int) -> str:
-    """Run the contact's due sync jobs in order, unless another worker is running them."""
+    """Run the contact's due sync jobs in order, unless another worker is running them; and,
+    while at it, those of up to ``BATCH_CONTACTS`` other contacts with jobs due (each under its
+    own lease), so that Odoo's batch calls serve many contacts at once."""
     crm = adapter()
     if crm is None:
         return "off"
     started, outcome = time.monotonic(), "idle"
+    batch = [contact_id]
     while True:
-        jobs = _claim(contact_id)
-        if jobs is None:
-            return "busy" if outcome == "idle" else outcome
-        if not jobs:
+        if len(batch) < BATCH_CONTACTS:
+            batch += [c for c in _due_contacts(BATCH_CONTACTS * 2) if c not in batch][
+                : BATCH_CONTACTS - len(batch)
+            ]
+        claimed: dict[int, list[Job]] = {}
+        for each in batch:
+            jobs = _claim(each)
+            if jobs:
+                claimed[each] = jobs
+            elif jobs is None and each == contact_id and outcome == "idle":
+                outcome = "busy"
+        if not claimed:
             return outcome
-        outcome = _run(crm, contact_id, jobs)
-        if outcome == "retry":
+        if len(claimed) > 1:
+            try:
+                crm_jobs.prefetch(crm, claimed)
+            except (SoftTimeLimitExceeded, OperationalError) as exc:
+                for each, jobs in claimed.items():  # Odoo may hold what we did not record
+                    _retry_later(each, jobs, _retry_error(jobs[0], exc))
+                return "retry"
+            except (CrmPermanentError, CrmTransientError) as exc:
+                # One by one then: each job searches (by our reference, the partner's open lead)
+                # before it creates, so what the batch may have made is found, not made again.
+                log.info("CRM batch prefetch failed; syncing one by one", extra={"error": exc.error})
+        retried = set()
+        for each, jobs in claimed.items():
+            result = _run(crm, each, jobs)
+            if result == "retry":
+                retried.add(each)
+            if each == contact_id or outcome in ("idle", "busy"):
+                outcome = result
+        batch = [c for c in batch if c not in retried]
+        if not batch:
             return outcome
         if time.monotonic() - started > RUN_SECONDS:
-            publish.sync_contacts([contact_id])  # more may be due: a fresh task goes on from here
+            publish.sync_contacts(batch)  # more may be due: fresh tasks go on from here
             return outcome
+
+
+POLL_BATCH = 500  # leads read back per call
+
+
+@periodic_task(names.POLL_ODOO)
+def poll_odoo() -> int:
+    """Beat's read-back of what changed in Odoo (also published at once by Odoo's webhook, a
+    wake-up): the leads written since their cursor (``write_date``, the last moment read
+    again), each compared with what we last wrote (pipeline/crm_back.py); and, with
+    ODOO_ORDER_SYSTEM, the order steps run in Odoo (pipeline/odoo_orders.py). The first run
+    only sets the cursors: what Odoo held before is not news. Returns how many changes were
+    taken over."""
+    crm = adapter()
+    if crm is None:
+        return 0
+    taken = _poll_leads(crm)
+    if settings.odoo_order_system:
+        taken += _poll_orders(crm)
+    return taken
+
+
+def _poll_leads(crm: Crm) -> int:
+    since = _cursor(LEAD_CURSOR)
+    if since is None:
+        return 0
+    taken = 0
+    for _ in range(20):  # at most 10,000 leads per run; the next run goes on from the cursor
+        changes = crm.changed_leads(since, POLL_BATCH)
+        for change in changes:
+            with session_scope() as session:
+                done = crm_back.apply_lead_change(session, crm.name, change)
+            if done:
+                taken += 1
+                log.info("taken over from Odoo", extra={"lead_id": change.lead_id, "what": done})
+        latest = changes[-1].changed_at if changes else since
+        _save_cursor(LEAD_CURSOR, latest)
+        if len(changes) < POLL_BATCH or latest == since:
+            return taken
+        since = latest
+    return taken
+
+
+def _poll_orders(crm: Crm) -> int:
+    models = ("sale.order", "account.move", "stock.picking")
+    since = {model: _cursor(f"odoo:{model}") for model in models}
+    if all(value is None for value in since.values()):
+        return 0
+    changes, cursors = crm.changed_orders(since, POLL_BATCH)
+    with session_scope() as session:
+        new = odoo_orders.record(session, changes)
+    for model, value in cursors.items():
+        _save_cursor(f"odoo:{model}", value)
+    return new
+
+
+def _cursor(name: str) -> str | None:
+    """The cursor; a first read sets it to now (Odoo's format, UTC) and answers None."""
+    with session_scope() as session:
+        row = session.get(CrmCursor, name)
+        if row is not None:
+            return row.value
+    _save_cursor(name, utcnow().strftime("%Y-%m-%d %H:%M:%S"))
+    return None
+
+
+def _save_cursor(name: str, value: str | None) -> None:
+    if not value:
+        return
+    with session_scope() as session:
+        row = session.get(CrmCursor, name, with_for_update=True)
+        if row is None:
+            session.execute(
+                dialect_insert(session.get_bind().dialect.name)(CrmCursor)
+                .values(name=name, value=value, updated_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+        elif row.value < value:
+            row.value, row.updated_at = value, utcnow()
+
+
+def _due_contacts(limit: int) -> list[int]:
+    """Contacts with a job due now and none running."""
+    now = utcnow() + timedelta(seconds=1)
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(CrmSyncJob.contact_id)
+                .where(CrmSyncJob.state == QUEUED, CrmSyncJob.next_attempt_at <= now)
+                .group_by(CrmSyncJob.contact_id)
+                .order_by(func.min(CrmSyncJob.next_attempt_at))
+                .limit(limit)
+            )
+        )
 
 
 def _claim(contact_id: int) -> list[Job] | None:

@@ -7,15 +7,21 @@ is set without the rest, so a worker refuses to start half-configured.
 
 from __future__ import annotations
 
+from domain import deal_stages
 from integrations.crm.base import (
     ActivityIn,
     Crm,
     CrmError,
     CrmPermanentError,
     CrmTransientError,
+    LeadChange,
     LeadIn,
+    LeadUpdate,
     LogLine,
+    OrderChange,
     PartnerIn,
+    SaleLine,
+    SaleOrderIn,
     Target,
 )
 from integrations.crm.odoo import OdooCrm, OdooRpc
@@ -27,11 +33,16 @@ __all__ = [
     "CrmError",
     "CrmPermanentError",
     "CrmTransientError",
+    "LeadChange",
     "LeadIn",
+    "LeadUpdate",
     "LogLine",
     "OdooCrm",
     "OdooRpc",
+    "OrderChange",
     "PartnerIn",
+    "SaleLine",
+    "SaleOrderIn",
     "Target",
     "crm_for",
 ]
@@ -52,4 +63,5 @@ def crm_for(config: Settings) -> Crm | None:
         config.odoo_api_key or "",
         config.odoo_timeout_seconds,
     )
-    return OdooCrm(rpc, config.default_region)
+    deal_stages.parse_stage_map(config.crm_stage_map)  # a wrong map stops the worker, named
+    return OdooCrm(rpc, config.default_region, generic_product=config.odoo_generic_product)

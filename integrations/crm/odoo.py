@@ -23,11 +23,14 @@ what the first attempt made. Optional fields
 
 from __future__ import annotations
 
+import hashlib
 import html
 import itertools
+import logging
 import re
 import time
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -38,12 +41,19 @@ from integrations.crm.base import (
     CrmError,
     CrmPermanentError,
     CrmTransientError,
+    LeadChange,
     LeadIn,
+    LeadUpdate,
     LogLine,
+    OrderChange,
     PartnerIn,
+    SaleLine,
+    SaleOrderIn,
     Target,
 )
 from integrations.network import never_sent
+
+log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 3.05
 # How long tag and source ids are remembered by name before they are looked up again.
@@ -73,7 +83,11 @@ TRANSIENT_PREFIXES = (
 )
 _SESSION_EXPIRED_CODE = 100
 _PROXY_GAVE_UP = (502, 504)
-MODELS = {"lead": "crm.lead", "partner": "res.partner"}
+MODELS = {"lead": "crm.lead", "partner": "res.partner", "sale_order": "sale.order"}
+# The module of our external ids in ir.model.data: not an installed module's name, so no module
+# update ever cleans them up.
+XMLID_MODULE = "wacrm"
+_STEP_ORDER = {"order.created": 0, "order.paid": 1, "order.shipped": 2}
 _BAD_REQUEST = (
     requests.exceptions.InvalidURL,
     requests.exceptions.MissingSchema,
@@ -170,9 +184,14 @@ class OdooCrm:
 
     name = "odoo"
 
-    def __init__(self, rpc: OdooRpc, region: str) -> None:
+    def __init__(self, rpc: OdooRpc, region: str, *, generic_product: str = "WACRM-ITEM") -> None:
         self.rpc = rpc
         self.region = region
+        self.generic_product = generic_product
+        self._pricelists: dict[str, int | bool] = {}
+        self._stages: list[dict[str, Any]] | None = None
+        self._teams: dict[str, int | bool] = {}
+        self._reported: set[str] = set()
         self._fields: dict[str, frozenset[str]] = {}
         self._names: dict[tuple[str, str], int] = {}  # (model, name) -> id: tags, sources
         self._names_since = time.monotonic()
@@ -192,6 +211,63 @@ class OdooCrm:
             values["ref"] = partner.ref
         return _one_id(self.rpc.execute("res.partner", "create", values)), True
 
+    def upsert_partners(self, partners: Sequence[PartnerIn]) -> list[tuple[int, bool]]:
+        """``upsert_partner`` for many at once: one ``search_read`` for all their references and
+        phones, one ``create`` of the list of those not found."""
+        if not partners:
+            return []
+        fields = [f for f in ("phone", "mobile") if f in self._fields_of("res.partner")]
+        refs = [p.ref for p in partners if p.ref]
+        tails = sorted({re.sub(r"\D", "", p.phone)[-4:] for p in partners if p.phone})
+        leaves: list[Any] = [("ref", "in", refs)] if refs else []
+        leaves += [(f, "ilike", tail) for tail in tails for f in fields]
+        rows: list[dict[str, Any]] = []
+        if leaves:
+            rows = self.rpc.execute(
+                "res.partner",
+                "search_read",
+                ["|"] * (len(leaves) - 1) + leaves,
+                fields=["id", "ref", *fields],
+                order="id asc",
+                limit=PHONE_CANDIDATES * len(partners),
+            )
+        by_ref: dict[str, int] = {}
+        by_phone: dict[str, int] = {}
+        for row in rows:  # oldest first: the oldest wins
+            if row.get("ref"):
+                by_ref.setdefault(str(row["ref"]), int(row["id"]))
+            for field in fields:
+                value = row.get(field)
+                if value:
+                    e164 = phones.from_user_input(str(value), self.region).e164
+                    if e164:
+                        by_phone.setdefault(e164, int(row["id"]))
+        found: list[int | None] = [
+            by_ref.get(p.ref or "") or (by_phone.get(p.phone) if p.phone else None) for p in partners
+        ]
+        missing = [index for index, partner_id in enumerate(found) if partner_id is None]
+        if missing:
+            values = []
+            for index in missing:
+                partner = partners[index]
+                value = {"name": partner.name, "phone": partner.phone or False}
+                if partner.ref:
+                    value["ref"] = partner.ref
+                values.append(value)
+            created = _ids(self.rpc.execute("res.partner", "create", values))
+            for index, partner_id in zip(missing, created, strict=True):
+                found[index] = partner_id
+        return [(int(partner_id or 0), index in missing) for index, partner_id in enumerate(found)]
+
+    def create_leads(self, leads: Sequence[LeadIn]) -> list[int]:
+        """New leads for partners that have none (just created): one ``create`` of the list."""
+        if not leads:
+            return []
+        created = self._create_leads(leads)
+        for lead_id, lead in zip(created, leads, strict=True):
+            self._close(lead_id, lead.outcome, lead.lost_reason)
+        return created
+
     def find_or_create_lead(self, lead: LeadIn) -> tuple[int, bool]:
         if not lead.partner_is_new:
             open_leads = self.rpc.execute(
@@ -204,6 +280,22 @@ class OdooCrm:
             )
             if open_leads:
                 return int(open_leads[0]["id"]), False
+        lead_id = self._create_leads([lead])[0]
+        self._close(lead_id, lead.outcome, lead.lost_reason)
+        return lead_id, True
+
+    def _create_leads(self, leads: Sequence[LeadIn]) -> list[int]:
+        try:
+            return _ids(self.rpc.execute("crm.lead", "create", [self._lead_values(lead) for lead in leads]))
+        except CrmPermanentError:
+            if not self._names:
+                raise
+            # A tag, source, medium or campaign we remembered may have been deleted in Odoo:
+            # look the names up again, once.
+            self._names, self._names_since = {}, time.monotonic()
+            return _ids(self.rpc.execute("crm.lead", "create", [self._lead_values(lead) for lead in leads]))
+
+    def _lead_values(self, lead: LeadIn) -> dict[str, Any]:
         values: dict[str, Any] = {
             "name": lead.title,
             "partner_id": lead.partner_id,
@@ -219,7 +311,122 @@ class OdooCrm:
             values["tag_ids"] = [[6, 0, self._named_ids("crm.tag", lead.tags)]]
         if lead.source:
             values["source_id"] = self._named_ids("utm.source", [lead.source])[0]
-        return _one_id(self.rpc.execute("crm.lead", "create", values)), True
+        if lead.medium:
+            values["medium_id"] = self._named_ids("utm.medium", [lead.medium])[0]
+        if lead.campaign:
+            values["campaign_id"] = self._named_ids("utm.campaign", [lead.campaign])[0]
+        team = self._team_id(lead.team) if lead.team else False
+        if team:
+            values["team_id"] = team
+        if lead.expected_revenue is not None:
+            values["expected_revenue"] = float(lead.expected_revenue)
+        stage = self._stage_id(lead.stage, team) if lead.stage and lead.outcome is None else False
+        if stage:
+            values["stage_id"] = stage
+        return values
+
+    def update_lead(self, lead_id: int, update: LeadUpdate) -> None:
+        values: dict[str, Any] = {}
+        commands = [[4, tag_id, 0] for tag_id in self._named_ids("crm.tag", update.add_tags)]
+        removed = self._named_ids("crm.tag", update.remove_tags, create=False)
+        commands += [[3, tag_id, 0] for tag_id in removed]
+        if commands:
+            values["tag_ids"] = commands
+        if update.priority is not None:
+            values["priority"] = update.priority
+        user = self._user_id(update.salesperson) if update.salesperson else False
+        if user:  # never unassign: a salesperson set by hand in Odoo stays
+            values["user_id"] = user
+        team = self._team_id(update.team) if update.team else False
+        if team:
+            values["team_id"] = team
+        if update.expected_revenue is not None:
+            values["expected_revenue"] = float(update.expected_revenue)
+        if update.outcome == "open":
+            # No longer lost (a new order after a cancelled one): unarchive, as the UI's Restore.
+            self.rpc.execute("crm.lead", "action_unarchive", [lead_id])
+        if update.stage and update.outcome in (None, "open"):
+            stage = self._stage_id(update.stage, team)
+            if stage:
+                values["stage_id"] = stage
+        if values:
+            try:
+                self.rpc.execute("crm.lead", "write", [lead_id], values)
+            except CrmPermanentError:
+                if not commands:
+                    raise
+                # A tag we remembered may have been deleted in Odoo: look the names up again, once.
+                self._names = {key: value for key, value in self._names.items() if key[0] != "crm.tag"}
+                values.pop("tag_ids")
+                retry = LeadUpdate(add_tags=update.add_tags, remove_tags=update.remove_tags)
+                self.rpc.execute("crm.lead", "write", [lead_id], values)
+                self.update_lead(lead_id, retry)
+        self._close(lead_id, update.outcome, update.lost_reason)
+
+    def _close(self, lead_id: int, outcome: str | None, lost_reason: str | None) -> None:
+        """Won or lost through Odoo's own actions (they set the won stage, the probability, the
+        closing date and archive a lost lead), never by writing those fields."""
+        if outcome == "won":
+            self.rpc.execute("crm.lead", "action_set_won", [lead_id])
+        elif outcome == "lost":
+            extra: dict[str, Any] = {}
+            if lost_reason:
+                extra["lost_reason_id"] = self._named_ids("crm.lost.reason", [lost_reason])[0]
+            try:
+                self.rpc.execute("crm.lead", "action_set_lost", [lead_id], **extra)
+            except CrmPermanentError:
+                if not lost_reason:
+                    raise
+                # The lost reason we remembered may have been deleted: look it up again, once.
+                self._names.pop(("crm.lost.reason", lost_reason), None)
+                extra["lost_reason_id"] = self._named_ids("crm.lost.reason", [lost_reason])[0]
+                self.rpc.execute("crm.lead", "action_set_lost", [lead_id], **extra)
+
+    def _stage_id(self, name: str, team: int | bool) -> int | bool:
+        """The stage called ``name`` of the team (or shared by all teams), from the stages read
+        once per process; never created. A name Odoo does not have is reported once."""
+        stages = self._all_stages()
+        candidates = [s for s in stages if s["name"].casefold() == name.casefold()]
+        own = [s for s in candidates if team and team in s["teams"]]
+        shared = [s for s in candidates if not s["teams"]]
+        found = (own or shared or [None])[0]
+        if found is None:
+            self._report(
+                f"odoo: no crm.stage named {name!r} for the team (CRM_STAGE_MAP): the lead stays where it is"
+            )
+            return False
+        return int(found["id"])
+
+    def _all_stages(self) -> list[dict[str, Any]]:
+        """Every stage, with its teams, read once per process."""
+        if self._stages is None:
+            team_field = "team_ids" if "team_ids" in self._fields_of("crm.stage") else "team_id"
+            rows = self.rpc.execute(
+                "crm.stage", "search_read", [], fields=["id", "name", "is_won", "sequence", team_field]
+            )
+            self._stages = []
+            for row in sorted(rows, key=lambda r: (r.get("sequence") or 0, r["id"])):
+                teams = row.get(team_field) or []
+                if teams and not isinstance(teams[0], list) and team_field == "team_id":
+                    teams = [teams[0]]  # many2one: [id, "name"]
+                self._stages.append(
+                    {"id": int(row["id"]), "name": row["name"], "teams": list(teams), "is_won": row["is_won"]}
+                )
+        return self._stages
+
+    def _team_id(self, name: str) -> int | bool:
+        if name not in self._teams:
+            ids = self.rpc.execute("crm.team", "search", [("name", "=ilike", name)], order="id asc", limit=1)
+            self._teams[name] = int(ids[0]) if ids else False
+            if not ids:
+                self._report(f"odoo: no crm.team named {name!r}: leads are created without a team")
+        return self._teams[name]
+
+    def _report(self, message: str) -> None:
+        """A configuration Odoo does not match: logged once per process, clearly."""
+        if message not in self._reported:
+            self._reported.add(message)
+            log.warning(message)
 
     def set_lead_priority(self, lead_id: int, priority: str, salesperson: str | None) -> None:
         values: dict[str, Any] = {"priority": priority}
@@ -237,6 +444,323 @@ class OdooCrm:
             # A tag we remembered may have been deleted in Odoo: look the names up again, once.
             self._names = {key: value for key, value in self._names.items() if key[0] != "crm.tag"}
             self._write_tags(lead_id, add, remove)
+
+    # --- sale orders ---------------------------------------------------------------------------
+
+    def upsert_sale_order(self, order: SaleOrderIn, check_first: bool) -> tuple[int, str]:
+        xmlid = sale_order_xmlid(order.key)
+        if check_first:
+            found = self._sale_order_by_key(order, xmlid)
+            if found is not None:
+                return found
+        values: dict[str, Any] = {
+            "partner_id": order.partner_id,
+            "client_order_ref": order.key,
+            "origin": order.origin,
+            "order_line": [[0, 0, line] for line in self._order_lines(order)],
+        }
+        if order.lead_id:
+            values["opportunity_id"] = order.lead_id
+        pricelist = self._pricelist(order.currency) if order.currency else False
+        if pricelist:
+            values["pricelist_id"] = pricelist
+        sale_order_id = _one_id(self.rpc.execute("sale.order", "create", values))
+        self._stamp(xmlid, sale_order_id)
+        return sale_order_id, "draft"
+
+    def set_sale_order_state(self, sale_order_id: int, state: str, check_first: bool) -> str:
+        if check_first:
+            rows = self.rpc.execute("sale.order", "read", [sale_order_id], fields=["state"])
+            if not rows:
+                raise CrmPermanentError(f"odoo: sale.order {sale_order_id} was deleted")
+            if rows[0]["state"] == state:
+                return state
+        if state == "sale":
+            self.rpc.execute("sale.order", "action_confirm", [sale_order_id])
+        else:
+            # No "are you sure" wizard: cancel outright (the UI asks when e-mails were sent).
+            self.rpc.execute(
+                "sale.order", "action_cancel", [sale_order_id], context={"disable_cancel_warning": True}
+            )
+        return state
+
+    def _sale_order_by_key(self, order: SaleOrderIn, xmlid: str) -> tuple[int, str] | None:
+        """The sale order an earlier attempt made: by our external id, else by the customer
+        reference (the create landed, the stamp did not)."""
+        stamps = self.rpc.execute(
+            "ir.model.data",
+            "search_read",
+            [("module", "=", XMLID_MODULE), ("name", "=", xmlid), ("model", "=", "sale.order")],
+            fields=["res_id"],
+            limit=1,
+        )
+        domain: list[Any] = [("client_order_ref", "=", order.key), ("partner_id", "=", order.partner_id)]
+        if stamps:
+            domain = [("id", "=", int(stamps[0]["res_id"]))]
+        rows = self.rpc.execute(
+            "sale.order", "search_read", domain, fields=["id", "state"], order="id asc", limit=1
+        )
+        if not rows:
+            return None
+        if not stamps:
+            self._stamp(xmlid, int(rows[0]["id"]))
+        return int(rows[0]["id"]), str(rows[0]["state"])
+
+    def _stamp(self, xmlid: str, sale_order_id: int) -> None:
+        self.rpc.execute(
+            "ir.model.data",
+            "create",
+            {
+                "module": XMLID_MODULE,
+                "name": xmlid,
+                "model": "sale.order",
+                "res_id": sale_order_id,
+                "noupdate": True,
+            },
+        )
+
+    def _order_lines(self, order: SaleOrderIn) -> list[dict[str, Any]]:
+        """The order's lines on their products (by internal reference, else the generic
+        product), plus a line that makes the untaxed total the order's total when the items do
+        not add up to it (shipping, a discount); an order without items is one generic line."""
+        lines = list(order.lines)
+        if not lines:
+            lines = [SaleLine(f"Order {order.key}", Decimal(1), order.total or Decimal(0))]
+        products = self._products([line.sku for line in lines if line.sku] + [self.generic_product])
+        generic = products.get(self.generic_product)
+        values = []
+        for line in lines:
+            product = products.get(line.sku or "") or generic
+            if product is None:
+                raise CrmPermanentError(
+                    f"odoo: no product with internal reference {self.generic_product!r} "
+                    "(ODOO_GENERIC_PRODUCT) for order lines without a matching product"
+                )
+            name = line.name if not line.sku else f"[{line.sku}] {line.name}"
+            values.append(
+                {
+                    "product_id": product,
+                    "name": name,
+                    "product_uom_qty": float(line.qty),
+                    "price_unit": float(line.price),
+                }
+            )
+        if order.lines and order.total is not None:
+            difference = order.total - sum((line.qty * line.price for line in order.lines), Decimal(0))
+            if difference != 0:
+                if generic is None:
+                    raise CrmPermanentError(
+                        f"odoo: no product with internal reference {self.generic_product!r} "
+                        "(ODOO_GENERIC_PRODUCT)"
+                    )
+                values.append(
+                    {
+                        "product_id": generic,
+                        "name": "Shipping and adjustments",
+                        "product_uom_qty": 1.0,
+                        "price_unit": float(difference),
+                    }
+                )
+        return values
+
+    def _products(self, codes: list[str]) -> dict[str, int]:
+        """Product ids by internal reference, in one call (the oldest wins a duplicate)."""
+        rows = self.rpc.execute(
+            "product.product",
+            "search_read",
+            [("default_code", "in", list(dict.fromkeys(codes)))],
+            fields=["id", "default_code"],
+            order="id desc",
+        )
+        return {str(row["default_code"]): int(row["id"]) for row in rows}
+
+    def _pricelist(self, currency: str) -> int | bool:
+        """A pricelist in the order's currency, so the sale order is in it; False when Odoo has
+        none (the order is then in the company's currency)."""
+        if currency not in self._pricelists:
+            ids = self.rpc.execute(
+                "product.pricelist", "search", [("currency_id.name", "=", currency)], order="id asc", limit=1
+            )
+            self._pricelists[currency] = int(ids[0]) if ids else False
+        return self._pricelists[currency]
+
+    # --- back from Odoo ---------------------------------------------------------------------
+
+    def changed_leads(self, since: str | None, limit: int) -> list[LeadChange]:
+        domain: list[Any] = [("active", "in", [True, False])]
+        if since:
+            domain.append(("write_date", ">=", since))
+        rows = self.rpc.execute(
+            "crm.lead",
+            "search_read",
+            domain,
+            fields=["id", "user_id", "stage_id", "active", "probability", "write_date"],
+            order="write_date asc, id asc",
+            limit=limit,
+        )
+        logins = self._logins({int(row["user_id"][0]) for row in rows if row.get("user_id")})
+        won = {s["id"] for s in self._all_stages() if s.get("is_won")}
+        changes = []
+        for row in rows:
+            stage = row.get("stage_id") or None
+            stage_id = int(stage[0]) if stage else None
+            changes.append(
+                LeadChange(
+                    lead_id=int(row["id"]),
+                    salesperson=logins.get(int(row["user_id"][0])) if row.get("user_id") else None,
+                    stage=str(stage[1]) if stage else None,
+                    won=stage_id in won,
+                    lost=not row.get("active") and not row.get("probability"),
+                    changed_at=str(row["write_date"]),
+                )
+            )
+        return changes
+
+    def changed_orders(
+        self, since: dict[str, str | None], limit: int
+    ) -> tuple[list[OrderChange], dict[str, str]]:
+        """Confirmed sale orders, paid customer invoices and done outgoing pickings with a
+        tracking number, written since the cursors: one ``search_read`` per model, then one for
+        the sale orders they belong to and one for their customers."""
+        cursors = {model: value for model, value in since.items() if value}
+
+        def changed(model: str, domain: list[Any], fields: list[str]) -> list[dict[str, Any]]:
+            if cursors.get(model):
+                domain = [*domain, ("write_date", ">=", cursors[model])]
+            rows = self.rpc.execute(
+                model,
+                "search_read",
+                domain,
+                fields=[*fields, "write_date"],
+                order="write_date asc, id asc",
+                limit=limit,
+            )
+            if rows:
+                cursors[model] = str(rows[-1]["write_date"])
+            return rows
+
+        order_fields = [
+            "id",
+            "name",
+            "partner_id",
+            "amount_total",
+            "currency_id",
+            "client_order_ref",
+            "state",
+        ]
+        orders = {int(r["id"]): r for r in changed("sale.order", [("state", "=", "sale")], order_fields)}
+        invoices = changed(
+            "account.move",
+            [("move_type", "=", "out_invoice"), ("payment_state", "in", ["paid", "in_payment"])],
+            ["id", "invoice_origin"],
+        )
+        pickings = changed(
+            "stock.picking",
+            [
+                ("state", "=", "done"),
+                ("picking_type_code", "=", "outgoing"),
+                ("carrier_tracking_ref", "!=", False),
+            ],
+            ["id", "sale_id", "origin", "carrier_tracking_ref", "carrier_id", "scheduled_date"],
+        )
+        names = {str(r["invoice_origin"]).split(",")[0].strip() for r in invoices if r.get("invoice_origin")}
+        names |= {str(r["origin"]) for r in pickings if r.get("origin") and not r.get("sale_id")}
+        ids = {int(r["sale_id"][0]) for r in pickings if r.get("sale_id")}
+        known_names = {str(o["name"]) for o in orders.values()}
+        wanted_ids, wanted_names = sorted(ids - set(orders)), sorted(names - known_names)
+        if wanted_ids or wanted_names:
+            domain: list[Any] = ["|", ("id", "in", wanted_ids), ("name", "in", wanted_names)]
+            for row in self.rpc.execute(
+                "sale.order", "search_read", domain, fields=[*order_fields, "write_date"]
+            ):
+                orders[int(row["id"])] = row
+        by_name = {str(o["name"]): o for o in orders.values()}
+        partner_ids = sorted({int(o["partner_id"][0]) for o in orders.values() if o.get("partner_id")})
+        phone_fields = [f for f in ("phone", "mobile") if f in self._fields_of("res.partner")]
+        partners = {
+            int(p["id"]): p
+            for p in (
+                self.rpc.execute("res.partner", "read", partner_ids, fields=["name", *phone_fields])
+                if partner_ids
+                else []
+            )
+        }
+
+        def change(
+            kind: str, source: str, order: dict[str, Any], at: str, **extra: Any
+        ) -> OrderChange | None:
+            if not order.get("partner_id"):
+                return None
+            partner = partners.get(int(order["partner_id"][0]), {})
+            phone = next((str(partner[f]) for f in phone_fields if partner.get(f)), None)
+            return OrderChange(
+                type=kind,
+                source=source,
+                sale_order_id=int(order["id"]),
+                order_name=str(order["name"]),
+                customer_reference=order.get("client_order_ref") or None,
+                partner_id=int(order["partner_id"][0]),
+                partner_name=partner.get("name") or None,
+                phone=phone,
+                total=Decimal(str(order["amount_total"])) if order.get("amount_total") is not None else None,
+                currency=str(order["currency_id"][1]) if order.get("currency_id") else None,
+                changed_at=at,
+                **extra,
+            )
+
+        changes: list[OrderChange | None] = []
+        for row in orders.values():
+            if (
+                row.get("state") == "sale"
+                and row.get("write_date")
+                and (
+                    "sale.order" not in since
+                    or not since["sale.order"]
+                    or str(row["write_date"]) >= str(since["sale.order"])
+                )
+            ):
+                changes.append(
+                    change("order.created", f"sale.order:{row['id']}", row, str(row["write_date"]))
+                )
+        for row in invoices:
+            origin = str(row.get("invoice_origin") or "").split(",")[0].strip()
+            if origin in by_name:
+                changes.append(
+                    change("order.paid", f"account.move:{row['id']}", by_name[origin], str(row["write_date"]))
+                )
+        for row in pickings:
+            order = (
+                orders.get(int(row["sale_id"][0]))
+                if row.get("sale_id")
+                else by_name.get(str(row.get("origin")))
+            )
+            if order is None:
+                continue
+            scheduled = str(row.get("scheduled_date") or "")[:10] or None
+            changes.append(
+                change(
+                    "order.shipped",
+                    f"stock.picking:{row['id']}",
+                    order,
+                    str(row["write_date"]),
+                    tracking_number=str(row["carrier_tracking_ref"]),
+                    courier=str(row["carrier_id"][1]) if row.get("carrier_id") else None,
+                    estimated_delivery_date=scheduled,
+                )
+            )
+        ready = sorted(
+            (c for c in changes if c is not None), key=lambda c: (c.changed_at, _STEP_ORDER[c.type])
+        )
+        return ready, cursors
+
+    def _logins(self, user_ids: set[int]) -> dict[int, str]:
+        """Logins of Odoo users, by id: read once per user and process."""
+        missing = sorted(user_ids - set(self._users.values()))
+        if missing:
+            for row in self.rpc.execute("res.users", "read", missing, fields=["login"]):
+                self._users[str(row["login"])] = int(row["id"])
+        by_id = {user_id: login for login, user_id in self._users.items()}
+        return {user_id: by_id[user_id] for user_id in user_ids if user_id in by_id}
 
     # --- chatter and activities ----------------------------------------------------------------
 
@@ -358,6 +882,16 @@ class OdooCrm:
             self._fields[model] = frozenset(self.rpc.execute(model, "fields_get", attributes=["type"]))
         return self._fields[model]
 
+    def finish_activity(self, target: Target, marker: str, feedback: str) -> None:
+        ids = self.rpc.execute(
+            "mail.activity",
+            "search",
+            [("res_model", "=", MODELS[target.kind]), ("res_id", "=", target.id), ("note", "ilike", marker)],
+        )
+        if ids:  # done by a person already, or deleted: nothing to do
+            # Odoo's own "Mark Done": the activity goes, a note of it stays in the chatter.
+            self.rpc.execute("mail.activity", "action_feedback", ids, feedback=feedback)
+
     def _post(self, target: Target, body: str) -> None:
         """An internal note (``mail.mt_note``: no e-mail to followers), as HTML."""
         options: dict[str, Any] = {"body": body, "message_type": "comment", "subtype_xmlid": "mail.mt_note"}
@@ -370,6 +904,22 @@ class OdooCrm:
             info = self.rpc.call("common", "version").get("server_version_info") or [0]
             self._version = int(info[0]) if str(info[0]).isdigit() else 0
         return self._version
+
+
+def sale_order_xmlid(key: str) -> str:
+    """Our external id of the sale order of the order system's order ``key``: readable, and
+    unique (a short hash keeps ids that differ only in punctuation apart)."""
+    readable = re.sub(r"[^A-Za-z0-9_]", "_", key)[:80]
+    return f"sale_order_{readable}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def _ids(result: Any) -> list[int]:
+    """``create`` of a list answers the list of new ids."""
+    if isinstance(result, int) and not isinstance(result, bool):
+        return [result]
+    if isinstance(result, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in result):
+        return list(result)
+    raise CrmPermanentError(f"odoo: expected record ids, got {result!r}")
 
 
 def _one_id(result: Any) -> int:

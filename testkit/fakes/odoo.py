@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections import Counter
+from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from typing import Any
 
@@ -38,11 +39,17 @@ MODELS: dict[str, dict[str, str | None]] = {
         "email": None,
         "ref": None,
         "active": None,
+        "write_date": None,
     },
     "res.users": {"name": None, "login": None},
-    "crm.stage": {"name": None, "is_won": None, "sequence": None},
+    "res.currency": {"name": None},
+    "crm.team": {"name": None},
+    "crm.stage": {"name": None, "is_won": None, "sequence": None, "fold": None, "team_id": "crm.team"},
     "crm.tag": {"name": None, "color": None},
+    "crm.lost.reason": {"name": None, "active": None},
     "utm.source": {"name": None},
+    "utm.medium": {"name": None, "active": None},
+    "utm.campaign": {"name": None, "title": None},
     "crm.lead": {
         "name": None,
         "partner_id": "res.partner",
@@ -53,13 +60,90 @@ MODELS: dict[str, dict[str, str | None]] = {
         "tag_ids": "crm.tag",
         "priority": None,
         "user_id": "res.users",
+        "team_id": "crm.team",
         "source_id": "utm.source",
+        "medium_id": "utm.medium",
+        "campaign_id": "utm.campaign",
         "stage_id": "crm.stage",
+        "lost_reason_id": "crm.lost.reason",
         "description": None,
         "type": None,
         "active": None,
         "probability": None,
+        "expected_revenue": None,
+        "date_closed": None,
+        "order_ids": "sale.order",
+        "write_date": None,
+        "write_uid": "res.users",
     },
+    "product.pricelist": {"name": None, "currency_id": "res.currency", "active": None},
+    "product.product": {
+        "name": None,
+        "default_code": None,
+        "sale_ok": None,
+        "list_price": None,
+        "type": None,
+        "active": None,
+    },
+    "sale.order": {
+        "name": None,
+        "partner_id": "res.partner",
+        "opportunity_id": "crm.lead",
+        "client_order_ref": None,
+        "origin": None,
+        "state": None,
+        "locked": None,
+        "order_line": "sale.order.line",
+        "amount_untaxed": None,
+        "amount_total": None,
+        "currency_id": "res.currency",
+        "pricelist_id": "product.pricelist",
+        "user_id": "res.users",
+        "team_id": "crm.team",
+        "source_id": "utm.source",
+        "medium_id": "utm.medium",
+        "campaign_id": "utm.campaign",
+        "note": None,
+        "date_order": None,
+        "invoice_status": None,
+        "write_date": None,
+    },
+    "sale.order.line": {
+        "order_id": "sale.order",
+        "product_id": "product.product",
+        "name": None,
+        "product_uom_qty": None,
+        "price_unit": None,
+        "price_subtotal": None,
+        "display_type": None,
+        "sequence": None,
+    },
+    "account.move": {
+        "name": None,
+        "move_type": None,
+        "state": None,
+        "payment_state": None,
+        "invoice_origin": None,
+        "partner_id": "res.partner",
+        "amount_total": None,
+        "currency_id": "res.currency",
+        "write_date": None,
+    },
+    "delivery.carrier": {"name": None},
+    "stock.picking": {
+        "name": None,
+        "origin": None,
+        "sale_id": "sale.order",
+        "state": None,
+        "picking_type_code": None,
+        "partner_id": "res.partner",
+        "scheduled_date": None,
+        "date_done": None,
+        "carrier_id": "delivery.carrier",
+        "carrier_tracking_ref": None,
+        "write_date": None,
+    },
+    "ir.model.data": {"module": None, "name": None, "model": None, "res_id": None, "noupdate": None},
     "mail.message": {
         "model": None,
         "res_id": None,
@@ -79,9 +163,34 @@ MODELS: dict[str, dict[str, str | None]] = {
     },
 }
 MANY2MANY = {("crm.lead", "tag_ids")}
-REQUIRED = {"res.partner": ("name",), "crm.lead": ("name",), "crm.tag": ("name",), "utm.source": ("name",)}
-UNIQUE_NAME = {"crm.tag"}
-CHATTER = {"res.partner", "crm.lead"}
+# one2many fields: the inverse many2one on the related model.
+ONE2MANY = {("sale.order", "order_line"): "order_id", ("crm.lead", "order_ids"): "opportunity_id"}
+REQUIRED = {
+    "res.partner": ("name",),
+    "crm.lead": ("name",),
+    "crm.tag": ("name",),
+    "crm.lost.reason": ("name",),
+    "utm.source": ("name",),
+    "utm.medium": ("name",),
+    "sale.order": ("partner_id",),
+    "sale.order.line": ("order_id", "name"),
+    "ir.model.data": ("module", "name", "model"),
+    "product.product": ("name",),
+}
+# Computed by Odoo: written values are ignored, as Odoo ignores a write to a readonly compute.
+COMPUTED = {
+    ("sale.order", "amount_untaxed"),
+    ("sale.order", "amount_total"),
+    ("sale.order.line", "price_subtotal"),
+    ("crm.lead", "write_date"),
+    ("sale.order", "write_date"),
+    ("res.partner", "write_date"),
+    ("crm.lead", "write_uid"),
+    ("account.move", "write_date"),
+    ("stock.picking", "write_date"),
+}
+UNIQUE_NAME = {"crm.tag", "utm.medium"}
+CHATTER = {"res.partner", "crm.lead", "sale.order", "account.move", "stock.picking"}
 
 
 class OdooError(Exception):
@@ -91,13 +200,21 @@ class OdooError(Exception):
 
 
 class FakeOdoo(FakeServer):
-    def __init__(self, db: str = "wacrm", login: str = "bot@example.com", api_key: str = "test-odoo-key"):
-        self.db, self.login, self.api_key = db, login, api_key
+    def __init__(
+        self,
+        db: str = "wacrm",
+        login: str = "bot@example.com",
+        api_key: str = "test-odoo-key",
+        version: int = 17,
+    ):
+        self.db, self.login, self.api_key, self.version = db, login, api_key, version
         self._state = threading.RLock()
         self._down: str | int | None = None
         self._refusals: list[tuple[str, dict[str, Any]]] = []
+        self._denied: set[tuple[str, str | None]] = set()
         self._late: dict[tuple[str, str], float] = {}
         self.calls: Counter[tuple[str, str]] = Counter()
+        self.writes: list[tuple[str, list[int], dict[str, Any]]] = []  # every write's values
         self.tables: dict[str, dict[int, dict[str, Any]]] = {}
         self._next_id: dict[str, int] = {}
         self._seed()
@@ -114,8 +231,10 @@ class FakeOdoo(FakeServer):
         super().reset()
         with self._state:
             self._refusals.clear()
+            self._denied.clear()
             self._late.clear()
             self.calls.clear()
+            self.writes.clear()
             self._seed()
         self.up()
 
@@ -148,9 +267,30 @@ class FakeOdoo(FakeServer):
         with self._state:
             self._refusals.append((model, values))
 
+    def deny(self, model: str, method: str | None = None) -> None:
+        """Answer ``AccessError`` to ``model.method`` (every method when None), as Odoo does for
+        a user without the rights."""
+        with self._state:
+            self._denied.add((model, method))
+
+    def delete(self, model: str, record_id: int) -> None:
+        """A person deleted the record in Odoo."""
+        with self._state:
+            self.tables[model].pop(record_id, None)
+
+    def edit(self, model: str, record_id: int, **values: Any) -> None:
+        """A person changed the record in Odoo's UI (as user ``uid``, Administrator by default)."""
+        with self._state:
+            self._write(model, record_id, values, uid=1)
+
     def records(self, model: str) -> list[dict[str, Any]]:
         with self._state:
-            return [copy.deepcopy(r) for _, r in sorted(self.tables[model].items())]
+            rows = [copy.deepcopy(r) for _, r in sorted(self.tables[model].items())]
+            for row in rows:
+                for owner, name in ONE2MANY:
+                    if owner == model:
+                        row[name] = self._children(model, row["id"], name)
+            return rows
 
     def count(self, model: str | None = None, method: str | None = None) -> int:
         with self._state:
@@ -200,9 +340,9 @@ class FakeOdoo(FakeServer):
                 self.calls[("common", method)] += 1
                 if method == "version":
                     return {
-                        "server_version": "17.0",
-                        "server_version_info": [17, 0, 0, "final", 0, ""],
-                        "server_serie": "17.0",
+                        "server_version": f"{self.version}.0",
+                        "server_version_info": [self.version, 0, 0, "final", 0, ""],
+                        "server_serie": f"{self.version}.0",
                         "protocol_version": 1,
                     }
                 if method in ("login", "authenticate"):
@@ -214,37 +354,102 @@ class FakeOdoo(FakeServer):
             db, uid, key, model, model_method = args[:5]
             positional = list(args[5]) if len(args) > 5 else []
             named = dict(args[6]) if len(args) > 6 and args[6] else {}
+            named.pop("context", None)
             self.calls[(model, model_method)] += 1
             if (db, uid, key) != (self.db, UID, self.api_key):
                 raise OdooError("odoo.exceptions.AccessDenied", "Access Denied")
             if model not in MODELS:
                 raise OdooError("builtins.KeyError", repr(model))
+            if (model, model_method) in self._denied or (model, None) in self._denied:
+                raise OdooError(
+                    "odoo.exceptions.AccessError",
+                    f"You are not allowed to access '{model}' records. This operation is allowed for "
+                    "the following groups: Sales / Administrator. "
+                    "Contact your administrator to request access if necessary.",
+                )
+            if model_method.startswith("_"):
+                raise OdooError(
+                    "odoo.exceptions.AccessError",
+                    f"Private methods (such as '{model}.{model_method}') cannot be called remotely.",
+                )
             return self._execute(model, model_method, positional, named)
 
     def _execute(self, model: str, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        fields = kwargs.get("fields") or (args[1] if method == "read" and len(args) > 1 else None)
+        for name in fields or ():  # checked before any record is read, as Odoo does
+            if name != "id" and name not in MODELS[model]:
+                raise OdooError("builtins.ValueError", f"Invalid field '{name}' on model '{model}'")
         if method == "search_read":
             ids = self._search(model, args[0] if args else kwargs.get("domain", []), kwargs)
-            return [self._read(model, i, kwargs.get("fields")) for i in ids]
+            return [
+                self._read(model, i, kwargs.get("fields"), kwargs.get("load", "_classic_read")) for i in ids
+            ]
         if method == "search":
             return self._search(model, args[0] if args else kwargs.get("domain", []), kwargs)
         if method == "search_count":
             return len(self._search(model, args[0] if args else kwargs.get("domain", []), {}))
         if method == "read":
-            return [self._read(model, i, kwargs.get("fields")) for i in args[0] if i in self.tables[model]]
+            fields = args[1] if len(args) > 1 else kwargs.get("fields")
+            load = kwargs.get("load", "_classic_read")
+            return [self._read(model, i, fields, load) for i in args[0] if i in self.tables[model]]
         if method == "create":
             values = args[0] if args else kwargs["vals_list"]
             if isinstance(values, list):
                 return [self._create(model, v) for v in values]
             return self._create(model, values)
         if method == "write":
+            self.writes.append((model, list(args[0]), copy.deepcopy(args[1])))
             for record_id in args[0]:
                 self._write(model, record_id, args[1])
             return True
         if method == "fields_get":
-            return {name: {"type": "many2one" if rel else "char"} for name, rel in MODELS[model].items()}
+            return {name: {"type": self._type(model, name)} for name in MODELS[model]}
+        if model == "crm.lead" and method == "action_set_won":
+            for record_id in args[0]:
+                self._set_won(record_id)
+            return True
+        if model == "crm.lead" and method == "action_set_lost":
+            for record_id in args[0]:
+                self._set_lost(record_id, kwargs)
+            return True
+        if model == "crm.lead" and method == "action_unarchive":
+            for record_id in args[0]:
+                self._existing(model, record_id)
+                self._write(model, record_id, {"active": True, "lost_reason_id": False, "probability": 10})
+            return True
+        if model == "mail.activity" and method == "action_feedback":
+            for record_id in args[0]:
+                activity = self._existing(model, record_id)
+                self._create(
+                    "mail.message",
+                    {
+                        "model": activity["res_model"],
+                        "res_id": activity["res_id"],
+                        "body": f"<p>{activity['summary']} done</p><p>{kwargs.get('feedback', '')}</p>",
+                        "message_type": "notification",
+                    },
+                )
+                del self.tables[model][record_id]  # done activities leave the record, as in Odoo
+            return False
+        if model == "sale.order" and method == "action_confirm":
+            for record_id in args[0]:
+                self._confirm(record_id)
+            return True
+        if model == "sale.order" and method == "action_cancel":
+            for record_id in args[0]:
+                order = self._existing(model, record_id)
+                if order["locked"]:
+                    raise OdooError(
+                        "odoo.exceptions.UserError",
+                        "You cannot cancel a locked order. Please unlock it first.",
+                    )
+                self._write(model, record_id, {"state": "cancel"})
+            return True
         if method == "message_post" and model in CHATTER:
             for record_id in args[0]:
                 self._existing(model, record_id)
+            if len(args[0]) != 1:
+                raise OdooError("builtins.ValueError", f"Expected singleton: {model}({args[0]})")
             return self._create(
                 "mail.message",
                 {
@@ -285,55 +490,247 @@ class FakeOdoo(FakeServer):
         # id of a tag from an earlier test must not hit another record by chance.
         self.tables = {model: {} for model in MODELS}
         self._next_id = {model: self._next_id.get(model, 1) for model in MODELS}
-        self._next_id.update({"res.users": 1, "crm.stage": 1})
+        self._next_id.update({"res.users": 1, "crm.stage": 1, "res.currency": 1, "crm.team": 1})
+        self._sequence = getattr(self, "_sequence", 0)
         self._create("res.users", {"name": "Administrator", "login": "admin"})
         self._next_id["res.users"] = UID
         self._create("res.users", {"name": "Sync bot", "login": self.login})
-        self._create("crm.stage", {"name": "New", "is_won": False, "sequence": 1})
-        self._create("crm.stage", {"name": "Won", "is_won": True, "sequence": 70})
+        self._create("res.currency", {"name": "IDR"})  # the company's currency
+        self._create("res.currency", {"name": "USD"})
+        self._create("crm.team", {"name": "Sales"})
+        # Odoo's default pipeline (crm/data/crm_stage_data.xml).
+        for sequence, name in enumerate(("New", "Qualified", "Proposition"), start=1):
+            self._create("crm.stage", {"name": name, "is_won": False, "sequence": sequence})
+        self._create("crm.stage", {"name": "Won", "is_won": True, "sequence": 70, "fold": False})
 
-    def _create(self, model: str, values: dict[str, Any]) -> int:
+    def _type(self, model: str, name: str) -> str:
+        if (model, name) in MANY2MANY:
+            return "many2many"
+        if (model, name) in ONE2MANY:
+            return "one2many"
+        return "many2one" if MODELS[model][name] else "char"
+
+    def _create(self, model: str, values: dict[str, Any], uid: int = UID) -> int:
         self._check(model, values)
         record: dict[str, Any] = dict.fromkeys(MODELS[model], False)
         if "active" in record:
             record["active"] = True
         if model == "crm.lead":
-            record.update(stage_id=1, user_id=UID, priority="0", type="lead", probability=10)
-        for name in MANY2MANY:
-            if name[0] == model:
-                record[name[1]] = []
+            # user_id: the calling user when not given (an explicit False leaves it unassigned).
+            record.update(
+                stage_id=self._first_stage(), user_id=uid, priority="0", type="lead", probability=10
+            )
+            record["expected_revenue"] = 0.0
+        if model == "sale.order":
+            self._sequence += 1
+            record.update(name=f"S{self._sequence:05d}", state="draft", locked=False, invoice_status="no")
+            record.update(currency_id=1, user_id=uid, amount_untaxed=0.0, amount_total=0.0)
+        if model == "sale.order.line":
+            record.update(product_uom_qty=1.0, price_unit=0.0, price_subtotal=0.0, sequence=10)
+        if model == "ir.model.data":
+            record["noupdate"] = False
+        if model == "account.move":
+            record.update(move_type="entry", state="draft", payment_state="not_paid", name="/", currency_id=1)
+        if model == "stock.picking":
+            record.update(state="draft", picking_type_code="outgoing")
+        for owner, field_name in (*MANY2MANY, *ONE2MANY):
+            if owner == model:
+                record[field_name] = []
         record_id = self._next_id[model]
         self._next_id[model] += 1
         record["id"] = record_id
-        self._apply(model, record, values)
-        for name in REQUIRED.get(model, ()):
-            if not record.get(name):
+        self.tables[model][record_id] = record  # so that one2many lines can point at it
+        try:
+            self._apply(model, record, values)
+            if model == "sale.order.line":
+                self._line_defaults(record)
+            for name in REQUIRED.get(model, ()):
+                if not record.get(name):
+                    raise OdooError(
+                        "odoo.exceptions.ValidationError", f"Missing required value for {model}.{name}"
+                    )
+            if model in UNIQUE_NAME and any(
+                r["name"] == record["name"] for i, r in self.tables[model].items() if i != record_id
+            ):
+                raise OdooError("odoo.exceptions.ValidationError", "Tag name already exists!")
+            if model == "utm.source":
+                record["name"] = self._unique_source_name(record["name"], record_id)
+            if model == "ir.model.data" and any(
+                (r["module"], r["name"]) == (record["module"], record["name"])
+                for i, r in self.tables[model].items()
+                if i != record_id
+            ):
                 raise OdooError(
-                    "odoo.exceptions.ValidationError", f"Missing required value for {model}.{name}"
+                    "psycopg2.errors.UniqueViolation",
+                    'duplicate key value violates unique constraint "ir_model_data_module_name_uniq_index"',
                 )
-        if model in UNIQUE_NAME and any(r["name"] == record["name"] for r in self.tables[model].values()):
-            raise OdooError("odoo.exceptions.ValidationError", "Tag name already exists!")
-        self.tables[model][record_id] = record
+        except OdooError:
+            self.tables[model].pop(record_id, None)
+            raise
+        self._touched(model, record, uid)
         return record_id
 
-    def _write(self, model: str, record_id: int, values: dict[str, Any]) -> None:
+    def _write(self, model: str, record_id: int, values: dict[str, Any], uid: int = UID) -> None:
         record = self._existing(model, record_id)
         self._check(model, {**record, **values})
         updated = dict(record)
         self._apply(model, updated, values)
+        if model == "crm.lead" and "stage_id" in values and values["stage_id"] != record["stage_id"]:
+            stage = self.tables["crm.stage"][updated["stage_id"]]
+            if stage["is_won"]:
+                updated.update(probability=100, date_closed=_now())
+                if self.version >= 19:
+                    updated["active"] = True
+            elif "probability" not in values:
+                updated["date_closed"] = False
+        if model == "crm.lead" and self.version >= 19:
+            stage = self.tables["crm.stage"].get(updated["stage_id"]) or {}
+            if stage.get("is_won") and updated["probability"] != 100:
+                raise OdooError(
+                    "odoo.exceptions.ValidationError",
+                    "A lead in a Won stage cannot be lost. Move it to another stage first.",
+                )
         self.tables[model][record_id] = updated
+        self._touched(model, updated, uid)
+
+    def _touched(self, model: str, record: dict[str, Any], uid: int) -> None:
+        if "write_date" in record:
+            record["write_date"] = _now()
+        if "write_uid" in record:
+            record["write_uid"] = uid
+        if model == "sale.order.line" and record.get("order_id"):
+            self._totals(record["order_id"])
+        if model == "sale.order":
+            self._totals(record["id"])
+
+    def _totals(self, order_id: int) -> None:
+        order = self.tables["sale.order"].get(order_id)
+        if order is None:
+            return
+        total = 0.0
+        for line_id in self._children("sale.order", order_id, "order_line"):
+            line = self.tables["sale.order.line"][line_id]
+            line["price_subtotal"] = round(
+                float(line["product_uom_qty"] or 0) * float(line["price_unit"] or 0), 2
+            )
+            total += line["price_subtotal"]
+        order["amount_untaxed"] = order["amount_total"] = round(total, 2)  # no taxes in the fake
+
+    def _line_defaults(self, line: dict[str, Any]) -> None:
+        """sale.order.line: ``name`` computed from the product; a product line needs a product."""
+        if line.get("display_type"):
+            if line.get("product_id"):
+                raise OdooError(
+                    "odoo.exceptions.ValidationError", "Forbidden values on non-accountable sale order line"
+                )
+            return
+        if not line.get("product_id"):
+            raise OdooError(
+                "odoo.exceptions.ValidationError",
+                "Missing required fields on accountable sale order line.",
+            )
+        if not line.get("name"):
+            line["name"] = self.tables["product.product"][line["product_id"]]["name"]
+
+    def _unique_source_name(self, name: str, record_id: int) -> str:
+        """utm.source's create renames a duplicate name "X [2]" rather than failing."""
+        taken = {r["name"] for i, r in self.tables["utm.source"].items() if i != record_id}
+        if name not in taken:
+            return name
+        n = 2
+        while f"{name} [{n}]" in taken:
+            n += 1
+        return f"{name} [{n}]"
+
+    def _first_stage(self) -> int | bool:
+        stages = sorted(
+            (r for r in self.tables["crm.stage"].values() if not r["fold"]),
+            key=lambda r: (r["sequence"] or 0, r["id"]),
+        )
+        return stages[0]["id"] if stages else False
+
+    def _set_won(self, lead_id: int) -> None:
+        lead = self._existing("crm.lead", lead_id)
+        current = self.tables["crm.stage"].get(lead["stage_id"]) or {"sequence": 0}
+        won = sorted(
+            (r for r in self.tables["crm.stage"].values() if r["is_won"]),
+            key=lambda r: (r["sequence"] or 0, r["id"]),
+        )
+        if not won:
+            raise OdooError("odoo.exceptions.UserError", "No won stage is set up.")
+        after = [r for r in won if (r["sequence"] or 0) > (current["sequence"] or 0)]
+        before = [r for r in won if (r["sequence"] or 0) <= (current["sequence"] or 0)]
+        stage = after[0] if after else before[-1] if before else won[0]
+        self._write("crm.lead", lead_id, {"stage_id": stage["id"], "probability": 100, "active": True})
+
+    def _set_lost(self, lead_id: int, values: dict[str, Any]) -> None:
+        lead = self._existing("crm.lead", lead_id)
+        stage = self.tables["crm.stage"].get(lead["stage_id"]) or {}
+        if self.version >= 19 and stage.get("is_won"):
+            raise OdooError(
+                "odoo.exceptions.ValidationError",
+                "A lead in a Won stage cannot be lost. Move it to another stage first.",
+            )
+        # One write, so a refused value (a lost reason that is gone) leaves the lead as it was,
+        # as Odoo's transaction would.
+        self._write("crm.lead", lead_id, {**values, "active": False, "probability": 0, "date_closed": _now()})
+
+    def _confirm(self, order_id: int) -> None:
+        order = self._existing("sale.order", order_id)
+        if order["state"] not in ("draft", "sent"):
+            raise OdooError(
+                "odoo.exceptions.UserError", "Some orders are not in a state requiring confirmation."
+            )
+        for line_id in self._children("sale.order", order_id, "order_line"):
+            line = self.tables["sale.order.line"][line_id]
+            if not line["display_type"] and not line["product_id"]:
+                raise OdooError("odoo.exceptions.UserError", "A line on these orders is missing a product.")
+        self._write("sale.order", order_id, {"state": "sale", "date_order": _now()})
 
     def _apply(self, model: str, record: dict[str, Any], values: dict[str, Any]) -> None:
         for name, value in values.items():
             if name not in MODELS[model]:
                 raise OdooError("builtins.ValueError", f"Invalid field '{name}' on model '{model}'")
+            if (model, name) in COMPUTED:
+                continue
             if (model, name) in MANY2MANY:
                 record[name] = self._commands(MODELS[model][name] or "", list(record[name]), value)
+            elif (model, name) in ONE2MANY:
+                record[name] = self._one2many(model, record, name, value)
             elif MODELS[model][name] and value:
+                if isinstance(value, list | dict | bool):
+                    raise OdooError(
+                        "builtins.TypeError", f"{model}.{name}: a many2one takes an id, not {value!r}"
+                    )
                 self._existing(MODELS[model][name] or "", int(value))
                 record[name] = int(value)
             else:
                 record[name] = value
+
+    def _children(self, model: str, record_id: int, name: str) -> list[int]:
+        """A one2many's ids: the related records whose inverse many2one points here."""
+        related, inverse = MODELS[model][name] or "", ONE2MANY[(model, name)]
+        return sorted(i for i, r in self.tables[related].items() if r.get(inverse) == record_id)
+
+    def _one2many(self, model: str, record: dict[str, Any], name: str, commands: list[Any]) -> list[int]:
+        related, inverse = MODELS[model][name] or "", ONE2MANY[(model, name)]
+        current = self._children(model, record["id"], name)
+        for command in commands:
+            code = command[0]
+            if code == 0:
+                current.append(self._create(related, {**command[2], inverse: record["id"]}))
+            elif code == 1:
+                self._write(related, command[1], command[2])
+            elif code == 2:
+                self.tables[related].pop(command[1], None)
+                current = [i for i in current if i != command[1]]
+            elif code == 5:
+                for line_id in current:
+                    self.tables[related].pop(line_id, None)
+                current = []
+            else:
+                raise OdooError("builtins.ValueError", f"Unsupported one2many command {command!r}")
+        return current
 
     def _commands(self, related: str, current: list[int], commands: list[Any]) -> list[int]:
         for command in commands:
@@ -364,7 +761,9 @@ class FakeOdoo(FakeServer):
             )
         return record
 
-    def _read(self, model: str, record_id: int, fields: list[str] | None) -> dict[str, Any]:
+    def _read(
+        self, model: str, record_id: int, fields: list[str] | None, load: str | None = "_classic_read"
+    ) -> dict[str, Any]:
         record = self.tables[model][record_id]
         result: dict[str, Any] = {"id": record_id}
         for name in fields or list(MODELS[model]):
@@ -373,9 +772,12 @@ class FakeOdoo(FakeServer):
             if name not in MODELS[model]:
                 raise OdooError("builtins.ValueError", f"Invalid field '{name}' on model '{model}'")
             value = record[name]
+            if (model, name) in ONE2MANY:
+                value = self._children(model, record_id, name)
             related = MODELS[model][name]
-            if related and (model, name) not in MANY2MANY:
-                value = [value, self.tables[related][value].get("name") or ""] if value else False
+            if related and (model, name) not in MANY2MANY and (model, name) not in ONE2MANY:
+                found = self.tables[related].get(value) if value else None
+                value = ([value, found.get("name") or ""] if load else value) if found else False
             result[name] = copy.deepcopy(value)
         return result
 
@@ -383,9 +785,14 @@ class FakeOdoo(FakeServer):
         records = list(self.tables[model].values())
         if "active" in MODELS[model] and not any(_leaf(t) and t[0] == "active" for t in domain):
             records = [r for r in records if r["active"]]
-        ids = [r["id"] for r in records if self._matches(model, r, list(domain))]
+        matched = [r for r in records if self._matches(model, r, list(domain))]
         order = str(options.get("order") or "id asc")
-        ids.sort(reverse=order.split()[-1].lower() == "desc")
+        for term in reversed([t.split() for t in order.split(",") if t.strip()]):  # stable: last key first
+            name, descending = term[0], len(term) > 1 and term[1].lower() == "desc"
+            if name != "id" and name not in MODELS[model]:
+                raise OdooError("builtins.ValueError", f"Invalid field {name!r} on model {model!r} in order")
+            matched.sort(key=lambda r, n=name: (r.get(n) is False, r.get(n) or 0), reverse=descending)
+        ids = [r["id"] for r in matched]
         offset = int(options.get("offset") or 0)
         limit = options.get("limit")
         return ids[offset : offset + int(limit)] if limit else ids[offset:]
@@ -436,6 +843,11 @@ class FakeOdoo(FakeServer):
         if operator in comparisons:
             return actual is not False and comparisons[operator](actual, value)
         raise OdooError("builtins.ValueError", f"Invalid operator {operator!r}")
+
+
+def _now() -> str:
+    """Odoo's datetime format over JSON-RPC: UTC, "YYYY-MM-DD HH:MM:SS"."""
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _leaf(term: Any) -> bool:

@@ -59,6 +59,9 @@ os.environ.update(
     ODOO_API_KEY=ODOO.api_key,
     ODOO_TIMEOUT_SECONDS="2",
     CRM_RETRY_MAX_SECONDS="1",
+    # Odoo as the order system too (tests/system/test_odoo_orders.py); its webhook's path secret.
+    ODOO_ORDER_SYSTEM="true",
+    ODOO_WEBHOOK_SECRET="odoo-hook-secret",
     # Routing: open all hours, no survey and no AI agent, unless a test's routing worker says so.
     BUSINESS_HOURS="always",
     SURVEY_ENABLED="false",

@@ -199,6 +199,9 @@ def test_new_chat_creates_partner_and_lead_once_even_when_replayed(client, admin
     assert lead["user_id"] is False  # unassigned, not the API user
     [source] = [s for s in odoo.records("utm.source") if s["id"] == lead["source_id"]]
     assert source["name"] == "WhatsApp ad 120210000000000777"
+    [medium] = [m for m in odoo.records("utm.medium") if m["id"] == lead["medium_id"]]
+    [campaign] = [c for c in odoo.records("utm.campaign") if c["id"] == lead["campaign_id"]]
+    assert (medium["name"], campaign["name"]) == ("WhatsApp", "Promo akhir tahun")
     assert "Promo akhir tahun" in lead["description"]
     [log] = posts_on(odoo, "crm.lead", lead["id"])
     assert "Halo, masih ada stok?" in log and "Budi Santoso" in log
@@ -274,6 +277,7 @@ def test_label_added_adds_a_tag_and_removed_takes_it_off(client, odoo):
 
 
 def test_odoo_down_for_a_while_then_up_everything_synced_once(client, admin_headers, odoo, drained):
+    odoo.add("product.product", name="WhatsApp order item", default_code="WACRM-ITEM", sale_ok=True)
     customers = [unique_phone() for _ in range(3)]
     odoo.down("refuse")
     for index, (wa_id, _) in enumerate(customers):
@@ -298,6 +302,8 @@ def test_odoo_down_for_a_while_then_up_everything_synced_once(client, admin_head
         posts = posts_on(odoo, "crm.lead", lead["id"])
         assert sum("Ada diskon?" in p for p in posts) == 1
         if index == 0:
+            [sale_order] = [o for o in odoo.records("sale.order") if o["opportunity_id"] == lead["id"]]
+            posts = posts_on(odoo, "sale.order", sale_order["id"])
             assert sum(f"Order SO-{customers[0][0]} created" in p for p in posts) == 1
         assert crm_view(client, admin_headers, phone)["state"] == "synced"
 
@@ -339,6 +345,7 @@ def test_the_conversation_log_is_posted_in_batches(client, odoo):
 
 
 def test_order_events_are_noted_and_a_delivery_followup_makes_an_activity(client, odoo):
+    odoo.add("product.product", name="WhatsApp order item", default_code="WACRM-ITEM", sale_ok=True)
     wa_id, phone = unique_phone()
     order_id = f"SO-{wa_id}"
     customer_writes(client, wa_id, "Agus", "Saya mau pesan")
@@ -366,7 +373,8 @@ def test_order_events_are_noted_and_a_delivery_followup_makes_an_activity(client
     settled()
     [partner] = partners(odoo, phone)
     [lead] = leads_of(odoo, partner["id"])
-    posts = " ".join(posts_on(odoo, "crm.lead", lead["id"]))
+    [sale_order] = [o for o in odoo.records("sale.order") if o["client_order_ref"] == order_id]
+    posts = " ".join(posts_on(odoo, "sale.order", sale_order["id"]))
     assert f"Order {order_id} created. Total Rp150.000." in posts
     assert "Courier JNE, tracking number JNE0123" in posts
     [activity] = [a for a in odoo.records("mail.activity") if a["res_id"] == lead["id"]]
@@ -435,3 +443,31 @@ def test_the_sweeper_publishes_jobs_whose_task_was_lost(client, odoo):
     settled()
     posts = " ".join(posts_on(odoo, "crm.lead", lead["id"]))
     assert "found lost:queued" in posts and "found lost:running" in posts
+
+
+def test_many_new_customers_cost_a_few_calls_in_all(odoo):
+    """The batch the worker makes of contacts synced together: partners looked up in one
+    search_read (by our reference and by phone, however typed) and the missing ones created in
+    one create; their leads in one create."""
+    crm_client = client_for(odoo)
+    typed = odoo.add("res.partner", name="Bu Sari", phone="0813-5555-7777")
+    ours = odoo.add("res.partner", name="Old", ref="wacrm-contact:901")
+    odoo.calls.clear()
+    people = [
+        PartnerIn("Sari", "+6281355557777", ref="wacrm-contact:900"),
+        PartnerIn("Old", None, ref="wacrm-contact:901"),
+        PartnerIn("Baru 1", "+6285700009001", ref="wacrm-contact:902"),
+        PartnerIn("Baru 2", "+6285700009002", ref="wacrm-contact:903"),
+    ]
+    found = crm_client.upsert_partners(people)
+    assert found[:2] == [(typed, False), (ours, False)]
+    assert [created for _, created in found[2:]] == [True, True]
+    assert odoo.count("res.partner", "search_read") == 1 and odoo.count("res.partner", "create") == 1
+    leads = crm_client.create_leads(
+        [
+            LeadIn(f"WhatsApp: {p.name}", partner_id, p.name, p.phone)
+            for p, (partner_id, _) in zip(people, found, strict=True)
+        ]
+    )
+    assert len(set(leads)) == 4 and odoo.count("crm.lead", "create") == 1
+    assert odoo.count() == 5  # and, once per process, authenticate and fields_get

@@ -35,7 +35,17 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, func, select, text
 
 from domain.order_events import EVENT_TYPES
-from models import Contact, ContactIdentity, CrmSyncJob, DeliveryStatus, InboxEvent, Label, Message, Order
+from models import (
+    Contact,
+    ContactIdentity,
+    CrmSyncJob,
+    DeliveryStatus,
+    InboxEvent,
+    Label,
+    Message,
+    Order,
+    OrderItem,
+)
 from models.db import session_scope
 from observability.logs import MaskingJsonFormatter
 from producers.waha import LABEL_EVENTS, MESSAGE_EVENTS
@@ -646,6 +656,16 @@ def _order_with(where: str, key: str) -> Callable[[Any], dict]:
     return build
 
 
+def _order_item(key: str) -> Callable[[Any], dict]:
+    """An order with one item whose ``key`` is the value."""
+
+    def build(value: Any) -> dict:
+        item = {"sku": "KAOS-M", "name": "Kaos", "qty": 1, "price": 50000, key: value}
+        return _order(items=[item])
+
+    return build
+
+
 def _cloud_message(**changes: Any) -> Callable[[Any], dict]:
     """An inbound text; ``changes`` maps a key of the message to how the value goes there."""
 
@@ -748,6 +768,22 @@ LIMITS = [
         "order.tracking_number",
         length(Order.tracking_number),
         _order_with("order", "tracking_number"),
+    ),
+    Limit("/webhooks/orders", "order.items[0].sku", length(OrderItem.sku), _order_item("sku")),
+    Limit("/webhooks/orders", "order.items[0].name", length(OrderItem.name), _order_item("name")),
+    Limit(
+        "/webhooks/orders",
+        "order.items[0].price",
+        10 ** (OrderItem.price.type.precision - OrderItem.price.type.scale) - 1,
+        _order_item("price"),
+        kind="number",
+    ),
+    Limit(
+        "/webhooks/orders",
+        "order.items[0].qty",
+        10 ** (OrderItem.qty.type.precision - OrderItem.qty.type.scale) - 1,
+        _order_item("qty"),
+        kind="number",
     ),
     Limit(
         "/webhooks/orders",

@@ -411,6 +411,20 @@ def _fired() -> int:
         ({k: v for k, v in samples.order_event("order.paid").items() if k != "order"}, "order"),
         ({k: v for k, v in samples.order_event("order.paid").items() if k != "contact"}, "contact"),
         ({**samples.order_event("order.paid"), "occurred_at": "yesterday"}, "occurred_at"),
+        (samples.order_event("order.created", items={"sku": "A"}), "order.items"),
+        (samples.order_event("order.created", items=["kaos"]), "order.items[0]"),
+        (
+            samples.order_event("order.created", items=[{"sku": "A", "qty": 1, "price": 1}]),
+            "order.items[0].name",
+        ),
+        (
+            samples.order_event("order.created", items=[{"name": "Kaos", "qty": 0, "price": 1}]),
+            "order.items[0].qty",
+        ),
+        (
+            samples.order_event("order.created", items=[{"name": "Kaos", "qty": 1, "price": -5}]),
+            "order.items[0].price",
+        ),
     ],
 )
 def test_rejected_events_name_the_field_and_change_nothing(client, event, field):
