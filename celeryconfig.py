@@ -21,7 +21,9 @@ task_time_limit = _TASK_TIME_LIMIT
 task_soft_time_limit = _TASK_TIME_LIMIT - 30
 
 if broker_url.startswith("filesystem"):
-    # The embedded broker: message files in a folder, shared by every local process.
+    # The embedded broker: message files in a folder, shared by every local process; each written
+    # whole before a consumer can take it (queueing/filesystem_broker.py).
+    broker_transport = "queueing.filesystem_broker:Transport"
     _folder = settings.broker_folder
     broker_transport_options = {
         "data_folder_in": str(_folder / "queue"),
