@@ -136,7 +136,10 @@ def test_dashboard_shows_labels_flows_staff_sources_and_a_searchable_list(server
     token = browser.find_element(By.ID, "token")  # not signed in: the sign-in form
     token.send_keys("wrong token")
     token.submit()
-    assert "not right" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    # The answer is a new page: wait for it (a sign-in is checked off the event loop, and the
+    # old page's form is still there until the new one arrives).
+    alert = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "[role=alert]"), 10, "the error")
+    assert "not right" in alert[0].text
     browser.find_element(By.ID, "token").send_keys(TOKEN)
     browser.find_element(By.CSS_SELECTOR, "form.login button").click()
     wait_for(lambda: browser.find_elements(By.ID, "chart-labels"), 10, "the dashboard after signing in")
