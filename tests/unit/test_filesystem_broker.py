@@ -30,9 +30,3 @@ def test_a_message_is_written_whole_under_another_name_then_renamed_into_place(t
         assert queue.get(timeout=1).payload == {"event_id": 42}
         queue.close()
 
-
-def test_the_embedded_default_uses_this_transport():
-    import celeryconfig
-
-    assert celeryconfig.broker_url.startswith("filesystem")
-    assert celeryconfig.broker_transport == "queueing.filesystem_broker:Transport"
