@@ -311,11 +311,11 @@ def _segment_csv(label: str) -> Iterator[str]:
             yield _csv_line(
                 (
                     m.id,
-                    _cell(m.name),
+                    spreadsheet_cell(m.name),
                     m.phone or "",
                     m.lead_source,
                     m.labelled_at.isoformat(),
-                    _cell(m.labelled_by),
+                    spreadsheet_cell(m.labelled_by),
                     m.opted_out_at.isoformat() if m.opted_out_at else "",
                 )
             )
@@ -330,7 +330,7 @@ def _csv_line(values: tuple[object, ...]) -> str:
     return buffer.getvalue()
 
 
-def _cell(text: str | None) -> str:
+def spreadsheet_cell(text: str | None) -> str:
     """Free text for a spreadsheet: a leading = + - @ would run as a formula (CSV injection)."""
     if not text:
         return ""

@@ -14,7 +14,7 @@ The table in words (docs/accounts.md has it as a table):
   answer, upload a file to send, pause automation for a contact, read the FAQ and the templates;
   change their own availability; their own API tokens.
 - **supervisor**: all of that, plus assign and reassign conversations, override routing
-  decisions, read the human queue's figures, the label and journey figures, the agents list, the
+  decisions, read the human queue's figures, the label, journey and team figures, the agents list, the
   label dashboard.
 - **admin**: everything, and alone: channels, agents (create, change, delete), FAQ, follow-up
   rules, broadcasts, the audit log, the contact export, syncing templates, the Flows served.
@@ -95,6 +95,8 @@ RULES: dict[tuple[str, str], Rule] = {
     # Figures.
     ("GET", "/api/labels"): SUPERVISOR_UP,
     ("GET", "/api/journey"): SUPERVISOR_UP,
+    ("GET", "/api/figures"): SUPERVISOR_UP,
+    ("GET", "/api/figures.csv"): SUPERVISOR_UP,
     ("GET", "/dashboard"): Rule(SUPERVISORS, page=True),
     ("GET", "/dashboard/contacts.csv"): Rule(SUPERVISORS, page=True),
     # Accounts: the list for supervisors; availability by its owner (checked in the route).

@@ -17,6 +17,7 @@ import api.channels
 import api.contacts
 import api.control
 import api.dashboard
+import api.figures
 import api.flows
 import api.inbox
 import api.journey
@@ -85,6 +86,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.automation.router)
     application.include_router(api.accounts.router)
     application.include_router(api.journey.router)
+    application.include_router(api.figures.router)
     application.include_router(api.flows.router)
     application.include_router(api.media.router)
     application.include_router(api.templates.router)
