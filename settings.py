@@ -90,6 +90,15 @@ class Settings(BaseSettings):
     # The delay is this many times the customer's typical response time, then bounded.
     adaptive_followup_factor: float = Field(default=3, gt=0)
     adaptive_followup_tick_seconds: float = Field(default=30, gt=0)
+    # Follow-ups timed by what works: a delivery follow-up waits for the customer's usual hour up
+    # to this local hour of its day; this share of due adaptive follow-ups is held back as the
+    # silence they are compared with; a follow-up worked when the customer wrote within
+    # FOLLOWUP_EFFECT_HOURS (or ordered within FOLLOWUP_ORDER_DAYS); a verdict needs this many of each.
+    followup_latest_hour: int = Field(default=20, ge=0, le=23)
+    followup_holdout_share: float = Field(default=0.1, ge=0, le=0.5)
+    followup_effect_hours: float = Field(default=24, gt=0)
+    followup_order_days: float = Field(default=7, gt=0)
+    followup_min_sample: int = Field(default=20, ge=1)
     survey_enabled: bool = True
 
     # Flower's basic auth, "user:password" (comma-separated for several); Flower refuses to

@@ -15,7 +15,7 @@ from api.auth import Caller
 from api.crm import CrmSyncOut, crm_sync
 from api.labels import LabelChangeOut, label_history
 from api.permissions import contact_in_reach
-from domain import phones, service_window
+from domain import answer_hours, phones, service_window
 from models import Company, Contact, ContactIdentity, Conversation, Deal, Message, Order
 from models.base import utcnow
 from models.channels import SETTINGS_CHANNEL
@@ -134,6 +134,7 @@ class ContactDetail(ContactOut):
     label_history: list[LabelChangeOut]  # every label given or taken away, oldest first
     crm: CrmSyncOut  # Odoo partner and lead ids, and how the sync stands
     identity_conflicts: list[IdentityConflictOut]
+    usual_hours: list[int] = []  # local hours (TIMEZONE) in which they usually write; follow-ups aim there
 
 
 class MessageOut(BaseModel):
@@ -242,6 +243,7 @@ def get_contact(contact_id: int, caller: Caller) -> ContactDetail:
             label_history=label_history(session, contact.id),
             crm=crm_sync(session, contact.id),
             identity_conflicts=conflicts_of(session, contact.id),
+            usual_hours=sorted(answer_hours.usual_hours(contact.answer_hours)),
         )
 
 

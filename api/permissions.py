@@ -109,6 +109,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", "/api/faq/{key}"): ADMIN_ONLY,
     ("DELETE", "/api/faq/{key}"): ADMIN_ONLY,
     ("GET", "/api/followup-rules"): SUPERVISOR_UP,
+    ("GET", "/api/followup-rules/effects"): SUPERVISOR_UP,
     ("PUT", "/api/followup-rules"): ADMIN_ONLY,
     ("POST", "/api/broadcasts"): ADMIN_ONLY,
     ("GET", "/api/broadcasts/{broadcast_id}"): ADMIN_ONLY,

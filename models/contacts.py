@@ -41,6 +41,8 @@ class Contact(Base):
     opted_out_at: Mapped[datetime | None]
     # How fast this customer usually answers us (a moving average), for adaptive follow-ups.
     typical_response_seconds: Mapped[float | None]
+    # Their messages per local hour (24 counts), for sending follow-ups when they usually write.
+    answer_hours: Mapped[list[int] | None] = mapped_column(JSONType)
     # Routing: the lead class with its reasons, the sales agent who owns the contact, and a
     # pause switch that stops every automatic message to them.
     lead_class: Mapped[str | None] = mapped_column(String(8), index=True)

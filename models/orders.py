@@ -66,6 +66,7 @@ class DeliveryFollowup(Base):
         String(16), default=SCHEDULED
     )  # scheduled | fired | cancelled | missed
     fired_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]  # the customer wrote within FOLLOWUP_EFFECT_HOURS of it
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

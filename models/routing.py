@@ -19,6 +19,7 @@ DECIDED, AI_PENDING = "decided", "ai_pending"
 
 # Adaptive follow-ups: pending until beat fires them (queued) or finds a reason not to.
 PENDING, QUEUED, CANCELLED = "pending", "queued", "cancelled"
+HELD_OUT = "held_out"  # due and allowed, kept back on purpose: the silence it is compared with
 
 
 # An account's role: what it may do (api/permissions.py has the table).
@@ -149,6 +150,11 @@ class AdaptiveFollowup(Base):
     state: Mapped[str] = mapped_column(String(16), default=PENDING)
     reason: Mapped[str | None] = mapped_column(String(255))
     outbound_id: Mapped[int | None] = mapped_column(ForeignKey("outbound_messages.id"))
+    rules_scope: Mapped[str | None] = mapped_column(String(32))  # the rules that scheduled it
+    # Its effect: the customer wrote, or ordered, within FOLLOWUP_EFFECT_HOURS / _ORDER_DAYS of
+    # its due time (sent, or held out for comparison).
+    answered_at: Mapped[datetime | None]
+    ordered_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -94,7 +94,7 @@ FIRST_RESPONSE_SECONDS = Histogram(
 )
 ADAPTIVE_FOLLOWUPS = Counter(
     "wacrm_adaptive_followups_total",
-    "Adaptive follow-ups beat found due: queued, or cancelled (with why).",
+    "Adaptive follow-ups beat found due: queued, cancelled (with why) or held out (the baseline).",
     ["outcome"],
 )
 

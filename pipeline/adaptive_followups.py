@@ -11,15 +11,16 @@ the customer answered, the conversation ended, or a person or a pause stopped au
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain import intent
+from domain import answer_hours, intent
 from domain.automation_content import ADAPTIVE_FOLLOWUP
 from domain.replies import MAY_AWAIT_ANSWER
-from models import AdaptiveFollowup, Contact, FollowupRules, Message, OutboundMessage
+from models import AdaptiveFollowup, Contact, Conversation, FollowupRules, Message, OutboundMessage
 from settings import settings
 
 DEFAULT_SCOPE = "default"
@@ -64,6 +65,21 @@ def delay_for(contact: Contact, rules: Rules) -> timedelta:
     return timedelta(seconds=min(rules.max_delay_seconds, max(rules.min_delay_seconds, wanted)))
 
 
+def due_at(contact: Contact, rules: Rules, asked_at: datetime, window_closes: datetime | None) -> datetime:
+    """After the adaptive delay, at the first hour in which the customer usually writes, as long
+    as that is inside the rules' maximum delay and the 24-hour window (a nudge after it would
+    have to be a template)."""
+    latest = asked_at + timedelta(seconds=rules.max_delay_seconds)
+    if window_closes is not None:
+        latest = min(latest, window_closes)
+    return answer_hours.at_usual_hour(
+        asked_at + delay_for(contact, rules),
+        latest,
+        answer_hours.usual_hours(contact.answer_hours),
+        ZoneInfo(settings.timezone),
+    )
+
+
 def after_our_message(session: Session, contact: Contact, sent: OutboundMessage, message: Message) -> None:
     """Called when an outbox row went out as ``message``: schedule a nudge if it asked something."""
     if sent.trigger not in MAY_AWAIT_ANSWER or not intent.asks_question(sent.text):
@@ -84,6 +100,12 @@ def after_our_message(session: Session, contact: Contact, sent: OutboundMessage,
             after_message_id=message.id,
             asked_at=message.occurred_at,
             attempt=attempt,
-            due_at=message.occurred_at + delay_for(contact, rules),
+            due_at=due_at(
+                contact,
+                rules,
+                message.occurred_at,
+                session.get_one(Conversation, message.conversation_id).window_expires_at,
+            ),
+            rules_scope=rules.scope,
         )
     )

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from domain import opt_out, service_window
+from domain import answer_hours, opt_out, service_window
 from domain.message_types import describe
 from models import Contact, Conversation, Deal, Message
 from models.conversations import INBOUND, OUTBOUND
 from models.types import room
 from observability.metrics import FIRST_RESPONSE_SECONDS
-from pipeline import channels, crm_sync, identity, locks, media, receipts
+from pipeline import channels, crm_sync, followup_effects, identity, locks, media, receipts
 from queueing import publish
 from queueing.after_commit import publish_after_commit
 from settings import settings
@@ -66,6 +67,10 @@ def record_inbound_message(
     crm_sync.queue_log(session, contact.id)  # the conversation log in Odoo (nothing while ODOO_URL is unset)
 
     _learn_response_time(contact, conversation, occurred_at)
+    zone = ZoneInfo(settings.timezone)
+    contact.answer_hours = answer_hours.counted(contact.answer_hours, occurred_at, zone)
+    if contact.last_outbound_at is not None:  # else no follow-up of ours can be waiting for this
+        followup_effects.note_answer(session, contact.id, occurred_at)
     conversation.message_count += 1
     conversation.last_message_at = max(conversation.last_message_at, occurred_at)
     conversation.last_inbound_at = _latest(conversation.last_inbound_at, occurred_at)

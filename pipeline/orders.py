@@ -24,11 +24,12 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from domain import order_messages
+from domain import answer_hours, order_messages
 from domain.followup_time import day_gone, followup_due
 from domain.order_messages import (
     CONTACT_CREATED,
@@ -43,7 +44,7 @@ from models.base import utcnow
 from models.db import dialect_insert
 from models.orders import CANCELLED, FIRED, MISSED, SCHEDULED, STAGES
 from models.outbox import QUEUED
-from pipeline import channels, context, crm_sync, deal_stage, identity, outbox
+from pipeline import channels, context, crm_sync, deal_stage, followup_effects, identity, outbox
 from settings import settings
 
 # The stage each event moves the order to, and the message that step sends.
@@ -91,6 +92,8 @@ def record_order_event(session: Session, payload: dict[str, Any]) -> None:
     # The order's messages go to the phone of its newest event (that of an older one is stale).
     recipient = contact if order.contact_id == contact.id else session.get_one(Contact, order.contact_id)
     event_type = payload["type"]
+    if event_type == "order.created":
+        followup_effects.note_order(session, order.contact_id, occurred_at)
     if event_type == "order.cancelled":
         if order.cancelled_at is None:
             order.cancelled_at = occurred_at
@@ -277,12 +280,24 @@ def _schedule_followup(session: Session, order: Order) -> None:
         return
     if order.stage != "shipped" or order.estimated_delivery_date is None:
         return
-    due = followup_due(order.estimated_delivery_date, settings.followup_cron, settings.timezone)
+    due = _at_their_hour(
+        session.get_one(Contact, order.contact_id),
+        followup_due(order.estimated_delivery_date, settings.followup_cron, settings.timezone),
+    )
     state = MISSED if day_gone(due, settings.timezone, utcnow()) else SCHEDULED
     if followup is None:
         session.add(DeliveryFollowup(order_id=order.id, due_at=due, state=state))
     elif followup.state != FIRED and (followup.due_at, followup.state) != (due, state):
         followup.due_at, followup.state, followup.updated_at = due, state, utcnow()
+
+
+def _at_their_hour(contact: Contact, due: datetime) -> datetime:
+    """The follow-up's cron time, or later that day at the hour the customer usually writes (no
+    later than FOLLOWUP_LATEST_HOUR: it asks whether the order arrived "today")."""
+    zone = ZoneInfo(settings.timezone)
+    local = due.astimezone(zone)
+    latest = local.replace(hour=settings.followup_latest_hour, minute=0, second=0, microsecond=0)
+    return answer_hours.at_usual_hour(due, latest, answer_hours.usual_hours(contact.answer_hours), zone)
 
 
 def _values(contact: Contact, order: Order | None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import api.control
 import api.dashboard
 import api.figures
 import api.flows
+import api.followup_effects
 import api.inbox
 import api.journey
 import api.labels
@@ -87,6 +88,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.accounts.router)
     application.include_router(api.journey.router)
     application.include_router(api.figures.router)
+    application.include_router(api.followup_effects.router)
     application.include_router(api.flows.router)
     application.include_router(api.media.router)
     application.include_router(api.templates.router)

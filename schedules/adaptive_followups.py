@@ -20,9 +20,9 @@ from models import AdaptiveFollowup, Contact, Conversation, Message, Order
 from models.base import utcnow
 from models.conversations import INBOUND
 from models.db import session_scope
-from models.routing import CANCELLED, PENDING, QUEUED
+from models.routing import CANCELLED, HELD_OUT, PENDING, QUEUED
 from observability.metrics import ADAPTIVE_FOLLOWUPS
-from pipeline import adaptive_followups, channels, locks
+from pipeline import adaptive_followups, channels, followup_effects, locks
 from pipeline.routing import queue_automation_message
 from queueing import names
 from queueing.tasks import periodic_task
@@ -65,6 +65,10 @@ def _fire(followup_id: int, contact_id: int) -> bool:
         if reason or contact is None:
             followup.state, followup.reason = CANCELLED, reason or "the contact is gone"
             ADAPTIVE_FOLLOWUPS.labels("cancelled").inc()
+            return False
+        if followup_effects.held_out(followup.id):
+            followup.state, followup.reason = HELD_OUT, "held back: the silence nudges are compared with"
+            ADAPTIVE_FOLLOWUPS.labels("held_out").inc()
             return False
         followup.outbound_id = queue_automation_message(
             session,

@@ -52,6 +52,8 @@ os.environ.update(
     # Every minute: a follow-up for a date of today is due at once, one for a later date is not.
     FOLLOWUP_CRON="* * * * *",
     FOLLOWUP_TICK_SECONDS="1",
+    # No adaptive follow-up held back as a baseline, unless a test's beat says so.
+    FOLLOWUP_HOLDOUT_SHARE="0",
     LOG_LEVEL="INFO",
     ODOO_URL=ODOO.url,
     ODOO_DB=ODOO.db,
