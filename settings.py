@@ -167,10 +167,14 @@ class Settings(BaseSettings):
     # Meta's Conversions API for business messaging (off by default): the dataset the events go
     # to, and the token (unset: WHATSAPP_ACCESS_TOKEN) and Graph base (unset: WHATSAPP_API_BASE).
     meta_conversions_enabled: bool = False
+    # The currency of an order that names none (what a Purchase event reports it in).
+    default_currency: str = "IDR"
     meta_conversions_dataset_id: str | None = None
     meta_conversions_token: str | None = None
     meta_conversions_api_base: str | None = None
     meta_conversions_max_attempts: int = Field(default=8, gt=0)
+    # The first retry's wait after a failed send; each next one waits twice as long (at most 1 h).
+    meta_conversions_retry_base_seconds: float = Field(default=30, gt=0)
 
     @property
     def rate_limit_redis_url(self) -> str | None:

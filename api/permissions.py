@@ -126,6 +126,12 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/flows/{name}"): ADMIN_ONLY,
     ("POST", "/flows/{name}"): OPEN,  # Meta's Flows data endpoint: signed and encrypted
     ("GET", "/inbox"): Rule(EVERYONE, page=True),
+    # Campaigns: a tracked link redirects anyone (to its registered URL only); links are made by
+    # admins; the figures are for supervisors (their teams'); the Conversions API outbox, admins.
+    ("GET", "/r/{code:path}"): OPEN,
+    ("POST", "/api/links"): ADMIN_ONLY,
+    ("GET", "/api/campaigns"): SUPERVISOR_UP,
+    ("GET", "/api/conversions"): ADMIN_ONLY,
 }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -47,7 +47,7 @@ def with_code(url: str, code: str) -> str:
     texts = [value for key, value in query if key == "text"]
     prefilled = f"{texts[0]} ref:{code}".strip() if texts else f"ref:{code}"
     rest = [(key, value) for key, value in query if key != "text"]
-    return urlunsplit(parts._replace(query=urlencode([*rest, ("text", prefilled)])))
+    return urlunsplit(parts._replace(query=urlencode([*rest, ("text", prefilled)], quote_via=quote)))
 
 
 def note_inbound(
@@ -89,6 +89,7 @@ def attribute_order(session: Session, order: Order, at: datetime) -> None:
         select(Conversation.id)
         .where(
             Conversation.contact_id == order.contact_id,
+            Conversation.last_inbound_at.is_not(None),  # one the customer wrote in, not only ours
             Conversation.started_at <= at,
             Conversation.started_at >= at - window,
         )
@@ -117,6 +118,15 @@ def first_touch(session: Session, contact_id: int) -> Touch | None:
     return session.scalars(
         select(Touch).where(Touch.contact_id == contact_id).order_by(Touch.occurred_at, Touch.id).limit(1)
     ).first()
+
+
+def touches_of(session: Session, contact_id: int) -> list[Touch]:
+    """Every touch of the contact, oldest first."""
+    return list(
+        session.scalars(
+            select(Touch).where(Touch.contact_id == contact_id).order_by(Touch.occurred_at, Touch.id)
+        )
+    )
 
 
 def _ad_touch(message: Message) -> Touch | None:

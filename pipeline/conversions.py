@@ -36,15 +36,16 @@ def queue_lead(session: Session, touch: Touch) -> None:
 
 
 def queue_purchase(session: Session, order: Order) -> None:
-    """A paid order of an ad-originated conversation."""
-    if order.paid_at is None or order.conversation_id is None or not settings.meta_conversions_enabled:
+    """A paid order of an ad-originated conversation. Meta requires a Purchase's value and
+    currency, so it waits for the event that brings the total (the payment may come first)."""
+    if not settings.meta_conversions_enabled or order.conversation_id is None:
+        return
+    if order.paid_at is None or order.total is None or order.stage == "cancelled":
         return
     touch = attribution.ad_touch_of(session, order.conversation_id)
     if touch is None:
         return
-    value: dict[str, Any] = {"currency": order.currency or "IDR"}
-    if order.total is not None:
-        value["value"] = float(order.total)
+    value = {"currency": order.currency or settings.default_currency, "value": float(order.total)}
     _queue(session, PURCHASE, f"purchase-{order.external_id}", touch, order, order.paid_at, **value)
 
 
@@ -107,7 +108,8 @@ def settle(session: Session, event_row_id: int, error: str | None, transient: bo
         row.state, row.sent_at, row.last_error = SENT, now, None
     elif transient and row.attempts < settings.meta_conversions_max_attempts:
         # 30 s, 1 min, 2 min ... at most an hour: Meta's outages are minutes, attribution lasts 7 days.
-        row.next_attempt_at = now + timedelta(seconds=min(30 * 2 ** (row.attempts - 1), 3600))
+        wait = settings.meta_conversions_retry_base_seconds * 2 ** (row.attempts - 1)
+        row.next_attempt_at = now + timedelta(seconds=min(wait, 3600))
         row.last_error = error
     else:
         row.state, row.last_error = FAILED, error

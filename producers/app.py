@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 import api.accounts
 import api.automation
 import api.broadcasts
+import api.campaigns
 import api.channels
 import api.contacts
 import api.control
@@ -85,6 +86,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.automation.router)
     application.include_router(api.accounts.router)
     application.include_router(api.journey.router)
+    application.include_router(api.campaigns.router)
     application.include_router(api.flows.router)
     application.include_router(api.media.router)
     application.include_router(api.templates.router)
