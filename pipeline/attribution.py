@@ -197,7 +197,8 @@ def _broadcast_touch(
             OutboundMessage.contact_id == contact.id,
             OutboundMessage.state == SENT,
             OutboundMessage.sent_at >= since,
-            OutboundMessage.sent_at <= at,
+            # A customer's timestamp is in whole seconds, ours is not: a minute of slack.
+            OutboundMessage.sent_at <= at + timedelta(minutes=1),
         )
         .order_by(OutboundMessage.sent_at.desc())
         .limit(1)

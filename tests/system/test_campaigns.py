@@ -22,6 +22,7 @@ from models.outbox import QUEUED, SENDING
 from queueing.publish import enqueue, send_conversions
 from testkit import samples
 from testkit.processes import CeleryProcess, wait_for
+from testkit.waha import label_contact
 from tests.system.conftest import CONVERSIONS_DATASET_ID
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -366,3 +367,27 @@ def test_campaign_figures_refuse_a_bad_period(client, admin_headers):
     ):
         answer = client.get("/api/campaigns", params=params, headers=admin_headers)
         assert answer.status_code == 422 and field in answer.text, answer.text
+
+
+def test_a_contact_who_answers_a_broadcast_is_credited_to_it(client, admin_headers, cloud_api):
+    wa_id = unique_wa()
+    customer_writes(client, wa_id, "Halo kak")
+    settled()
+    label_contact(client, f"{wa_id}@c.us", "7", "Grade A")
+    settled()
+    answer = client.post(
+        "/api/broadcasts", json={"label": "Grade A", "text": "Diskon 20% hari ini!"}, headers=admin_headers
+    )
+    assert answer.status_code == 202, answer.text
+    broadcast_id = answer.json()["id"]
+
+    def sent() -> bool:
+        view = client.get(f"/api/broadcasts/{broadcast_id}", headers=admin_headers).json()
+        return view["state"] == "expanded" and view["queued"] == 0
+
+    wait_for(sent, 60, "the broadcast sent")
+    customer_writes(client, wa_id, "Mau yang diskon kak, masih ada?")
+    settled()
+    item = campaign_named(client, admin_headers, f"broadcast {broadcast_id}: Grade A")
+    assert (item["kind"], item["key"], item["conversations"]) == ("broadcast", f"broadcast:{broadcast_id}", 1)
+    assert [t["kind"] for t in contact(client, admin_headers, wa_id)["touches"]] == ["broadcast"]
