@@ -9,15 +9,15 @@ teams answers 404 (``contact_in_reach``, ``conversation_in_reach``): the teams c
 The table in words (docs/accounts.md has it as a table):
 
 - **anyone**: the webhooks and the Flows data endpoint (they check their own signatures), health
-  and metrics, signing in.
+  and metrics, signing in, a tracked link's redirect ``/r/{code}``.
 - **agent**: the contacts and conversations of their teams: read them (and their media files),
   answer, upload a file to send, pause automation for a contact, read the FAQ and the templates;
   change their own availability; their own API tokens.
 - **supervisor**: all of that, plus assign and reassign conversations, override routing
   decisions, read the human queue's figures, the label and journey figures, the agents list, the
-  label dashboard.
+  label dashboard, the campaign figures.
 - **admin**: everything, and alone: channels, agents (create, change, delete), FAQ, follow-up
-  rules, broadcasts, the audit log, the contact export, syncing templates, the Flows served.
+  rules, broadcasts, the audit log, the contact export, syncing templates, the Flows served, tracked links, the Conversions API outbox.
 """
 
 from __future__ import annotations
