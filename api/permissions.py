@@ -17,7 +17,8 @@ The table in words (docs/accounts.md has it as a table):
   decisions, read the human queue's figures, the label and journey figures, the agents list, the
   label dashboard, the campaign figures.
 - **admin**: everything, and alone: channels, agents (create, change, delete), FAQ, follow-up
-  rules, broadcasts, the audit log, the contact export, syncing templates, the Flows served, tracked links, the Conversions API outbox.
+  rules, broadcasts, the audit log, the contact export, syncing templates, the Flows served,
+  tracked links, the Conversions API outbox.
 """
 
 from __future__ import annotations
