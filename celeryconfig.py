@@ -81,10 +81,12 @@ imports = (
     "workers.crm",
     "workers.media",
     "workers.templates",
+    "workers.conversions",
     "schedules.sweepers",
     "schedules.followups",
     "schedules.adaptive_followups",
     "schedules.crm",
+    "schedules.outcomes",
 )
 
 beat_schedule = BEAT_SCHEDULE

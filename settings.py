@@ -163,6 +163,28 @@ class Settings(BaseSettings):
     odoo_webhook_secret: str | None = None
     log_level: str = "INFO"
 
+    # Outcomes and campaigns (docs/campaigns.md). An order counts for a conversation that started
+    # at most this many days before it; an open conversation whose customer has not written for
+    # OUTCOME_SILENCE_HOURS went silent (beat looks every OUTCOME_SWEEP_INTERVAL_SECONDS).
+    outcome_order_window_days: float = Field(default=7, gt=0)
+    outcome_silence_hours: float = Field(default=72, gt=0)
+    outcome_sweep_interval_seconds: float = Field(default=300, gt=0)
+    # A customer who writes within this many hours of a broadcast reaching them answers it.
+    broadcast_attribution_hours: float = Field(default=72, gt=0)
+    # The address short links are given out under (https://shop.example); unset: the API's own.
+    public_base_url: str | None = None
+    # Meta's Conversions API for business messaging (off by default): the dataset the events go
+    # to, and the token (unset: WHATSAPP_ACCESS_TOKEN) and Graph base (unset: WHATSAPP_API_BASE).
+    meta_conversions_enabled: bool = False
+    # The currency of an order that names none (what a Purchase event reports it in).
+    default_currency: str = "IDR"
+    meta_conversions_dataset_id: str | None = None
+    meta_conversions_token: str | None = None
+    meta_conversions_api_base: str | None = None
+    meta_conversions_max_attempts: int = Field(default=8, gt=0)
+    # The first retry's wait after a failed send; each next one waits twice as long (at most 1 h).
+    meta_conversions_retry_base_seconds: float = Field(default=30, gt=0)
+
     @property
     def rate_limit_redis_url(self) -> str | None:
         if self.outbound_rate_redis_url:

@@ -16,13 +16,15 @@ from api.crm import CrmSyncOut, crm_sync
 from api.labels import LabelChangeOut, label_history
 from api.permissions import contact_in_reach
 from domain import answer_hours, phones, service_window
+from domain.outcomes import OPEN
 from models import Company, Contact, ContactIdentity, Conversation, Deal, Message, Order
 from models.base import utcnow
+from models.campaigns import ORGANIC
 from models.channels import SETTINGS_CHANNEL
 from models.contacts import current_contact, identity_conflicts
 from models.db import session_scope
 from models.labels import active_labels, contacts_with_label
-from pipeline import channels
+from pipeline import attribution, channels
 from pipeline.identity import PHONE
 from pipeline.teams import contact_teams, conversations_of_teams
 from settings import settings
@@ -82,6 +84,18 @@ class ConversationOut(BaseModel):
     first_response_seconds: float | None
     closed_at: datetime | None
     closed_reason: str | None
+    # What came of it: open | ordered | paid | cancelled | opted_out | went_silent (docs/campaigns.md).
+    outcome: str = OPEN
+    outcome_at: datetime | None = None
+    campaign: str = ORGANIC  # the campaign that brought it, by name (ad headline, link campaign, ...)
+
+
+class TouchOut(BaseModel):
+    """A campaign that reached the contact: an ad, a tracked link, a broadcast."""
+
+    kind: str
+    campaign: str
+    occurred_at: datetime
 
 
 class IdentityOut(BaseModel):
@@ -93,6 +107,9 @@ class OrderSummary(BaseModel):
     order_id: str
     stage: str
     created_at: datetime
+    # The contact's first touch ever and last touch before the order, by name ("organic": none).
+    first_campaign: str = ORGANIC
+    last_campaign: str = ORGANIC
 
 
 class IdentityConflictOut(BaseModel):
@@ -135,6 +152,7 @@ class ContactDetail(ContactOut):
     crm: CrmSyncOut  # Odoo partner and lead ids, and how the sync stands
     identity_conflicts: list[IdentityConflictOut]
     usual_hours: list[int] = []  # local hours (TIMEZONE) in which they usually write; follow-ups aim there
+    touches: list[TouchOut] = []  # every campaign touch, oldest first: the first is the first touch
 
 
 class MessageOut(BaseModel):
@@ -220,6 +238,10 @@ def get_contact(contact_id: int, caller: Caller) -> ContactDetail:
         ).all()
         now = utcnow()
         channel_names = channels.names(session)
+        touches = attribution.touches_of(session, contact.id)
+        if caller.teams is not None:  # not the campaigns of another team's conversations
+            touches = [t for t in touches if t.conversation_id in {c.id for c in conversations}]
+        names = {t.campaign: t.name for t in touches}
         return ContactDetail(
             **_contact_out(session, contact).model_dump(),
             identities=[IdentityOut(kind=i.kind, value=i.value) for i in identities],
@@ -233,17 +255,27 @@ def get_contact(contact_id: int, caller: Caller) -> ContactDetail:
                         **_columns(c),
                         "window_open": service_window.is_open(c.last_inbound_at, now),
                         "channel": channel_names.get(c.channel_id, SETTINGS_CHANNEL),
+                        "outcome": c.outcome or OPEN,
+                        "campaign": names.get(c.campaign or "", ORGANIC),
                     }
                 )
                 for c in conversations
             ],
             orders=[
-                OrderSummary(order_id=o.external_id, stage=o.stage, created_at=o.created_at) for o in orders
+                OrderSummary(
+                    order_id=o.external_id,
+                    stage=o.stage,
+                    created_at=o.created_at,
+                    first_campaign=names.get(o.first_campaign or "", ORGANIC),
+                    last_campaign=names.get(o.last_campaign or "", ORGANIC),
+                )
+                for o in orders
             ],
             label_history=label_history(session, contact.id),
             crm=crm_sync(session, contact.id),
             identity_conflicts=conflicts_of(session, contact.id),
             usual_hours=sorted(answer_hours.usual_hours(contact.answer_hours)),
+            touches=[TouchOut(kind=t.kind, campaign=t.name, occurred_at=t.occurred_at) for t in touches],
         )
 
 

@@ -9,15 +9,16 @@ teams answers 404 (``contact_in_reach``, ``conversation_in_reach``): the teams c
 The table in words (docs/accounts.md has it as a table):
 
 - **anyone**: the webhooks and the Flows data endpoint (they check their own signatures), health
-  and metrics, signing in.
+  and metrics, signing in, a tracked link's redirect ``/r/{code}``.
 - **agent**: the contacts and conversations of their teams: read them (and their media files),
   answer, upload a file to send, pause automation for a contact, read the FAQ and the templates;
   change their own availability; their own API tokens.
 - **supervisor**: all of that, plus assign and reassign conversations, override routing
-  decisions, read the human queue's figures, the label, journey and team figures, the agents list, the
-  label dashboard.
+  decisions, read the human queue's figures, the label, journey, team and campaign figures, the
+  agents list, the label dashboard.
 - **admin**: everything, and alone: channels, agents (create, change, delete), FAQ, follow-up
-  rules, broadcasts, the audit log, the contact export, syncing templates, the Flows served.
+  rules, broadcasts, the audit log, the contact export, syncing templates, the Flows served,
+  tracked links, the Conversions API outbox.
 """
 
 from __future__ import annotations
@@ -129,6 +130,12 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/flows/{name}"): ADMIN_ONLY,
     ("POST", "/flows/{name}"): OPEN,  # Meta's Flows data endpoint: signed and encrypted
     ("GET", "/inbox"): Rule(EVERYONE, page=True),
+    # Campaigns: a tracked link redirects anyone (to its registered URL only); links are made by
+    # admins; the figures are for supervisors (their teams'); the Conversions API outbox, admins.
+    ("GET", "/r/{code:path}"): OPEN,
+    ("POST", "/api/links"): ADMIN_ONLY,
+    ("GET", "/api/campaigns"): SUPERVISOR_UP,
+    ("GET", "/api/conversions"): ADMIN_ONLY,
 }
 
 

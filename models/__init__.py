@@ -3,6 +3,7 @@
 from models.accounts import AuthToken, SignInFailure
 from models.base import Base
 from models.broadcasts import Broadcast
+from models.campaigns import ConversionEvent, LinkClick, Touch, TrackedLink
 from models.channels import Channel
 from models.contacts import Company, Contact, ContactIdentity, Deal, IdentityConflict
 from models.conversations import Conversation, DeliveryStatus, Message
@@ -39,6 +40,7 @@ __all__ = [
     "ContactIdentity",
     "ContactLabel",
     "Conversation",
+    "ConversionEvent",
     "CrmCursor",
     "CrmRecord",
     "CrmSyncJob",
@@ -52,6 +54,7 @@ __all__ = [
     "InboxEvent",
     "Label",
     "LabelChange",
+    "LinkClick",
     "MediaFile",
     "Message",
     "MessageTemplate",
@@ -61,4 +64,6 @@ __all__ = [
     "RoutingDecision",
     "SignInFailure",
     "SurveyResponse",
+    "Touch",
+    "TrackedLink",
 ]

@@ -46,9 +46,23 @@ class Conversation(Base):
     closed_at: Mapped[datetime | None]
     closed_reason: Mapped[str | None] = mapped_column(String(64))
     closed_in_window: Mapped[bool | None]
+    # What came of it (domain/outcomes.py; NULL: still open) and when; the campaign that brought
+    # it (models/campaigns.py Touch.campaign; NULL: organic).
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    outcome_at: Mapped[datetime | None]
+    campaign: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (Index("ix_conversations_contact_last", "contact_id", "last_message_at"),)
+    __table_args__ = (
+        Index("ix_conversations_contact_last", "contact_id", "last_message_at"),
+        # The silence sweeper looks only at open conversations.
+        Index(
+            "ix_conversations_open_inbound",
+            "last_inbound_at",
+            postgresql_where=sql("outcome IS NULL"),
+            sqlite_where=sql("outcome IS NULL"),
+        ),
+    )
 
 
 class Message(Base):

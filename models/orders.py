@@ -44,6 +44,13 @@ class Order(Base):
     # Per detail (total, courier, ...): the time of the event that set it, so the newest event
     # that carries a detail decides it, whatever order the events are processed in.
     detail_times: Mapped[dict[str, Any] | None]
+    # Attribution, decided once at the order's first event (pipeline/attribution.py): the
+    # conversation it came of (within OUTCOME_ORDER_WINDOW_DAYS), and the contact's first touch and
+    # last touch before it (Touch.campaign keys; NULL: organic).
+    attributed_at: Mapped[datetime | None]
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    first_campaign: Mapped[str | None] = mapped_column(String(255))
+    last_campaign: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

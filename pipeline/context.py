@@ -17,11 +17,23 @@ from sqlalchemy.orm import Session
 
 from domain import answer_hours, opt_out, service_window
 from domain.message_types import describe
+from domain.outcomes import OPTED_OUT
 from models import Contact, Conversation, Deal, Message
 from models.conversations import INBOUND, OUTBOUND
 from models.types import room
 from observability.metrics import FIRST_RESPONSE_SECONDS
-from pipeline import channels, crm_sync, followup_effects, identity, locks, media, receipts
+from pipeline import (
+    attribution,
+    channels,
+    conversions,
+    crm_sync,
+    followup_effects,
+    identity,
+    locks,
+    media,
+    outcomes,
+    receipts,
+)
 from queueing import publish
 from queueing.after_commit import publish_after_commit
 from settings import settings
@@ -78,8 +90,11 @@ def record_inbound_message(
     if conversation.awaiting_reply_since is None and _after(occurred_at, conversation.last_outbound_at):
         conversation.awaiting_reply_since = occurred_at
     contact.last_inbound_at = _latest(contact.last_inbound_at, occurred_at)
-    if content.type == "text" and opt_out.is_opt_out(content.text) and contact.opted_out_at is None:
-        contact.opted_out_at = occurred_at  # broadcasts skip this contact from now on
+    outcomes.customer_wrote(conversation)
+    if content.type == "text" and opt_out.is_opt_out(content.text):
+        outcomes.apply(conversation, OPTED_OUT, occurred_at)
+        if contact.opted_out_at is None:
+            contact.opted_out_at = occurred_at  # broadcasts skip this contact from now on
 
     if content.referral and contact.referral is None:
         # Meta sends the ad referral only on the first message after the click: keep it now.
@@ -90,6 +105,9 @@ def record_inbound_message(
 
     ensure_open_deal(session, contact)
     session.flush()
+    touch = attribution.note_inbound(session, contact, conversation, stored)  # ad, link, broadcast
+    if touch is not None:
+        conversions.queue_lead(session, touch)  # an ad's click became a conversation: tell Meta
     media.note_inbound(session, stored)  # an image, a voice note...: fetched by the media worker
     # What happens next is decided on the routing queue, once this transaction has committed.
     publish_after_commit(session, "messages_to_route", stored.id, publish.route_messages)

@@ -28,7 +28,7 @@ reference, the lead as the partner's open lead, a note, log or activity by its m
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -51,12 +51,13 @@ from integrations.crm import (
 )
 from models import Contact, Conversation, CrmRecord, Deal, Message, Order, OrderItem
 from models.base import utcnow
+from models.campaigns import AD
 from models.contacts import current_contact
 from models.conversations import INBOUND
 from models.crm import ACTIVITY, ACTIVITY_DONE, LEAD, LOG, NOTE, ORDER
 from models.db import dialect_insert, session_scope
 from models.labels import active_labels
-from pipeline import deal_stage, teams
+from pipeline import attribution, deal_stage, teams
 from settings import settings
 
 LOG_CHUNK = 100  # lines per post
@@ -104,6 +105,9 @@ class Local:
     opted_out: bool = False
     expected_revenue: Decimal | None = None
     team: str | None = None
+    # The contact's first campaign touch when it was not an ad (a tracked link, a broadcast):
+    # the lead's UTM source, medium and campaign (an ad's come from ``referral``).
+    utm: tuple[str | None, str | None, str] | None = None
 
 
 def run(crm: Crm, job: Job) -> None:
@@ -253,6 +257,7 @@ def _load(crm: Crm, contact_id: int) -> Local | None:
             opted_out=contact.opted_out_at is not None,
             expected_revenue=expected_revenue(session, contact),
             team=odoo_team(session, contact),
+            utm=_utm(session, contact.id),
         )
 
 
@@ -370,7 +375,7 @@ UTM_MEDIUM = "WhatsApp"  # utm.medium of every lead that came from an ad or a tr
 
 def _lead_in(local: Local, partner_id: int) -> LeadIn:
     stage, outcome, reason = _pipeline(local)
-    return LeadIn(
+    lead = LeadIn(
         title=f"WhatsApp: {local.name or local.phone or 'unknown'}",
         partner_id=partner_id,
         contact_name=local.name,
@@ -389,6 +394,18 @@ def _lead_in(local: Local, partner_id: int) -> LeadIn:
         campaign=_campaign_name(local.referral),
         expected_revenue=local.expected_revenue or None,
     )
+    if not local.referral and local.utm is not None:
+        source, medium, campaign = local.utm
+        lead = replace(lead, source=source, medium=medium, campaign=campaign[:200])
+    return lead
+
+
+def _utm(session: Session, contact_id: int) -> tuple[str | None, str | None, str] | None:
+    """The UTM fields of the contact's first touch, if it was a tracked link or a broadcast."""
+    touch = attribution.first_touch(session, contact_id)
+    if touch is None or touch.kind == AD:
+        return None
+    return touch.utm_source, touch.utm_medium, touch.name
 
 
 def _pipeline(local: Local) -> tuple[str | None, str | None, str | None]:

@@ -44,7 +44,18 @@ from models.base import utcnow
 from models.db import dialect_insert
 from models.orders import CANCELLED, FIRED, MISSED, SCHEDULED, STAGES
 from models.outbox import QUEUED
-from pipeline import channels, context, crm_sync, deal_stage, followup_effects, identity, outbox
+from pipeline import (
+    attribution,
+    channels,
+    context,
+    conversions,
+    crm_sync,
+    deal_stage,
+    followup_effects,
+    identity,
+    outbox,
+    outcomes,
+)
 from settings import settings
 
 # The stage each event moves the order to, and the message that step sends.
@@ -112,6 +123,10 @@ def record_order_event(session: Session, payload: dict[str, Any]) -> None:
             if _RANK[stage] >= previous_rank:
                 queue_message(session, TRIGGER_OF_STAGE[stage], recipient, order)
     order.updated_at = utcnow()
+    # The conversation it came of and its campaigns (once), then that conversation's outcome.
+    attribution.attribute_order(session, order, order.ordered_at or occurred_at)
+    outcomes.follow_order(session, order, occurred_at)
+    conversions.queue_purchase(session, order)  # a paid order of an ad's conversation: tell Meta
     _schedule_followup(session, order)
     deal_stage.follow(session, contact, deal)  # ordered, won, lost: the deal follows its orders
     crm_sync.queue_order_event(session, contact.id, order, payload)  # a note on the Odoo lead, if synced

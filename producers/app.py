@@ -13,6 +13,7 @@ from fastapi_offline import FastAPIOffline
 import api.accounts
 import api.automation
 import api.broadcasts
+import api.campaigns
 import api.channels
 import api.contacts
 import api.control
@@ -89,6 +90,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.journey.router)
     application.include_router(api.figures.router)
     application.include_router(api.followup_effects.router)
+    application.include_router(api.campaigns.router)
     application.include_router(api.flows.router)
     application.include_router(api.media.router)
     application.include_router(api.templates.router)

@@ -18,6 +18,7 @@ POLL_ODOO = "workers.crm.poll_odoo"
 EXPAND_BROADCAST = "workers.broadcasts.expand_broadcast"
 DOWNLOAD_MEDIA = "workers.media.download_media"
 SYNC_TEMPLATES = "workers.templates.sync_templates"
+SEND_CONVERSION = "workers.conversions.send_conversion"
 
 # Beat's periodic tasks (schedules/).
 SWEEP_INBOX = "schedules.sweepers.sweep_inbox"
@@ -29,6 +30,8 @@ SWEEP_MEDIA = "schedules.sweepers.sweep_media"
 TRACK_RESPONSE_ACTIVITIES = "schedules.crm.track_response_activities"
 FIRE_DUE_FOLLOWUPS = "schedules.followups.fire_due_followups"
 FIRE_DUE_ADAPTIVE_FOLLOWUPS = "schedules.adaptive_followups.fire_due_adaptive_followups"
+SWEEP_SILENT_CONVERSATIONS = "schedules.outcomes.sweep_silent_conversations"
+SWEEP_CONVERSIONS = "schedules.outcomes.sweep_conversions"
 
 # Sends: transactional messages (replies, order messages, follow-ups) on ``outbound``, bulk ones
 # (broadcasts) on ``outbound_bulk``, chosen per message when publishing (queueing/publish.py).
@@ -51,6 +54,7 @@ QUEUE_OF = {
     # Reading the WABA's template list: a few Graph calls, now and then.
     SYNC_TEMPLATES: "schedules",
     POLL_ODOO: "crm",  # waits on Odoo, as the sync does
+    SEND_CONVERSION: "crm",  # waits on Meta's Graph API, as the CRM sync waits on Odoo
     # Expanding a broadcast writes outbox rows, like the follow-up ticks: bulk database work,
     # kept off the outbound queue whose concurrency is tuned for waiting on the gateway.
     EXPAND_BROADCAST: "schedules",
@@ -63,4 +67,6 @@ QUEUE_OF = {
     TRACK_RESPONSE_ACTIVITIES: "schedules",
     FIRE_DUE_FOLLOWUPS: "schedules",
     FIRE_DUE_ADAPTIVE_FOLLOWUPS: "schedules",
+    SWEEP_SILENT_CONVERSATIONS: "schedules",
+    SWEEP_CONVERSIONS: "schedules",
 }

@@ -61,3 +61,9 @@ def poll_odoo() -> None:
 def expand_broadcast(broadcast_id: int) -> None:
     """The task that turns a broadcast into outbox rows."""
     app.send_task(names.EXPAND_BROADCAST, args=(broadcast_id,))
+
+
+def send_conversions(event_ids: list[int]) -> None:
+    """One Conversions API send per event row (queue ``crm``: it waits on an outside system)."""
+    for event_id in event_ids:
+        app.send_task(names.SEND_CONVERSION, args=(event_id,))

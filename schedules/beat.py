@@ -32,6 +32,14 @@ BEAT_SCHEDULE = {
         "task": names.FIRE_DUE_FOLLOWUPS,
         "schedule": settings.followup_tick_seconds,
     },
+    "sweep-silent-conversations": {
+        "task": names.SWEEP_SILENT_CONVERSATIONS,
+        "schedule": settings.outcome_sweep_interval_seconds,
+    },
+    "sweep-conversions": {
+        "task": names.SWEEP_CONVERSIONS,
+        "schedule": settings.inbox_sweep_interval_seconds,
+    },
 }
 
 # Each WABA's template list, so that statuses missed by a webhook are caught up (a no-op without a

@@ -22,6 +22,11 @@ from testkit.fakes import Action, FakeServer, Reply
 _PATH = re.compile(r"/(?P<version>v\d+(?:\.\d+)?)/(?P<phone_number_id>[^/]+)/messages")
 _MEDIA_INFO = re.compile(r"/(?P<version>v\d+(?:\.\d+)?)/(?P<media_id>[0-9]+)")
 _TEMPLATES = re.compile(r"/(?P<version>v\d+(?:\.\d+)?)/(?P<waba_id>[0-9]+)/message_templates(?:\?.*)?")
+_EVENTS = re.compile(r"/(?P<version>v\d+(?:\.\d+)?)/(?P<dataset_id>[0-9]+)/events")
+# Event names the Conversions API takes with action_source business_messaging (formats-rich.md §7).
+CONVERSION_EVENT_NAMES = frozenset(
+    {"LeadSubmitted", "Purchase", "AddToCart", "InitiateCheckout", "ViewContent"}
+)
 _MEDIA_BYTES = re.compile(r"/whatsapp_business/attachments/\?mid=(?P<media_id>[0-9]+)")
 
 
@@ -67,6 +72,9 @@ class FakeCloudApi(FakeServer):
         self.templates: dict[str, list[dict[str, Any]]] = {}  # by WABA id, as Meta lists them
         # Where a media URL points (a test may point it elsewhere, as a forged answer would).
         self.media_url_base: str | None = None
+        # Conversions API events taken (``POST /{dataset_id}/events``), each with its dataset id.
+        self.conversion_events: list[tuple[str, dict[str, Any]]] = []
+        self._conversion_failures = 0  # the next this many event posts answer 503 (code 2)
 
     def add_media(self, media_id: str, data: bytes, mime_type: str, sha256: str | None = None) -> None:
         """A file a customer sent, as Meta keeps it: metadata at ``/{media_id}``, bytes at its URL."""
@@ -132,11 +140,16 @@ class FakeCloudApi(FakeServer):
             self.templates.clear()
             self.media.clear()
             self.media_url_base = None
+            self.conversion_events.clear()
+            self._conversion_failures = 0
 
     def __enter__(self) -> FakeCloudApi:
         return self
 
     def handle(self, path: str, headers: dict[str, str], body: Any) -> Reply:
+        events = _EVENTS.fullmatch(path)
+        if events:
+            return self._conversion_events(events["dataset_id"], headers, body)
         match = _PATH.fullmatch(path)
         if not match:
             return Reply(404, graph_error(100, "Unknown path components"))
@@ -166,6 +179,38 @@ class FakeCloudApi(FakeServer):
         if action is not None and action.kind == "accept_fail":
             return _failure(action)  # Meta has it; what came back is a proxy's bare error
         return Reply(200, answer, delay=action.seconds if action is not None else 0.0)
+
+    def fail_conversions_next(self, times: int = 1) -> None:
+        """The next ``times`` Conversions API posts answer 503 (Graph code 2), messages unaffected."""
+        with self._lock:
+            self._conversion_failures += times
+
+    def _conversion_events(self, dataset_id: str, headers: dict[str, str], body: Any) -> Reply:
+        """Meta's Conversions API for business messaging: ``{"data": [event, ...]}``."""
+        if headers.get("authorization") != f"Bearer {self.access_token}":
+            return Reply(401, graph_error(190, "Invalid OAuth access token - Cannot parse access token"))
+        with self._lock:
+            failing, self._conversion_failures = (
+                self._conversion_failures > 0,
+                max(0, self._conversion_failures - 1),
+            )
+        if failing:
+            return Reply(503, graph_error(2, "Service temporarily unavailable"))
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list) or not data:
+            return Reply(400, graph_error(100, "Invalid parameter: data"))
+        for item in data:
+            if not isinstance(item, dict) or item.get("event_name") not in CONVERSION_EVENT_NAMES:
+                error = graph_error(100, "Messaging Event Invalid Event Type")
+                error["error"]["error_subcode"] = 2804066
+                return Reply(400, error)
+            if item.get("action_source") != "business_messaging" or not (item.get("user_data") or {}).get(
+                "ctwa_clid"
+            ):
+                return Reply(400, graph_error(100, "Invalid parameter: user_data.ctwa_clid"))
+        with self._lock:
+            self.conversion_events.extend((dataset_id, item) for item in data)
+        return Reply(200, {"events_received": len(data), "messages": [], "fbtrace_id": uuid.uuid4().hex})
 
 
 def _failure(action: Action) -> Reply:

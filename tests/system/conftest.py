@@ -31,6 +31,7 @@ REDIS = RedisServer()
 # The outside world: every worker of the run sends through the real Cloud API client to this.
 CLOUD = FakeCloudApi()
 WABA_ID = "102290129340398"  # the business account whose templates the fake lists
+CONVERSIONS_DATASET_ID = "880011223344"  # the dataset the Conversions API events go to
 # Every worker of the run syncs contacts to this fake Odoo (JSON-RPC over real HTTP).
 ODOO = FakeOdoo()
 # The AI agent's endpoint, for the routing worker started with the AI agent on (``routing``).
@@ -75,6 +76,10 @@ os.environ.update(
     MEDIA_STORE=tempfile.mkdtemp(prefix="wacrm-media-"),
     # Channel secrets at rest (tests/system/test_channels.py); the API and every worker share it.
     SECRET_KEY="test-secret-key-for-channels",
+    # Meta's Conversions API, answered by the fake Cloud API (tests/system/test_campaigns.py).
+    META_CONVERSIONS_ENABLED="true",
+    META_CONVERSIONS_DATASET_ID=CONVERSIONS_DATASET_ID,
+    META_CONVERSIONS_RETRY_BASE_SECONDS="0.2",
 )
 for name in (
     "WHATSAPP_APP_SECRET",
