@@ -154,6 +154,24 @@ class Settings(BaseSettings):
     odoo_webhook_secret: str | None = None
     log_level: str = "INFO"
 
+    # The live event stream of the inbox (GET /api/events, docs/live.md): a Redis Stream, on
+    # CELERY_BROKER_URL when that is Redis unless LIVE_REDIS_URL names another; off without Redis.
+    live_redis_url: str | None = None
+    # The stream keeps about this many events: how far back a reconnecting page can resume.
+    live_stream_maxlen: int = Field(default=100_000, gt=0)
+    # Events waiting for one slow client before it is cut off (it reconnects and resumes).
+    live_client_buffer: int = Field(default=1000, gt=0)
+    live_keepalive_seconds: float = Field(default=15, gt=0)
+
+    @property
+    def live_stream_redis_url(self) -> str | None:
+        """Where the live stream is kept; None: no Redis, and the stream is off."""
+        if self.live_redis_url:
+            return self.live_redis_url
+        return (
+            self.celery_broker_url if self.celery_broker_url.startswith(("redis://", "rediss://")) else None
+        )
+
     @property
     def rate_limit_redis_url(self) -> str | None:
         if self.outbound_rate_redis_url:

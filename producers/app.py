@@ -17,6 +17,7 @@ import api.channels
 import api.contacts
 import api.control
 import api.dashboard
+import api.events
 import api.flows
 import api.inbox
 import api.journey
@@ -59,6 +60,7 @@ def create_app(config: Settings = settings) -> FastAPI:
         dependencies=[Depends(api.permissions.enforce)],
     )
     api.permissions.install(application)
+    api.events.install(application)
     application.state.settings = config
     application.add_exception_handler(Rejected, rejected_handler)
     application.add_exception_handler(InboxUnavailable, unavailable_handler)
@@ -90,6 +92,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.templates.router)
     application.include_router(api.channels.router)
     application.include_router(api.inbox.router)
+    application.include_router(api.events.router)
     application.include_router(api.dashboard.router)
     return application
 
