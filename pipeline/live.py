@@ -100,8 +100,8 @@ def _conversation(session: Session, row: Conversation) -> None:
     )
 
 
-def _send(session: Session, kind: str, conversation_id: int, **data: Any) -> None:
-    item = live.LiveEvent.of(kind, _team(session, conversation_id), **data)
+def _send(session: Session, kind: str, of_conversation: int, **data: Any) -> None:
+    item = live.LiveEvent.of(kind, _team(session, of_conversation), **data)
     publish_after_commit(session, AFTER_COMMIT_KEY, item, live.publish)
 
 
