@@ -184,6 +184,23 @@ class Settings(BaseSettings):
     meta_conversions_max_attempts: int = Field(default=8, gt=0)
     # The first retry's wait after a failed send; each next one waits twice as long (at most 1 h).
     meta_conversions_retry_base_seconds: float = Field(default=30, gt=0)
+    # The live event stream of the inbox (GET /api/events, docs/live.md): a Redis Stream, on
+    # CELERY_BROKER_URL when that is Redis unless LIVE_REDIS_URL names another; off without Redis.
+    live_redis_url: str | None = None
+    # The stream keeps about this many events: how far back a reconnecting page can resume.
+    live_stream_maxlen: int = Field(default=100_000, gt=0)
+    # Events waiting for one slow client before it is cut off (it reconnects and resumes).
+    live_client_buffer: int = Field(default=1000, gt=0)
+    live_keepalive_seconds: float = Field(default=15, gt=0)
+
+    @property
+    def live_stream_redis_url(self) -> str | None:
+        """Where the live stream is kept; None: no Redis, and the stream is off."""
+        if self.live_redis_url:
+            return self.live_redis_url
+        return (
+            self.celery_broker_url if self.celery_broker_url.startswith(("redis://", "rediss://")) else None
+        )
 
     @property
     def rate_limit_redis_url(self) -> str | None:

@@ -121,6 +121,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/channels"): ADMIN_ONLY,
     ("PATCH", "/api/channels/{channel_id}"): ADMIN_ONLY,
     ("GET", "/api/inbox"): ADMIN_ONLY,
+    # The inbox's live event stream: any signed-in role, each event filtered by the caller's teams.
+    ("GET", "/api/events"): ALL_ROLES,
     # Rich messages: media files (those of a conversation for its team), templates, Flows.
     ("POST", "/api/media"): ALL_ROLES,
     ("GET", "/api/media/{media_id}"): ALL_ROLES,

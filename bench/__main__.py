@@ -48,6 +48,7 @@ BENCHES = (
     "crm_sync",
     "intents",
     "accounts",
+    "live",
 )
 TIMEOUT_FULL = 3600.0
 TIMEOUT_QUICK = 900.0

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from domain.statuses import RANKS
 from models import DeliveryStatus, Message
 from models.conversations import OUTBOUND
+from pipeline import live
 
 
 def record_status(session: Session, payload: dict[str, Any]) -> None:
@@ -45,7 +46,7 @@ def apply_recorded(session: Session, external_id: str) -> None:
         return
     best = max(known, key=lambda r: (RANKS[r.status], r.occurred_at))
     error = best.errors[0] if best.status == "failed" and best.errors else None
-    session.execute(
+    moved = session.execute(
         update(Message)
         .where(
             Message.external_id == external_id,
@@ -53,4 +54,6 @@ def apply_recorded(session: Session, external_id: str) -> None:
             Message.status_rank < RANKS[best.status],
         )
         .values(status=best.status, status_rank=RANKS[best.status], status_at=best.occurred_at, error=error)
-    )
+        .returning(Message.id, Message.conversation_id, Message.status)
+    ).all()
+    live.status_changed(session, moved)  # the inbox's delivery ticks, after the commit

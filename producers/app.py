@@ -19,6 +19,7 @@ import api.contacts
 import api.control
 import api.dashboard
 import api.figures
+import api.events
 import api.flows
 import api.followup_effects
 import api.inbox
@@ -62,6 +63,7 @@ def create_app(config: Settings = settings) -> FastAPI:
         dependencies=[Depends(api.permissions.enforce)],
     )
     api.permissions.install(application)
+    api.events.install(application)
     application.state.settings = config
     application.add_exception_handler(Rejected, rejected_handler)
     application.add_exception_handler(InboxUnavailable, unavailable_handler)
@@ -96,6 +98,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.templates.router)
     application.include_router(api.channels.router)
     application.include_router(api.inbox.router)
+    application.include_router(api.events.router)
     application.include_router(api.dashboard.router)
     return application
 

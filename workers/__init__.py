@@ -16,10 +16,14 @@ from domain import automation_content, business_hours, order_messages
 from domain.followup_time import check_cron
 from integrations.ai import ai_for
 from integrations.whatsapp import gateway_for
+from pipeline import live
 from queueing.app import app
 from settings import settings
 
 __all__ = ["app"]
+
+# What the workers and beat record is announced to the inbox pages after each commit.
+live.install()
 
 
 @signals.worker_init.connect
