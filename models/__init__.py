@@ -5,7 +5,7 @@ from models.base import Base
 from models.broadcasts import Broadcast
 from models.channels import Channel
 from models.contacts import Company, Contact, ContactIdentity, Deal, IdentityConflict
-from models.conversations import Conversation, DeliveryStatus, Message
+from models.conversations import Conversation, ConversationNote, DeliveryStatus, Message
 from models.crm import CrmCursor, CrmRecord, CrmSyncJob
 from models.flows import FlowAnswer
 from models.inbox import InboxEvent
@@ -39,6 +39,7 @@ __all__ = [
     "ContactIdentity",
     "ContactLabel",
     "Conversation",
+    "ConversationNote",
     "CrmCursor",
     "CrmRecord",
     "CrmSyncJob",

@@ -48,7 +48,32 @@ class Conversation(Base):
     closed_in_window: Mapped[bool | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (Index("ix_conversations_contact_last", "contact_id", "last_message_at"),)
+    __table_args__ = (
+        Index("ix_conversations_contact_last", "contact_id", "last_message_at"),
+        # The /inbox queue: open conversations, newest first, paged by (last_message_at, id).
+        Index(
+            "ix_conversations_open_last",
+            "last_message_at",
+            "id",
+            postgresql_where=sql("closed_at IS NULL"),
+            sqlite_where=sql("closed_at IS NULL"),
+        ),
+        Index("ix_conversations_closed_at", "closed_at", "id"),
+    )
+
+
+class ConversationNote(Base):
+    """A private note on a conversation, for the team only: never sent to the customer.
+    ``mentions`` are the logins of the accounts named with @login in the text."""
+
+    __tablename__ = "conversation_notes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    author: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    mentions: Mapped[list[str]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Message(Base):

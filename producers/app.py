@@ -22,9 +22,11 @@ import api.inbox
 import api.journey
 import api.labels
 import api.media
+import api.notes
 import api.orders
 import api.permissions
 import api.templates
+import web.app
 from api.auth import check_admin_token
 from observability.logs import configure_logging
 from producers import flows, health, odoo, orders, waha, whatsapp
@@ -91,6 +93,8 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.channels.router)
     application.include_router(api.inbox.router)
     application.include_router(api.dashboard.router)
+    application.include_router(api.notes.router)
+    web.app.install(application)  # the team inbox pages under /inbox
     return application
 
 
