@@ -8,6 +8,7 @@ served by uvicorn, as tests/system/test_dashboard.py does."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -15,6 +16,8 @@ from sqlalchemy import func, select
 from models import AuditEntry, Conversation, Message, OutboundMessage
 from models.db import session_scope
 from testkit import samples
+from testkit.processes import wait_for
+from tests.system.test_dashboard import browser, server  # noqa: F401 (the fixtures)
 from tests.system.test_routing import settled
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -38,17 +41,17 @@ def account(
 
 def signed_in(make_client, login: str):
     """A TestClient holding a browser session (the cookie) of this account, and its CSRF token."""
-    browser = make_client()
-    answer = browser.post(
+    signed = make_client()
+    answer = signed.post(
         "/dashboard/login",
         data={"login": login, "password": PASSWORD, "next": "/inbox"},
         follow_redirects=False,
     )
     assert answer.status_code == 303 and answer.headers["location"] == "/inbox", answer.text
-    page = browser.get("/inbox")
+    page = signed.get("/inbox")
     assert page.status_code == 200, page.text
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
-    return browser, csrf
+    return signed, csrf
 
 
 def bearer(client, login: str) -> dict[str, str]:
@@ -117,22 +120,22 @@ def test_the_reply_form_refuses_a_long_text_and_sends_a_double_submit_once(
     write(client, SITI, HOT_TEXT)
     settled()
     conversation = conversation_of(SITI)
-    browser, csrf = signed_in(make_client, "ayu")
-    page = browser.get(f"/inbox/conversations/{conversation}")
+    ayu, csrf = signed_in(make_client, "ayu")
+    page = ayu.get(f"/inbox/conversations/{conversation}")
     assert page.status_code == 200 and HOT_TEXT in page.text
     key = re.search(r'name="idempotency_key" value="([^"]+)"', page.text).group(1)
     seen = re.search(r'name="outbox_seen" value="([^"]+)"', page.text).group(1)
     form = {"csrf": csrf, "idempotency_key": key, "outbox_seen": seen, "owner_seen": ""}
 
-    too_long = browser.post(f"/inbox/conversations/{conversation}/reply", data={**form, "text": "x" * 4097})
+    too_long = ayu.post(f"/inbox/conversations/{conversation}/reply", data={**form, "text": "x" * 4097})
     assert too_long.status_code == 422
     assert "4097 karakter; WhatsApp menerima paling banyak 4096" in too_long.text  # Indonesian by default
-    without_csrf = browser.post(
+    without_csrf = ayu.post(
         f"/inbox/conversations/{conversation}/reply", data={**form, "csrf": "", "text": "hi"}
     )
     assert without_csrf.status_code == 403
     for _ in range(2):  # a double click: the same form twice
-        sent = browser.post(
+        sent = ayu.post(
             f"/inbox/conversations/{conversation}/reply", data={**form, "text": "Ada kak, Rp 150.000"}
         )
         assert sent.status_code == 200
@@ -145,3 +148,56 @@ def test_the_reply_form_refuses_a_long_text_and_sends_a_double_submit_once(
     # Not signed in: the sign-in page, then back to the conversation.
     anonymous = make_client().get(f"/inbox/conversations/{conversation}", follow_redirects=False)
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/inbox/login?next=")
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+
+
+def test_an_agent_sees_a_hot_conversation_arrive_replies_and_the_page_fits_a_phone(
+    server,  # noqa: F811
+    browser,  # noqa: F811
+    client,
+    admin_headers,
+    cloud_api,
+):
+    from selenium.webdriver.common.by import By
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    account(client, admin_headers, "ayu")
+    browser.delete_all_cookies()
+    browser.get(f"{server}/inbox")
+    wait_for(lambda: browser.find_elements(By.ID, "password"), 10, "the sign-in page")
+    browser.save_screenshot(str(SCREENSHOTS / "inbox-login.png"))
+    browser.find_element(By.ID, "login").send_keys("ayu")
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "form.login button").click()
+    wait_for(lambda: browser.find_elements(By.ID, "queue"), 15, "the queue after signing in")
+
+    name = "<script>alert(1)</script> Siti"
+    write(client, SITI, HOT_TEXT, name=name)
+    row = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".queue .row.hot"), 60, "the hot row, live")
+    assert name in row[0].text  # shown as text, never run
+    browser.save_screenshot(str(SCREENSHOTS / "inbox-queue.png"))
+    row[0].find_element(By.CSS_SELECTOR, "a.open").click()
+    box = wait_for(lambda: browser.find_elements(By.ID, "reply-text"), 15, "the conversation page")
+    box[0].send_keys("Ada kak, ukuran L Rp 150.000")
+    browser.find_element(By.ID, "send").click()
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#flash.ok"), 15, "sent")
+    wait_for(
+        lambda: any(
+            b.get("text", {}).get("body") == "Ada kak, ukuran L Rp 150.000" for _, b in cloud_api.sent_bodies
+        ),
+        60,
+        "the reply at the Cloud API",
+    )
+    assert [n for n, b in cloud_api.sent_bodies] == [cloud_api.phone_number_id]
+    browser.save_screenshot(str(SCREENSHOTS / "inbox-conversation.png"))
+    browser.set_window_size(390, 844)
+    try:
+        browser.refresh()
+        wait_for(lambda: browser.find_elements(By.ID, "reply-text"), 15, "the page at 390 px")
+        assert browser.execute_script("return document.documentElement.scrollWidth <= 390")
+        browser.save_screenshot(str(SCREENSHOTS / "inbox-conversation-390.png"))
+    finally:
+        browser.set_window_size(1200, 2400)
+        browser.delete_all_cookies()
