@@ -169,6 +169,7 @@ class MessageOut(BaseModel):
     status_at: datetime | None
     error: dict[str, Any] | None
     referral: dict[str, Any] | None
+    reply_to: str | None = None  # the external id of the message this one answers (quoted)
 
 
 class MessagePage(BaseModel):

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import Caller, Principal
 from api.permissions import contact_in_reach, conversation_in_reach
+from domain import service_window
 from domain.replies import AUTOMATION, CONVERSATIONAL, FAQ_ANSWER, HUMAN, HUMAN_REPLY, NOBODY
 from models import (
     Agent,
@@ -229,6 +230,51 @@ def reply(
                 {"outbound_id": outbound_id},
             )
         return ReplyOut(outbound_id=outbound_id)
+
+
+class ClosedOut(BaseModel):
+    conversation_id: int
+    closed_at: datetime | None
+    closed_reason: str | None
+
+
+@router.post("/conversations/{conversation_id}/close", response_model=ClosedOut)
+def close_conversation(conversation_id: int, caller: Caller) -> ClosedOut:
+    """A person closes the conversation: it leaves the open queues (a new message from the
+    customer opens it again, as routing does after a goodbye). Closing a closed one changes
+    nothing."""
+    with session_scope() as session:
+        conversation_in_reach(session, caller, conversation_id)
+        _, conversation = _locked_with_contact(session, Conversation, conversation_id, "conversation")
+        if conversation.closed_at is None:
+            now = utcnow()
+            conversation.closed_at, conversation.closed_reason = now, f"closed by {caller.login}"
+            conversation.closed_in_window = service_window.is_open(conversation.last_inbound_at, now)
+            audit(session, caller.login, "conversation.closed", f"conversation:{conversation.id}")
+        return ClosedOut(
+            conversation_id=conversation.id,
+            closed_at=conversation.closed_at,
+            closed_reason=conversation.closed_reason,
+        )
+
+
+@router.post("/conversations/{conversation_id}/reopen", response_model=ClosedOut)
+def reopen_conversation(conversation_id: int, caller: Caller) -> ClosedOut:
+    """Back into the open queues; reopening an open conversation changes nothing."""
+    with session_scope() as session:
+        conversation_in_reach(session, caller, conversation_id)
+        _, conversation = _locked_with_contact(session, Conversation, conversation_id, "conversation")
+        if conversation.closed_at is not None:
+            previous = conversation.closed_reason
+            conversation.closed_at = conversation.closed_reason = conversation.closed_in_window = None
+            audit(
+                session,
+                caller.login,
+                "conversation.reopened",
+                f"conversation:{conversation.id}",
+                {"closed_reason": previous},
+            )
+        return ClosedOut(conversation_id=conversation.id, closed_at=None, closed_reason=None)
 
 
 @router.post("/routing-decisions/{decision_id}/override", response_model=DecisionOut)

@@ -175,9 +175,15 @@ async def login(request: Request) -> Response:
         page = login_page(f"Too many failed sign-ins: try again in {wait} seconds.", status=429)
         page.headers["Retry-After"] = str(wait)
         return page
+    # The team inbox's sign-in form posts here too, with the page to go back to.
+    back = (form.get("next") or [""])[0]
+    back = back if back.startswith("/inbox") else ""
     if secret is None:
+        if back:
+            failed = urlencode({"next": back, "failed": "1"})
+            return RedirectResponse(f"/inbox/login?{failed}", status_code=303)
         return login_page("Wrong login or password." if not given_token else "That token is not right.")
-    response = RedirectResponse("/dashboard", status_code=303)
+    response = RedirectResponse(back or "/dashboard", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
         secret,

@@ -26,10 +26,10 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from fastapi import HTTPException, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -90,6 +90,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/api/contacts/{contact_id}/followup-rules"): ADMIN_ONLY,
     ("POST", "/api/conversations/{conversation_id}/messages"): ALL_ROLES,
     ("POST", "/api/conversations/{conversation_id}/assignee"): SUPERVISOR_UP,
+    ("POST", "/api/conversations/{conversation_id}/close"): ALL_ROLES,
+    ("POST", "/api/conversations/{conversation_id}/reopen"): ALL_ROLES,
+    ("GET", "/api/conversations/{conversation_id}/notes"): ALL_ROLES,
+    ("POST", "/api/conversations/{conversation_id}/notes"): ALL_ROLES,
     ("POST", "/api/routing-decisions/{decision_id}/override"): SUPERVISOR_UP,
     ("GET", "/api/queue"): ALL_ROLES,
     ("GET", "/api/orders/{order_id}"): ALL_ROLES,
@@ -131,7 +135,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/flows"): ADMIN_ONLY,
     ("GET", "/api/flows/{name}"): ADMIN_ONLY,
     ("POST", "/flows/{name}"): OPEN,  # Meta's Flows data endpoint: signed and encrypted
-    ("GET", "/inbox"): Rule(EVERYONE, page=True),
     # Campaigns: a tracked link redirects anyone (to its registered URL only); links are made by
     # admins; the figures are for supervisors (their teams'); the Conversions API outbox, admins.
     ("GET", "/r/{code:path}"): OPEN,
@@ -139,6 +142,45 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/campaigns"): SUPERVISOR_UP,
     ("GET", "/api/conversions"): ADMIN_ONLY,
 }
+
+
+def same_as(method: str, path: str) -> Rule:
+    """A page's form that calls an API route: the roles of that route, answered as a page."""
+    return Rule(RULES[(method, path)].roles, page=True)
+
+
+# The team inbox pages (web/): reading is for every role (the team rule hides the rest); each
+# form has the roles of the API route it calls.
+_CONVERSATION = "/api/conversations/{conversation_id}"
+RULES.update(
+    {
+        ("GET", "/inbox/login"): OPEN,
+        ("GET", "/inbox"): Rule(EVERYONE, page=True),
+        ("GET", "/inbox/queue"): Rule(EVERYONE, page=True),
+        ("GET", "/inbox/conversations/{conversation_id}"): Rule(EVERYONE, page=True),
+        ("GET", "/inbox/conversations/{conversation_id}/thread"): Rule(EVERYONE, page=True),
+        ("GET", "/inbox/conversations/{conversation_id}/panel"): Rule(EVERYONE, page=True),
+        ("POST", "/inbox/language"): Rule(EVERYONE, page=True),
+        ("POST", "/inbox/conversations/{conversation_id}/reply"): same_as(
+            "POST", f"{_CONVERSATION}/messages"
+        ),
+        ("POST", "/inbox/conversations/{conversation_id}/template"): same_as(
+            "POST", f"{_CONVERSATION}/messages"
+        ),
+        ("POST", "/inbox/conversations/{conversation_id}/attachment"): same_as(
+            "POST", f"{_CONVERSATION}/messages"
+        ),
+        ("POST", "/inbox/conversations/{conversation_id}/assignee"): same_as(
+            "POST", f"{_CONVERSATION}/assignee"
+        ),
+        ("POST", "/inbox/conversations/{conversation_id}/automation"): same_as(
+            "POST", "/api/contacts/{contact_id}/automation"
+        ),
+        ("POST", "/inbox/conversations/{conversation_id}/close"): same_as("POST", f"{_CONVERSATION}/close"),
+        ("POST", "/inbox/conversations/{conversation_id}/reopen"): same_as("POST", f"{_CONVERSATION}/reopen"),
+        ("POST", "/inbox/conversations/{conversation_id}/notes"): same_as("POST", f"{_CONVERSATION}/notes"),
+    }
+)
 
 
 class PageAccess(HTTPException):
@@ -241,6 +283,12 @@ def conversation_in_reach(session: Session, principal: Principal, conversation_i
 def page_access_handler(request: Request, exc: Exception) -> Response:
     """Anonymous on a page: the sign-in form; a signed-in role without the right: a 403 page."""
     assert isinstance(exc, PageAccess)
+    if exc.status_code == 401 and request.url.path.startswith("/inbox"):
+        # The inbox's own sign-in page (in the reader's language), then back to where they were.
+        target = "/inbox/login?" + urlencode({"next": request.url.path})
+        if request.headers.get("HX-Request"):  # a fragment: htmx sends the whole window there
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
     if exc.status_code == 401:
         return dashboard.login_page(exc.detail or None)
     return dashboard.forbidden_page(str(exc.detail))

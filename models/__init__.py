@@ -6,7 +6,7 @@ from models.broadcasts import Broadcast
 from models.campaigns import ConversionEvent, LinkClick, Touch, TrackedLink
 from models.channels import Channel
 from models.contacts import Company, Contact, ContactIdentity, Deal, IdentityConflict
-from models.conversations import Conversation, DeliveryStatus, Message
+from models.conversations import Conversation, ConversationNote, DeliveryStatus, Message
 from models.crm import CrmCursor, CrmRecord, CrmSyncJob
 from models.flows import FlowAnswer
 from models.inbox import InboxEvent
@@ -40,6 +40,7 @@ __all__ = [
     "ContactIdentity",
     "ContactLabel",
     "Conversation",
+    "ConversationNote",
     "ConversionEvent",
     "CrmCursor",
     "CrmRecord",

@@ -62,7 +62,30 @@ class Conversation(Base):
             postgresql_where=sql("outcome IS NULL"),
             sqlite_where=sql("outcome IS NULL"),
         ),
+        # The /inbox queue: open conversations, newest first, paged by (last_message_at, id).
+        Index(
+            "ix_conversations_open_last",
+            "last_message_at",
+            "id",
+            postgresql_where=sql("closed_at IS NULL"),
+            sqlite_where=sql("closed_at IS NULL"),
+        ),
+        Index("ix_conversations_closed_at", "closed_at", "id"),
     )
+
+
+class ConversationNote(Base):
+    """A private note on a conversation, for the team only: never sent to the customer.
+    ``mentions`` are the logins of the accounts named with @login in the text."""
+
+    __tablename__ = "conversation_notes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    author: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    mentions: Mapped[list[str]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Message(Base):

@@ -42,6 +42,8 @@ class Agent(Base):
     # False: deleted or disabled; never signs in, never assigned, kept for the audit trail.
     active: Mapped[bool] = mapped_column(default=True)
     available: Mapped[bool] = mapped_column(default=True)
+    # The language of the /inbox pages for this account ("id", "en"); None: the default (Indonesian).
+    language: Mapped[str | None] = mapped_column(String(8))
     # Round robin: the available agent assigned longest ago is next.
     last_assigned_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -18,17 +18,19 @@ import api.channels
 import api.contacts
 import api.control
 import api.dashboard
-import api.figures
 import api.events
+import api.figures
 import api.flows
 import api.followup_effects
 import api.inbox
 import api.journey
 import api.labels
 import api.media
+import api.notes
 import api.orders
 import api.permissions
 import api.templates
+import web.app
 from api.auth import check_admin_token
 from observability.logs import configure_logging
 from producers import flows, health, odoo, orders, waha, whatsapp
@@ -100,6 +102,8 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.inbox.router)
     application.include_router(api.events.router)
     application.include_router(api.dashboard.router)
+    application.include_router(api.notes.router)
+    web.app.install(application)  # the team inbox pages under /inbox
     return application
 
 

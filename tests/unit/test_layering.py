@@ -17,7 +17,9 @@ ALLOWED = {
     "queueing": {"models", "observability", "settings"},
     "pipeline": {"domain", "integrations", "models", "observability", "queueing", "settings"},
     "api": {"domain", "integrations", "models", "observability", "pipeline", "queueing", "settings"},
-    "producers": {"api", "domain", "models", "observability", "queueing", "settings"},
+    "producers": {"api", "domain", "models", "observability", "queueing", "settings", "web"},
+    # The /inbox pages: every action through api/ (its permissions, audit and validation).
+    "web": {"api", "domain", "models", "pipeline", "settings"},
     "schedules": {"domain", "integrations", "models", "observability", "pipeline", "queueing", "settings"},
     "workers": {"domain", "integrations", "models", "observability", "pipeline", "queueing", "settings"},
     "testkit": {"settings"},
