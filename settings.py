@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     outbound_max_slot_wait_seconds: float = Field(default=5, gt=0)
     # Where the shared send-rate limit lives; defaults to CELERY_BROKER_URL when that is Redis.
     outbound_rate_redis_url: str | None = None
+    # Slots are (1 + this) / OUTBOUND_RATE_PER_SECOND apart: how late a send may reach the gateway
+    # after its slot and still leave every one-second window within the ceiling.
+    outbound_rate_guard_seconds: float = Field(default=0.03, ge=0, lt=1)
 
     # Media (images, videos, voice notes, documents) kept for the team: a directory, or an
     # S3-compatible bucket ("s3://bucket/prefix"; credentials from the usual AWS_* variables).

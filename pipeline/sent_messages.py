@@ -27,11 +27,17 @@ from pipeline import adaptive_followups, context, locks, orders, outbox
 log = logging.getLogger(__name__)
 
 
-def locked_with_contact(session: Session, outbound_id: int) -> OutboundMessage | None:
+def locked_with_contact(
+    session: Session, outbound_id: int, contact_id: int | None = None
+) -> OutboundMessage | None:
     """The outbox row, locked after its contact: recording a sent message changes the contact's
     conversation, which inbound messages change too under the same contact lock (taken first,
-    as everywhere else, so no two paths wait on each other in opposite order)."""
-    contact_id = session.scalar(select(OutboundMessage.contact_id).where(OutboundMessage.id == outbound_id))
+    as everywhere else, so no two paths wait on each other in opposite order). A caller that
+    knows the row's ``contact_id`` (it never changes) saves a look-up."""
+    if contact_id is None:
+        contact_id = session.scalar(
+            select(OutboundMessage.contact_id).where(OutboundMessage.id == outbound_id)
+        )
     if contact_id is None:
         return None
     locks.contact(session, contact_id)

@@ -38,8 +38,9 @@ any transaction:
 
 Never outside the ceiling: the request goes only if it leaves within SLOT_TOLERANCE_SECONDS of
 its slot, measured from before the slot was asked for (the reservation's round trip counts) to
-after the dispatch marker is committed. A send that missed its slot takes a new one, or gives its
-row back; it never goes late on the old one.
+after the dispatch marker is committed. A send that missed its slot takes a new one (before the
+marker: as many as it needs; after it: one within _LATE_SLOT_WAIT_SECONDS, the marker kept), or
+gives its row back; it never goes late on the old one.
 
 Each row goes out through its channel (``channel_id``; None is the settings channel,
 WHATSAPP_GATEWAY): that channel's gateway client (one per channel, kept while the channel is
@@ -79,7 +80,7 @@ from integrations.whatsapp import (
     gateway_for,
 )
 from integrations.whatsapp.rate_limit import limiter
-from models import Channel, OutboundMessage
+from models import Channel, Contact, OutboundMessage
 from models.base import utcnow
 from models.contacts import current_contact
 from models.db import session_scope
@@ -94,11 +95,14 @@ from settings import settings
 log = logging.getLogger(__name__)
 
 _RECORD_ATTEMPTS = 6
-# The limiter spaces slots 3% wider than 1/rate (SAFETY_MARGIN), so sends that leave up to 30 ms
-# after their slots stay within the ceiling in every one-second window. Lateness is measured up
-# to the moment before the request; the other 20 ms are for the request to be written out.
+# The limiter spaces slots (1 + OUTBOUND_RATE_GUARD_SECONDS) / rate apart, so sends that reach
+# the gateway up to the guard (30 ms by default) after their slots stay within the ceiling in every
+# one-second window. Lateness is measured up to the moment before the request; the rest of the
+# guard is for the request to be written out and read.
 SLOT_TOLERANCE_SECONDS = 0.01
 _MAX_RESERVATIONS = 5
+# The longest a send that missed its slot after committing its marker waits for a new one.
+_LATE_SLOT_WAIT_SECONDS = 1.0
 # Marks a row whose text the gateway refused as outside the 24-hour window: it goes as template.
 _AS_TEMPLATE = "retry_as_template"
 
@@ -135,6 +139,7 @@ class Claim:
     bulk: bool
     channel_id: int | None = None  # None: the settings channel
     gateway: Gateway | None = None  # the channel's client (None: the settings channel's)
+    contact_id: int | None = None  # the row's (as queued: merges do not change it)
 
 
 @cache
@@ -176,9 +181,9 @@ def send_outbound(outbound_id: int) -> str:
     dispatched_at = _dispatch(outbound_id, claim)
     if dispatched_at is None:
         return "skipped"  # no longer our claim: the sweeper gave the row back meanwhile
-    time.sleep(max(0.0, slot.go - time.monotonic()))
-    if slot.late_by() > SLOT_TOLERANCE_SECONDS:
-        # Committing the marker made it miss the slot: nothing left, so it may go again at once.
+    slot = _on_time(slot, claim.channel_id)
+    if slot is None:
+        # Too late for every slot within the cap: nothing left, so it may go again at once.
         return _give_back(outbound_id, claim, 0.0, "late", dispatched_at=dispatched_at)
     try:
         sent = (claim.gateway or gateway()).send(claim.message, window_open=claim.window_open)
@@ -192,17 +197,20 @@ def send_outbound(outbound_id: int) -> str:
         return _finish(outbound_id, FAILED, exc, unconfirmed=True)
     except PermanentError as exc:
         return _finish(outbound_id, FAILED, exc)
-    _record_sent(outbound_id, sent)
+    _record_sent(outbound_id, sent, claim.contact_id)
     return SENT
 
 
-def _reserve_slot(channel_id: int | None) -> LocalSlot:
-    """The next slot of the channel's shared limiter, if it is within
-    OUTBOUND_MAX_SLOT_WAIT_SECONDS, and far enough ahead for the dispatch marker to be committed
-    before it."""
+def _reserve_slot(
+    channel_id: int | None, lead: float | None = None, max_wait: float | None = None
+) -> LocalSlot:
+    """The next slot of the channel's shared limiter, if it is within ``max_wait`` (default:
+    OUTBOUND_MAX_SLOT_WAIT_SECONDS), and ``lead`` seconds ahead (default: far enough for the
+    dispatch marker to be committed before it)."""
     asked = time.monotonic()
     slot = limiter(channel_id).reserve(
-        max_wait=settings.outbound_max_slot_wait_seconds, not_before=_DispatchLead.seconds
+        max_wait=settings.outbound_max_slot_wait_seconds if max_wait is None else max_wait,
+        not_before=_DispatchLead.seconds if lead is None else lead,
     )
     answered = time.monotonic()
     return LocalSlot(slot.granted, slot.wait, due=asked + slot.wait, go=answered + slot.wait)
@@ -222,6 +230,26 @@ def _wait_for(slot: LocalSlot, channel_id: int | None) -> LocalSlot:
     return LocalSlot(False, 0.0, time.monotonic(), time.monotonic())  # this machine is too slow now
 
 
+def _on_time(slot: LocalSlot, channel_id: int | None) -> LocalSlot | None:
+    """Sleep until the slot and make sure the request leaves within SLOT_TOLERANCE_SECONDS of it.
+    Committing the marker may have made it miss the slot: then it takes the next free one (the
+    marker stays, as nothing has left yet), rather than giving the row back; None if no slot
+    comes within _LATE_SLOT_WAIT_SECONDS (a marked row waits only briefly: a sender killed now
+    leaves it "maybe sent"), or the limiter is unreachable: the row has not left."""
+    for _ in range(_MAX_RESERVATIONS):
+        time.sleep(max(0.0, slot.go - time.monotonic()))
+        if slot.late_by() <= SLOT_TOLERANCE_SECONDS:
+            return slot
+        try:
+            slot = _reserve_slot(channel_id, lead=0.0, max_wait=_LATE_SLOT_WAIT_SECONDS)
+        except redis.RedisError:
+            log.warning("rate limiter unavailable after the marker; send deferred", exc_info=True)
+            return None
+        if not slot.granted:
+            return None
+    return None
+
+
 def _countdown_to(slot: LocalSlot) -> float:
     """When to try again after a refused slot: about when it will be within the cap, half of it."""
     return max(0.05, slot.wait - settings.outbound_max_slot_wait_seconds / 2)
@@ -232,21 +260,26 @@ def _claim(outbound_id: int) -> Claim | str:
     has it, or it is not due), "waiting" (behind an older order message), or the end state the
     claim gave it (cancelled, failed)."""
     with session_scope() as session:
-        row = session.scalars(
-            select(OutboundMessage)
+        # The row and its contact in one statement (only the row locked); a merged contact is
+        # followed to its survivor after.
+        found = session.execute(
+            select(OutboundMessage, Contact)
+            .join(Contact, Contact.id == OutboundMessage.contact_id)
             .where(
                 OutboundMessage.id == outbound_id,
                 OutboundMessage.state == QUEUED,
                 # A second of slack: a countdown task may run a hair before its time.
                 OutboundMessage.next_attempt_at <= utcnow() + timedelta(seconds=1),
             )
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=OutboundMessage)
         ).first()
-        if row is None:
+        if found is None:
             return "skipped"
+        row, contact = found
         if outbox.waits_behind(session, row):
             return "waiting"  # published again when the older one ends (or by the sweeper)
-        contact = current_contact(session, row.contact_id)
+        if contact.merged_into_id is not None:
+            contact = current_contact(session, row.contact_id)
         now = utcnow()
         row.updated_at, row.gateway = now, settings.whatsapp_gateway
         channel = session.get(Channel, row.channel_id) if row.channel_id is not None else None
@@ -279,6 +312,7 @@ def _claim(outbound_id: int) -> Claim | str:
                     bulk=row.trigger in BULK,
                     channel_id=row.channel_id,
                     gateway=client,
+                    contact_id=row.contact_id,
                 )
             # It would go as the template, which Meta would refuse: visibly blocked, not failed.
             ended, row.error = BLOCKED_TEMPLATE, {"message": why, "blocked_template": True}
@@ -412,13 +446,13 @@ def _publish_again(outbound_id: int, bulk: bool, delay: float | None) -> None:
         log.warning("could not publish a send again", exc_info=True, extra={"outbound_id": outbound_id})
 
 
-def _record_sent(outbound_id: int, sent: Sent) -> None:
+def _record_sent(outbound_id: int, sent: Sent, contact_id: int | None) -> None:
     """Store the gateway's id. The customer has the message now, so keep trying through a
     database hiccup; a status webhook can still confirm the row if every attempt fails."""
     for attempt in range(_RECORD_ATTEMPTS):
         try:
             with session_scope() as session:
-                row = sent_messages.locked_with_contact(session, outbound_id)
+                row = sent_messages.locked_with_contact(session, outbound_id, contact_id)
                 if row is not None and row.external_id is None:
                     sent_messages.mark_sent(session, row, sent.external_id, sent.type, sent.request, utcnow())
             OUTBOUND_SENDS.labels(SENT).inc()

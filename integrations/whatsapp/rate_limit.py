@@ -6,10 +6,17 @@ the rate, so the limit lives in Redis and every process reserves its slot there.
 
 The algorithm is GCRA with a burst of one: the key holds the *theoretical arrival time* (TAT),
 the earliest moment the next message may go, in microseconds. Reserving a slot takes
-``max(TAT, now)`` and moves TAT one interval (1/rate) past it, so granted slots are at least one
-interval apart and no sliding one-second window holds more than ``rate`` of them. The caller then
-sleeps until its slot. All of this is one Lua script, atomic in Redis, with Redis's own ``TIME``
-as the single clock, so processes on machines whose clocks disagree still share one schedule.
+``max(TAT, now)`` and moves TAT one interval past it, so granted slots are at least one interval
+apart. The interval is ``(1 + guard) / rate`` (OUTBOUND_RATE_GUARD_SECONDS): any ``rate + 1``
+slots then span ``1 + guard`` seconds, so no sliding one-second window holds more than ``rate``
+of them even when each send reaches the gateway up to ``guard`` seconds after its slot. The
+caller then sleeps until its slot. All of this is one Lua script, atomic in Redis, with Redis's
+own ``TIME`` as the single clock, so processes on machines whose clocks disagree still share one
+schedule; nothing is decided by a process's own clock except how long to sleep.
+
+A batch takes up to N consecutive slots in the same round trip (``reserve_many``): the script
+grants as many as fall within the caller's cap and answers with the first one's wait, the
+interval, and when the slot after the batch is due.
 
 A caller may cap its wait (``reserve(max_wait=...)``): a slot further away than that is not
 granted and TAT does not move, so a refusal costs no one else a slot; the caller comes back
@@ -39,28 +46,55 @@ import redis
 
 from settings import settings
 
-SAFETY_MARGIN = 0.03
-
 # KEYS[1]: the TAT key. ARGV[1]: the interval between slots in microseconds (an integer);
-# ARGV[2]: the longest wait the caller accepts, in microseconds (-1: any); ARGV[3]: the shortest
-# wait it wants, in microseconds.
-# Returns {wait, slot, granted}: microseconds to wait from Redis's "now", the slot's own time, and
-# 1 if it was reserved (0: further than the caller's wait, nothing reserved).
+# ARGV[2]: how many slots the caller wants (a batch); ARGV[3]: the longest wait it accepts for a
+# slot, in microseconds (-1: any); ARGV[4]: the shortest wait it wants, in microseconds.
+# Grants the first ``granted`` of the wanted slots that fall within the longest wait, one interval
+# apart, the first at max(TAT, now + shortest wait), and moves TAT past the last one granted.
+# Returns {granted, wait, first, due}: how many were granted (0: none within the wait, nothing
+# reserved), microseconds from Redis's "now" to the first slot (if none was granted: to the next
+# free one), that slot's own time, and microseconds from now until the slot after the batch.
 _GCRA = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
 local interval = tonumber(ARGV[1])
-local max_wait = tonumber(ARGV[2])
-local not_before = tonumber(ARGV[3])
+local wanted = tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3])
+local not_before = tonumber(ARGV[4])
 local tat = tonumber(redis.call('GET', KEYS[1]) or 0)
-local slot = math.max(tat, now + not_before)
-if max_wait >= 0 and slot - now > max_wait then
-  return {slot - now, slot, 0}
+local first = math.max(tat, now + not_before)
+local granted = wanted
+if max_wait >= 0 then
+  granted = math.min(wanted, math.max(0, math.floor((now + max_wait - first) / interval) + 1))
 end
-local next_tat = slot + interval
+if granted == 0 then
+  return {0, first - now, first, first - now}
+end
+local next_tat = first + granted * interval
 redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1000)
-return {slot - now, slot, 1}
+return {granted, first - now, first, next_tat - now}
 """
+
+
+# Spacing beyond 1/rate, in seconds per rate's worth of slots (OUTBOUND_RATE_GUARD_SECONDS).
+DEFAULT_GUARD_SECONDS = 0.03
+
+
+class Batch(NamedTuple):
+    """Slots for a batch: ``granted`` of them, one ``interval`` apart (seconds), the first ``wait``
+    seconds after the reservation (at ``at`` on the limiter's clock); ``due``: seconds from the
+    reservation until the slot after the last one granted (when no slot was granted, ``wait`` and
+    ``due`` both say when the next free slot is)."""
+
+    granted: int
+    wait: float
+    at: float
+    interval: float
+    due: float
+
+    def waits(self) -> list[float]:
+        """Each granted slot's wait, in order."""
+        return [self.wait + i * self.interval for i in range(self.granted)]
 
 
 class Slot(NamedTuple):
@@ -75,19 +109,29 @@ class Slot(NamedTuple):
 
 
 class RateLimiter:
-    """At most ``rate_per_second`` sends, spaced evenly, across every process sharing ``key``."""
+    """At most ``rate_per_second`` sends, spaced evenly, across every process sharing ``key``.
+
+    Slots are ``(1 + guard) / rate`` seconds apart: any ``rate + 1`` of them span at least
+    ``1 + guard`` seconds, so a send that leaves up to ``guard`` seconds after its slot (a thread
+    waking, a request being written) still keeps every one-second window at the receiver within
+    ``rate``."""
 
     def __init__(
-        self, rate_per_second: float, redis_url: str | None, key: str = "wacrm:outbound:rate"
+        self,
+        rate_per_second: float,
+        redis_url: str | None,
+        key: str = "wacrm:outbound:rate",
+        guard: float = DEFAULT_GUARD_SECONDS,
     ) -> None:
         if rate_per_second <= 0:
             raise ValueError("rate_per_second must be positive")
+        if not 0 <= guard < 1:
+            raise ValueError("guard must be in [0, 1) seconds")
         self.rate_per_second = rate_per_second
         self.key = key
-        # A little wider than 1/rate, and rounded up: the request leaves a moment after its slot
-        # (a thread wakes, a connection is picked), and with slots exactly 1/rate apart that
-        # jitter alone would put rate + 1 sends into some one-second window at the gateway.
-        self.interval_us = math.ceil(1_000_000 / rate_per_second * (1 + SAFETY_MARGIN))
+        self.guard = guard
+        # Rounded up, so that rounding never puts the slots closer than (1 + guard) / rate.
+        self.interval_us = math.ceil(1_000_000 * (1 + guard) / rate_per_second)
         self.shared = redis_url is not None
         self._lock = threading.Lock()
         self._local_tat = 0  # microseconds on time.monotonic_ns()
@@ -103,13 +147,28 @@ class RateLimiter:
     def reserve(self, max_wait: float | None = None, not_before: float = 0.0) -> Slot:
         """Take the next free slot, at least ``not_before`` seconds away, without waiting for it;
         with ``max_wait`` (seconds), only if it is at most that far away."""
+        batch = self.reserve_many(1, max_wait=max_wait, not_before=not_before)
+        return Slot(at=batch.at, wait=batch.wait, granted=batch.granted == 1)
+
+    def reserve_many(self, count: int, max_wait: float | None = None, not_before: float = 0.0) -> Batch:
+        """Up to ``count`` consecutive slots in one round trip: as many as fall within ``max_wait``
+        seconds (all of them without it), the first at least ``not_before`` seconds away."""
+        if count < 1:
+            raise ValueError("count must be at least 1")
         limit_us = -1 if max_wait is None else max(0, int(max_wait * 1_000_000))
         after_us = max(0, int(not_before * 1_000_000))
         if self._redis is None:
-            return self._reserve_local(limit_us, after_us)
-        args = [self.interval_us, limit_us, after_us]
-        wait_us, slot_us, granted = self._script(keys=[self.key], args=args)
-        return Slot(at=int(slot_us) / 1_000_000, wait=int(wait_us) / 1_000_000, granted=bool(granted))
+            granted, wait_us, at_us, due_us = self._reserve_local(count, limit_us, after_us)
+        else:
+            args = [self.interval_us, count, limit_us, after_us]
+            granted, wait_us, at_us, due_us = self._script(keys=[self.key], args=args)
+        return Batch(
+            granted=int(granted),
+            wait=int(wait_us) / 1_000_000,
+            at=int(at_us) / 1_000_000,
+            interval=self.interval_us / 1_000_000,
+            due=int(due_us) / 1_000_000,
+        )
 
     def acquire(self) -> float:
         """Block until the caller may send; returns the seconds waited."""
@@ -118,15 +177,18 @@ class RateLimiter:
             time.sleep(slot.wait)
         return slot.wait
 
-    def _reserve_local(self, limit_us: int, after_us: int) -> Slot:
-        # Integer microseconds, as in the Lua script, so slots stay exactly one interval apart.
+    def _reserve_local(self, count: int, limit_us: int, after_us: int) -> tuple[int, int, int, int]:
+        # The Lua script's arithmetic, in integer microseconds, under a lock.
         with self._lock:
             now = time.monotonic_ns() // 1000
-            at = max(self._local_tat, now + after_us)
-            granted = limit_us < 0 or at - now <= limit_us
-            if granted:
-                self._local_tat = at + self.interval_us
-        return Slot(at=at / 1_000_000, wait=(at - now) / 1_000_000, granted=granted)
+            first = max(self._local_tat, now + after_us)
+            granted = count
+            if limit_us >= 0:
+                granted = min(count, max(0, (now + limit_us - first) // self.interval_us + 1))
+            if granted == 0:
+                return 0, first - now, first, first - now
+            self._local_tat = first + granted * self.interval_us
+            return granted, first - now, first, self._local_tat - now
 
 
 def limiter(channel: int | None = None) -> RateLimiter:
@@ -139,4 +201,9 @@ def limiter(channel: int | None = None) -> RateLimiter:
 @functools.cache
 def _limiter(channel: int | None) -> RateLimiter:
     key = "wacrm:outbound:rate" if channel is None else f"wacrm:outbound:rate:channel:{channel}"
-    return RateLimiter(settings.outbound_rate_per_second, settings.rate_limit_redis_url, key=key)
+    return RateLimiter(
+        settings.outbound_rate_per_second,
+        settings.rate_limit_redis_url,
+        key=key,
+        guard=settings.outbound_rate_guard_seconds,
+    )

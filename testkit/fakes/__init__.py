@@ -125,6 +125,10 @@ class FakeServer:
 
 def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # Keep-alive, as the real services speak it: a client's pooled connection is reused, so a
+        # request's arrival is not delayed by a new connection and a new server thread each time.
+        protocol_version = "HTTP/1.1"
+
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             try:

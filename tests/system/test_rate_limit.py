@@ -192,3 +192,53 @@ def test_a_slot_can_be_asked_for_no_sooner_than_a_lead(redis_server: RedisServer
 
     assert ahead.granted and 0.19 <= ahead.wait <= 0.2
     assert after.at - ahead.at == pytest.approx(limiter.interval_us / 1_000_000, abs=1e-6)
+
+
+def most_in_window(times: list[float], width: float) -> int:
+    """The most ``times`` in any half-open window [t, t + width), a microsecond of slack as above."""
+    ordered = sorted(times)
+    most, first = 0, 0
+    for last, t in enumerate(ordered):
+        while ordered[first] <= t - width + 1e-6:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+@pytest.mark.parametrize("guard", [0.0, 0.03])
+def test_batches_grant_exactly_the_rate_in_any_window(redis_server: RedisServer, guard):
+    rate = 50
+    limiter = RateLimiter(rate, redis_server.url, f"test:rate:{uuid.uuid4().hex}", guard=guard)
+    slots: list[float] = []
+    for size in itertools.islice(itertools.cycle([1, 7, 3, 12]), 40):  # 160 slots, ~3 s of them
+        batch = limiter.reserve_many(size)
+        assert batch.granted == size  # no cap: every slot asked for
+        slots += [batch.at + i * batch.interval for i in range(batch.granted)]
+
+    # The batches follow each other without a gap or an overlap: one even schedule.
+    interval = limiter.interval_us / 1e6
+    assert all(b - a == pytest.approx(interval, abs=2e-6) for a, b in itertools.pairwise(slots))
+    # Exactly the rate in the widest window the guard allows, and never more in any second.
+    assert most_in_window(slots, 1.0 + guard) == rate
+    assert most_in_one_second(slots) <= rate
+    assert most_in_one_second(slots) >= rate - (1 if guard else 0)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_batch_gets_the_slots_within_the_cap_and_the_next_wait(redis_server: RedisServer, shared):
+    url = redis_server.url if shared else None
+    limiter = RateLimiter(10, url, f"test:rate:{uuid.uuid4().hex}")  # slots 103 ms apart
+    interval = limiter.interval_us / 1e6
+
+    batch = limiter.reserve_many(5, max_wait=0.25)  # slots at 0, 0.103 and 0.206 s are within
+    refused = limiter.reserve_many(2, max_wait=0.05)
+    after = limiter.reserve_many(4)
+
+    assert batch.granted == 3 and batch.wait == 0 and batch.interval == interval
+    assert batch.waits() == pytest.approx([0, interval, 2 * interval])
+    assert batch.due == pytest.approx(3 * interval, abs=1e-6)
+    # Refused: nothing taken, and the wait says when the slot after the batch is due.
+    assert refused.granted == 0
+    assert refused.at == pytest.approx(batch.at + 3 * interval, abs=1e-6)
+    assert 3 * interval - 0.05 < refused.wait <= 3 * interval
+    assert after.granted == 4 and after.at == pytest.approx(refused.at, abs=1e-6)
