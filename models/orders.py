@@ -44,6 +44,9 @@ class Order(Base):
     # Per detail (total, courier, ...): the time of the event that set it, so the newest event
     # that carries a detail decides it, whatever order the events are processed in.
     detail_times: Mapped[dict[str, Any] | None]
+    # The public tracker page (api/tracker.py): how often it was opened, and when last.
+    tracker_views: Mapped[int] = mapped_column(default=0, server_default="0")
+    tracker_viewed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
