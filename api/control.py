@@ -40,7 +40,7 @@ from models.db import locked_row, session_scope
 from models.routing import DECIDED
 from pipeline import adaptive_followups, assignment, channels, crm_sync, locks, outbox, rich_messages, teams
 from pipeline import audit as audit_trail
-from pipeline.routing import faq_reply_text
+from pipeline.routing import faq_reply
 
 router = APIRouter(prefix="/api", tags=["human control"])
 
@@ -288,13 +288,15 @@ def override_decision(decision_id: int, body: OverrideIn, caller: Caller) -> Dec
             entry = session.scalar(select(FaqEntry).where(FaqEntry.key == body.faq_key))
             if entry is None:
                 raise HTTPException(422, f"faq_key: no FAQ entry {body.faq_key!r}")
+            text, rich = faq_reply(entry)
             outbox.queue(
                 session,
                 dedupe_key=f"override:{decision.id}",
                 trigger=FAQ_ANSWER,
                 contact_id=contact.id,
                 channel_id=channels.conversation_channel_id(session, decision.conversation_id),
-                text=faq_reply_text(entry),
+                text=text,
+                body=rich,
             )
             decision.faq_key, decision.agent = entry.key, None
         else:

@@ -359,3 +359,22 @@ def test_a_waha_channel_refuses_a_list_naming_the_gateway_and_sends_an_image_by_
         "url": "https://cdn.example.com/i.pdf",
         "filename": "i.pdf",
     }
+
+
+def test_an_faq_answer_with_an_image_goes_as_an_image_message_with_the_answer_as_caption(
+    client, worker, routing, cloud_api, admin_headers
+):
+    answer = "Ini katalog terbaru kami. Ada produk yang menarik untuk Anda?"
+    entry = {
+        "questions": ["minta katalog", "ada katalog produk"],
+        "answer": answer,
+        "kind": "marketing",
+        "media_url": "https://cdn.example.com/katalog-juni.jpg",
+        "media_type": "image",
+    }
+    assert client.put("/api/faq/catalogue", json=entry, headers=admin_headers).status_code == 200
+    customer_writes(client, text="kak minta katalog dong")
+    [body] = sent_bodies(cloud_api, 1)
+    assert body["type"] == "image"
+    assert body["image"] == {"link": "https://cdn.example.com/katalog-juni.jpg", "caption": answer}
+    assert "text" not in body
