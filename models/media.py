@@ -46,14 +46,16 @@ class MediaFile(Base):
 class CloudMediaUpload(Base):
     """One of our files uploaded to the Cloud API media endpoint through one channel: the media id
     Meta gave it, reused for every later send of that file through that channel. Unique on (file,
-    channel): two workers uploading at once keep the first answer, and both sends are right."""
+    channel): the worker whose insert made the row uploads (``claimed_until``); the others wait
+    for its id instead of uploading the file again."""
 
     __tablename__ = "cloud_media_uploads"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     media_file_id: Mapped[int] = mapped_column(ForeignKey("media_files.id"))
     channel_key: Mapped[str] = mapped_column(String(32))  # "channel:<id>" or "settings"
-    cloud_media_id: Mapped[str] = mapped_column(String(128))
-    uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cloud_media_id: Mapped[str | None] = mapped_column(String(128))  # None: being uploaded
+    claimed_until: Mapped[datetime | None]  # the uploading worker's hold; a dead one's runs out
+    uploaded_at: Mapped[datetime | None]
 
     __table_args__ = (UniqueConstraint("media_file_id", "channel_key"),)

@@ -4,7 +4,7 @@ Agents, automation, broadcasts and the end response all hand over a Cloud API me
 without ``messaging_product``/``to`` (docs/rich-messages.md). ``prepare`` checks it against
 WhatsApp's limits for the channel's gateway (domain/outbound_kinds.py) and resolves a media
 ``id`` that is one of our files (POST /api/media) to its ``media_files`` row, so the outbound
-worker can upload it to the Cloud API once per channel (``cloud_media_id``/``remember_upload``)
+worker can upload it to the Cloud API once per channel (``claim_upload``/``uploaded``)
 or hand its bytes to WAHA. A digits-only ``id`` is a Cloud API media id uploaded elsewhere and
 passes as it is, on a Cloud API channel only.
 """
@@ -12,6 +12,7 @@ passes as it is, on a Cloud API channel only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -19,9 +20,13 @@ from sqlalchemy.orm import Session
 
 from domain.outbound_kinds import MEDIA_KINDS, NotSendable, check, media_kind_of, readable_text
 from models import Channel, CloudMediaUpload, MediaFile
+from models.base import utcnow
 from models.db import dialect_insert
 from models.media import STORED
 from settings import settings
+
+# How long a worker holds a file's upload before another may take it over (a dead worker's).
+_HOLD = timedelta(seconds=120)
 
 
 @dataclass(frozen=True)
@@ -71,26 +76,50 @@ def channel_key(channel_id: int | None) -> str:
     return "settings" if channel_id is None else f"channel:{channel_id}"
 
 
-def cloud_media_id(session: Session, media_file_id: int, channel_id: int | None) -> str | None:
-    """The Cloud API media id this file was given when uploaded through this channel, if it was."""
-    return session.scalar(
-        select(CloudMediaUpload.cloud_media_id).where(
+@dataclass(frozen=True)
+class Upload:
+    cloud_id: str | None  # Meta's id for the file, when it has been uploaded through this channel
+    ours: bool  # no id yet and this worker is to upload it (else another one is: wait)
+
+
+def claim_upload(session: Session, media_file_id: int, channel_id: int | None) -> Upload:
+    """The Cloud API media id of this file on this channel, or the right to upload it: the first
+    worker's unique insert takes it; a hold that ran out (its worker died) is taken over."""
+    now, key = utcnow(), channel_key(channel_id)
+    insert = dialect_insert(session.get_bind().dialect.name)
+    made = session.scalar(
+        insert(CloudMediaUpload)
+        .values(media_file_id=media_file_id, channel_key=key, claimed_until=now + _HOLD)
+        .on_conflict_do_nothing(index_elements=["media_file_id", "channel_key"])
+        .returning(CloudMediaUpload.id)
+    )
+    if made is not None:
+        return Upload(None, True)
+    row = session.scalars(
+        select(CloudMediaUpload)
+        .where(CloudMediaUpload.media_file_id == media_file_id, CloudMediaUpload.channel_key == key)
+        .with_for_update()
+    ).one()
+    if row.cloud_media_id:
+        return Upload(row.cloud_media_id, False)
+    if row.claimed_until is None or row.claimed_until < now:
+        row.claimed_until = now + _HOLD
+        return Upload(None, True)
+    return Upload(None, False)
+
+
+def uploaded(session: Session, media_file_id: int, channel_id: int | None, cloud_id: str | None) -> None:
+    """Record the id Meta gave our upload; None: it failed, and the next send may try at once."""
+    row = session.scalars(
+        select(CloudMediaUpload)
+        .where(
             CloudMediaUpload.media_file_id == media_file_id,
             CloudMediaUpload.channel_key == channel_key(channel_id),
         )
-    )
-
-
-def remember_upload(session: Session, media_file_id: int, channel_id: int | None, cloud_id: str) -> str:
-    """Keep the id Meta gave the upload (a unique insert); returns the one kept, which is another
-    worker's if it uploaded the same file through the same channel first."""
-    insert = dialect_insert(session.get_bind().dialect.name)
-    session.execute(
-        insert(CloudMediaUpload)
-        .values(media_file_id=media_file_id, channel_key=channel_key(channel_id), cloud_media_id=cloud_id)
-        .on_conflict_do_nothing(index_elements=["media_file_id", "channel_key"])
-    )
-    return cloud_media_id(session, media_file_id, channel_id) or cloud_id
+        .with_for_update()
+    ).one()
+    row.cloud_media_id, row.claimed_until = cloud_id, None
+    row.uploaded_at = utcnow() if cloud_id else None
 
 
 def with_media_id(body: dict[str, Any], cloud_id: str) -> dict[str, Any]:

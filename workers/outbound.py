@@ -104,6 +104,8 @@ SLOT_TOLERANCE_SECONDS = 0.01
 _MAX_RESERVATIONS = 5
 # Marks a row whose text the gateway refused as outside the 24-hour window: it goes as template.
 _AS_TEMPLATE = "retry_as_template"
+# A send whose file another worker is uploading to the Cloud API comes back this much later.
+_UPLOAD_WAIT_SECONDS = 0.5
 
 
 class _DispatchLead:
@@ -338,17 +340,23 @@ def _with_media(outbound_id: int, claim: Claim) -> Claim | str:
     attachment = Attachment(media.mime_type, media.filename, lambda: b"".join(store.chunks(media.key)))
     if isinstance(client, CloudApiGateway) and claim.message.body is not None:
         with session_scope() as session:
-            cloud_id = rich_messages.cloud_media_id(session, media.id, claim.channel_id)
+            upload = rich_messages.claim_upload(session, media.id, claim.channel_id)
+        cloud_id = upload.cloud_id
+        if cloud_id is None and not upload.ours:
+            # Another send of the same file is uploading it: come back for its id.
+            return _give_back(outbound_id, claim, _UPLOAD_WAIT_SECONDS, "waiting for the upload")
         if cloud_id is None:
             try:
-                uploaded = client.upload_media(attachment)
-            except PermanentError as exc:
-                return _finish(outbound_id, FAILED, exc)
+                cloud_id = client.upload_media(attachment)
             except (GatewayError, OSError) as exc:
+                with session_scope() as session:
+                    rich_messages.uploaded(session, media.id, claim.channel_id, None)
+                if isinstance(exc, PermanentError):
+                    return _finish(outbound_id, FAILED, exc)
                 log.warning("media upload failed; send deferred: %s", exc, extra={"outbound_id": outbound_id})
                 return _give_back(outbound_id, claim, settings.outbound_retry_base_seconds, "deferred")
             with session_scope() as session:
-                cloud_id = rich_messages.remember_upload(session, media.id, claim.channel_id, uploaded)
+                rich_messages.uploaded(session, media.id, claim.channel_id, cloud_id)
         body = rich_messages.with_media_id(claim.message.body, cloud_id)
         return replace(claim, message=replace(claim.message, body=body))
     if client.name == "waha":

@@ -21,6 +21,7 @@ from models.db import session_scope
 from testkit import samples
 from testkit.fakes.waha import FakeWaha
 from testkit.processes import wait_for
+from testkit.waha import chat_of, label_contact
 
 BUDI = "6281212345678"
 PICTURE = b"\xff\xd8\xff\xe0" + os.urandom(40_000)
@@ -378,3 +379,36 @@ def test_an_faq_answer_with_an_image_goes_as_an_image_message_with_the_answer_as
     assert body["type"] == "image"
     assert body["image"] == {"link": "https://cdn.example.com/katalog-juni.jpg", "caption": answer}
     assert "text" not in body
+
+
+def test_a_broadcast_can_be_any_kind_and_uploads_its_file_once(
+    client, worker, cloud_api, admin_headers, drained
+):
+    chats = [chat_of(i) for i in range(3)]
+    for chat in chats:
+        label_contact(client, chat, "2", "Grade A")
+    drained()
+    for chat in chats:
+        customer_writes(client, chat.split("@")[0])
+    drained()
+    ours = upload(client, admin_headers)
+    too_long = {"type": "image", "image": {"id": ours, "caption": "x" * 1025}}
+    refused = client.post(
+        "/api/broadcasts", json={"label": "Grade A", "message": too_long}, headers=admin_headers
+    )
+    assert refused.status_code == 422
+    assert refused.json()["detail"].startswith("message.image.caption:")
+
+    image = {"type": "image", "image": {"id": ours, "caption": "Promo Juni"}}
+    answer = client.post(
+        "/api/broadcasts", json={"label": "Grade A", "message": image}, headers=admin_headers
+    )
+    assert answer.status_code == 202, answer.text
+    received = sent_bodies(cloud_api, 3)
+    assert len(cloud_api.uploads) == 1
+    cloud_id = cloud_api.uploads[0][1]
+    assert sorted(body["to"] for body in received) == sorted(chat.split("@")[0] for chat in chats)
+    assert all(body["image"] == {"id": cloud_id, "caption": "Promo Juni"} for body in received)
+    view = client.get(f"/api/broadcasts/{answer.json()['id']}", headers=admin_headers).json()
+    assert view["message"] == image
+    assert view["text"] == "Promo Juni"

@@ -1,4 +1,4 @@
-"""rich outbound messages: the outbox body, Cloud media ids per file and channel, tracker views
+"""rich outbound messages: the outbox and broadcast body, Cloud media ids per file and channel, tracker views
 
 Revision ID: 0015
 Revises: 0013
@@ -30,8 +30,9 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("media_file_id", sa.BigInteger(), nullable=False),
         sa.Column("channel_key", sa.String(length=32), nullable=False),
-        sa.Column("cloud_media_id", sa.String(length=128), nullable=False),
-        sa.Column("uploaded_at", models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("cloud_media_id", sa.String(length=128), nullable=True),
+        sa.Column("claimed_until", models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("uploaded_at", models.base.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["media_file_id"],
             ["media_files.id"],
@@ -42,6 +43,12 @@ def upgrade() -> None:
             "media_file_id", "channel_key", name=op.f("uq_cloud_media_uploads_media_file_id_channel_key")
         ),
     )
+    with op.batch_alter_table("broadcasts") as batch:
+        batch.add_column(sa.Column("body", models.base.JSONType, nullable=True))
+        batch.add_column(sa.Column("media_file_id", sa.BigInteger(), nullable=True))
+        batch.create_foreign_key(
+            op.f("fk_broadcasts_media_file_id_media_files"), "media_files", ["media_file_id"], ["id"]
+        )
     with op.batch_alter_table("orders") as batch:
         batch.add_column(sa.Column("tracker_views", sa.Integer(), server_default="0", nullable=False))
         batch.add_column(
@@ -53,6 +60,10 @@ def downgrade() -> None:
     with op.batch_alter_table("orders") as batch:
         batch.drop_column("tracker_viewed_at")
         batch.drop_column("tracker_views")
+    with op.batch_alter_table("broadcasts") as batch:
+        batch.drop_constraint(op.f("fk_broadcasts_media_file_id_media_files"), type_="foreignkey")
+        batch.drop_column("media_file_id")
+        batch.drop_column("body")
     op.drop_table("cloud_media_uploads")
     with op.batch_alter_table("outbound_messages") as batch:
         batch.drop_constraint(op.f("fk_outbound_messages_media_file_id_media_files"), type_="foreignkey")
