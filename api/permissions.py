@@ -9,7 +9,7 @@ teams answers 404 (``contact_in_reach``, ``conversation_in_reach``): the teams c
 The table in words (docs/accounts.md has it as a table):
 
 - **anyone**: the webhooks and the Flows data endpoint (they check their own signatures), health
-  and metrics, signing in.
+  and metrics, signing in, the order tracker page (its signed token is the credential).
 - **agent**: the contacts and conversations of their teams: read them (and their media files),
   answer, upload a file to send, pause automation for a contact, read the FAQ and the templates;
   change their own availability; their own API tokens.
@@ -125,6 +125,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/flows"): ADMIN_ONLY,
     ("GET", "/api/flows/{name}"): ADMIN_ONLY,
     ("POST", "/flows/{name}"): OPEN,  # Meta's Flows data endpoint: signed and encrypted
+    ("GET", "/t/{token}"): OPEN,  # the order tracker page: its signed, unguessable token is the key
     ("GET", "/inbox"): Rule(EVERYONE, page=True),
 }
 

@@ -25,6 +25,7 @@ import api.media
 import api.orders
 import api.permissions
 import api.templates
+import api.tracker
 from api.auth import check_admin_token
 from observability.logs import configure_logging
 from producers import flows, health, odoo, orders, waha, whatsapp
@@ -90,6 +91,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.templates.router)
     application.include_router(api.channels.router)
     application.include_router(api.inbox.router)
+    application.include_router(api.tracker.router)
     application.include_router(api.dashboard.router)
     return application
 

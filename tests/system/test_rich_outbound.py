@@ -15,7 +15,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from models import CloudMediaUpload, Contact, OutboundMessage
+from models import CloudMediaUpload, Contact, Order, OutboundMessage
 from models.base import utcnow
 from models.db import session_scope
 from testkit import samples
@@ -412,3 +412,48 @@ def test_a_broadcast_can_be_any_kind_and_uploads_its_file_once(
     view = client.get(f"/api/broadcasts/{answer.json()['id']}", headers=admin_headers).json()
     assert view["message"] == image
     assert view["text"] == "Promo Juni"
+
+
+def post_order(client, event) -> None:
+    body, headers = samples.encode(event)
+    assert client.post("/webhooks/orders", content=body, headers=headers).status_code == 202
+
+
+def test_the_tracker_page_shows_a_shipped_order_and_escapes_what_came_from_outside(
+    client, worker, cloud_api, admin_headers, drained
+):
+    post_order(client, samples.order_event("order.created", total=150000))
+    post_order(client, samples.order_event("order.paid"))
+    post_order(
+        client,
+        samples.order_event(
+            "order.shipped", courier="<script>alert(1)</script>", tracking_number="JNE0123456789"
+        ),
+    )
+    drained()
+
+    def shipped():
+        view = client.get("/api/orders/SO-1001", headers=admin_headers).json()
+        return view if view.get("tracking_number") else None
+
+    view = wait_for(shipped, 30, "the order shipped")
+    url = view["tracker_url"]
+    assert url.startswith("/t/")
+    page = client.get(url, headers={"Accept-Language": "en-GB,en;q=0.9"})  # no sign-in
+    assert page.status_code == 200
+    assert "JNE0123456789" in page.text
+    assert "<script>" not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    assert "Shipped" in page.text and "Payment received" in page.text
+    assert "Delivered: not yet" in page.text
+    indonesian = client.get(url, params={"lang": "id"})
+    assert "Dikirim" in indonesian.text and "Nomor resi" in indonesian.text
+
+    # Another order's link cannot be made from this one.
+    order_part, signature = url.removeprefix("/t/").split("-", 1)
+    assert client.get(f"/t/{int(order_part) + 1}-{signature}").status_code == 404
+    assert client.get("/t/not-a-token").status_code == 404
+    with session_scope() as session:
+        order = session.scalars(select(Order)).one()
+        assert order.tracker_views == 2
+        assert order.tracker_viewed_at is not None
