@@ -114,6 +114,9 @@ class Settings(BaseSettings):
 
     # Automated order messages and the outbound worker.
     business_name: str = "Toko Kami"
+    # Where customers reach this system (https://crm.example.id): the order tracker links
+    # (/t/<token>) are made absolute with it. Unset: GET /api/orders gives the path only.
+    public_url: str | None = None
     order_messages_file: Path = PROJECT_ROOT / "templates" / "order_messages.toml"
     followup_tick_seconds: float = Field(default=30, gt=0)
     outbound_timeout_seconds: float = Field(default=10, gt=0)

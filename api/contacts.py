@@ -17,7 +17,17 @@ from api.labels import LabelChangeOut, label_history
 from api.permissions import contact_in_reach
 from domain import answer_hours, phones, service_window
 from domain.outcomes import OPEN
-from models import Company, Contact, ContactIdentity, Conversation, Deal, Message, Order
+from models import (
+    Company,
+    Contact,
+    ContactIdentity,
+    Conversation,
+    Deal,
+    MediaFile,
+    Message,
+    Order,
+    OutboundMessage,
+)
 from models.base import utcnow
 from models.campaigns import ORGANIC
 from models.channels import SETTINGS_CHANNEL
@@ -155,6 +165,13 @@ class ContactDetail(ContactOut):
     touches: list[TouchOut] = []  # every campaign touch, oldest first: the first is the first touch
 
 
+class MessageMedia(BaseModel):
+    id: str  # what GET /api/media/{id} takes
+    url: str
+    mime_type: str | None
+    size: int | None  # None while an inbound file is still being fetched
+
+
 class MessageOut(BaseModel):
     id: int
     external_id: str | None
@@ -170,6 +187,7 @@ class MessageOut(BaseModel):
     error: dict[str, Any] | None
     referral: dict[str, Any] | None
     reply_to: str | None = None  # the external id of the message this one answers (quoted)
+    media: MessageMedia | None = None  # the file of a media message, inbound or outbound
 
 
 class MessagePage(BaseModel):
@@ -302,8 +320,11 @@ def list_messages(
             query = query.where(tuple_(Message.occurred_at, Message.id) > _decode_cursor(cursor))
         messages = session.scalars(query).all()
         channel_of = message_channels(session, messages)
+        media_of = message_media(session, [m.id for m in messages])
         items = [
-            MessageOut.model_validate({**_columns(m), "channel": channel_of[m.conversation_id]})
+            MessageOut.model_validate(
+                {**_columns(m), "channel": channel_of[m.conversation_id], "media": media_of.get(m.id)}
+            )
             for m in messages
         ]
     next_cursor = (
@@ -320,6 +341,25 @@ def message_channels(session: Session, messages: Sequence[Message]) -> dict[int,
         select(Conversation.id, Conversation.channel_id).where(Conversation.id.in_(conversation_ids))
     ).all()
     return {conversation_id: names.get(channel_id, SETTINGS_CHANNEL) for conversation_id, channel_id in rows}
+
+
+def message_media(session: Session, message_ids: list[int]) -> dict[int, MessageMedia]:
+    """The media file of each of these messages that has one: an inbound file is linked to its
+    message, an outbound one to the outbox row that sent it by our id."""
+    if not message_ids:
+        return {}
+    inbound = select(MediaFile.message_id, MediaFile).where(MediaFile.message_id.in_(message_ids))
+    outbound = (
+        select(OutboundMessage.message_id, MediaFile)
+        .join(MediaFile, MediaFile.id == OutboundMessage.media_file_id)
+        .where(OutboundMessage.message_id.in_(message_ids))
+    )
+    found: dict[int, MessageMedia] = {}
+    for message_id, media in [*session.execute(inbound), *session.execute(outbound)]:
+        found[message_id] = MessageMedia(
+            id=media.key, url=f"/api/media/{media.key}", mime_type=media.mime_type, size=media.size
+        )
+    return found
 
 
 def _contact_out(session: Any, contact: Contact, labels: list[str] | None = None) -> ContactOut:

@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi import APIRouter, Body, Header, HTTPException, Query
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import case, select
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from api.auth import Caller, Principal
 from api.permissions import contact_in_reach, conversation_in_reach
 from domain import service_window
+from domain.outbound_kinds import TEXT_MAX, NotSendable
 from domain.replies import AUTOMATION, CONVERSATIONAL, FAQ_ANSWER, HUMAN, HUMAN_REPLY, NOBODY
 from models import (
     Agent,
@@ -37,9 +38,9 @@ from models.base import utcnow
 from models.contacts import current_contact
 from models.db import locked_row, session_scope
 from models.routing import DECIDED
-from pipeline import adaptive_followups, assignment, channels, crm_sync, locks, outbox, teams
+from pipeline import adaptive_followups, assignment, channels, crm_sync, locks, outbox, rich_messages, teams
 from pipeline import audit as audit_trail
-from pipeline.routing import faq_reply_text
+from pipeline.routing import faq_reply
 
 router = APIRouter(prefix="/api", tags=["human control"])
 
@@ -66,10 +67,6 @@ class AssigneeOut(BaseModel):
     conversation_id: int
     owner_agent: str | None
     cancelled_messages: int
-
-
-class ReplyIn(BaseModel):
-    text: str = Field(min_length=1, max_length=4096)
 
 
 class ReplyOut(BaseModel):
@@ -203,32 +200,44 @@ def take_over(conversation_id: int, body: AssigneeIn, caller: Caller) -> Assigne
 @router.post("/conversations/{conversation_id}/messages", response_model=ReplyOut, status_code=202)
 def reply(
     conversation_id: int,
-    body: ReplyIn,
     caller: Caller,
+    body: Annotated[dict[str, Any], Body(description='{"text": ...} or a Cloud API message object')],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
 ) -> ReplyOut:
     """An agent answers the customer through the outbound worker (the reply counts as a human's
-    in the journey metrics). Repeat the request with the same ``Idempotency-Key`` safely."""
+    in the journey metrics): ``{"text": ...}``, or any kind WhatsApp sends as a Cloud API message
+    object without ``messaging_product``/``to`` (docs/rich-messages.md), checked before it is
+    queued. Repeat the request with the same ``Idempotency-Key`` safely."""
     actor = caller.login
     with session_scope() as session:
         conversation_in_reach(session, caller, conversation_id)
         contact, conversation = _locked_with_contact(session, Conversation, conversation_id, "conversation")
+        gateway = rich_messages.gateway_kind(session, conversation.channel_id)
+        prepared = _prepared(session, body, gateway)
+        is_template = prepared is not None and prepared.body["type"] == "template"
+        if (
+            gateway != "waha"
+            and not is_template
+            and not service_window.is_open(contact.last_inbound_at, utcnow())
+        ):
+            raise HTTPException(
+                422, "type: the 24-hour window is closed; only a template can go (type: template)"
+            )
         outbound_id = outbox.queue(
             session,
             dedupe_key=f"human:{conversation_id}:{idempotency_key or uuid.uuid4().hex}",
             trigger=HUMAN_REPLY,
             contact_id=contact.id,
             channel_id=conversation.channel_id,
-            text=body.text,
+            text=prepared.text if prepared else body["text"],
+            body=prepared.body if prepared else None,
+            media_file_id=prepared.media_file_id if prepared else None,
         )
         if outbound_id is not None:
-            audit(
-                session,
-                actor,
-                "conversation.replied",
-                f"conversation:{conversation_id}",
-                {"outbound_id": outbound_id},
-            )
+            details: dict[str, Any] = {"outbound_id": outbound_id}
+            if prepared is not None:
+                details["type"] = prepared.body["type"]
+            audit(session, actor, "conversation.replied", f"conversation:{conversation_id}", details)
         return ReplyOut(outbound_id=outbound_id)
 
 
@@ -275,6 +284,17 @@ def reopen_conversation(conversation_id: int, caller: Caller) -> ClosedOut:
                 {"closed_reason": previous},
             )
         return ClosedOut(conversation_id=conversation.id, closed_at=None, closed_reason=None)
+def _prepared(session: Session, body: dict[str, Any], gateway: str) -> rich_messages.Prepared | None:
+    """None for the plain ``{"text": ...}``; else the checked rich message; 422 naming the field."""
+    if set(body) == {"text"} and not isinstance(body["text"], dict):
+        text = body["text"]
+        if not isinstance(text, str) or not 1 <= len(text) <= TEXT_MAX:
+            raise HTTPException(422, f"text: a string of 1 to {TEXT_MAX} characters")
+        return None
+    try:
+        return rich_messages.prepare(session, body, gateway)
+    except NotSendable as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 @router.post("/routing-decisions/{decision_id}/override", response_model=DecisionOut)
@@ -311,13 +331,15 @@ def override_decision(decision_id: int, body: OverrideIn, caller: Caller) -> Dec
             entry = session.scalar(select(FaqEntry).where(FaqEntry.key == body.faq_key))
             if entry is None:
                 raise HTTPException(422, f"faq_key: no FAQ entry {body.faq_key!r}")
+            text, rich = faq_reply(entry)
             outbox.queue(
                 session,
                 dedupe_key=f"override:{decision.id}",
                 trigger=FAQ_ANSWER,
                 contact_id=contact.id,
                 channel_id=channels.conversation_channel_id(session, decision.conversation_id),
-                text=faq_reply_text(entry),
+                text=text,
+                body=rich,
             )
             decision.faq_key, decision.agent = entry.key, None
         else:

@@ -18,6 +18,7 @@ from integrations.whatsapp.cloud import is_closed_window_error
 from models import DeliveryFollowup, Message, Order, OutboundMessage
 from models.db import session_scope
 from models.outbox import BLOCKED_WINDOW, SENT
+from pipeline import tracker
 
 router = APIRouter(prefix="/api", tags=["orders"])
 
@@ -59,6 +60,8 @@ class OrderOut(BaseModel):
     cancelled_at: datetime | None
     followup: FollowupOut | None
     messages: list[OrderMessageOut]
+    # The public tracker page (no sign-in; unguessable); None without SECRET_KEY.
+    tracker_url: str | None
     # The order's contact was named by an identity another contact (another phone) holds.
     identity_conflicts: list[IdentityConflictOut]
 
@@ -98,6 +101,7 @@ def get_order(order_id: str, caller: Caller) -> OrderOut:
             cancelled_at=order.cancelled_at,
             followup=FollowupOut.model_validate(followup, from_attributes=True) if followup else None,
             messages=[_message_out(row, message) for row, message in rows],
+            tracker_url=tracker.url_of(order.id),
             identity_conflicts=conflicts_of(session, order.contact_id),
         )
 

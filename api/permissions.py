@@ -9,7 +9,8 @@ teams answers 404 (``contact_in_reach``, ``conversation_in_reach``): the teams c
 The table in words (docs/accounts.md has it as a table):
 
 - **anyone**: the webhooks and the Flows data endpoint (they check their own signatures), health
-  and metrics, signing in, a tracked link's redirect ``/r/{code}``.
+  and metrics, signing in, a tracked link's redirect ``/r/{code}``, the order tracker page (its
+  signed token is the credential).
 - **agent**: the contacts and conversations of their teams: read them (and their media files),
   answer, upload a file to send, pause automation for a contact, read the FAQ and the templates;
   change their own availability; their own API tokens.
@@ -141,6 +142,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/links"): ADMIN_ONLY,
     ("GET", "/api/campaigns"): SUPERVISOR_UP,
     ("GET", "/api/conversions"): ADMIN_ONLY,
+    ("GET", "/t/{token}"): OPEN,  # the order tracker page: its signed, unguessable token is the key
 }
 
 

@@ -11,7 +11,7 @@ from models.crm import CrmCursor, CrmRecord, CrmSyncJob
 from models.flows import FlowAnswer
 from models.inbox import InboxEvent
 from models.labels import ContactLabel, Label, LabelChange
-from models.media import MediaFile
+from models.media import CloudMediaUpload, MediaFile
 from models.orders import DeliveryFollowup, Order, OrderItem
 from models.outbox import OutboundMessage
 from models.routing import (
@@ -35,6 +35,7 @@ __all__ = [
     "Base",
     "Broadcast",
     "Channel",
+    "CloudMediaUpload",
     "Company",
     "Contact",
     "ContactIdentity",

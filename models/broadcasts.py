@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text
+from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, JSONType, utcnow
@@ -29,6 +29,10 @@ class Broadcast(Base):
     text: Mapped[str] = mapped_column(Text)
     # {"name", "language", "parameters"}: sent instead of the text when a window is closed.
     template: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # A rich message (any outbound kind, docs/rich-messages.md) sent instead of the text; ``text``
+    # then holds its readable text. The file of ours it sends by id, if any.
+    body: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    media_file_id: Mapped[int | None] = mapped_column(ForeignKey("media_files.id"))
     state: Mapped[str] = mapped_column(String(16), default=EXPANDING)  # expanding | expanded
     # Contacts with the label when it was expanded: messages queued plus contacts skipped.
     targeted: Mapped[int] = mapped_column(default=0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
@@ -41,3 +41,21 @@ class MediaFile(Base):
     error: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     stored_at: Mapped[datetime | None]
+
+
+class CloudMediaUpload(Base):
+    """One of our files uploaded to the Cloud API media endpoint through one channel: the media id
+    Meta gave it, reused for every later send of that file through that channel. Unique on (file,
+    channel): the worker whose insert made the row uploads (``claimed_until``); the others wait
+    for its id instead of uploading the file again."""
+
+    __tablename__ = "cloud_media_uploads"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    media_file_id: Mapped[int] = mapped_column(ForeignKey("media_files.id"))
+    channel_key: Mapped[str] = mapped_column(String(32))  # "channel:<id>" or "settings"
+    cloud_media_id: Mapped[str | None] = mapped_column(String(128))  # None: being uploaded
+    claimed_until: Mapped[datetime | None]  # the uploading worker's hold; a dead one's runs out
+    uploaded_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("media_file_id", "channel_key"),)

@@ -51,6 +51,9 @@ class Order(Base):
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
     first_campaign: Mapped[str | None] = mapped_column(String(255))
     last_campaign: Mapped[str | None] = mapped_column(String(255))
+    # The public tracker page (api/tracker.py): how often it was opened, and when last.
+    tracker_views: Mapped[int] = mapped_column(default=0, server_default="0")
+    tracker_viewed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -38,6 +38,11 @@ class OutboundMessage(Base):
     text: Mapped[str] = mapped_column(Text)
     # {"name", "language", "parameters": [values in order]}: used when the window is closed.
     template: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # A rich message: the Cloud API message object without messaging_product/to, as checked by
+    # domain/outbound_kinds.py (NULL: plain ``text``). ``text`` then holds its readable text.
+    body: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # The file of ours (POST /api/media) that the body sends by id, if any.
+    media_file_id: Mapped[int | None] = mapped_column(ForeignKey("media_files.id"))
     state: Mapped[str] = mapped_column(String(16), default=QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)

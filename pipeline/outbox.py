@@ -48,11 +48,14 @@ def queue(
     template: dict[str, Any] | None = None,
     order_id: int | None = None,
     broadcast_id: int | None = None,
+    body: dict[str, Any] | None = None,
+    media_file_id: int | None = None,
 ) -> int | None:
     """Add a message to the outbox; returns its id, or None if that cause already queued one.
 
     ``channel_id`` is the number it goes out through (None: the settings channel): a reply's is
-    its conversation's, an order message's its order's (pipeline/channels.py)."""
+    its conversation's, an order message's its order's (pipeline/channels.py). ``body``: a rich
+    message already checked (pipeline/rich_messages.py), sent instead of ``text``."""
     now = utcnow()
     insert = dialect_insert(session.get_bind().dialect.name)
     outbound_id = session.scalar(
@@ -66,6 +69,8 @@ def queue(
             broadcast_id=broadcast_id,
             text=text,
             template=template,
+            body=body,
+            media_file_id=media_file_id,
             state=QUEUED,
             attempts=0,
             next_attempt_at=now,

@@ -22,11 +22,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from domain import automation_content, business_hours, intent, lead_score, opt_out
+from domain import automation_content, business_hours, intent, lead_score, opt_out, outbound_kinds
 from domain.faq_match import FaqCandidate, best_match
 from domain.replies import AI, AUTOMATION, FAQ_ANSWER, HUMAN, NOBODY
 from models import Contact, Conversation, FaqEntry, Message, Order, OutboundMessage, RoutingDecision
@@ -281,13 +282,15 @@ def _choose_automation(
             f"automation answers: matches {entry.kind} {entry.key!r} "
             f"({match.score:.0f}% like {match.question!r})"
         )
+        text, body = faq_reply(entry)
         outbox.queue(
             session,
             dedupe_key=f"reply:{message.id}",
             trigger=FAQ_ANSWER,
             contact_id=contact.id,
             channel_id=conversation.channel_id,
-            text=faq_reply_text(entry),
+            text=text,
+            body=body,
         )
     elif settings.ai_base_url and message.text:
         draft.responder, draft.state = AI, AI_PENDING
@@ -312,6 +315,27 @@ def _assign(
 def faq_reply_text(entry: FaqEntry) -> str:
     """The answer, with its image, document or link as a URL WhatsApp previews."""
     return f"{entry.answer}\n\n{entry.media_url}" if entry.media_url else entry.answer
+
+
+def faq_reply(entry: FaqEntry) -> tuple[str, dict[str, Any] | None]:
+    """The answer as one message (text, rich body): an image or document goes as that media
+    message with the answer as its caption, a link as a text with its preview on. What WhatsApp
+    would refuse so (a caption over 1024 characters, an http:// file) goes as before: the answer
+    with the URL appended."""
+    url, kind = entry.media_url, entry.media_type
+    if not url:
+        return entry.answer, None
+    if kind in ("image", "document"):
+        media: dict[str, Any] = {"link": url, "caption": entry.answer}
+        if kind == "document":
+            media["filename"] = url.rstrip("/").rsplit("/", 1)[-1].split("?")[0][:240] or "document"
+        body: dict[str, Any] = {"type": kind, kind: media}
+    else:
+        body = {"type": "text", "text": {"body": faq_reply_text(entry), "preview_url": True}}
+    try:
+        return outbound_kinds.readable_text(outbound_kinds.check(body)), body
+    except outbound_kinds.NotSendable:
+        return faq_reply_text(entry), None
 
 
 def queue_automation_message(

@@ -30,6 +30,7 @@ import api.notes
 import api.orders
 import api.permissions
 import api.templates
+import api.tracker
 import web.app
 from api.auth import check_admin_token
 from observability.logs import configure_logging
@@ -101,6 +102,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.channels.router)
     application.include_router(api.inbox.router)
     application.include_router(api.events.router)
+    application.include_router(api.tracker.router)
     application.include_router(api.dashboard.router)
     application.include_router(api.notes.router)
     web.app.install(application)  # the team inbox pages under /inbox

@@ -125,7 +125,9 @@ async def reply(request: Request, conversation_id: int, caller: Caller) -> Respo
                 422,
             )
         _check_nothing_changed(caller, conversation_id, form, key, language, needs_window=True)
-        result = control_api.reply(conversation_id, _reply_body({"text": text}), caller, idempotency_key=key)
+        result = control_api.reply(
+            conversation_id, body=_reply_body({"text": text}), caller=caller, idempotency_key=key
+        )
         if result.outbound_id is None:
             return gettext(language, "This message was sent already; it is not sent twice.")
         return gettext(language, "Sent.")
@@ -150,7 +152,7 @@ async def send_template(request: Request, conversation_id: int, caller: Caller) 
                 {"type": "body", "parameters": [{"type": "text", "text": p} for p in params]}
             ]
         body = _reply_body({"type": "template", "template": template})
-        result = control_api.reply(conversation_id, body, caller, idempotency_key=key)
+        result = control_api.reply(conversation_id, body=body, caller=caller, idempotency_key=key)
         if result.outbound_id is None:
             return gettext(language, "This message was sent already; it is not sent twice.")
         return gettext(language, "Sent.")
@@ -192,7 +194,7 @@ async def send_attachment(request: Request, conversation_id: int, caller: Caller
         if kind == "document":
             media["filename"] = upload.filename
         body = _reply_body({"type": kind, kind: media})
-        result = control_api.reply(conversation_id, body, caller, idempotency_key=key)
+        result = control_api.reply(conversation_id, body=body, caller=caller, idempotency_key=key)
         if result.outbound_id is None:
             return gettext(language, "This message was sent already; it is not sent twice.")
         return gettext(language, "Sent.")

@@ -66,6 +66,8 @@ def _expand_batch(broadcast_id: int) -> bool:
                 text=broadcast.text,
                 template=broadcast.template,
                 broadcast_id=broadcast.id,
+                body=broadcast.body,
+                media_file_id=broadcast.media_file_id,
             )
         if contacts:
             broadcast.expanded_through = contacts[-1].id

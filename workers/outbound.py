@@ -55,7 +55,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -67,8 +67,11 @@ from sqlalchemy.orm import Session
 
 from domain import service_window
 from domain.replies import BULK, HUMAN_REPLY, MARKETING
+from integrations.storage import media_store
 from integrations.whatsapp import (
+    Attachment,
     BlockedWindow,
+    CloudApiGateway,
     Gateway,
     GatewayError,
     OutgoingMessage,
@@ -80,14 +83,14 @@ from integrations.whatsapp import (
     gateway_for,
 )
 from integrations.whatsapp.rate_limit import limiter
-from models import Channel, Contact, OutboundMessage
+from models import Channel, Contact, MediaFile, OutboundMessage
 from models.base import utcnow
 from models.contacts import current_contact
 from models.db import session_scope
 from models.outbox import BLOCKED_TEMPLATE, BLOCKED_WINDOW, CANCELLED, FAILED, QUEUED, SENDING, SENT
 from models.secret_box import SecretKeyMissing, SecretUnreadable
 from observability.metrics import OUTBOUND_SENDS
-from pipeline import channels, outbox, sent_messages, templates
+from pipeline import channels, outbox, rich_messages, sent_messages, templates
 from queueing import names, publish
 from queueing.tasks import event_task
 from settings import settings
@@ -105,6 +108,8 @@ _MAX_RESERVATIONS = 5
 _LATE_SLOT_WAIT_SECONDS = 1.0
 # Marks a row whose text the gateway refused as outside the 24-hour window: it goes as template.
 _AS_TEMPLATE = "retry_as_template"
+# A send whose file another worker is uploading to the Cloud API comes back this much later.
+_UPLOAD_WAIT_SECONDS = 0.5
 
 
 class _DispatchLead:
@@ -132,6 +137,16 @@ class LocalSlot:
 
 
 @dataclass(frozen=True)
+class MediaRef:
+    """Our file that a claimed rich message sends by id."""
+
+    id: int
+    key: str
+    mime_type: str
+    filename: str | None
+
+
+@dataclass(frozen=True)
 class Claim:
     message: OutgoingMessage
     window_open: bool
@@ -140,6 +155,7 @@ class Claim:
     channel_id: int | None = None  # None: the settings channel
     gateway: Gateway | None = None  # the channel's client (None: the settings channel's)
     contact_id: int | None = None  # the row's (as queued: merges do not change it)
+    media: MediaRef | None = None
 
 
 @cache
@@ -167,6 +183,10 @@ def send_outbound(outbound_id: int) -> str:
     claim = _claim(outbound_id)
     if isinstance(claim, str):
         return claim  # not ours (a duplicate or early task), waiting its turn, or ended at the claim
+    if claim.media is not None:
+        claim = _with_media(outbound_id, claim)
+        if isinstance(claim, str):
+            return claim
     try:
         slot = _wait_for(_reserve_slot(claim.channel_id), claim.channel_id)
     except redis.RedisError:
@@ -303,16 +323,23 @@ def _claim(outbound_id: int) -> Claim | str:
             usable, why = (
                 templates.usable(session, template.name, template.language) if template else (True, None)
             )
+            rich_template = _rich_template(row.body)
+            if rich_template is not None:
+                # A template written by the sender goes as that template, window or not.
+                usable, why = templates.usable(session, *rich_template)
+                window_open = False
             if window_open or usable:
                 row.state, row.dispatched_at = SENDING, None
+                message = OutgoingMessage(row.id, contact.phone_e164, row.text, template, body=row.body)
                 return Claim(
-                    message=OutgoingMessage(row.id, contact.phone_e164, row.text, template),
+                    message=message,
                     window_open=window_open,
                     claimed_at=now,
                     bulk=row.trigger in BULK,
                     channel_id=row.channel_id,
                     gateway=client,
                     contact_id=row.contact_id,
+                    media=_media_ref(session, row.media_file_id),
                 )
             # It would go as the template, which Meta would refuse: visibly blocked, not failed.
             ended, row.error = BLOCKED_TEMPLATE, {"message": why, "blocked_template": True}
@@ -321,6 +348,54 @@ def _claim(outbound_id: int) -> Claim | str:
         outbox.release_next(session, row)
     OUTBOUND_SENDS.labels(ended).inc()
     return ended
+
+
+def _rich_template(body: dict[str, Any] | None) -> tuple[str, str] | None:
+    """(name, language) of a rich message that is a template."""
+    if not body or body.get("type") != "template":
+        return None
+    return body["template"]["name"], body["template"]["language"]["code"]
+
+
+def _media_ref(session: Session, media_file_id: int | None) -> MediaRef | None:
+    media = session.get(MediaFile, media_file_id) if media_file_id is not None else None
+    if media is None:
+        return None
+    return MediaRef(media.id, media.key, media.mime_type or "application/octet-stream", media.filename)
+
+
+def _with_media(outbound_id: int, claim: Claim) -> Claim | str:
+    """The claim ready to send our file: on the Cloud API by the media id Meta gave it when it
+    was uploaded through this channel (uploaded now, once, if it never was); to WAHA as its bytes.
+    Nothing has gone to the customer yet, so a failed upload gives the row back to try later."""
+    assert claim.media is not None
+    media, client = claim.media, claim.gateway or gateway()
+    store = media_store(settings.media_store, settings.media_s3_endpoint_url)
+    attachment = Attachment(media.mime_type, media.filename, lambda: b"".join(store.chunks(media.key)))
+    if isinstance(client, CloudApiGateway) and claim.message.body is not None:
+        with session_scope() as session:
+            upload = rich_messages.claim_upload(session, media.id, claim.channel_id)
+        cloud_id = upload.cloud_id
+        if cloud_id is None and not upload.ours:
+            # Another send of the same file is uploading it: come back for its id.
+            return _give_back(outbound_id, claim, _UPLOAD_WAIT_SECONDS, "waiting for the upload")
+        if cloud_id is None:
+            try:
+                cloud_id = client.upload_media(attachment)
+            except (GatewayError, OSError) as exc:
+                with session_scope() as session:
+                    rich_messages.uploaded(session, media.id, claim.channel_id, None)
+                if isinstance(exc, PermanentError):
+                    return _finish(outbound_id, FAILED, exc)
+                log.warning("media upload failed; send deferred: %s", exc, extra={"outbound_id": outbound_id})
+                return _give_back(outbound_id, claim, settings.outbound_retry_base_seconds, "deferred")
+            with session_scope() as session:
+                rich_messages.uploaded(session, media.id, claim.channel_id, cloud_id)
+        body = rich_messages.with_media_id(claim.message.body, cloud_id)
+        return replace(claim, message=replace(claim.message, body=body))
+    if client.name == "waha":
+        return replace(claim, message=replace(claim.message, attachment=attachment))
+    return claim  # the sandbox sends nothing
 
 
 def _client_of(channel: Channel | None) -> tuple[Gateway | None, str | None]:

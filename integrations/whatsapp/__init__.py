@@ -7,6 +7,7 @@ it refuses a gateway whose credentials are missing at start-up rather than at th
 from __future__ import annotations
 
 from integrations.whatsapp.base import (
+    Attachment,
     BlockedWindow,
     Gateway,
     GatewayError,
@@ -26,6 +27,7 @@ GATEWAYS = ("cloud", "waha", "sandbox")
 
 __all__ = [
     "GATEWAYS",
+    "Attachment",
     "BlockedWindow",
     "CloudApiGateway",
     "Gateway",

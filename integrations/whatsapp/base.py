@@ -17,6 +17,7 @@ the whole contract with the worker:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,11 +32,25 @@ class TemplateCall:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """One of our stored files, for a gateway that must be handed the bytes (a Cloud API upload,
+    WAHA's base64 ``data``); ``read`` gives the whole file."""
+
+    mime_type: str
+    filename: str | None
+    read: Callable[[], bytes]
+
+
+@dataclass(frozen=True)
 class OutgoingMessage:
     outbound_id: int  # our outbox row, echoed back by the Cloud API as biz_opaque_callback_data
     to: str  # E.164, "+6281212345678"
     text: str
     template: TemplateCall | None = None
+    # A rich message (Cloud API message object without messaging_product/to), sent instead of text.
+    body: dict[str, Any] | None = None
+    # Our file the body sends by id, for a gateway that cannot take our id (WAHA).
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True)

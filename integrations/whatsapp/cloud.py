@@ -21,6 +21,7 @@ from typing import Any
 import requests
 
 from integrations.whatsapp.base import (
+    Attachment,
     BlockedWindow,
     GatewayError,
     OutgoingMessage,
@@ -30,7 +31,14 @@ from integrations.whatsapp.base import (
     Unconfirmed,
     digits,
 )
-from integrations.whatsapp.http import json_or_none, post_json, retry_after, status_error
+from integrations.whatsapp.http import (
+    CONNECT_TIMEOUT_SECONDS,
+    json_or_none,
+    network_error,
+    post_json,
+    retry_after,
+    status_error,
+)
 
 # Graph error codes after which the same request may succeed later (docs/formats.md, Cloud API
 # errors): throughput, pair rate, upgrade/maintenance, app and WABA rate limits, unknown/unavailable service.
@@ -68,7 +76,12 @@ def cloud_request_body(message: OutgoingMessage, *, window_open: bool) -> dict[s
         "recipient_type": "individual",
         "to": digits(message.to),
     }
-    if window_open:
+    rich = message.body
+    if rich is not None and (window_open or rich.get("type") == "template"):
+        body = {**common, **rich}  # exactly the client's object: a template goes whatever the window
+    elif rich is not None and message.template is None:
+        raise BlockedWindow("the 24-hour window is closed and this message is not a template")
+    elif window_open:
         body = {**common, "type": "text", "text": {"preview_url": False, "body": message.text}}
     elif message.template is not None:
         template: dict[str, Any] = {
@@ -93,6 +106,7 @@ class CloudApiGateway:
 
     def __init__(self, base_url: str, access_token: str, phone_number_id: str, timeout: float) -> None:
         self.url = f"{base_url.rstrip('/')}/{phone_number_id}/messages"
+        self.media_url = f"{base_url.rstrip('/')}/{phone_number_id}/media"
         self.timeout = timeout
         self._headers = {"Authorization": f"Bearer {access_token}"}
         self._session = requests.Session()
@@ -116,6 +130,30 @@ class CloudApiGateway:
                 error={"message": response.text[:500], "http_status": response.status_code},
             )
         return Sent(external_id=external_id, type=body["type"], request=body)
+
+    def upload_media(self, attachment: Attachment) -> str:
+        """``POST /{phone_number_id}/media`` (multipart: ``file``, ``type``, ``messaging_product``);
+        the media id Meta answers. Nothing was sent to a customer, so any failure may be retried."""
+        fields = {"messaging_product": "whatsapp", "type": attachment.mime_type}
+        upload = (attachment.filename or "file", attachment.read(), attachment.mime_type)
+        try:
+            response = self._session.post(
+                self.media_url,
+                data=fields,
+                files={"file": upload},
+                headers=self._headers,
+                timeout=(CONNECT_TIMEOUT_SECONDS, self.timeout),
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise network_error(exc, self.name) from exc
+        payload = json_or_none(response)
+        if not 200 <= response.status_code < 300:
+            raise _graph_error(response, payload)
+        media_id = payload.get("id") if isinstance(payload, dict) else None
+        if not isinstance(media_id, str) or not media_id:
+            raise TransientError(f"cloud: media upload answered HTTP {response.status_code} without an id")
+        return media_id
 
     def close(self) -> None:
         self._session.close()

@@ -9,12 +9,25 @@ and other 5xx may pass later, any other refusal will not.
 
 from __future__ import annotations
 
+import base64
+import mimetypes
 from typing import Any
 
 import requests
 
-from integrations.whatsapp.base import OutgoingMessage, Sent, Unconfirmed, digits
+from integrations.whatsapp.base import OutgoingMessage, PermanentError, Sent, Unconfirmed, digits
 from integrations.whatsapp.http import json_or_none, post_json, status_error
+
+# The WAHA endpoint each kind goes to (docs/rich-messages.md, "WAHA"); WAHA has no sticker,
+# contacts, reaction, interactive or template (domain/outbound_kinds.py refuses them for WAHA).
+_MEDIA_ENDPOINTS = {"image": "sendImage", "document": "sendFile", "video": "sendVideo", "audio": "sendVoice"}
+# A linked file's type when its URL does not say (pywa's defaults for the same kinds).
+_DEFAULT_MIME = {
+    "image": "image/jpeg",
+    "document": "application/pdf",
+    "video": "video/mp4",
+    "audio": "audio/ogg",
+}
 
 
 class WahaGateway:
@@ -23,16 +36,21 @@ class WahaGateway:
     name = "waha"
 
     def __init__(self, url: str, api_key: str | None, session: str | None, timeout: float) -> None:
-        self.url = f"{url.rstrip('/')}/api/sendText"
+        self.base = f"{url.rstrip('/')}/api"
+        self.url = f"{self.base}/sendText"
         self.session_name = session or "default"
         self.timeout = timeout
         self._headers = {"X-Api-Key": api_key} if api_key else {}
         self._session = requests.Session()
 
     def send(self, message: OutgoingMessage, *, window_open: bool) -> Sent:
-        body = {"session": self.session_name, "chatId": f"{digits(message.to)}@c.us", "text": message.text}
+        chat = {"session": self.session_name, "chatId": f"{digits(message.to)}@c.us"}
+        url, body, kind = self.url, {**chat, "text": message.text}, "text"
+        if message.body is not None:
+            endpoint, fields, kind = _request_of(message)
+            url, body = f"{self.base}/{endpoint}", {**chat, **fields}
         response = post_json(
-            self._session, self.url, body, headers=self._headers, timeout=self.timeout, gateway=self.name
+            self._session, url, body, headers=self._headers, timeout=self.timeout, gateway=self.name
         )
         payload = json_or_none(response)
         if not 200 <= response.status_code < 300:
@@ -43,10 +61,64 @@ class WahaGateway:
                 f"waha: HTTP {response.status_code} without a message id",
                 error={"message": response.text[:500], "http_status": response.status_code},
             )
-        return Sent(external_id=external_id, type="text", request=body)
+        return Sent(external_id=external_id, type=kind, request=_without_data(body))
 
     def close(self) -> None:
         self._session.close()
+
+
+def _request_of(message: OutgoingMessage) -> tuple[str, dict[str, Any], str]:
+    """The WAHA endpoint, its fields and the kind for a rich message already checked for WAHA."""
+    rich = message.body or {}
+    kind = str(rich.get("type"))
+    part = rich.get(kind) or {}
+    fields: dict[str, Any] = {}
+    reply_to = (rich.get("context") or {}).get("message_id")
+    if reply_to:
+        fields["reply_to"] = reply_to
+    if kind == "text":
+        return (
+            "sendText",
+            {**fields, "text": part["body"], "linkPreview": bool(part.get("preview_url"))},
+            kind,
+        )
+    if kind == "location":
+        where = {"latitude": part["latitude"], "longitude": part["longitude"]}
+        title = part.get("name") or part.get("address")
+        return "sendLocation", {**fields, **where, **({"title": title} if title else {})}, kind
+    if kind in _MEDIA_ENDPOINTS:
+        if part.get("caption"):
+            fields["caption"] = part["caption"]
+        return _MEDIA_ENDPOINTS[kind], {**fields, "file": _file_of(message, kind, part)}, kind
+    raise PermanentError(f"waha: cannot send {kind!r}")
+
+
+def _file_of(message: OutgoingMessage, kind: str, part: dict[str, Any]) -> dict[str, Any]:
+    """WAHA's RemoteFile (a ``link``: WAHA fetches it) or BinaryFile (our file, as base64 data:
+    WAHA need not reach our API)."""
+    if "link" in part:
+        guessed = mimetypes.guess_type(part["link"].split("?")[0])[0]
+        file: dict[str, Any] = {"mimetype": guessed or _DEFAULT_MIME[kind], "url": part["link"]}
+    elif message.attachment is not None:
+        data = base64.b64encode(message.attachment.read()).decode()
+        file = {"mimetype": message.attachment.mime_type, "data": data}
+        if message.attachment.filename:
+            file["filename"] = message.attachment.filename
+    else:
+        raise PermanentError(f"waha: {kind}.id is not a file of ours that WAHA can be given")
+    if part.get("filename"):
+        file["filename"] = part["filename"]
+    if file["mimetype"] == "audio/ogg":
+        file["mimetype"] = "audio/ogg; codecs=opus"  # what WAHA's sendVoice documents
+    return file
+
+
+def _without_data(body: dict[str, Any]) -> dict[str, Any]:
+    """The request as kept with the message: a file's base64 bytes are not copied into the database."""
+    file = body.get("file")
+    if isinstance(file, dict) and "data" in file:
+        return {**body, "file": {**file, "data": f"<{len(file['data'])} base64 characters>"}}
+    return body
 
 
 def _message_id(payload: Any) -> str | None:

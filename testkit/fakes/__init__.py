@@ -12,6 +12,8 @@ what each vendor answers.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import threading
 import time
@@ -29,6 +31,30 @@ class Reply:
     delay: float = 0.0  # seconds to sleep before answering
     drop: bool = False  # close the connection without any answer
     content_type: str | None = None  # of a bytes body (default text/plain)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One field of a multipart/form-data request: its value, and the file name and type of a file."""
+
+    data: bytes
+    filename: str | None = None
+    content_type: str | None = None
+
+
+def parse_multipart(content_type: str, raw: bytes) -> dict[str, Part]:
+    """The fields of a multipart/form-data body, by name (the standard library's MIME parser)."""
+    envelope = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode() + raw
+    message = email.message_from_bytes(envelope, policy=email.policy.HTTP)
+    parts: dict[str, Part] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str):
+            data = part.get_payload(decode=True) or b""
+            parts[name] = Part(
+                data, part.get_filename(), part.get_content_type() if part.get_filename() else None
+            )
+    return parts
 
 
 @dataclass(frozen=True)
@@ -68,6 +94,9 @@ class FakeServer:
 
     def handle_get(self, path: str, headers: dict[str, str]) -> Reply:
         return Reply(404, {"error": f"no GET {path}"})
+
+    def handle_multipart(self, path: str, headers: dict[str, str], parts: dict[str, Part]) -> Reply:
+        return Reply(404, {"error": f"no multipart POST {path}"})
 
     # Scripting. Each call queues ``times`` actions, taken in order by the following requests.
     def fail_next(
@@ -131,6 +160,13 @@ def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            content_type = self.headers.get("Content-Type") or ""
+            if content_type.startswith("multipart/form-data"):
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                parts = parse_multipart(content_type, raw)
+                fake._record(self.path, headers, {name: part.filename or "" for name, part in parts.items()})
+                self._answer(fake.handle_multipart(self.path, headers, parts))
+                return
             try:
                 body = json.loads(raw)
             except ValueError:

@@ -17,9 +17,24 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from testkit.fakes import Action, FakeServer, Reply
+from testkit.fakes import Action, FakeServer, Part, Reply
 
 _PATH = re.compile(r"/(?P<version>v\d+(?:\.\d+)?)/(?P<phone_number_id>[^/]+)/messages")
+_UPLOAD = re.compile(r"/(?P<version>v\d+(?:\.\d+)?)/(?P<phone_number_id>[^/]+)/media")
+# What a send body's ``type`` may be, each carried under its own key (docs/rich-messages.md).
+_KINDS = {
+    "text",
+    "image",
+    "video",
+    "audio",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "reaction",
+    "interactive",
+    "template",
+}
 _MEDIA_INFO = re.compile(r"/(?P<version>v\d+(?:\.\d+)?)/(?P<media_id>[0-9]+)")
 _TEMPLATES = re.compile(r"/(?P<version>v\d+(?:\.\d+)?)/(?P<waba_id>[0-9]+)/message_templates(?:\?.*)?")
 _EVENTS = re.compile(r"/(?P<version>v\d+(?:\.\d+)?)/(?P<dataset_id>[0-9]+)/events")
@@ -69,6 +84,8 @@ class FakeCloudApi(FakeServer):
         self.sent_from: list[tuple[str, str]] = []
         self.sent_bodies: list[tuple[str, dict[str, Any]]] = []
         self.media: dict[str, StoredMedia] = {}
+        # Files uploaded to ``POST /{phone_number_id}/media``, in order: (phone_number_id, media id).
+        self.uploads: list[tuple[str, str]] = []
         self.templates: dict[str, list[dict[str, Any]]] = {}  # by WABA id, as Meta lists them
         # Where a media URL points (a test may point it elsewhere, as a forged answer would).
         self.media_url_base: str | None = None
@@ -139,9 +156,34 @@ class FakeCloudApi(FakeServer):
             self.sent_bodies.clear()
             self.templates.clear()
             self.media.clear()
+            self.uploads.clear()
             self.media_url_base = None
             self.conversion_events.clear()
             self._conversion_failures = 0
+
+    def handle_multipart(self, path: str, headers: dict[str, str], parts: dict[str, Part]) -> Reply:
+        """``POST /{phone_number_id}/media`` as Meta documents it (formats-rich.md 2.1): fields
+        ``messaging_product=whatsapp``, ``type`` and ``file``; answers ``{"id": ...}``."""
+        match = _UPLOAD.fullmatch(path)
+        if not match:
+            return Reply(404, graph_error(100, "Unknown path components"))
+        number = match["phone_number_id"]
+        token = (self.numbers or {}).get(number, self.access_token)
+        if headers.get("authorization") != f"Bearer {token}":
+            return Reply(401, graph_error(190, "Invalid OAuth access token - Cannot parse access token"))
+        action = self.next_action()
+        if action is not None and action.kind == "fail":
+            return _failure(action)
+        product, kind, file = parts.get("messaging_product"), parts.get("type"), parts.get("file")
+        if product is None or product.data != b"whatsapp":
+            return Reply(400, graph_error(100, "Invalid parameter: messaging_product must be whatsapp"))
+        if kind is None or file is None or not file.data:
+            return Reply(400, graph_error(100, "Invalid parameter: type and file are required"))
+        media_id = str(uuid.uuid4().int)[:16]
+        with self._lock:
+            self.uploads.append((number, media_id))
+        self.add_media(media_id, file.data, kind.data.decode())
+        return Reply(200, {"id": media_id})
 
     def __enter__(self) -> FakeCloudApi:
         return self
@@ -235,4 +277,7 @@ def _invalid(body: Any) -> str | None:
             isinstance(template, dict) and template.get("name") and "code" in (template.get("language") or {})
         )
         return None if ok else "template"
+    kind = body.get("type")
+    if kind in _KINDS:
+        return None if isinstance(body.get(kind), dict | list) else str(kind)
     return "type"

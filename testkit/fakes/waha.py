@@ -51,8 +51,13 @@ class FakeWaha(FakeServer):
         """The session of every accepted message, in order."""
         return [body["session"] for body in self.accepted]
 
+    def sent(self) -> list[tuple[str, dict[str, Any]]]:
+        """(endpoint, body) of every accepted message, in order: ("sendImage", {...})."""
+        accepted = [r for r in self.requests if r["path"] in _SENDS and r["body"] in self.accepted]
+        return [(r["path"].removeprefix("/api/"), r["body"]) for r in accepted]
+
     def handle(self, path: str, headers: dict[str, str], body: Any) -> Reply:
-        if path != "/api/sendText":
+        if path not in _SENDS:
             return Reply(404, _nest_error(404, f"Cannot POST {path}"))
         if self.api_key is not None and headers.get("x-api-key") != self.api_key:
             return Reply(401, _nest_error(401, "Unauthorized"))
@@ -64,9 +69,11 @@ class FakeWaha(FakeServer):
             and isinstance(body.get("session"), str)
             and isinstance(body.get("chatId"), str)
             and body["chatId"].endswith("@c.us")
-            and isinstance(body.get("text"), str)
         ):
-            return Reply(400, _nest_error(400, "session, chatId (…@c.us) and text are required"))
+            return Reply(400, _nest_error(400, "session and chatId (…@c.us) are required"))
+        problem = _SENDS[path](body)
+        if problem:
+            return Reply(400, _nest_error(400, problem))
         self.accept(body)
         key = uuid.uuid4().hex.upper()[:20]
         serialized = f"true_{body['chatId']}_{key}"
@@ -75,7 +82,13 @@ class FakeWaha(FakeServer):
             if self.id_as_object
             else serialized
         )
-        answer = {"id": message_id, "fromMe": True, "to": body["chatId"], "body": body["text"], "ack": 1}
+        answer = {
+            "id": message_id,
+            "fromMe": True,
+            "to": body["chatId"],
+            "body": body.get("text", ""),
+            "ack": 1,
+        }
         if action is not None and action.kind == "drop":
             return Reply(201, drop=True)
         return Reply(201, answer, delay=action.seconds if action is not None else 0.0)
@@ -83,3 +96,30 @@ class FakeWaha(FakeServer):
 
 def _nest_error(status: int, message: str) -> dict[str, Any]:
     return {"statusCode": status, "message": message, "error": HTTPStatus(status).phrase}
+
+
+def _text(body: dict[str, Any]) -> str | None:
+    return None if isinstance(body.get("text"), str) else "text is required"
+
+
+def _file(body: dict[str, Any]) -> str | None:
+    """WAHA's RemoteFile ``{mimetype, url}`` or BinaryFile ``{mimetype, data}`` (formats-rich.md 6.7)."""
+    file = body.get("file")
+    if not isinstance(file, dict) or not isinstance(file.get("mimetype"), str):
+        return "file.mimetype is required"
+    return None if ("url" in file) != ("data" in file) else "file needs exactly one of url or data"
+
+
+def _location(body: dict[str, Any]) -> str | None:
+    ok = all(isinstance(body.get(k), int | float) for k in ("latitude", "longitude"))
+    return None if ok else "latitude and longitude are required"
+
+
+_SENDS = {
+    "/api/sendText": _text,
+    "/api/sendImage": _file,
+    "/api/sendFile": _file,
+    "/api/sendVideo": _file,
+    "/api/sendVoice": _file,
+    "/api/sendLocation": _location,
+}

@@ -1,7 +1,7 @@
 """follow-ups timed by what works: a customer's writing hours, each follow-up's effect
 
 Revision ID: 0020
-Revises: 0013
+Revises: 0017
 Create Date: 2026-12-06 19:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import models.base
 
 revision: str = "0020"
-down_revision: str | None = "0013"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,128 @@
+"""One message model for every sender: a rich message checked and made ready for the outbox.
+
+Agents, automation, broadcasts and the end response all hand over a Cloud API message object
+without ``messaging_product``/``to`` (docs/rich-messages.md). ``prepare`` checks it against
+WhatsApp's limits for the channel's gateway (domain/outbound_kinds.py) and resolves a media
+``id`` that is one of our files (POST /api/media) to its ``media_files`` row, so the outbound
+worker can upload it to the Cloud API once per channel (``claim_upload``/``uploaded``)
+or hand its bytes to WAHA. A digits-only ``id`` is a Cloud API media id uploaded elsewhere and
+passes as it is, on a Cloud API channel only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from domain.outbound_kinds import MEDIA_KINDS, NotSendable, check, media_kind_of, readable_text
+from models import Channel, CloudMediaUpload, MediaFile
+from models.base import utcnow
+from models.db import dialect_insert
+from models.media import STORED
+from settings import settings
+
+# How long a worker holds a file's upload before another may take it over (a dead worker's).
+_HOLD = timedelta(seconds=120)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    body: dict[str, Any]  # exactly as the client wrote it (checked)
+    text: str  # what a person reads for it in the conversation
+    media_file_id: int | None  # our file it sends by id, if any
+
+
+def gateway_kind(session: Session, channel_id: int | None) -> str:
+    """``cloud`` or ``waha``: what the channel sends through (the sandbox builds Cloud API bodies)."""
+    if channel_id is not None:
+        channel = session.get(Channel, channel_id)
+        if channel is not None:
+            return channel.kind
+    return "waha" if settings.whatsapp_gateway.strip().lower() == "waha" else "cloud"
+
+
+def prepare(session: Session, body: Any, gateway: str) -> Prepared:
+    """The checked body, or NotSendable naming the field (and, for WAHA, the gateway)."""
+    checked = check(body, gateway)
+    kind = checked["type"]
+    media_file_id = None
+    if kind in MEDIA_KINDS and "id" in checked[kind]:
+        media_file_id = _our_file(session, kind, str(checked[kind]["id"]), gateway)
+    return Prepared(checked, readable_text(checked) or f"[{kind}]", media_file_id)
+
+
+def _our_file(session: Session, kind: str, key: str, gateway: str) -> int | None:
+    if key.isdigit() and gateway != "waha":
+        return None  # a Cloud API media id: Meta knows it, we pass it on
+    media = session.scalar(select(MediaFile).where(MediaFile.key == key))
+    if media is None or media.state != STORED:
+        raise NotSendable(f"{kind}.id", f"no stored media file {key!r}; upload it with POST /api/media")
+    found = media_kind_of(media.mime_type or "")
+    if found is None or found.kind != kind:
+        sent_as = found.kind if found else "nothing WhatsApp sends"
+        raise NotSendable(f"{kind}.id", f"the file is {media.mime_type}, which goes as {sent_as}, not {kind}")
+    if media.size is not None and media.size > found.max_bytes:
+        raise NotSendable(
+            f"{kind}.id", f"the file is larger than {found.max_bytes} bytes, the most for {kind}"
+        )
+    return media.id
+
+
+def channel_key(channel_id: int | None) -> str:
+    return "settings" if channel_id is None else f"channel:{channel_id}"
+
+
+@dataclass(frozen=True)
+class Upload:
+    cloud_id: str | None  # Meta's id for the file, when it has been uploaded through this channel
+    ours: bool  # no id yet and this worker is to upload it (else another one is: wait)
+
+
+def claim_upload(session: Session, media_file_id: int, channel_id: int | None) -> Upload:
+    """The Cloud API media id of this file on this channel, or the right to upload it: the first
+    worker's unique insert takes it; a hold that ran out (its worker died) is taken over."""
+    now, key = utcnow(), channel_key(channel_id)
+    insert = dialect_insert(session.get_bind().dialect.name)
+    made = session.scalar(
+        insert(CloudMediaUpload)
+        .values(media_file_id=media_file_id, channel_key=key, claimed_until=now + _HOLD)
+        .on_conflict_do_nothing(index_elements=["media_file_id", "channel_key"])
+        .returning(CloudMediaUpload.id)
+    )
+    if made is not None:
+        return Upload(None, True)
+    row = session.scalars(
+        select(CloudMediaUpload)
+        .where(CloudMediaUpload.media_file_id == media_file_id, CloudMediaUpload.channel_key == key)
+        .with_for_update()
+    ).one()
+    if row.cloud_media_id:
+        return Upload(row.cloud_media_id, False)
+    if row.claimed_until is None or row.claimed_until < now:
+        row.claimed_until = now + _HOLD
+        return Upload(None, True)
+    return Upload(None, False)
+
+
+def uploaded(session: Session, media_file_id: int, channel_id: int | None, cloud_id: str | None) -> None:
+    """Record the id Meta gave our upload; None: it failed, and the next send may try at once."""
+    row = session.scalars(
+        select(CloudMediaUpload)
+        .where(
+            CloudMediaUpload.media_file_id == media_file_id,
+            CloudMediaUpload.channel_key == channel_key(channel_id),
+        )
+        .with_for_update()
+    ).one()
+    row.cloud_media_id, row.claimed_until = cloud_id, None
+    row.uploaded_at = utcnow() if cloud_id else None
+
+
+def with_media_id(body: dict[str, Any], cloud_id: str) -> dict[str, Any]:
+    """The body with its media ``id`` replaced by the Cloud API's."""
+    kind = body["type"]
+    return {**body, kind: {**body[kind], "id": cloud_id}}
