@@ -2,7 +2,7 @@
 attribution, the Conversions API outbox
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 Create Date: 2026-12-06 19:30:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import models.base
 
 revision: str = "0016"
-down_revision: str | None = "0013"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
