@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from api.auth import Caller
 from api.crm import CrmSyncOut, crm_sync
 from api.labels import LabelChangeOut, label_history
+from api.message_fields import shown_fields
 from api.permissions import contact_in_reach
 from domain import phones, service_window
 from models import Company, Contact, ContactIdentity, Conversation, Deal, Message, Order
@@ -150,6 +151,13 @@ class MessageOut(BaseModel):
     status_at: datetime | None
     error: dict[str, Any] | None
     referral: dict[str, Any] | None
+    # api/message_fields.py: the WhatsApp type, its object, who sent it, reactions and edits.
+    kind: str
+    content: Any = None
+    sender: dict[str, Any] | None = None  # outbound: {"type", "agent"}
+    reactions: list[dict[str, Any]] = []  # [{"emoji", "from", "at"}]
+    edited_at: datetime | None = None
+    previous_texts: list[dict[str, Any]] = []  # [{"text", "at"}], oldest first
 
 
 class MessagePage(BaseModel):
@@ -268,7 +276,9 @@ def list_messages(
         messages = session.scalars(query).all()
         channel_of = message_channels(session, messages)
         items = [
-            MessageOut.model_validate({**_columns(m), "channel": channel_of[m.conversation_id]})
+            MessageOut.model_validate(
+                {**_columns(m), **shown_fields(m), "channel": channel_of[m.conversation_id]}
+            )
             for m in messages
         ]
     next_cursor = (

@@ -219,6 +219,7 @@ def reply(
             contact_id=contact.id,
             channel_id=conversation.channel_id,
             text=body.text,
+            sender_agent=actor,
         )
         if outbound_id is not None:
             audit(

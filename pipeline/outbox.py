@@ -48,11 +48,13 @@ def queue(
     template: dict[str, Any] | None = None,
     order_id: int | None = None,
     broadcast_id: int | None = None,
+    sender_agent: str | None = None,
 ) -> int | None:
     """Add a message to the outbox; returns its id, or None if that cause already queued one.
 
     ``channel_id`` is the number it goes out through (None: the settings channel): a reply's is
-    its conversation's, an order message's its order's (pipeline/channels.py)."""
+    its conversation's, an order message's its order's (pipeline/channels.py). ``sender_agent``:
+    the agent who wrote it, shown as its sender once sent."""
     now = utcnow()
     insert = dialect_insert(session.get_bind().dialect.name)
     outbound_id = session.scalar(
@@ -64,6 +66,7 @@ def queue(
             channel_id=channel_id,
             order_id=order_id,
             broadcast_id=broadcast_id,
+            sender_agent=sender_agent,
             text=text,
             template=template,
             state=QUEUED,
