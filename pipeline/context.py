@@ -28,9 +28,10 @@ from settings import settings
 
 def record_inbound_message(
     session: Session, payload: dict[str, Any], sighting: identity.Sighting | None = None
-) -> Message:
+) -> Message | None:
     """Store one Cloud API inbound message (as the producer put it in the inbox). Other gateways
-    adapt their message to that shape and say who sent it (``sighting``), e.g. an ``@lid``."""
+    adapt their message to that shape and say who sent it (``sighting``), e.g. an ``@lid``.
+    None: the message is stored already (WAHA tells it twice, as ``message`` and ``message.any``)."""
     message = payload["message"]
     profile = payload.get("contact") or {}
     sighting = sighting or identity.from_whatsapp(
@@ -43,6 +44,9 @@ def record_inbound_message(
         # The old and the new WhatsApp id are one person from now on.
         sighting.identities.extend(new_number.identities)
     contact = identity.resolve_contact(session, sighting)
+    locks.message(session, message["id"])  # after the contact, as everywhere (pipeline/locks.py)
+    if session.scalar(select(Message.id).where(Message.external_id == message["id"])):
+        return None
     if new_number and new_number.phone and new_number.phone.is_valid:
         contact.phone_e164 = new_number.phone.e164
     occurred_at = datetime.fromtimestamp(int(message["timestamp"]), UTC)
