@@ -82,7 +82,7 @@ def record_waha_any(session: Session, stored: dict[str, Any]) -> Message | None:
         return None
     cloud = waha_events.as_cloud_message(message, sighting.phone.digits if sighting.phone else None)
     cloud.pop("from", None)  # the chat is the customer's; the message is ours
-    return record_echo(session, sighting, cloud, event.occurred_at, stored.get("channel_id"))
+    return record_echo(session, sighting, cloud, _at(message, event.occurred_at), stored.get("channel_id"))
 
 
 def record_waha_reaction(session: Session, stored: dict[str, Any]) -> None:
