@@ -92,8 +92,25 @@ def record_waha_reaction(session: Session, stored: dict[str, Any]) -> None:
     reaction = payload.get("reaction") if isinstance(payload.get("reaction"), dict) else {}
     who = "business" if payload.get("fromMe") else chat_ids.parse(str(payload.get("from"))).value
     at, emoji = _at(payload, event.occurred_at), reaction.get("text") or ""
-    if not message_changes.react(session, str(reaction.get("messageId")), emoji, who, at):
-        log.info("a reaction to a message not in our history", extra={"event": event.name})
+    if message_changes.react(session, str(reaction.get("messageId")), emoji, who, at) or payload.get(
+        "fromMe"
+    ):
+        return
+    # A reaction to a message not in our history is kept as a message of its own (not answered).
+    sighting = person_in(event, str(payload.get("from")))
+    if sighting is None:
+        return
+    cloud = {
+        "id": str(payload["id"]),
+        "timestamp": str(int(at.timestamp())),
+        "type": "reaction",
+        "reaction": {"message_id": str(reaction.get("messageId")), "emoji": emoji},
+        "waha": payload,
+    }
+    if sighting.phone:
+        cloud["from"] = sighting.phone.digits
+    channel = {"channel_id": stored["channel_id"]} if stored.get("channel_id") else {}
+    context.record_inbound_message(session, {"message": cloud, **channel}, sighting=sighting)
 
 
 def record_waha_edit(session: Session, stored: dict[str, Any]) -> Message | None:
