@@ -39,6 +39,7 @@ class ChannelIn(BaseModel):
     team: Text64 | None = None
     default: bool = False
     enabled: bool = True
+    phone_agent: Text64 | None = None  # whose are the replies typed on this number's phone
     # cloud
     phone_number_id: Text64 | None = None
     waba_id: Text64 | None = None
@@ -57,6 +58,7 @@ class ChannelPatch(BaseModel):
     enabled: bool | None = None
     team: Text64 | None = None
     default: bool | None = None
+    phone_agent: Text64 | None = None
     display_phone: Annotated[str, StringConstraints(max_length=32)] | None = None
     waha_url: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=1000)] | None = None
     access_token: Secret | None = Field(default=None, repr=False)
@@ -77,6 +79,7 @@ class ChannelOut(BaseModel):
     team: str | None
     default: bool
     enabled: bool
+    phone_agent: str | None = None
     from_settings: bool = False
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from api.auth import Caller
 from api.crm import CrmSyncOut, crm_sync
 from api.labels import LabelChangeOut, label_history
+from api.message_fields import shown_fields
 from api.permissions import contact_in_reach
 from domain import answer_hours, phones, service_window
 from domain.outcomes import OPEN
@@ -188,6 +189,13 @@ class MessageOut(BaseModel):
     referral: dict[str, Any] | None
     reply_to: str | None = None  # the external id of the message this one answers (quoted)
     media: MessageMedia | None = None  # the file of a media message, inbound or outbound
+    # api/message_fields.py: the WhatsApp type, its object, who sent it, reactions and edits.
+    kind: str
+    content: Any = None
+    sender: dict[str, Any] | None = None  # outbound: {"type", "agent"}
+    reactions: list[dict[str, Any]] = []  # [{"emoji", "from", "at"}]
+    edited_at: datetime | None = None
+    previous_texts: list[dict[str, Any]] = []  # [{"text", "at"}], oldest first
 
 
 class MessagePage(BaseModel):
@@ -323,7 +331,7 @@ def list_messages(
         media_of = message_media(session, [m.id for m in messages])
         items = [
             MessageOut.model_validate(
-                {**_columns(m), "channel": channel_of[m.conversation_id], "media": media_of.get(m.id)}
+                {**_columns(m), **shown_fields(m), "channel": channel_of[m.conversation_id], "media": media_of.get(m.id)}
             )
             for m in messages
         ]

@@ -232,6 +232,7 @@ def reply(
             text=prepared.text if prepared else body["text"],
             body=prepared.body if prepared else None,
             media_file_id=prepared.media_file_id if prepared else None,
+            sender_agent=actor,
         )
         if outbound_id is not None:
             details: dict[str, Any] = {"outbound_id": outbound_id}

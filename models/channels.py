@@ -56,6 +56,8 @@ class Channel(Base):
     team: Mapped[str | None] = mapped_column(String(64))
     is_default: Mapped[bool] = mapped_column(default=False)
     enabled: Mapped[bool] = mapped_column(default=True)
+    # The agent who answers on this number's phone: staff replies typed there are theirs.
+    phone_agent: Mapped[str | None] = mapped_column(String(64))
     # Cloud API
     phone_number_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     waba_id: Mapped[str | None] = mapped_column(String(64))

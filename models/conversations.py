@@ -110,6 +110,15 @@ class Message(Base):
     status_rank: Mapped[int] = mapped_column(default=0)
     status_at: Mapped[datetime | None]
     error: Mapped[dict[str, Any] | None]
+    # Who sent an outbound message (domain.senders): agent, automation, ai, order, followup,
+    # broadcast, survey or phone (staff typing on the phone); the agent's login when known.
+    sender_type: Mapped[str | None] = mapped_column(String(16))
+    sender_agent: Mapped[str | None] = mapped_column(String(64))
+    # The customer's current reactions to it: [{"emoji", "from", "at"}], one per person.
+    reactions: Mapped[list[Any] | None] = mapped_column(JSONType)
+    # Texts it had before each edit, oldest first: [{"text", "at"}]; edited_at: the latest edit.
+    edits: Mapped[list[Any] | None] = mapped_column(JSONType)
+    edited_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (

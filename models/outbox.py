@@ -30,6 +30,8 @@ class OutboundMessage(Base):
     # What caused it, e.g. "order:SO-1001:order_paid"; the unique insert is the dedupe.
     dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
     trigger: Mapped[str] = mapped_column(String(40))
+    # The signed-in agent who wrote it (an agent's reply); None for automation.
+    sender_agent: Mapped[str | None] = mapped_column(String(64))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     broadcast_id: Mapped[int | None] = mapped_column(ForeignKey("broadcasts.id"), index=True)

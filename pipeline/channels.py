@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from integrations.whatsapp import CloudApiGateway, Gateway, WahaGateway
-from models import Channel, Conversation
+from models import Agent, Channel, Conversation
 from models.base import utcnow
 from models.channels import CLOUD, KINDS, SECRETS, SETTINGS_CHANNEL, WAHA
 from models.secret_box import SecretKeyMissing, decrypt, encrypt
@@ -130,6 +130,7 @@ def create(session: Session, data: dict[str, Any]) -> Channel:
         waba_id=data.get("waba_id"),
         waha_url=data.get("waha_url"),
         session=data.get("session"),
+        phone_agent=_phone_agent(session, data.get("phone_agent")),
     )
     _set_secrets(channel, data)
     if data.get("default"):
@@ -158,6 +159,8 @@ def change(session: Session, channel: Channel, changes: dict[str, Any]) -> Chann
     _set_secrets(channel, changes)
     if "team" in changes:
         channel.team = changes["team"] or None
+    if "phone_agent" in changes:
+        channel.phone_agent = _phone_agent(session, changes["phone_agent"])
     for field in ("display_phone", "waha_url"):
         if changes.get(field) is not None:
             setattr(channel, field, changes[field])
@@ -183,6 +186,13 @@ def _set_secrets(channel: Channel, data: dict[str, Any]) -> None:
                 raise ChannelError(503, None, str(exc)) from exc
 
 
+def _phone_agent(session: Session, login: str | None) -> str | None:
+    """The agent whose replies typed on the number's phone are (docs/echoes.md); an account."""
+    if login and not session.scalar(select(Agent.id).where(Agent.login == login)):
+        raise ChannelError(422, "phone_agent", f"no agent {login!r}")
+    return login or None
+
+
 def _clear_default(session: Session) -> None:
     session.execute(update(Channel).where(Channel.is_default).values(is_default=False))
     session.flush()
@@ -198,6 +208,7 @@ def public(channel: Channel) -> dict[str, Any]:
         "team": channel.team,
         "default": channel.is_default,
         "enabled": channel.enabled,
+        "phone_agent": channel.phone_agent,
     }
     if channel.kind == CLOUD:
         shown.update(phone_number_id=channel.phone_number_id, waba_id=channel.waba_id)

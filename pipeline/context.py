@@ -41,9 +41,10 @@ from settings import settings
 
 def record_inbound_message(
     session: Session, payload: dict[str, Any], sighting: identity.Sighting | None = None
-) -> Message:
+) -> Message | None:
     """Store one Cloud API inbound message (as the producer put it in the inbox). Other gateways
-    adapt their message to that shape and say who sent it (``sighting``), e.g. an ``@lid``."""
+    adapt their message to that shape and say who sent it (``sighting``), e.g. an ``@lid``.
+    None: the message is stored already (WAHA tells it twice, as ``message`` and ``message.any``)."""
     message = payload["message"]
     profile = payload.get("contact") or {}
     sighting = sighting or identity.from_whatsapp(
@@ -56,6 +57,9 @@ def record_inbound_message(
         # The old and the new WhatsApp id are one person from now on.
         sighting.identities.extend(new_number.identities)
     contact = identity.resolve_contact(session, sighting)
+    locks.message(session, message["id"])  # after the contact, as everywhere (pipeline/locks.py)
+    if session.scalar(select(Message.id).where(Message.external_id == message["id"])):
+        return None
     if new_number and new_number.phone and new_number.phone.is_valid:
         contact.phone_e164 = new_number.phone.e164
     occurred_at = datetime.fromtimestamp(int(message["timestamp"]), UTC)
@@ -125,15 +129,24 @@ def record_outbound_message(
     sent_at: datetime,
     responder: str | None = None,
     channel_id: int | None = None,
+    sender_type: str | None = None,
+    sender_agent: str | None = None,
 ) -> Message:
     """Store a message we sent; receipts that arrived before it are applied now.
 
     Only a reply (``responder``: human, automation or ai) answers what the customer last asked and
     times the response; a notification we started (an order update, a broadcast) does not.
+    ``sender_type`` and ``sender_agent`` say who sent it (domain.senders).
     """
-    conversation = _conversation_for(session, contact, sent_at, channel_id)
     if external_id:
         locks.message(session, external_id)
+        echoed = session.scalar(select(Message).where(Message.external_id == external_id))
+        if echoed is not None:
+            # The gateway's echo of this very send was recorded first (as typed on the phone):
+            # it is this message; only who sent it changes.
+            echoed.sender_type, echoed.sender_agent = sender_type, sender_agent
+            return echoed
+    conversation = _conversation_for(session, contact, sent_at, channel_id)
     stored = Message(
         external_id=external_id,
         contact_id=contact.id,
@@ -146,6 +159,8 @@ def record_outbound_message(
         status="sent" if external_id else "queued",
         status_rank=1 if external_id else 0,
         status_at=sent_at,
+        sender_type=sender_type,
+        sender_agent=sender_agent,
     )
     session.add(stored)
     crm_sync.queue_log(session, contact.id)

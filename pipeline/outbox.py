@@ -50,12 +50,14 @@ def queue(
     broadcast_id: int | None = None,
     body: dict[str, Any] | None = None,
     media_file_id: int | None = None,
+    sender_agent: str | None = None,
 ) -> int | None:
     """Add a message to the outbox; returns its id, or None if that cause already queued one.
 
     ``channel_id`` is the number it goes out through (None: the settings channel): a reply's is
     its conversation's, an order message's its order's (pipeline/channels.py). ``body``: a rich
-    message already checked (pipeline/rich_messages.py), sent instead of ``text``."""
+    message already checked (pipeline/rich_messages.py), sent instead of ``text``. ``sender_agent``:
+    the agent who wrote it, shown as its sender once sent."""
     now = utcnow()
     insert = dialect_insert(session.get_bind().dialect.name)
     outbound_id = session.scalar(
@@ -67,6 +69,7 @@ def queue(
             channel_id=channel_id,
             order_id=order_id,
             broadcast_id=broadcast_id,
+            sender_agent=sender_agent,
             text=text,
             template=template,
             body=body,

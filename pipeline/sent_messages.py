@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from domain.replies import RESPONDER_OF
+from domain.senders import sender_of_trigger
 from domain.statuses import RANKS
 from integrations.whatsapp.cloud import outbox_id_from_callback
 from models import OutboundMessage
@@ -65,6 +66,8 @@ def mark_sent(
         sent_at=sent_at,
         responder=RESPONDER_OF.get(row.trigger),
         channel_id=row.channel_id,
+        sender_type=sender_of_trigger(row.trigger),
+        sender_agent=row.sender_agent,
     )
     row.state, row.external_id, row.sent_as, row.message_id = SENT, external_id, sent_as, message.id
     row.sent_at = row.updated_at = sent_at

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import Message
@@ -32,8 +31,8 @@ def record_message(session: Session, stored: dict[str, Any]) -> Message | None:
     sighting = person_in(event, str(message["from"]))
     if sighting is None:
         return None
-    if session.scalar(select(Message.id).where(Message.external_id == message["id"])):
-        return None  # the same message under another envelope (message and message.any)
+    # The same message under another envelope (message and message.any) is stored once: the
+    # context step checks under the message's lock.
     data = message.get("_data") if isinstance(message.get("_data"), dict) else {}
     sighting.name = data.get("notifyName") or data.get("pushName") or None
     cloud = as_cloud_message(message, sighting.phone.digits if sighting.phone else None)

@@ -2,11 +2,13 @@
 
 WAHA drives a WhatsApp Business *app* account, so it reports what only the app knows: the label
 catalogue (``label.upsert``, ``label.deleted``) and which chat has which label
-(``label.chat.added``, ``label.chat.deleted``); it also reports inbound messages (``message``)
-and receipts of messages sent through it (``message.ack``). Each accepted event becomes one inbox
+(``label.chat.added``, ``label.chat.deleted``); it also reports inbound messages (``message``),
+every message of the chat our own included (``message.any``: staff replies typed on the phone),
+reactions (``message.reaction``), edits (``message.edited``) and receipts of messages sent
+through it (``message.ack``). Each accepted event becomes one inbox
 row, unique on the envelope's ``id`` (WAHA retries with the same id); envelopes of WAHA versions
 that sent no ``id`` are keyed by a hash of their canonical JSON, so an identical retry is still a
-replay. Other events (``session.status``, ``message.any``, ...) are acknowledged and ignored, so
+replay. Other events (``session.status``, ``presence.update``, ...) are acknowledged and ignored, so
 a session that subscribes to more than we need does not make WAHA retry forever.
 
 The event time (kept in the stored payload as ``occurred_at``) is the envelope's ``timestamp``
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 LABEL_EVENTS = ("label.upsert", "label.deleted", "label.chat.added", "label.chat.deleted")
-MESSAGE_EVENTS = ("message", "message.ack")
+MESSAGE_EVENTS = ("message", "message.ack", "message.any", "message.reaction", "message.edited")
 # What the columns a value lands in hold, so that an accepted event can always be stored.
 SESSION = room(Label.session)
 ENVELOPE_ID = room(InboxEvent.dedupe_key)
@@ -58,7 +60,12 @@ _REQUIRED: dict[str, tuple[tuple[str, str, int], ...]] = {
     "label.chat.deleted": (("labelId", "id", LABEL_ID), ("chatId", "text", CHAT_ID)),
     "message": (("id", "text", MESSAGE_ID), ("from", "text", CHAT_ID), ("timestamp", "epoch", 0)),
     "message.ack": (("id", "text", ACK_ID), ("ack", "int", 0)),
+    # Every message of the chat, our own too: staff replies typed on the phone (docs/echoes.md).
+    "message.any": (("id", "text", MESSAGE_ID), ("from", "text", CHAT_ID), ("timestamp", "epoch", 0)),
+    "message.reaction": (("id", "text", MESSAGE_ID), ("from", "text", CHAT_ID)),
+    "message.edited": (("id", "text", MESSAGE_ID), ("editedMessageId", "text", MESSAGE_ID)),
 }
+_MESSAGES = ("message", "message.any")
 _MAX_EPOCH_MS = 253402300799999  # 9999-12-31
 # X-Webhook-Timestamp, used only when it is plain ASCII digits ("²".isdigit() is true, int() fails).
 _MS_DIGITS = re.compile(r"[0-9]{1,15}")
@@ -138,10 +145,17 @@ def validate(document: Any, header_timestamp: str | None = None) -> NewEvent | N
         _check_color(payload, "payload.color")
     elif isinstance(label, dict):
         _check_color(label, "payload.label.color")
-    if event == "message":
+    if event in _MESSAGES:
         _check_message(payload)
+    if event == "message.reaction":
+        reaction = payload.get("reaction")
+        if not isinstance(reaction, dict):
+            raise _malformed("payload.reaction", "'payload.reaction' ({text, messageId}) is required")
+        _string(reaction, "messageId", "payload.reaction.messageId", required=True, limit=MESSAGE_ID)
+        if reaction.get("text") is not None and not isinstance(reaction["text"], str):
+            raise _malformed("payload.reaction.text", "'payload.reaction.text' must be a string")
 
-    if at is None and event == "message":
+    if at is None and event in _MESSAGES:
         at = datetime.fromtimestamp(int(payload["timestamp"]), UTC)
     if at is None and header_timestamp and _MS_DIGITS.fullmatch(header_timestamp.strip()):
         at = _epoch_ms(int(header_timestamp.strip()), "X-Webhook-Timestamp")

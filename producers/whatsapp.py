@@ -1,7 +1,9 @@
 """``/webhooks/whatsapp``: the Meta Cloud API webhook (verification handshake, messages, statuses).
 
 Every message and every status of a (possibly batched) payload becomes one inbox event, keyed by
-the wamid (messages) or by wamid and status (receipts: Meta sends each once per status).
+the wamid (messages) or by wamid and status (receipts: Meta sends each once per status). The
+``smb_message_echoes`` field (a number shared with the WhatsApp Business app) carries what staff
+typed in the app: each echo is an ``echo`` event, keyed by its wamid (docs/echoes.md).
 """
 
 from __future__ import annotations
@@ -121,6 +123,28 @@ class MessagesValue(_Open):
     errors: list[dict[str, Any]] = []
 
 
+class CloudEcho(_Open):
+    """A message staff sent from the WhatsApp Business app (``smb_message_echoes``): ``to`` is
+    the customer."""
+
+    id: str = Field(min_length=1, max_length=MESSAGE_ID)
+    timestamp: EpochSeconds
+    type: str = Field(min_length=1, max_length=TYPE)
+    to: str | None = Field(default=None, max_length=IDENTITY)
+    to_user_id: str | None = Field(default=None, max_length=IDENTITY)
+
+    @model_validator(mode="after")
+    def _has_customer(self) -> CloudEcho:
+        if not (self.to or self.to_user_id):
+            raise ValueError("an echo needs 'to' or 'to_user_id'")
+        return self
+
+
+class EchoesValue(_Open):
+    contacts: list[CloudContact] = []
+    message_echoes: list[CloudEcho] = []
+
+
 class Change(_Open):
     field: str
     value: dict[str, Any]
@@ -215,10 +239,11 @@ def _parse_document(document: Any) -> Envelope:
         raise _shape_error(exc, ()) from exc
     for e, entry in enumerate(envelope.entry):
         for c, change in enumerate(entry.changes):
-            if change.field != "messages":
+            shape = VALUE_SHAPES.get(change.field)
+            if shape is None:
                 continue
             try:
-                MessagesValue.model_validate(change.value)
+                shape.model_validate(change.value)
             except ValidationError as exc:
                 raise _shape_error(exc, ("entry", e, "changes", c, "value")) from exc
     return envelope
@@ -233,6 +258,10 @@ def _shape_error(exc: ValidationError, prefix: tuple[int | str, ...]) -> Rejecte
 def _path(location: tuple[int | str, ...]) -> str:
     return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in location).lstrip(".")
 
+
+# The fields whose value is checked, and kept as events, message by message.
+VALUE_SHAPES: dict[str, type[_Open]] = {"messages": MessagesValue, "smb_message_echoes": EchoesValue}
+ECHOES = "smb_message_echoes"
 
 # The WABA's template webhooks, by field: the inbox kind each becomes.
 TEMPLATE_FIELDS = {
@@ -255,7 +284,7 @@ def inbox_events(envelope: Envelope, route_of: Callable[[Any], Route] | None = N
             if change.field in TEMPLATE_FIELDS:
                 events.append(_template_event(entry, change))
                 continue
-            if change.field != "messages":
+            if change.field not in VALUE_SHAPES:
                 log.info("ignored webhook field", extra={"field": _loggable(change.field)})
                 continue
             value = change.value
@@ -268,6 +297,10 @@ def inbox_events(envelope: Envelope, route_of: Callable[[Any], Route] | None = N
                 state = PENDING if route.accepted else UNKNOWN_CHANNEL
                 if route.accepted and route.channel_id is not None:
                     channel = {"channel_id": route.channel_id}
+            if change.field == ECHOES:
+                echoes = value.get("message_echoes") or []
+                events.extend(_echo_event(echo, profiles, channel, state) for echo in echoes)
+                continue
             for message in value.get("messages") or []:
                 events.append(
                     NewEvent(
@@ -334,6 +367,22 @@ def _profile_of(message: dict[str, Any], profiles: list[dict[str, Any]]) -> dict
         ):
             return profile
     return profiles[0] if len(profiles) == 1 else None
+
+
+def _echo_event(
+    echo: dict[str, Any], profiles: list[dict[str, Any]], channel: dict[str, Any], state: str
+) -> NewEvent:
+    """One ``message_echoes[]`` entry: staff typed it in the WhatsApp Business app; the
+    customer (and their profile) is the one ``to`` names."""
+    profile = _profile_of({"from": echo.get("to"), "from_user_id": echo.get("to_user_id")}, profiles)
+    return NewEvent(
+        source="whatsapp",
+        kind="echo",
+        dedupe_key=echo["id"],
+        payload={"message": echo, "contact": profile, **channel},
+        occurred_at=_epoch(echo["timestamp"]),
+        state=state,
+    )
 
 
 def _epoch(value: str) -> datetime:

@@ -40,6 +40,35 @@ def envelope(*, messages: list[dict] = (), statuses: list[dict] = (), contacts: 
     }
 
 
+def echoes(to: str, body: str, *, id: str | None = None, at: int | None = None, name: str = "Budi") -> dict:
+    """An ``smb_message_echoes`` webhook (docs/formats-rich.md 6.1): staff typed ``body`` to
+    ``to`` in the WhatsApp Business app."""
+    echo = {
+        "from": "6281100000000",
+        "to": to,
+        "id": id or wamid("echo"),
+        "timestamp": str(at if at is not None else int(time.time())),
+        "type": "text",
+        "text": {"body": body},
+    }
+    document = envelope(contacts=[profile(to, name)])
+    value = document["entry"][0]["changes"][0]["value"]
+    value["message_echoes"] = [echo]
+    document["entry"][0]["changes"][0]["field"] = "smb_message_echoes"
+    return document
+
+
+def reaction(wa_id: str, message_id: str, emoji: str, **extra: Any) -> dict:
+    """A customer's reaction to ``message_id`` ("" takes it away)."""
+    return message(wa_id, "reaction", reaction={"message_id": message_id, "emoji": emoji}, **extra)
+
+
+def edit(wa_id: str, message_id: str, body: str, **extra: Any) -> dict:
+    """A customer's edit of their text ``message_id`` (Meta's messages webhook, type ``edit``)."""
+    edited = {"type": "text", "text": {"body": body}}
+    return message(wa_id, "edit", edit={"original_message_id": message_id, "message": edited}, **extra)
+
+
 def profile(wa_id: str, name: str, user_id: str | None = None) -> dict:
     contact: dict[str, Any] = {"profile": {"name": name}, "wa_id": wa_id}
     if user_id:
@@ -229,6 +258,69 @@ def waha_message(
         "_data": {"notifyName": name} if name else {},
     }
     return waha_envelope("message", payload, **envelope)
+
+
+def waha_message_any(
+    chat_id: str,
+    body: str,
+    *,
+    from_me: bool = True,
+    id: str | None = None,
+    at: int | None = None,
+    source: str = "app",
+    **envelope: Any,
+) -> dict:
+    """A ``message.any`` event: with ``from_me``, a message of the business's own account to
+    ``chat_id`` (``source: "app"``: typed on the phone; ``"api"``: sent through WAHA), else the
+    customer's message again, as ``message.any`` repeats every inbound one."""
+    if not from_me:
+        inbound = waha_message(chat_id, body, id=id, at=at, **envelope)
+        return {**inbound, "event": "message.any"}
+    message_id = id or f"true_{chat_id}_{uuid.uuid4().hex[:20].upper()}"
+    payload = {
+        "id": message_id,
+        "timestamp": at if at is not None else int(time.time()),
+        "from": WAHA_ME["id"],
+        "fromMe": True,
+        "source": source,
+        "to": chat_id,
+        "body": body,
+        "hasMedia": False,
+        "ack": 1,
+        "ackName": "SERVER",
+        "_data": {"key": {"remoteJid": chat_id.replace("@c.us", "@s.whatsapp.net"), "fromMe": True}},
+    }
+    return waha_envelope("message.any", payload, **envelope)
+
+
+def waha_reaction(
+    chat_id: str, message_id: str, emoji: str, *, at: int | None = None, **envelope: Any
+) -> dict:
+    """``message.reaction``: the customer of ``chat_id`` reacted to ``message_id`` ("" removes it)."""
+    payload = {
+        "id": f"false_{chat_id}_{uuid.uuid4().hex[:20].upper()}",
+        "timestamp": at if at is not None else int(time.time()),
+        "from": chat_id,
+        "fromMe": False,
+        "to": WAHA_ME["id"],
+        "reaction": {"text": emoji, "messageId": message_id},
+    }
+    return waha_envelope("message.reaction", payload, **envelope)
+
+
+def waha_edited(chat_id: str, message_id: str, body: str, *, at: int | None = None, **envelope: Any) -> dict:
+    """``message.edited``: the customer of ``chat_id`` changed ``message_id`` to read ``body``."""
+    payload = {
+        "id": f"false_{chat_id}_{uuid.uuid4().hex[:20].upper()}",
+        "timestamp": at if at is not None else int(time.time()),
+        "from": chat_id,
+        "fromMe": False,
+        "to": WAHA_ME["id"],
+        "body": body,
+        "editedMessageId": message_id,
+        "hasMedia": False,
+    }
+    return waha_envelope("message.edited", payload, **envelope)
 
 
 def waha_ack(message_id: str, ack: int, to: str, **envelope: Any) -> dict:

@@ -25,7 +25,7 @@ from models.base import utcnow
 from models.db import session_scope
 from models.inbox import FAILED, PENDING, PROCESSED
 from observability.metrics import EVENT_LATENCY_SECONDS, EVENTS_PROCESSED, TASK_SECONDS
-from pipeline import context, delivery_reports, labels, orders, templates, waha_events
+from pipeline import delivery_reports, echoes, labels, message_changes, orders, templates, waha_events
 from queueing import names
 from queueing.tasks import event_task
 from settings import settings
@@ -36,7 +36,8 @@ Step = Callable[[Session, dict[str, Any]], object]
 
 # Which step handles which event: follow an event from here into its module.
 STEPS: dict[tuple[str, str], Step] = {
-    ("whatsapp", "message"): context.record_inbound_message,
+    ("whatsapp", "message"): message_changes.record_cloud_message,
+    ("whatsapp", "echo"): echoes.record_cloud_echo,
     ("whatsapp", "status"): delivery_reports.record_status,
     ("whatsapp", "template_status"): templates.record_status_update,
     ("whatsapp", "template_category"): templates.record_category_update,
@@ -45,7 +46,10 @@ STEPS: dict[tuple[str, str], Step] = {
     ("waha", "label.deleted"): labels.record_label_deleted,
     ("waha", "label.chat.added"): labels.record_chat_added,
     ("waha", "label.chat.deleted"): labels.record_chat_deleted,
-    ("waha", "message"): waha_events.record_message,
+    ("waha", "message"): echoes.record_waha_message,
+    ("waha", "message.any"): echoes.record_waha_any,
+    ("waha", "message.reaction"): echoes.record_waha_reaction,
+    ("waha", "message.edited"): echoes.record_waha_edit,
     ("waha", "message.ack"): waha_events.record_ack,
 }
 

@@ -1,4 +1,5 @@
-"""A fake WAHA server: ``POST /api/sendText`` as in docs/formats.md "WAHA".
+"""A fake WAHA server: ``POST /api/sendText`` as in docs/formats.md "WAHA", and the
+``message.any`` echo WAHA then sends of each accepted message (``echo_of``).
 
 It checks ``X-Api-Key`` when built with one (401 otherwise), answers with a WAMessage-like body
 whose ``id`` is a string (``true_<chatId>_<hex>``) or, with ``id_as_object=True``, the object some
@@ -12,6 +13,7 @@ import uuid
 from http import HTTPStatus
 from typing import Any
 
+from testkit import samples
 from testkit.fakes import FakeServer, Reply
 
 
@@ -21,6 +23,8 @@ class FakeWaha(FakeServer):
         self.api_key = api_key
         self.id_as_object = id_as_object
         self.files: dict[str, tuple[bytes, str]] = {}  # /api/files/<name>: bytes, mime type
+        # The id given to each accepted message, in order: what WAHA's message.any echoes carry.
+        self.sent_ids: list[str] = []
 
     def add_file(self, name: str, data: bytes, mime_type: str) -> str:
         """A file a chat received, as WAHA keeps it; returns its URL (the message's media.url)."""
@@ -30,6 +34,16 @@ class FakeWaha(FakeServer):
     def reset(self) -> None:
         super().reset()
         self.files.clear()
+        self.sent_ids.clear()
+
+    def echo_of(self, index: int, source: str = "api", **envelope: Any) -> dict:
+        """The ``message.any`` envelope WAHA sends for the ``index``-th accepted message: the
+        same id as the send's answer, ``fromMe: true``, ``source: "api"`` (``"app"``: as NOWEB
+        wrongly says of API sends, devlikeapro/waha#1689)."""
+        body = self.accepted[index]
+        return samples.waha_message_any(
+            body["chatId"], body["text"], id=self.sent_ids[index], source=source, **envelope
+        )
 
     def handle_get(self, path: str, headers: dict[str, str]) -> Reply:
         if self.api_key is not None and headers.get("x-api-key") != self.api_key:
@@ -77,6 +91,7 @@ class FakeWaha(FakeServer):
         self.accept(body)
         key = uuid.uuid4().hex.upper()[:20]
         serialized = f"true_{body['chatId']}_{key}"
+        self.sent_ids.append(serialized)
         message_id: Any = (
             {"fromMe": True, "remote": body["chatId"], "id": key, "_serialized": serialized}
             if self.id_as_object
