@@ -331,7 +331,12 @@ def list_messages(
         media_of = message_media(session, [m.id for m in messages])
         items = [
             MessageOut.model_validate(
-                {**_columns(m), **shown_fields(m), "channel": channel_of[m.conversation_id], "media": media_of.get(m.id)}
+                {
+                    **_columns(m),
+                    **shown_fields(m),
+                    "channel": channel_of[m.conversation_id],
+                    "media": media_of.get(m.id),
+                }
             )
             for m in messages
         ]
