@@ -26,11 +26,13 @@ from models import (
     Channel,
     Conversation,
     LabelChange,
+    Message,
     OutboundMessage,
     RoutingDecision,
     SurveyResponse,
 )
 from models.channels import SETTINGS_CHANNEL
+from models.conversations import OUTBOUND
 from models.labels import ADDED, label_ids_named
 from models.outbox import SENT
 from pipeline.routing import response_target
@@ -129,6 +131,7 @@ def team_figures(
                 row._times.append((seconds, ok))
     _add_ratings(session, since, until, agent_of, agents)
     _add_sent(session, since, until, names, channels, only_known=teams is not None)
+    _add_agent_messages(session, since, until, agents)
     _add_labels(session, since, until, target_label, agents)
     _add_workload(session, agents, teams)
     return TeamFigures(
@@ -188,6 +191,22 @@ def _add_sent(
         name = names.get(channel_id, SETTINGS_CHANNEL)
         if name in channels or not only_known:
             channels.setdefault(name, Row(name)).messages_sent += count
+
+
+def _add_agent_messages(session: Session, since: datetime, until: datetime, agents: dict[str, Row]) -> None:
+    """Messages each agent sent in the period: from the inbox or the API, or typed on a phone that
+    maps to them (the message's sender)."""
+    for agent, count in session.execute(
+        select(Message.sender_agent, func.count(Message.id))
+        .where(
+            Message.direction == OUTBOUND,
+            Message.sender_agent.is_not(None),
+            Message.occurred_at >= since,
+            Message.occurred_at < until,
+        )
+        .group_by(Message.sender_agent)
+    ):
+        agents.setdefault(agent, Row(agent)).messages_sent = count
 
 
 def _add_labels(
