@@ -21,7 +21,9 @@ from workers.outbound import send_outbound
 # row, its first conversation, the message, the CRM log job the test's Odoo set-up queues). It
 # was 24 before the claim read the contact with the row and the record step was told its contact.
 # Raise it only with a reason written next to it: every statement here is paid for every send.
-STATEMENTS_PER_SEND = 22
+# +1: recording a send first looks for a phone echo of it already recorded (docs/echoes.md);
+# +1: the live event of the new message names its conversation's team (docs/live.md).
+STATEMENTS_PER_SEND = 24
 
 
 @contextmanager
@@ -78,5 +80,5 @@ def test_a_text_send_costs_at_most_its_statements(cloud_api):
     assert outcomes == ["sent"] * 5
     assert len(cloud_api.accepted) == 6
     per_send = len(seen) / 5
-    print(f"statements per send: {per_send} {seen[: len(seen) // 5]}")
+    print(f"statements per send: {per_send}", *seen[: len(seen) // 5], sep="\n#")
     assert per_send <= STATEMENTS_PER_SEND

@@ -43,7 +43,8 @@ def test_figures_per_agent_channel_and_responder(client, api, faq, team, cloud_a
     assert agents["bayu"]["first_response_median_seconds"] is None  # nobody answered Andi yet
     assert (agents["ayu"]["open_now"], agents["bayu"]["open_now"]) == (1, 1)
     assert agents["ayu"]["available"] is True
-    assert (agents["ayu"]["messages_sent"], agents["bayu"]["messages_sent"]) == (1, 0)
+    # Rina (signed in for the ``api`` fixture) typed the reply to Ayu's customer: hers.
+    assert (agents["rina"]["messages_sent"], agents["ayu"]["messages_sent"]) == (1, 0)
     [channel] = figures["channels"]
     assert (channel["key"], channel["conversations"]) == ("settings", 3)
     assert channel["messages_sent"] == 2  # the FAQ answer and Ayu's reply
