@@ -174,7 +174,8 @@ def test_client_reuses_records_and_touches_only_its_own_tags(odoo):
 # --- end to end --------------------------------------------------------------------------------
 
 
-def test_new_chat_creates_partner_and_lead_once_even_when_replayed(client, admin_headers, odoo):
+def test_new_chat_creates_partner_and_lead_once_even_when_replayed(client, admin_headers, odoo_version):
+    odoo = odoo_version  # once as each of Odoo 17, 18 (JSON-RPC) and 19 (JSON-2)
     wa_id, phone = unique_phone()
     payload = samples.inbound_text(wa_id, "Budi Santoso", "Halo, masih ada stok?")
     message = payload["entry"][0]["changes"][0]["value"]["messages"][0]
