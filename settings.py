@@ -7,6 +7,7 @@ Names and defaults are the public interface (see README, "Settings"). Other modu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -148,6 +149,8 @@ class Settings(BaseSettings):
 
     # CRM sync to Odoo.
     odoo_timeout_seconds: float = Field(default=10, gt=0)
+    # auto: JSON-2 on Odoo 19 and later, JSON-RPC before; jsonrpc or json2 to insist on one.
+    odoo_protocol: Literal["auto", "jsonrpc", "json2"] = "auto"
     crm_retry_max_seconds: float = Field(default=300, gt=0)
     # The internal reference (default_code) of the Odoo product an order line goes on when its
     # sku matches no product (and of the line of an order without items).

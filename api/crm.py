@@ -1,4 +1,6 @@
-"""A contact's CRM sync, as ``GET /api/contacts/{id}`` shows it under ``crm``.
+"""A contact's CRM sync, as ``GET /api/contacts/{id}`` shows it under ``crm``; and the CRM
+itself, ``GET /api/crm``: the Odoo version the workers found, the protocol they speak, and
+the fields and models that Odoo lacks (the sync going on without them).
 
 ``state`` sums it up: ``off`` (sync not configured and nothing synced), ``synced`` (nothing
 waiting), ``pending`` (jobs waiting or running), ``retrying`` (a job waits for a retry after
@@ -12,15 +14,71 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import CrmRecord, CrmSyncJob
-from models.crm import DONE, FAILED, LEAD, LOG, QUEUED, RUNNING
+from models.crm import DONE, FAILED, LEAD, LOG, QUEUED, RUNNING, CrmCursor
+from models.db import session_scope
 from settings import settings
 
 ERRORS_SHOWN = 20
+# The rows of crm_cursors the sync worker writes (workers/crm.py _save_connection).
+CONNECTION_ROW = "odoo:connection"
+MISSING_PREFIX = "odoo:missing:"
+
+router = APIRouter(prefix="/api", tags=["crm"])  # who may call: api/permissions.py
+
+
+class CrmMissingOut(BaseModel):
+    what: str  # "crm.lead.medium_id" (a field) or "utm.campaign" (a model)
+    odoo_version: str  # the version that lacked it
+    noticed_at: datetime
+    message: str
+
+
+class CrmStatusOut(BaseModel):
+    crm: str
+    enabled: bool  # ODOO_URL is set
+    version: str | None  # as the workers last found it, "19.0"
+    protocol: str | None  # jsonrpc | json2
+    connected_at: datetime | None
+    missing: list[CrmMissingOut]
+
+
+@router.get("/crm", response_model=CrmStatusOut)
+def crm_status() -> CrmStatusOut:
+    """How the workers found Odoo. No URL, login or key is shown."""
+    with session_scope() as session:
+        rows = session.scalars(
+            select(CrmCursor).where(
+                (CrmCursor.name == CONNECTION_ROW) | CrmCursor.name.startswith(MISSING_PREFIX)
+            )
+        ).all()
+    connection = next((row for row in rows if row.name == CONNECTION_ROW), None)
+    version, _, protocol = (connection.value if connection else "").partition(" ")
+    missing = []
+    for row in sorted((r for r in rows if r.name != CONNECTION_ROW), key=lambda r: r.name):
+        model, _, field = row.name[len(MISSING_PREFIX) :].partition(":")
+        kind = f"no field {field!r} on {model}" if field else f"no model {model}"
+        missing.append(
+            CrmMissingOut(
+                what=f"{model}.{field}" if field else model,
+                odoo_version=row.value,
+                noticed_at=row.updated_at,
+                message=f"the connected Odoo {row.value} has {kind}: the sync goes on without it",
+            )
+        )
+    return CrmStatusOut(
+        crm="odoo",
+        enabled=bool(settings.odoo_url),
+        version=version or None,
+        protocol=protocol or None,
+        connected_at=connection.updated_at if connection else None,
+        missing=missing,
+    )
 
 
 class CrmJobOut(BaseModel):

@@ -73,6 +73,11 @@ CRM_SYNC_JOBS = Counter(
     "CRM sync jobs run, by kind and outcome (done, retry, failed).",
     ["kind", "outcome"],
 )
+CRM_MISSING = Counter(
+    "wacrm_crm_missing_total",
+    "Fields or models the connected CRM lacks, the sync going on without them (once per process).",
+    ["what"],
+)
 CRM_REQUEUED = Counter(
     "wacrm_crm_requeued_total", "Contacts whose lost CRM sync task the sweeper published again."
 )

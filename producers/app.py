@@ -17,6 +17,7 @@ import api.campaigns
 import api.channels
 import api.contacts
 import api.control
+import api.crm
 import api.dashboard
 import api.events
 import api.figures
@@ -86,6 +87,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(odoo.router)
     application.include_router(health.router)
     application.include_router(api.contacts.router)
+    application.include_router(api.crm.router)
     application.include_router(api.orders.router)
     application.include_router(api.labels.router)
     application.include_router(api.broadcasts.router)

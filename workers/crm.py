@@ -39,7 +39,7 @@ from integrations.crm import Crm, CrmPermanentError, CrmTransientError, crm_for
 from models.base import utcnow
 from models.crm import DONE, FAILED, QUEUED, RUNNING, CrmCursor, CrmSyncJob
 from models.db import dialect_insert, session_scope
-from observability.metrics import CRM_SYNC_JOBS
+from observability.metrics import CRM_MISSING, CRM_SYNC_JOBS
 from pipeline import crm_back, crm_jobs, locks, odoo_orders
 from pipeline.crm_jobs import Job
 from queueing import names, publish
@@ -55,6 +55,9 @@ RUN_SECONDS = 60.0  # then the task hands over to a fresh one, so no task nears 
 LEASE_SECONDS = float(app.conf.task_time_limit or 300) + 30.0  # outlives any task
 RETRY_BASE_SECONDS = 1.0
 LEAD_CURSOR = "odoo:crm.lead"
+# Rows of crm_cursors that say what the sync found in Odoo, for GET /api/crm (api/crm.py).
+CONNECTION_ROW = "odoo:connection"
+MISSING_PREFIX = "odoo:missing:"
 
 
 @cache
@@ -70,6 +73,13 @@ def sync_contact(contact_id: int) -> str:
     crm = adapter()
     if crm is None:
         return "off"
+    try:
+        return _sync_batch(crm, contact_id)
+    finally:
+        _save_connection(crm)
+
+
+def _sync_batch(crm: Crm, contact_id: int) -> str:
     started, outcome = time.monotonic(), "idle"
     batch = [contact_id]
     while True:
@@ -126,10 +136,50 @@ def poll_odoo() -> int:
     crm = adapter()
     if crm is None:
         return 0
-    taken = _poll_leads(crm)
-    if settings.odoo_order_system:
-        taken += _poll_orders(crm)
-    return taken
+    try:
+        taken = _poll_leads(crm)
+        if settings.odoo_order_system:
+            taken += _poll_orders(crm)
+        return taken
+    finally:
+        _save_connection(crm)
+
+
+_saved_connection: dict[str, str] = {}
+
+
+def _save_connection(crm: Crm) -> None:
+    """What this process found in the CRM (its version and protocol, the fields and models it
+    lacks), written for ``GET /api/crm`` when it changed, and each lack counted once."""
+    notices = crm.take_notices()
+    connection = crm.connection()
+    if not notices and (not connection or connection == _saved_connection):
+        return
+    # A missing thing's row holds the Odoo version that lacks it; the message is in the log.
+    # Named "odoo:missing:<model>" or "odoo:missing:<model>:<field>".
+    rows = {
+        MISSING_PREFIX + ":".join(filter(None, (model, field))): connection.get("version") or "?"
+        for model, field in notices
+    }
+    if connection and connection != _saved_connection:
+        rows[CONNECTION_ROW] = f"{connection['version']} {connection['protocol']}"
+    for model, field in notices:
+        CRM_MISSING.labels(f"{model}.{field}" if field else model).inc()
+    try:
+        with session_scope() as session:
+            insert = dialect_insert(session.get_bind().dialect.name)(CrmCursor)
+            for name, value in rows.items():
+                values = {"value": value[:64], "updated_at": utcnow()}
+                session.execute(
+                    insert.values(name=name[:64], **values).on_conflict_do_update(
+                        index_elements=["name"], set_=values
+                    )
+                )
+    except OperationalError:
+        log.warning("could not record what Odoo lacks", exc_info=True)
+        return
+    _saved_connection.clear()
+    _saved_connection.update(connection)
 
 
 def _poll_leads(crm: Crm) -> int:

@@ -62,6 +62,7 @@ def crm_for(config: Settings) -> Crm | None:
         config.odoo_login or "",
         config.odoo_api_key or "",
         config.odoo_timeout_seconds,
+        protocol=config.odoo_protocol,
     )
     deal_stages.parse_stage_map(config.crm_stage_map)  # a wrong map stops the worker, named
     return OdooCrm(rpc, config.default_region, generic_product=config.odoo_generic_product)

@@ -180,6 +180,15 @@ class CrmPermanentError(CrmError):
 class Crm(Protocol):
     name: str  # "odoo": the ``crm`` column of the mapping table
 
+    def connection(self) -> dict[str, str]:
+        """What the connected CRM is (``version``, ``protocol``); empty before the first call."""
+        ...
+
+    def take_notices(self) -> list[tuple[str, str | None]]:
+        """What the connected CRM lacks that the sync would use, as ``(model, field)`` (field
+        None: the whole model): each handed over once per process, as it is first noticed."""
+        ...
+
     def upsert_partner(self, partner: PartnerIn) -> tuple[int, bool]:
         """The partner with our reference, else with this phone (however it was typed in the
         CRM), created (with the reference) if none; and whether it was created."""

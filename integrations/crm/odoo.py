@@ -96,8 +96,35 @@ _BAD_REQUEST = (
 )
 
 
+# The name of each positional argument the client passes, per method: JSON-2 takes names only
+# (execute_kw keeps them positional: Odoo 17's create needs its vals_list there). A method not
+# listed is a record method whose one positional argument is its records' ids.
+POSITIONAL_NAMES: dict[str, tuple[str, ...]] = {
+    "search_read": ("domain",),
+    "search": ("domain",),
+    "search_count": ("domain",),
+    "create": ("vals_list",),
+    "fields_get": (),
+    "context_get": (),
+    "write": ("ids", "vals"),
+    "read": ("ids", "fields"),
+}
+JSONRPC, JSON2 = "jsonrpc", "json2"
+PROTOCOLS = ("auto", JSONRPC, JSON2)
+JSON2_SINCE = 19  # the first Odoo version serving POST /json/2/<model>/<method>
+# How long the connected version (and the fields read with it) is trusted before it is read
+# again: an Odoo upgraded under a running worker is noticed within this time.
+VERSION_CACHED_SECONDS = 600
+
+
 class OdooRpc:
-    """One Odoo database, reached as one user with an API key."""
+    """One Odoo database, reached as one user with an API key.
+
+    ``connect`` reads the server's version once (``common.version`` over JSON-RPC, else
+    ``GET /web/version``) and picks the protocol: Odoo 19's JSON-2 (``POST /json/2/<model>/
+    <method>``, ``Authorization: bearer <key>``, named arguments) on 19 and later, JSON-RPC's
+    ``execute_kw`` before (or always, with ``protocol="jsonrpc"``). One ``requests.Session``
+    keeps the connection alive from call to call."""
 
     def __init__(
         self,
@@ -107,12 +134,70 @@ class OdooRpc:
         api_key: str,
         timeout: float,
         http: requests.Session | None = None,
+        protocol: str = "auto",
     ) -> None:
-        self.endpoint = url.rstrip("/") + "/jsonrpc"
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"ODOO_PROTOCOL must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+        self.base_url = url.rstrip("/")
+        self.endpoint = self.base_url + "/jsonrpc"
         self.db, self.login, self.api_key, self.timeout = db, login, api_key, timeout
         self.http = http or requests.Session()
+        self.wanted = protocol
+        self.protocol: str | None = None  # chosen at connect
+        self.version: tuple[int, ...] = ()
+        self.connected_at = 0.0
         self._uid: int | None = None
         self._ids = itertools.count(1)
+
+    def connect(self) -> None:
+        """Read the server's version and choose the protocol, once (again after
+        VERSION_CACHED_SECONDS); logged each time it changes."""
+        if self.protocol is not None and time.monotonic() - self.connected_at < VERSION_CACHED_SECONDS:
+            return
+        try:
+            info = self.call("common", "version") or {}
+            numbers = info.get("server_version_info") or []
+        except CrmPermanentError:  # no JSON-RPC (a later Odoo, a proxy allowing JSON-2 only)
+            numbers = self._get("/web/version").get("version_info") or []
+        version = tuple(int(n) for n in numbers[:2] if isinstance(n, int) or str(n).isdigit())
+        if self.wanted == "auto":
+            protocol = JSON2 if version and version[0] >= JSON2_SINCE and self.api_key else JSONRPC
+        else:
+            protocol = self.wanted
+        if (version, protocol) != (self.version, self.protocol):
+            log.info(
+                "odoo: connected to Odoo %s, speaking %s",
+                ".".join(map(str, version)) or "of unknown version",
+                "JSON-2" if protocol == JSON2 else "JSON-RPC",
+                extra={"odoo_version": ".".join(map(str, version)), "protocol": protocol},
+            )
+            self._uid = None
+        self.version, self.protocol, self.connected_at = version, protocol, time.monotonic()
+
+    def _get(self, path: str) -> dict[str, Any]:
+        try:
+            response = self.http.get(self.base_url + path, timeout=self._timeouts(), allow_redirects=False)
+        except requests.RequestException as exc:
+            raise _network_error(exc) from exc
+        self._check_status(response)
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise CrmPermanentError(f"odoo: GET {path} did not answer JSON") from exc
+        return answer if isinstance(answer, dict) else {}
+
+    def _timeouts(self) -> tuple[float, float]:
+        return (min(CONNECT_TIMEOUT_SECONDS, self.timeout), self.timeout)
+
+    def _check_status(self, response: requests.Response) -> None:
+        if response.status_code == 200:
+            return
+        error = {"message": f"odoo: HTTP {response.status_code}", "body": response.text[:500]}
+        if response.status_code == 429 or response.status_code >= 500:
+            # A proxy's 502/504: it sent the request on and gave up on the answer.
+            unconfirmed = response.status_code in _PROXY_GAVE_UP
+            raise CrmTransientError(error["message"], error=error, unconfirmed=unconfirmed)
+        raise CrmPermanentError(error["message"], error=error)
 
     def call(self, service: str, method: str, *args: Any) -> Any:
         """One JSON-RPC call; its ``result``, or a ``CrmError``."""
@@ -124,20 +209,11 @@ class OdooRpc:
         }
         try:
             response = self.http.post(
-                self.endpoint,
-                json=body,
-                timeout=(min(CONNECT_TIMEOUT_SECONDS, self.timeout), self.timeout),
-                allow_redirects=False,
+                self.endpoint, json=body, timeout=self._timeouts(), allow_redirects=False
             )
         except requests.RequestException as exc:
             raise _network_error(exc) from exc
-        if response.status_code != 200:
-            error = {"message": f"odoo: HTTP {response.status_code}", "body": response.text[:500]}
-            if response.status_code == 429 or response.status_code >= 500:
-                # A proxy's 502/504: it sent the request on and gave up on the answer.
-                unconfirmed = response.status_code in _PROXY_GAVE_UP
-                raise CrmTransientError(error["message"], error=error, unconfirmed=unconfirmed)
-            raise CrmPermanentError(error["message"], error=error)
+        self._check_status(response)
         try:
             envelope = response.json()
         except ValueError as exc:
@@ -150,9 +226,14 @@ class OdooRpc:
         return envelope.get("result")
 
     def uid(self) -> int:
-        """The user id, from ``common.authenticate`` the first time (API key as password)."""
+        """The user id, the first time: ``common.authenticate`` (API key as password) over
+        JSON-RPC, ``res.users/context_get`` over JSON-2."""
+        self.connect()
         if self._uid is None:
-            uid = self.call("common", "authenticate", self.db, self.login, self.api_key, {})
+            if self.protocol == JSON2:
+                uid = (self._json2("res.users", "context_get", {}) or {}).get("uid")
+            else:
+                uid = self.call("common", "authenticate", self.db, self.login, self.api_key, {})
             if not isinstance(uid, int) or isinstance(uid, bool) or uid <= 0:
                 message = f"odoo: login {self.login!r} on database {self.db!r} refused (check ODOO_API_KEY)"
                 raise CrmTransientError(message, error={"message": message, "name": "AccessDenied"})
@@ -160,10 +241,59 @@ class OdooRpc:
         return self._uid
 
     def execute(self, model: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        """``object.execute_kw(db, uid, key, model, method, args, kwargs)``."""
+        """``model.method(*args, **kwargs)``: ``object.execute_kw(db, uid, key, model, method,
+        args, kwargs)`` over JSON-RPC; over JSON-2 the positional arguments get their names
+        (POSITIONAL_NAMES) and go in the body with the rest."""
+        self.connect()
+        if self.protocol == JSON2:
+            names = POSITIONAL_NAMES.get(method, ("ids",))
+            if len(args) > len(names):
+                raise ValueError(f"odoo: {method} takes at most {len(names)} positional arguments")
+            return self._json2(model, method, {**dict(zip(names, args, strict=False)), **kwargs})
         return self.call(
             "object", "execute_kw", self.db, self.uid(), self.api_key, model, method, list(args), kwargs
         )
+
+    def _json2(self, model: str, method: str, body: dict[str, Any]) -> Any:
+        """``POST /json/2/<model>/<method>``: the return value, or a ``CrmError`` from the status
+        and Odoo's error body (``{"name", "message", ...}``, or a bare string)."""
+        headers = {"Authorization": f"bearer {self.api_key}", "X-Odoo-Database": self.db}
+        try:
+            response = self.http.post(
+                f"{self.base_url}/json/2/{model}/{method}",
+                json=body,
+                headers=headers,
+                timeout=self._timeouts(),
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise _network_error(exc) from exc
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            if response.status_code == 200:
+                error = {"message": "odoo: the answer is not JSON", "body": response.text[:500]}
+                raise CrmTransientError(error["message"], error=error, unconfirmed=True) from exc
+            answer = None
+        if response.status_code == 200:
+            return answer
+        return self._raise_json2(response, answer)
+
+    def _raise_json2(self, response: requests.Response, answer: Any) -> Any:
+        status = response.status_code
+        if not isinstance(answer, dict | str):
+            self._check_status(response)  # a proxy's page: by its status alone
+            raise CrmPermanentError(f"odoo: HTTP {status}")
+        data = answer if isinstance(answer, dict) else {"message": answer}
+        name = str(data.get("name") or "")
+        message = f"odoo: {data.get('message') or f'HTTP {status}'}"
+        kept = {"message": message, "name": name, "code": status}
+        if status == 401:  # the key is wrong, expired or revoked: an operator fixes it, the jobs wait
+            self._uid = None
+            raise CrmTransientError(message, error=kept)
+        if name.startswith(TRANSIENT_PREFIXES) or status == 429 or (status >= 500 and not name):
+            raise CrmTransientError(message, error=kept, unconfirmed=status in _PROXY_GAVE_UP)
+        raise CrmPermanentError(message, error=kept)
 
     def _rpc_error(self, error: dict[str, Any]) -> CrmError:
         data = error.get("data") if isinstance(error.get("data"), dict) else {}
@@ -196,7 +326,9 @@ class OdooCrm:
         self._names: dict[tuple[str, str], int] = {}  # (model, name) -> id: tags, sources
         self._names_since = time.monotonic()
         self._users: dict[str, int] = {}
-        self._version: int | None = None
+        self._fields_version: tuple[int, ...] = ()
+        self._missing_reported: set[str] = set()
+        self._notices: list[tuple[str, str | None]] = []
 
     # --- partners and leads ------------------------------------------------------------------
 
@@ -307,14 +439,17 @@ class OdooCrm:
         }
         if lead.description:
             values["description"] = lead.description
-        if lead.tags:
+        if lead.tags and self._has("crm.lead", "tag_ids"):
             values["tag_ids"] = [[6, 0, self._named_ids("crm.tag", lead.tags)]]
-        if lead.source:
-            values["source_id"] = self._named_ids("utm.source", [lead.source])[0]
-        if lead.medium:
-            values["medium_id"] = self._named_ids("utm.medium", [lead.medium])[0]
-        if lead.campaign:
-            values["campaign_id"] = self._named_ids("utm.campaign", [lead.campaign])[0]
+        for name, field, model in (
+            (lead.source, "source_id", "utm.source"),
+            (lead.medium, "medium_id", "utm.medium"),
+            (lead.campaign, "campaign_id", "utm.campaign"),
+        ):
+            if name and self._has("crm.lead", field):
+                found = self._named_ids(model, [name])
+                if found:
+                    values[field] = found[0]
         team = self._team_id(lead.team) if lead.team else False
         if team:
             values["team_id"] = team
@@ -323,7 +458,7 @@ class OdooCrm:
         stage = self._stage_id(lead.stage, team) if lead.stage and lead.outcome is None else False
         if stage:
             values["stage_id"] = stage
-        return values
+        return self._known("crm.lead", values)
 
     def update_lead(self, lead_id: int, update: LeadUpdate) -> None:
         values: dict[str, Any] = {}
@@ -349,6 +484,7 @@ class OdooCrm:
             stage = self._stage_id(update.stage, team)
             if stage:
                 values["stage_id"] = stage
+        values = self._known("crm.lead", values)
         if values:
             try:
                 self.rpc.execute("crm.lead", "write", [lead_id], values)
@@ -371,7 +507,7 @@ class OdooCrm:
         elif outcome == "lost":
             extra: dict[str, Any] = {}
             if lost_reason:
-                extra["lost_reason_id"] = self._named_ids("crm.lost.reason", [lost_reason])[0]
+                extra["lost_reason_id"] = (self._named_ids("crm.lost.reason", [lost_reason]) or [False])[0]
             try:
                 self.rpc.execute("crm.lead", "action_set_lost", [lead_id], **extra)
             except CrmPermanentError:
@@ -379,7 +515,7 @@ class OdooCrm:
                     raise
                 # The lost reason we remembered may have been deleted: look it up again, once.
                 self._names.pop(("crm.lost.reason", lost_reason), None)
-                extra["lost_reason_id"] = self._named_ids("crm.lost.reason", [lost_reason])[0]
+                extra["lost_reason_id"] = (self._named_ids("crm.lost.reason", [lost_reason]) or [False])[0]
                 self.rpc.execute("crm.lead", "action_set_lost", [lead_id], **extra)
 
     def _stage_id(self, name: str, team: int | bool) -> int | bool:
@@ -625,6 +761,9 @@ class OdooCrm:
         cursors = {model: value for model, value in since.items() if value}
 
         def changed(model: str, domain: list[Any], fields: list[str]) -> list[dict[str, Any]]:
+            needed = {*fields, *(leaf[0] for leaf in domain if isinstance(leaf, tuple))} - {"id"}
+            if not self._has(model) or not all([self._has(model, name) for name in sorted(needed)]):
+                return []  # that module is not installed there (reported once): nothing to read
             if cursors.get(model):
                 domain = [*domain, ("write_date", ">=", cursors[model])]
             rows = self.rpc.execute(
@@ -850,9 +989,18 @@ class OdooCrm:
             # A tag renamed or deleted in Odoo: look the names up again now and then.
             self._names, self._names_since = {}, time.monotonic()
         wanted = list(dict.fromkeys(names))
+        if wanted and self._fields.get(model) == frozenset():
+            return []  # no such model there (reported once): the field it would fill is left out
         missing = [n for n in wanted if (model, n) not in self._names]
         if missing:
-            self._look_up_names(model, missing)
+            try:
+                self._look_up_names(model, missing)
+            except CrmPermanentError as exc:
+                if not _no_such_model(exc):
+                    raise
+                self._fields[model] = frozenset()
+                self._missing(model, None)
+                return []
         for name in wanted:
             if (model, name) not in self._names and create:
                 try:
@@ -878,9 +1026,57 @@ class OdooCrm:
         return self._users[login]
 
     def _fields_of(self, model: str) -> frozenset[str]:
+        """The model's fields in the connected Odoo, read once per version (empty: no such
+        model there)."""
+        self.rpc.connect()
+        if self.rpc.version != self._fields_version:  # another Odoo answers now: read again
+            self._fields, self._stages, self._fields_version = {}, None, self.rpc.version
         if model not in self._fields:
-            self._fields[model] = frozenset(self.rpc.execute(model, "fields_get", attributes=["type"]))
+            try:
+                self._fields[model] = frozenset(self.rpc.execute(model, "fields_get", attributes=["type"]))
+            except CrmPermanentError as exc:
+                if not _no_such_model(exc):
+                    raise
+                self._fields[model] = frozenset()
         return self._fields[model]
+
+    def _has(self, model: str, field: str | None = None) -> bool:
+        """Whether the connected Odoo has the model (and its field); what it lacks is reported
+        once, and the sync does without it."""
+        fields = self._fields_of(model)
+        if not fields:
+            self._missing(model, None)
+            return False
+        if field is not None and field not in fields:
+            self._missing(model, field)
+            return False
+        return True
+
+    def _known(self, model: str, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` without the fields the connected Odoo's model lacks (each reported once)."""
+        return {name: value for name, value in values.items() if self._has(model, name)}
+
+    def _missing(self, model: str, field: str | None) -> None:
+        what = f"{model}.{field}" if field else model
+        if what in self._missing_reported:
+            return
+        self._missing_reported.add(what)
+        version = ".".join(map(str, self.rpc.version)) or "?"
+        kind = f"no field {field!r} on {model}" if field else f"no model {model} (a module not installed)"
+        message = f"odoo: the connected Odoo {version} has {kind}: the sync goes on without it"
+        log.warning(message, extra={"missing": what, "odoo_version": version})
+        self._notices.append((model, field))
+
+    def connection(self) -> dict[str, str]:
+        """The connected Odoo: its version and the protocol spoken ({} before the first call)."""
+        if not self.rpc.protocol:
+            return {}
+        return {"version": ".".join(map(str, self.rpc.version)), "protocol": self.rpc.protocol}
+
+    def take_notices(self) -> list[tuple[str, str | None]]:
+        """What the connected Odoo lacks, each (model, field) handed over once per process."""
+        notices, self._notices = self._notices, []
+        return notices
 
     def finish_activity(self, target: Target, marker: str, feedback: str) -> None:
         ids = self.rpc.execute(
@@ -900,10 +1096,8 @@ class OdooCrm:
         self.rpc.execute(MODELS[target.kind], "message_post", [target.id], **options)
 
     def _server_version(self) -> int:
-        if self._version is None:
-            info = self.rpc.call("common", "version").get("server_version_info") or [0]
-            self._version = int(info[0]) if str(info[0]).isdigit() else 0
-        return self._version
+        self.rpc.connect()
+        return self.rpc.version[0] if self.rpc.version else 0
 
 
 def sale_order_xmlid(key: str) -> str:
@@ -929,6 +1123,13 @@ def _one_id(result: Any) -> int:
     if isinstance(result, int) and not isinstance(result, bool):
         return result
     raise CrmPermanentError(f"odoo: expected a record id, got {result!r}")
+
+
+def _no_such_model(exc: CrmPermanentError) -> bool:
+    """Odoo's answer for a model it does not have: JSON-RPC's "Object x doesn't exist" (a
+    UserError; a KeyError on older versions), JSON-2's 404."""
+    name, message = str(exc.error.get("name") or ""), str(exc.error.get("message") or "")
+    return "doesn't exist" in message or name in ("builtins.KeyError", "werkzeug.exceptions.NotFound")
 
 
 def _escape(text: str) -> str:

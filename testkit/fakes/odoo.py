@@ -20,8 +20,11 @@ every call by ``(model, method)``; ``records(model)`` shows what Odoo holds.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import socket
 import threading
+import weakref
 from collections import Counter
 from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
@@ -162,7 +165,37 @@ MODELS: dict[str, dict[str, str | None]] = {
         "activity_type_xmlid": None,
     },
 }
-MANY2MANY = {("crm.lead", "tag_ids")}
+MANY2MANY = {("crm.lead", "tag_ids"), ("crm.stage", "team_ids")}
+# Methods of the model, not of records: JSON-2 refuses ``ids`` for them (422), as Odoo 19 does.
+MODEL_METHODS = frozenset({"search_read", "search", "search_count", "create", "fields_get", "context_get"})
+# Odoo 19's JSON-2 answers an error with the HTTP status of its exception (odoo/exceptions.py
+# ``http_status``; werkzeug's for the rest); anything else is a 500.
+JSON2_STATUS = {
+    "odoo.exceptions.UserError": 422,
+    "odoo.exceptions.ValidationError": 422,
+    "odoo.exceptions.RedirectWarning": 422,
+    "odoo.exceptions.AccessError": 403,
+    "odoo.exceptions.AccessDenied": 401,
+    "odoo.exceptions.MissingError": 404,
+    "werkzeug.exceptions.NotFound": 404,
+    "werkzeug.exceptions.Unauthorized": 401,
+    "werkzeug.exceptions.UnprocessableEntity": 422,
+}
+
+
+def models_of(version: int) -> dict[str, dict[str, str | None]]:
+    """The models' fields as that Odoo version defines them: 19 dropped ``mobile`` on partners
+    and leads and made the stage's team a many2many (``team_ids``); 17 and 18 share the rest."""
+    models = copy.deepcopy(MODELS)
+    if version >= 19:
+        for model in ("res.partner", "crm.lead"):
+            del models[model]["mobile"]
+        del models["crm.stage"]["team_id"]
+        models["crm.stage"]["team_ids"] = "crm.team"
+        models["crm.lead"]["won_status"] = None
+    return models
+
+
 # one2many fields: the inverse many2one on the related model.
 ONE2MANY = {("sale.order", "order_line"): "order_id", ("crm.lead", "order_ids"): "opportunity_id"}
 REQUIRED = {
@@ -186,6 +219,7 @@ COMPUTED = {
     ("sale.order", "write_date"),
     ("res.partner", "write_date"),
     ("crm.lead", "write_uid"),
+    ("crm.lead", "won_status"),
     ("account.move", "write_date"),
     ("stock.picking", "write_date"),
 }
@@ -208,17 +242,20 @@ class FakeOdoo(FakeServer):
         version: int = 17,
     ):
         self.db, self.login, self.api_key, self.version = db, login, api_key, version
+        self.models = models_of(version)
         self._state = threading.RLock()
         self._down: str | int | None = None
         self._refusals: list[tuple[str, dict[str, Any]]] = []
         self._denied: set[tuple[str, str | None]] = set()
         self._late: dict[tuple[str, str], float] = {}
+        self._connections: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self.calls: Counter[tuple[str, str]] = Counter()
         self.writes: list[tuple[str, list[int], dict[str, Any]]] = []  # every write's values
         self.tables: dict[str, dict[int, dict[str, Any]]] = {}
         self._next_id: dict[str, int] = {}
         self._seed()
         super().__init__()
+        self._keep_alive()
 
     @property
     def url(self) -> str:
@@ -238,6 +275,25 @@ class FakeOdoo(FakeServer):
             self._seed()
         self.up()
 
+    def set_version(self, version: int) -> None:
+        """Become that Odoo version (its models' fields, JSON-2 from 19 on), with no records."""
+        with self._state:
+            self.version, self.models = version, models_of(version)
+        self.reset()
+
+    def drop_field(self, model: str, name: str) -> None:
+        """The connected Odoo has no such field (another version, a module not installed)."""
+        with self._state:
+            self.models[model].pop(name, None)
+            for record in self.tables.get(model, {}).values():
+                record.pop(name, None)
+
+    def drop_model(self, model: str) -> None:
+        """The connected Odoo has no such model (its module is not installed)."""
+        with self._state:
+            self.models.pop(model, None)
+            self.tables.pop(model, None)
+
     def down(self, how: str | int = "refuse") -> None:
         """``"refuse"``: stop listening (connection refused); a status: answer it to everything."""
         with self._state:
@@ -247,6 +303,9 @@ class FakeOdoo(FakeServer):
         if how == "refuse":
             self._server.shutdown()
             self._server.server_close()
+            for connection in list(self._connections):
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
 
     def up(self) -> None:
         with self._state:
@@ -254,8 +313,24 @@ class FakeOdoo(FakeServer):
         if was == "refuse":
             self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
             self._server.daemon_threads = True
+            self._keep_alive()
             self._thread = threading.Thread(target=self._server.serve_forever, name="FakeOdoo", daemon=True)
             self._thread.start()
+
+    def _keep_alive(self) -> None:
+        """HTTP/1.1 with keep-alive, as Odoo's server speaks it (the handler class is this
+        server's own), so a client's pooled connection is reused as it would be. The open
+        connections are kept, so that ``down("refuse")`` closes them as a stopped Odoo would."""
+        server = self._server
+        server.RequestHandlerClass.protocol_version = "HTTP/1.1"
+        accept = server.get_request
+
+        def get_request() -> tuple[socket.socket, Any]:
+            connection, address = accept()
+            self._connections.add(connection)
+            return connection, address
+
+        server.get_request = get_request  # type: ignore[method-assign]
 
     def answer_late(self, model: str, method: str, seconds: float) -> None:
         """Do the next ``model.method`` call, but answer it only after ``seconds`` (once)."""
@@ -310,6 +385,10 @@ class FakeOdoo(FakeServer):
     def handle(self, path: str, headers: dict[str, str], body: Any) -> Reply:
         if self._down is not None:
             return Reply(int(self._down), f"{self._down} Bad Gateway".encode())
+        if path.startswith("/json/2/") and self.version >= 19:
+            return self._json2(path, headers, body)
+        if path == "/web/webclient/version_info":
+            return Reply(200, {"jsonrpc": "2.0", "id": None, "result": self._version_info()})
         if path != "/jsonrpc":
             return Reply(404, b"404 Not Found")
         action = self.next_action()
@@ -334,17 +413,86 @@ class FakeOdoo(FakeServer):
             late = self._late.pop((args[3], args[4]), 0.0) if len(args) > 4 else 0.0
         return Reply(200, answer, delay=late or (action.seconds if action is not None else 0.0))
 
+    def handle_get(self, path: str, headers: dict[str, str]) -> Reply:
+        if self._down is not None:
+            return Reply(int(self._down), f"{self._down} Bad Gateway".encode())
+        if path == "/web/version":
+            return Reply(
+                200,
+                {"version_info": self._version_info()["server_version_info"], "version": f"{self.version}.0"},
+            )
+        return Reply(404, b"404 Not Found")
+
+    def _version_info(self) -> dict[str, Any]:
+        return {
+            "server_version": f"{self.version}.0",
+            "server_version_info": [self.version, 0, 0, "final", 0, ""],
+            "server_serie": f"{self.version}.0",
+            "protocol_version": 1,
+        }
+
+    def _json2(self, path: str, headers: dict[str, str], body: Any) -> Reply:
+        """Odoo 19's ``POST /json/2/<model>/<method>``: ``Authorization: bearer <key>``, named
+        arguments only (``ids`` for the records), the return value as the body; an error as its
+        HTTP status with ``{"name", "message", "arguments", "context", "debug"}``."""
+        action = self.next_action()
+        if action is not None and action.kind == "fail":
+            return Reply(action.status, f"{action.status} upstream error".encode())
+        model, _, method = path[len("/json/2/") :].partition("/")
+        try:
+            result = self._json2_call(model, method, headers, body)
+            reply = Reply(200, result)
+        except OdooError as exc:
+            reply = Reply(JSON2_STATUS.get(exc.name, 500), _envelope(exc.name, exc.message)["data"])
+        if action is not None and action.kind == "drop":
+            return Reply(200, drop=True)
+        with self._state:
+            late = self._late.pop((model, method), 0.0)
+        return Reply(reply.status, reply.body, delay=late or (action.seconds if action is not None else 0.0))
+
+    def _json2_call(self, model: str, method: str, headers: dict[str, str], body: Any) -> Any:
+        with self._state:
+            self.calls[(model, method)] += 1
+            scheme, _, key = headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or key != self.api_key:
+                raise OdooError("werkzeug.exceptions.Unauthorized", "Invalid apikey")
+            if headers.get("x-odoo-database", self.db) != self.db:
+                raise OdooError("werkzeug.exceptions.NotFound", "database not found")
+            if not isinstance(body, dict):
+                raise OdooError("werkzeug.exceptions.UnprocessableEntity", "the body must be a JSON object")
+            named = dict(body)
+            named.pop("context", None)
+            ids = named.pop("ids", None)
+            if model not in self.models:
+                raise OdooError("werkzeug.exceptions.NotFound", f"the model {model!r} does not exist")
+            if method in MODEL_METHODS and ids is not None:
+                raise OdooError("werkzeug.exceptions.UnprocessableEntity", f"{method} takes no ids")
+            self._allowed(model, method)
+            args = [list(ids or [])] if method not in MODEL_METHODS else []
+            if method == "context_get":
+                return {"lang": "en_US", "tz": "UTC", "uid": UID}
+            return self._execute(model, method, args, named)
+
+    def _allowed(self, model: str, method: str) -> None:
+        if (model, method) in self._denied or (model, None) in self._denied:
+            raise OdooError(
+                "odoo.exceptions.AccessError",
+                f"You are not allowed to access '{model}' records. This operation is allowed for "
+                "the following groups: Sales / Administrator. "
+                "Contact your administrator to request access if necessary.",
+            )
+        if method.startswith("_"):
+            raise OdooError(
+                "odoo.exceptions.AccessError",
+                f"Private methods (such as '{model}.{method}') cannot be called remotely.",
+            )
+
     def _dispatch(self, service: str, method: str, args: list[Any]) -> Any:
         with self._state:
             if service == "common":
                 self.calls[("common", method)] += 1
                 if method == "version":
-                    return {
-                        "server_version": f"{self.version}.0",
-                        "server_version_info": [self.version, 0, 0, "final", 0, ""],
-                        "server_serie": f"{self.version}.0",
-                        "protocol_version": 1,
-                    }
+                    return self._version_info()
                 if method in ("login", "authenticate"):
                     db, login, key = args[0], args[1], args[2]
                     return UID if (db, login, key) == (self.db, self.login, self.api_key) else False
@@ -358,26 +506,15 @@ class FakeOdoo(FakeServer):
             self.calls[(model, model_method)] += 1
             if (db, uid, key) != (self.db, UID, self.api_key):
                 raise OdooError("odoo.exceptions.AccessDenied", "Access Denied")
-            if model not in MODELS:
-                raise OdooError("builtins.KeyError", repr(model))
-            if (model, model_method) in self._denied or (model, None) in self._denied:
-                raise OdooError(
-                    "odoo.exceptions.AccessError",
-                    f"You are not allowed to access '{model}' records. This operation is allowed for "
-                    "the following groups: Sales / Administrator. "
-                    "Contact your administrator to request access if necessary.",
-                )
-            if model_method.startswith("_"):
-                raise OdooError(
-                    "odoo.exceptions.AccessError",
-                    f"Private methods (such as '{model}.{model_method}') cannot be called remotely.",
-                )
+            if model not in self.models:  # odoo/service/model.py execute_cr
+                raise OdooError("odoo.exceptions.UserError", f"Object {model} doesn't exist")
+            self._allowed(model, model_method)
             return self._execute(model, model_method, positional, named)
 
     def _execute(self, model: str, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         fields = kwargs.get("fields") or (args[1] if method == "read" and len(args) > 1 else None)
         for name in fields or ():  # checked before any record is read, as Odoo does
-            if name != "id" and name not in MODELS[model]:
+            if name != "id" and name not in self.models[model]:
                 raise OdooError("builtins.ValueError", f"Invalid field '{name}' on model '{model}'")
         if method == "search_read":
             ids = self._search(model, args[0] if args else kwargs.get("domain", []), kwargs)
@@ -396,14 +533,16 @@ class FakeOdoo(FakeServer):
             values = args[0] if args else kwargs["vals_list"]
             if isinstance(values, list):
                 return [self._create(model, v) for v in values]
-            return self._create(model, values)
+            created = self._create(model, values)
+            return [created] if self.version >= 19 else created  # 19 answers .ids for a recordset
         if method == "write":
-            self.writes.append((model, list(args[0]), copy.deepcopy(args[1])))
+            values = args[1] if len(args) > 1 else kwargs["vals"]
+            self.writes.append((model, list(args[0]), copy.deepcopy(values)))
             for record_id in args[0]:
-                self._write(model, record_id, args[1])
+                self._write(model, record_id, values)
             return True
         if method == "fields_get":
-            return {name: {"type": self._type(model, name)} for name in MODELS[model]}
+            return {name: {"type": self._type(model, name)} for name in self.models[model]}
         if model == "crm.lead" and method == "action_set_won":
             for record_id in args[0]:
                 self._set_won(record_id)
@@ -450,7 +589,7 @@ class FakeOdoo(FakeServer):
                 self._existing(model, record_id)
             if len(args[0]) != 1:
                 raise OdooError("builtins.ValueError", f"Expected singleton: {model}({args[0]})")
-            return self._create(
+            message = self._create(
                 "mail.message",
                 {
                     "model": model,
@@ -460,6 +599,7 @@ class FakeOdoo(FakeServer):
                     "subtype_xmlid": kwargs.get("subtype_xmlid"),
                 },
             )
+            return [message] if self.version >= 19 else message
         if method == "activity_schedule" and model in CHATTER:
             created = []
             for record_id in args[0]:
@@ -478,6 +618,8 @@ class FakeOdoo(FakeServer):
                         },
                     )
                 )
+            if self.version >= 19:
+                return created  # 19's call_kw answers a recordset's ids
             return f"mail.activity({','.join(map(str, created))},)"  # Odoo 17 stringifies recordsets
         raise OdooError(
             "builtins.AttributeError", f"The method '{method}' does not exist on the model '{model}'"
@@ -488,8 +630,8 @@ class FakeOdoo(FakeServer):
     def _seed(self) -> None:
         # Like Odoo, never hand out an id twice, even across resets: a worker that remembers the
         # id of a tag from an earlier test must not hit another record by chance.
-        self.tables = {model: {} for model in MODELS}
-        self._next_id = {model: self._next_id.get(model, 1) for model in MODELS}
+        self.tables = {model: {} for model in self.models}
+        self._next_id = {model: self._next_id.get(model, 1) for model in self.models}
         self._next_id.update({"res.users": 1, "crm.stage": 1, "res.currency": 1, "crm.team": 1})
         self._sequence = getattr(self, "_sequence", 0)
         self._create("res.users", {"name": "Administrator", "login": "admin"})
@@ -508,11 +650,11 @@ class FakeOdoo(FakeServer):
             return "many2many"
         if (model, name) in ONE2MANY:
             return "one2many"
-        return "many2one" if MODELS[model][name] else "char"
+        return "many2one" if self.models[model][name] else "char"
 
     def _create(self, model: str, values: dict[str, Any], uid: int = UID) -> int:
         self._check(model, values)
-        record: dict[str, Any] = dict.fromkeys(MODELS[model], False)
+        record: dict[str, Any] = dict.fromkeys(self.models[model], False)
         if "active" in record:
             record["active"] = True
         if model == "crm.lead":
@@ -534,7 +676,7 @@ class FakeOdoo(FakeServer):
         if model == "stock.picking":
             record.update(state="draft", picking_type_code="outgoing")
         for owner, field_name in (*MANY2MANY, *ONE2MANY):
-            if owner == model:
+            if owner == model and field_name in self.models[model]:
                 record[field_name] = []
         record_id = self._next_id[model]
         self._next_id[model] += 1
@@ -594,6 +736,11 @@ class FakeOdoo(FakeServer):
         self._touched(model, updated, uid)
 
     def _touched(self, model: str, record: dict[str, Any], uid: int) -> None:
+        if "won_status" in record:  # 19's stored compute (crm_lead.py _compute_won_status)
+            stage = self.tables["crm.stage"].get(record["stage_id"]) or {}
+            won = record["probability"] == 100 and stage.get("is_won")
+            lost = not record["active"] and not record["probability"]
+            record["won_status"] = "won" if won else "lost" if lost else "pending"
         if "write_date" in record:
             record["write_date"] = _now()
         if "write_uid" in record:
@@ -689,31 +836,31 @@ class FakeOdoo(FakeServer):
 
     def _apply(self, model: str, record: dict[str, Any], values: dict[str, Any]) -> None:
         for name, value in values.items():
-            if name not in MODELS[model]:
+            if name not in self.models[model]:
                 raise OdooError("builtins.ValueError", f"Invalid field '{name}' on model '{model}'")
             if (model, name) in COMPUTED:
                 continue
             if (model, name) in MANY2MANY:
-                record[name] = self._commands(MODELS[model][name] or "", list(record[name]), value)
+                record[name] = self._commands(self.models[model][name] or "", list(record[name]), value)
             elif (model, name) in ONE2MANY:
                 record[name] = self._one2many(model, record, name, value)
-            elif MODELS[model][name] and value:
+            elif self.models[model][name] and value:
                 if isinstance(value, list | dict | bool):
                     raise OdooError(
                         "builtins.TypeError", f"{model}.{name}: a many2one takes an id, not {value!r}"
                     )
-                self._existing(MODELS[model][name] or "", int(value))
+                self._existing(self.models[model][name] or "", int(value))
                 record[name] = int(value)
             else:
                 record[name] = value
 
     def _children(self, model: str, record_id: int, name: str) -> list[int]:
         """A one2many's ids: the related records whose inverse many2one points here."""
-        related, inverse = MODELS[model][name] or "", ONE2MANY[(model, name)]
+        related, inverse = self.models[model][name] or "", ONE2MANY[(model, name)]
         return sorted(i for i, r in self.tables[related].items() if r.get(inverse) == record_id)
 
     def _one2many(self, model: str, record: dict[str, Any], name: str, commands: list[Any]) -> list[int]:
-        related, inverse = MODELS[model][name] or "", ONE2MANY[(model, name)]
+        related, inverse = self.models[model][name] or "", ONE2MANY[(model, name)]
         current = self._children(model, record["id"], name)
         for command in commands:
             code = command[0]
@@ -766,15 +913,15 @@ class FakeOdoo(FakeServer):
     ) -> dict[str, Any]:
         record = self.tables[model][record_id]
         result: dict[str, Any] = {"id": record_id}
-        for name in fields or list(MODELS[model]):
+        for name in fields or list(self.models[model]):
             if name == "id":
                 continue
-            if name not in MODELS[model]:
+            if name not in self.models[model]:
                 raise OdooError("builtins.ValueError", f"Invalid field '{name}' on model '{model}'")
             value = record[name]
             if (model, name) in ONE2MANY:
                 value = self._children(model, record_id, name)
-            related = MODELS[model][name]
+            related = self.models[model][name]
             if related and (model, name) not in MANY2MANY and (model, name) not in ONE2MANY:
                 found = self.tables[related].get(value) if value else None
                 value = ([value, found.get("name") or ""] if load else value) if found else False
@@ -783,13 +930,13 @@ class FakeOdoo(FakeServer):
 
     def _search(self, model: str, domain: list[Any], options: dict[str, Any]) -> list[int]:
         records = list(self.tables[model].values())
-        if "active" in MODELS[model] and not any(_leaf(t) and t[0] == "active" for t in domain):
+        if "active" in self.models[model] and not any(_leaf(t) and t[0] == "active" for t in domain):
             records = [r for r in records if r["active"]]
         matched = [r for r in records if self._matches(model, r, list(domain))]
         order = str(options.get("order") or "id asc")
         for term in reversed([t.split() for t in order.split(",") if t.strip()]):  # stable: last key first
             name, descending = term[0], len(term) > 1 and term[1].lower() == "desc"
-            if name != "id" and name not in MODELS[model]:
+            if name != "id" and name not in self.models[model]:
                 raise OdooError("builtins.ValueError", f"Invalid field {name!r} on model {model!r} in order")
             matched.sort(key=lambda r, n=name: (r.get(n) is False, r.get(n) or 0), reverse=descending)
         ids = [r["id"] for r in matched]
@@ -816,11 +963,11 @@ class FakeOdoo(FakeServer):
         current_model, current = model, record
         *path, last = field.split(".")
         for step in path:  # many2one hops: "stage_id.is_won"
-            related = MODELS[current_model].get(step)
+            related = self.models[current_model].get(step)
             if not related or not current.get(step):
                 return False
             current_model, current = related, self.tables[related][current[step]]
-        if last != "id" and last not in MODELS[current_model]:
+        if last != "id" and last not in self.models[current_model]:
             raise OdooError("builtins.ValueError", f"Invalid field {current_model}.{last} in leaf {term}")
         actual = current.get(last, False)
         if operator == "=":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 
@@ -247,8 +248,51 @@ def cloud_api() -> FakeCloudApi:
 
 @pytest.fixture
 def odoo() -> FakeOdoo:
-    """The fake Odoo, with no records, no calls counted, up and accepting everything."""
+    """The fake Odoo (Odoo 17, every model and field), with no records, no calls counted, up
+    and accepting everything."""
+    odoo_shaped(17)
     ODOO.reset()
+    _fresh_adapter()
+    return ODOO
+
+
+def _fresh_adapter() -> None:
+    """A new Odoo client for the tasks a test runs in its own process (``poll_odoo()``): the
+    fake forgets its records between tests, as no real Odoo does, so nothing read is kept."""
+    if "workers.crm" in sys.modules:
+        sys.modules["workers.crm"].adapter.cache_clear()
+
+
+def odoo_shaped(version: int, *, without: tuple[str, ...] = ()) -> FakeOdoo:
+    """The fake Odoo as that version, lacking the fields (``"crm.lead.medium_id"``) or models
+    (``"utm.campaign"``) named. The running CRM workers are restarted when it changes, since a
+    worker reads Odoo's version and fields once (then every ten minutes)."""
+    shape = (version, without)
+    if getattr(ODOO, "shape", (17, ())) == shape:
+        return ODOO
+    ODOO.set_version(version)
+    for what in without:
+        model, _, field = what.rpartition(".") if what.count(".") > 1 else (what, "", "")
+        if field:
+            ODOO.drop_field(model, field)
+        else:
+            ODOO.drop_model(model)
+    ODOO.shape = shape
+    running = [p for p in SHARED if p.process.poll() is None and "crm" in " ".join(p._args)]
+    for process in running:
+        process.stop()
+    for process in running:
+        process.restart().wait_ready()
+    return ODOO
+
+
+@pytest.fixture(params=[17, 18, 19], ids=["odoo17", "odoo18", "odoo19"])
+def odoo_version(request, worker) -> FakeOdoo:
+    """The fake Odoo as Odoo 17, 18 and 19 in turn (JSON-RPC, JSON-RPC, JSON-2): a test using
+    this runs once against each."""
+    odoo_shaped(request.param)
+    ODOO.reset()
+    _fresh_adapter()
     return ODOO
 
 

@@ -205,7 +205,8 @@ def sent_triggers(phone: str) -> list[str]:
         )
 
 
-def test_the_order_lifecycle_moves_the_pipeline_to_one_won_lead(client, odoo):
+def test_the_order_lifecycle_moves_the_pipeline_to_one_won_lead(client, odoo_version):
+    odoo = odoo_version  # once as each of Odoo 17, 18 (JSON-RPC) and 19 (JSON-2)
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
@@ -243,8 +244,11 @@ def test_the_order_lifecycle_moves_the_pipeline_to_one_won_lead(client, odoo):
         ),
     )
     settled()
+    # Fired (once: a follow-up is queued once per cause) and then sent, before the order is received.
     wait_for(
-        lambda: fire_due_followups() or "order_followup_delivery" in sent_triggers(phone), 60, "the follow-up"
+        lambda: fire_due_followups() >= 0 and "order_followup_delivery" in sent_triggers(phone),
+        60,
+        "the follow-up sent",
     )
     post_order(client, samples.order_event("order.received", order_id, phone=phone))
     settled()
