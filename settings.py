@@ -116,7 +116,8 @@ class Settings(BaseSettings):
     # Automated order messages and the outbound worker.
     business_name: str = "Toko Kami"
     # Where customers reach this system (https://crm.example.id): the order tracker links
-    # (/t/<token>) are made absolute with it. Unset: GET /api/orders gives the path only.
+    # (/t/<token>) and the short links (/r/<code>) are made absolute with it. Unset: a tracker
+    # link is a path only, a short link uses the API's own address.
     public_url: str | None = None
     order_messages_file: Path = PROJECT_ROOT / "templates" / "order_messages.toml"
     followup_tick_seconds: float = Field(default=30, gt=0)
@@ -180,8 +181,6 @@ class Settings(BaseSettings):
     outcome_sweep_interval_seconds: float = Field(default=300, gt=0)
     # A customer who writes within this many hours of a broadcast reaching them answers it.
     broadcast_attribution_hours: float = Field(default=72, gt=0)
-    # The address short links are given out under (https://shop.example); unset: the API's own.
-    public_base_url: str | None = None
     # Meta's Conversions API for business messaging (off by default): the dataset the events go
     # to, and the token (unset: WHATSAPP_ACCESS_TOKEN) and Graph base (unset: WHATSAPP_API_BASE).
     meta_conversions_enabled: bool = False

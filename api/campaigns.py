@@ -135,7 +135,7 @@ def create_link(body: LinkIn, caller: Caller, request: Request) -> LinkOut:
             raise HTTPException(409, f"code: {body.code!r} is taken" if body.code else "code: try again")
         details = body.model_dump(exclude={"code"}) | {"redirects_to": url}
         audit.record(session, caller.login, "link.created", f"link:{code}", details)
-    base = request.app.state.settings.public_base_url or str(request.base_url)
+    base = request.app.state.settings.public_url or str(request.base_url)
     return LinkOut(
         code=code,
         short_url=f"{base.rstrip('/')}/r/{code}",
