@@ -10,7 +10,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,6 +36,45 @@ def wait_for(predicate: Callable[[], T], timeout: float = 60, what: str = "condi
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+@contextmanager
+def api_server(name: str, env: dict[str, str]) -> Iterator[str]:
+    """``uvicorn producers.app:app`` on a free port with ``env`` over the tests' environment;
+    yields its base URL once it answers /healthz."""
+    import httpx  # a test dependency, not needed by the other helpers here
+
+    port = free_port()
+    log = Path(tempfile.gettempdir()) / f"wacrm-{name}-{port}.log"
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "producers.app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        assert process.poll() is None, log.read_text()
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(answers, 30, "uvicorn serving the app")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 class RedisServer:

@@ -4,17 +4,13 @@ a person sees: the figures written in the charts, the contact list, and its sear
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from testkit import samples
-from testkit.processes import PROJECT_ROOT, free_port, wait_for
+from testkit.processes import api_server, wait_for
 from testkit.waha import chat_of, label_contact, post_waha
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -27,38 +23,8 @@ AD_ID = "120210000000000001"
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """The real ASGI app under uvicorn, on the tests' database and broker, with ADMIN_TOKEN set."""
-    port = free_port()
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"wacrm-dashboard-{port}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "producers.app:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=PROJECT_ROOT,
-            env={**os.environ, "ADMIN_TOKEN": TOKEN},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-
-        def answers() -> bool:
-            assert process.poll() is None, log.read_text()
-            try:
-                return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_for(answers, 30, "uvicorn serving the app")
+    with api_server("dashboard", {"ADMIN_TOKEN": TOKEN}) as url:
         yield url
-        process.terminate()
-        process.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,9 @@ read in a thread, parsed as a browser's EventSource would (testkit/sse.py)."""
 
 from __future__ import annotations
 
-import os
 import queue
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,7 +19,7 @@ from models.conversations import INBOUND, OUTBOUND
 from models.db import session_scope
 from queueing.live import STREAM_KEY
 from testkit import samples
-from testkit.processes import PROJECT_ROOT, free_port, wait_for
+from testkit.processes import api_server, wait_for
 from testkit.sse import Event, Parser
 
 from .conftest import ADMIN_TOKEN, REDIS
@@ -36,38 +32,8 @@ BUDI, SITI = "6281212345678", "6281298765432"
 
 
 def _serve() -> Iterator[str]:
-    port = free_port()
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"wacrm-live-{port}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "producers.app:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=PROJECT_ROOT,
-            env={**os.environ, "ADMIN_TOKEN": ADMIN_TOKEN},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        assert process.poll() is None, log.read_text()
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for(answers, 30, "uvicorn serving the app")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    with api_server("live", {"ADMIN_TOKEN": ADMIN_TOKEN}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
