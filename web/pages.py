@@ -7,10 +7,11 @@ what a caller sees is what the API would show them. Acting is in ``web/actions.p
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.auth import Caller, Principal
@@ -61,56 +62,34 @@ def login_form(request: Request, next: str = "/inbox", failed: bool = False) -> 
     return page("login.html", language_of(request, None), 401 if failed else 200, next=target, failed=failed)
 
 
+@dataclass
+class QueueQuery:
+    """The queue's tab, filters, search and page, as the URL carries them."""
+
+    tab: str = queue.TEAM
+    channel: str | None = None
+    label: Annotated[str | None, Query(max_length=255)] = None
+    lead_class: LeadClass = None
+    agent: Annotated[str | None, Query(max_length=64)] = None
+    out_of_hours: bool = False
+    q: Annotated[str, Query(max_length=100)] = ""
+    cursor: Annotated[str | None, Query(max_length=100)] = None
+
+
 @router.get("", response_class=HTMLResponse)
-def queue_page(
-    request: Request,
-    caller: Caller,
-    tab: str = queue.TEAM,
-    channel: str | None = None,
-    label: Annotated[str | None, Query(max_length=255)] = None,
-    lead_class: LeadClass = None,
-    agent: Annotated[str | None, Query(max_length=64)] = None,
-    out_of_hours: bool = False,
-    q: Annotated[str, Query(max_length=100)] = "",
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
-) -> Response:
-    return _queue(
-        request, caller, "queue.html", tab, channel, label, lead_class, agent, out_of_hours, q, cursor
-    )
+def queue_page(request: Request, caller: Caller, query: Annotated[QueueQuery, Depends()]) -> Response:
+    return _queue(request, caller, "queue.html", query)
 
 
 @router.get("/queue", response_class=HTMLResponse)
-def queue_fragment(
-    request: Request,
-    caller: Caller,
-    tab: str = queue.TEAM,
-    channel: str | None = None,
-    label: Annotated[str | None, Query(max_length=255)] = None,
-    lead_class: LeadClass = None,
-    agent: Annotated[str | None, Query(max_length=64)] = None,
-    out_of_hours: bool = False,
-    q: Annotated[str, Query(max_length=100)] = "",
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
-) -> Response:
+def queue_fragment(request: Request, caller: Caller, query: Annotated[QueueQuery, Depends()]) -> Response:
     """The queue list alone, for htmx to swap in (live refreshes, filters, the next page)."""
-    return _queue(
-        request, caller, "_queue_list.html", tab, channel, label, lead_class, agent, out_of_hours, q, cursor
-    )
+    return _queue(request, caller, "_queue_list.html", query)
 
 
-def _queue(
-    request: Request,
-    caller: Principal,
-    template: str,
-    tab: str,
-    channel: str | None,
-    label: str | None,
-    lead_class: str | None,
-    agent: str | None,
-    out_of_hours: bool,
-    q: str,
-    cursor: str | None,
-) -> Response:
+def _queue(request: Request, caller: Principal, template: str, query: QueueQuery) -> Response:
+    tab, channel, label, lead_class = query.tab, query.channel, query.label, query.lead_class
+    agent, out_of_hours, q, cursor = query.agent, query.out_of_hours, query.q, query.cursor
     filters = filters_from(tab, channel, label, lead_class, agent, out_of_hours, q, caller)
     with session_scope() as session:
         try:

@@ -120,6 +120,9 @@ def test_personal_tokens_are_shown_once_listed_without_secret_and_revocable(clie
     assert client.get("/api/contacts", headers=agent).status_code == 401
 
 
+ENDLESS = {"/api/events"}  # server-sent events: the answer is a stream that stays open
+
+
 def test_every_endpoint_answers_each_role_as_the_table_says(client, admin_headers):
     """Each endpoint with each role: a role the table leaves out gets 403 (anonymous and a
     revoked token 401), a role it names never gets the table's 403."""
@@ -143,9 +146,19 @@ def test_every_endpoint_answers_each_role_as_the_table_says(client, admin_header
             continue
         path = re.sub(r"\{[^}]+\}", "1", template)
         for name, headers in callers.items():
-            answer = client.request(method, path, params={"label": "x"}, headers=headers, json={})
+            if template in ENDLESS and name in rule.roles:
+                continue  # an open stream never ends in the in-process client: tests/system/test_live.py
+            answer = client.request(
+                method, path, params={"label": "x"}, headers=headers, json={}, follow_redirects=False
+            )
             where = f"{name}: {method} {template} -> {answer.status_code} {answer.text[:120]}"
-            if name in ("anonymous", "revoked"):
+            if name in ("anonymous", "revoked") and template.startswith("/inbox"):
+                # The inbox's pages send a stranger to its sign-in page, and its fragments say so.
+                assert answer.status_code in (303, 401), where
+                assert "/inbox/login" in (answer.headers.get("location") or answer.headers["hx-redirect"]), (
+                    where
+                )
+            elif name in ("anonymous", "revoked"):
                 assert answer.status_code == 401, where
             elif name in rule.roles:
                 assert answer.status_code != 401 and "may not" not in answer.text, where
