@@ -160,6 +160,7 @@ RULES.update(
     {
         ("GET", "/inbox/login"): OPEN,
         ("GET", "/inbox"): Rule(EVERYONE, page=True),
+        ("GET", "/inbox/figures"): Rule(SUPERVISORS, page=True),
         ("GET", "/inbox/queue"): Rule(EVERYONE, page=True),
         ("GET", "/inbox/conversations/{conversation_id}"): Rule(EVERYONE, page=True),
         ("GET", "/inbox/conversations/{conversation_id}/thread"): Rule(EVERYONE, page=True),

@@ -7,13 +7,13 @@ the default; an account may choose English (``agents.language``).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_datetime, format_timedelta
+from babel.dates import format_date, format_datetime, format_timedelta
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal
@@ -61,6 +61,13 @@ class Formats:
         return (
             "" if moment is None else format_datetime(moment, "HH:mm", tzinfo=self.zone, locale=self.locale)
         )
+
+    def date(self, day: date) -> str:
+        return format_date(day, "medium", locale=self.locale)
+
+    def seconds(self, value: float | None) -> str:
+        """A duration given in seconds (a dash for none), as ``duration`` writes it."""
+        return "\u2013" if value is None else self.duration(timedelta(seconds=value))
 
     def duration(self, delta: timedelta) -> str:
         return format_timedelta(delta, threshold=1.5, locale=self.locale)

@@ -201,3 +201,50 @@ def test_an_agent_sees_a_hot_conversation_arrive_replies_and_the_page_fits_a_pho
     finally:
         browser.set_window_size(1200, 2400)
         browser.delete_all_cookies()
+
+
+def test_a_supervisor_reads_the_team_figures_page_and_an_agent_may_not(
+    server,  # noqa: F811
+    browser,  # noqa: F811
+    client,
+    admin_headers,
+    make_client,
+):
+    from selenium.webdriver.common.by import By
+
+    account(client, admin_headers, "ayu")
+    account(client, admin_headers, "sri", role="supervisor")
+    write(client, SITI, HOT_TEXT, name="<b>Siti</b>")
+    settled()
+    agent, _ = signed_in(make_client, "ayu")
+    assert agent.get("/inbox/figures").status_code == 403
+    supervisor, _ = signed_in(make_client, "sri")
+    wrong = supervisor.get("/inbox/figures", params={"since": "2026-02-01", "until": "2026-01-01"})
+    assert wrong.status_code == 422 and 'id="period-error"' in wrong.text
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.delete_all_cookies()
+    browser.get(f"{server}/inbox/figures")
+    wait_for(lambda: browser.find_elements(By.ID, "password"), 10, "the sign-in page")
+    browser.find_element(By.ID, "login").send_keys("sri")
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "form.login button").click()
+    table = wait_for(lambda: browser.find_elements(By.ID, "agents"), 15, "the figures page")
+    rows = {
+        r.find_element(By.TAG_NAME, "th").text: r.text
+        for r in table[0].find_elements(By.CSS_SELECTOR, "tbody tr")
+    }
+    assert rows["ayu"].split()[1] == "1"  # Siti's conversation is Ayu's
+    assert "Angka tim" in browser.title  # Indonesian by default
+    channels = browser.find_element(By.ID, "channels").text
+    assert "settings" in channels
+    browser.save_screenshot(str(SCREENSHOTS / "inbox-figures.png"))
+    browser.set_window_size(390, 844)
+    try:
+        browser.refresh()
+        wait_for(lambda: browser.find_elements(By.ID, "agents"), 15, "the figures page at 390 px")
+        assert browser.execute_script("return document.documentElement.scrollWidth <= 390")
+        browser.save_screenshot(str(SCREENSHOTS / "inbox-figures-390.png"))
+    finally:
+        browser.set_window_size(1200, 2400)
+        browser.delete_all_cookies()
