@@ -117,6 +117,59 @@ def messages_from(path: Path) -> dict[str, MessageTemplate]:
     return load_messages(path)
 
 
+RATING_ID = "rating:"  # the id of a survey list row: "rating:1" .. "rating:5"
+STAR = "\u2b50"
+
+
+@dataclass(frozen=True)
+class SurveyList:
+    """The satisfaction survey as an interactive list (Cloud API numbers): the question, the
+    button that opens the list, and one row per rating, 1 to 5, shown with that many stars."""
+
+    text: str
+    button: str
+    ratings: tuple[str, ...]
+
+    def body(self, values: dict[str, Any]) -> dict[str, Any]:
+        rows = [
+            {"id": f"{RATING_ID}{n}", "title": f"{STAR * n} {label}"[:24]}
+            for n, label in enumerate(self.ratings, start=1)
+        ]
+        return {
+            "type": "interactive",
+            "interactive": {
+                "type": "list",
+                "body": {"text": self.text.format_map({k: values.get(k) or "" for k in PLACEHOLDERS})},
+                "action": {"button": self.button, "sections": [{"title": self.button, "rows": rows}]},
+            },
+        }
+
+
+@cache
+def survey_list_from(path: Path) -> SurveyList | None:
+    """``[survey_list]`` of the file, or None: then the survey is the plain text everywhere."""
+    table = _document(path).get("survey_list")
+    if table is None:
+        return None
+    where = f"{path}: [survey_list]"
+    if not isinstance(table, dict) or not all(isinstance(table.get(k), str) for k in ("text", "button")):
+        raise ContentError(f"{where}: 'text' and 'button' are required texts")
+    ratings = table.get("ratings")
+    named = isinstance(ratings, list) and all(r and isinstance(r, str) for r in ratings)
+    if not named or len(ratings) != 5:
+        raise ContentError(f"{where}: 'ratings' must be five names, from 1 (worst) to 5 (best)")
+    return SurveyList(table["text"], table["button"], tuple(ratings))
+
+
+def rating_of_list_reply(payload: dict[str, Any]) -> int | None:
+    """The rating a customer chose in the survey list, from their ``list_reply``."""
+    reply = (payload.get("interactive") or {}).get("list_reply") or {}
+    chosen = str(reply.get("id") or "")
+    if chosen.startswith(RATING_ID) and chosen[len(RATING_ID) :] in {"1", "2", "3", "4", "5"}:
+        return int(chosen[len(RATING_ID) :])
+    return None
+
+
 def load_faq(path: Path) -> list[FaqSpec]:
     entries = _document(path).get("faq", [])
     if not isinstance(entries, list):

@@ -35,7 +35,7 @@ from models.base import utcnow
 from models.conversations import INBOUND, OUTBOUND
 from models.labels import active_labels
 from models.routing import AI_PENDING, DECIDED, SurveyResponse
-from pipeline import assignment, context, crm_sync, locks, outbox
+from pipeline import assignment, context, crm_sync, locks, outbox, rich_messages
 from queueing import publish
 from queueing.after_commit import publish_after_commit
 from settings import settings
@@ -193,6 +193,8 @@ def _survey_answer(session: Session, contact: Contact, message: Message) -> int 
     """If we asked this customer for a rating in the last day and they have not given one, a
     rating in this message is their answer: stored, and it needs no reply."""
     rating = intent.survey_rating(message.text)
+    if rating is None and message.type == "interactive":
+        rating = automation_content.rating_of_list_reply(message.payload)
     if rating is None:
         return None
     # Our last message before this one (customer messages are timed to the second; ours are not).
@@ -239,11 +241,31 @@ def _close(
     if contact.automation_paused_at is not None:
         draft.reasons.append("no survey: automation is paused for this contact")
         return
-    queued = queue_automation_message(
-        session, contact, automation_content.SURVEY, f"survey:{conversation.id}", conversation.channel_id
-    )
+    queued = _queue_survey(session, contact, conversation)
     if queued:
         draft.reasons.append("satisfaction survey sent")
+
+
+def _queue_survey(session: Session, contact: Contact, conversation: Conversation) -> int | None:
+    """The survey: an interactive list of ratings on a Cloud API number (``[survey_list]`` of the
+    automation file), else the plain text asking for a number."""
+    survey = automation_content.survey_list_from(settings.automation_file)
+    if survey is None or rich_messages.gateway_kind(session, conversation.channel_id) == "waha":
+        return queue_automation_message(
+            session, contact, automation_content.SURVEY, f"survey:{conversation.id}", conversation.channel_id
+        )
+    prepared = rich_messages.prepare(
+        session, survey.body({"name": contact.name, "business": settings.business_name}), "cloud"
+    )
+    return outbox.queue(
+        session,
+        dedupe_key=f"survey:{conversation.id}",
+        trigger=automation_content.SURVEY,
+        contact_id=contact.id,
+        channel_id=conversation.channel_id,
+        text=prepared.text,
+        body=prepared.body,
+    )
 
 
 def _reply_out_of_hours(

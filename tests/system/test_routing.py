@@ -96,7 +96,9 @@ def decisions(api, wa_id: str) -> list[dict]:
 
 def sent_texts(cloud_api, wa_id: str) -> list[str]:
     return [
-        body.get("text", {}).get("body") or f"template:{body['template']['name']}"
+        body.get("text", {}).get("body")
+        or (body["interactive"]["body"]["text"] if "interactive" in body else None)
+        or f"template:{body['template']['name']}"
         for body in cloud_api.accepted
         if body["to"] == wa_id
     ]
@@ -388,9 +390,18 @@ def test_satisfaction_survey_at_the_close_and_journey_metrics(client, api, faq, 
     settled()
     write(client, BUDI, "makasih ya kak")
     settled()
-    survey = sent_texts(cloud_api, BUDI)[-1]
-    assert "Seberapa puas" in survey
-    write(client, BUDI, "5")
+    # On a Cloud API number the survey is a list of ratings (templates/automation.toml [survey_list]).
+    survey = [body for body in cloud_api.accepted if body["to"] == BUDI][-1]
+    assert survey["type"] == "interactive" and survey["interactive"]["type"] == "list"
+    assert "Seberapa puas" in survey["interactive"]["body"]["text"]
+    rows = survey["interactive"]["action"]["sections"][0]["rows"]
+    assert [row["id"] for row in rows] == [f"rating:{n}" for n in range(1, 6)]
+    chosen = {"type": "list_reply", "list_reply": {"id": "rating:5", "title": rows[4]["title"]}}
+    answer = samples.message(BUDI, "interactive", interactive=chosen)
+    body, headers = samples.encode(
+        samples.envelope(messages=[answer], contacts=[samples.profile(BUDI, "Budi")])
+    )
+    assert client.post("/webhooks/whatsapp", content=body, headers=headers).status_code == 200
     settled()
     assert (
         decisions(api, BUDI)[-1]["reasons"][-1]
