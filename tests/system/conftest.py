@@ -263,12 +263,13 @@ def _fresh_adapter() -> None:
         sys.modules["workers.crm"].adapter.cache_clear()
 
 
-def odoo_shaped(version: int, *, without: tuple[str, ...] = ()) -> FakeOdoo:
+def odoo_shaped(version: int, *, without: tuple[str, ...] = (), restart: bool = False) -> FakeOdoo:
     """The fake Odoo as that version, lacking the fields (``"crm.lead.medium_id"``) or models
     (``"utm.campaign"``) named. The running CRM workers are restarted when it changes, since a
-    worker reads Odoo's version and fields once (then every ten minutes)."""
+    worker reads Odoo's version and fields once (then every ten minutes). ``restart``: restart
+    them even when the shape is unchanged, so they connect (and record the connection) anew."""
     shape = (version, without)
-    if getattr(ODOO, "shape", (17, ())) == shape:
+    if getattr(ODOO, "shape", (17, ())) == shape and not restart:
         return ODOO
     ODOO.set_version(version)
     for what in without:
@@ -289,8 +290,9 @@ def odoo_shaped(version: int, *, without: tuple[str, ...] = ()) -> FakeOdoo:
 @pytest.fixture(params=[17, 18, 19], ids=["odoo17", "odoo18", "odoo19"])
 def odoo_version(request, worker) -> FakeOdoo:
     """The fake Odoo as Odoo 17, 18 and 19 in turn (JSON-RPC, JSON-RPC, JSON-2): a test using
-    this runs once against each."""
-    odoo_shaped(request.param)
+    this runs once against each. The workers connect anew: the connection they recorded went
+    with the previous test's tables."""
+    odoo_shaped(request.param, restart=True)
     ODOO.reset()
     _fresh_adapter()
     return ODOO
