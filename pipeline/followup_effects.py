@@ -15,6 +15,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
@@ -41,16 +42,7 @@ def note_answer(session: Session, contact_id: int, at: datetime) -> None:
     """The customer wrote at ``at``: the follow-ups due shortly before it worked (or, held out,
     were followed by an answer anyway)."""
     since = at - timedelta(hours=settings.followup_effect_hours)
-    session.execute(
-        update(AdaptiveFollowup)
-        .where(
-            AdaptiveFollowup.contact_id == contact_id,
-            AdaptiveFollowup.state.in_((QUEUED, HELD_OUT)),
-            AdaptiveFollowup.answered_at.is_(None),
-            AdaptiveFollowup.due_at.between(since, at),
-        )
-        .values(answered_at=at)
-    )
+    _mark_adaptive(session, contact_id, AdaptiveFollowup.answered_at, since, at)
     session.execute(
         update(DeliveryFollowup)
         .where(
@@ -66,15 +58,21 @@ def note_answer(session: Session, contact_id: int, at: datetime) -> None:
 def note_order(session: Session, contact_id: int, at: datetime) -> None:
     """The customer ordered at ``at``: the adaptive follow-ups due shortly before it led there."""
     since = at - timedelta(days=settings.followup_order_days)
+    _mark_adaptive(session, contact_id, AdaptiveFollowup.ordered_at, since, at)
+
+
+def _mark_adaptive(session: Session, contact_id: int, effect: Any, since: datetime, at: datetime) -> None:
+    """Set ``effect`` (answered_at or ordered_at) to ``at`` on the contact's adaptive follow-ups,
+    sent or held out, due in [since, at] and not marked yet."""
     session.execute(
         update(AdaptiveFollowup)
         .where(
             AdaptiveFollowup.contact_id == contact_id,
             AdaptiveFollowup.state.in_((QUEUED, HELD_OUT)),
-            AdaptiveFollowup.ordered_at.is_(None),
+            effect.is_(None),
             AdaptiveFollowup.due_at.between(since, at),
         )
-        .values(ordered_at=at)
+        .values({effect: at})
     )
 
 
