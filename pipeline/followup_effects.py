@@ -72,7 +72,7 @@ def _mark_adaptive(session: Session, contact_id: int, effect: Any, since: dateti
             effect.is_(None),
             AdaptiveFollowup.due_at.between(since, at),
         )
-        .values({effect: at})
+        .values({effect.key: at})
     )
 
 
