@@ -8,7 +8,9 @@ served by uvicorn, as tests/system/test_dashboard.py does."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import func, select
@@ -150,7 +152,19 @@ def test_the_reply_form_refuses_a_long_text_and_sends_a_double_submit_once(
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/inbox/login?next=")
 
 
+T = TypeVar("T")
+
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+
+
+def steady(act: Callable[[], T]) -> T | None:
+    """``act()``, or None when the live queue re-rendered the element meanwhile (find it again)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return act()
+    except (StaleElementReferenceException, NoSuchElementException):
+        return None
 
 
 def test_an_agent_sees_a_hot_conversation_arrive_replies_and_the_page_fits_a_phone(
@@ -175,10 +189,17 @@ def test_an_agent_sees_a_hot_conversation_arrive_replies_and_the_page_fits_a_pho
 
     name = "<script>alert(1)</script> Siti"
     write(client, SITI, HOT_TEXT, name=name)
-    row = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".queue .row.hot"), 60, "the hot row, live")
-    assert name in row[0].text  # shown as text, never run
+
+    def hot_row_text() -> str:
+        return browser.find_element(By.CSS_SELECTOR, ".queue .row.hot").text
+
+    def open_hot_row() -> bool:
+        browser.find_element(By.CSS_SELECTOR, ".queue .row.hot a.open").click()
+        return True
+
+    assert name in wait_for(lambda: steady(hot_row_text), 60, "the hot row, live")  # text, never run
     browser.save_screenshot(str(SCREENSHOTS / "inbox-queue.png"))
-    row[0].find_element(By.CSS_SELECTOR, "a.open").click()
+    wait_for(lambda: steady(open_hot_row), 15, "opening the hot row")
     box = wait_for(lambda: browser.find_elements(By.ID, "reply-text"), 15, "the conversation page")
     box[0].send_keys("Ada kak, ukuran L Rp 150.000")
     browser.find_element(By.ID, "send").click()
