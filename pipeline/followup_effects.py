@@ -30,6 +30,7 @@ WORSE = "fewer answers than silence"
 BETTER = "more answers than silence"
 UNKNOWN = "not enough follow-ups yet"
 NO_BASELINE = "no silence to compare with: every delivery follow-up is sent"
+_TIMESTAMP_RESOLUTION = timedelta(seconds=1)
 
 
 def held_out(followup_id: int) -> bool:
@@ -42,14 +43,17 @@ def note_answer(session: Session, contact_id: int, at: datetime) -> None:
     """The customer wrote at ``at``: the follow-ups due shortly before it worked (or, held out,
     were followed by an answer anyway)."""
     since = at - timedelta(hours=settings.followup_effect_hours)
-    _mark_adaptive(session, contact_id, AdaptiveFollowup.answered_at, since, at)
+    # Gateways stamp messages in whole seconds: an answer stamped in the second the nudge went
+    # out (10.0 for a nudge due at 10.7) came after it, not before.
+    until = at + _TIMESTAMP_RESOLUTION
+    _mark_adaptive(session, contact_id, AdaptiveFollowup.answered_at, since, until, at)
     session.execute(
         update(DeliveryFollowup)
         .where(
             DeliveryFollowup.order_id.in_(select(Order.id).where(Order.contact_id == contact_id)),
             DeliveryFollowup.state == FIRED,
             DeliveryFollowup.answered_at.is_(None),
-            DeliveryFollowup.fired_at.between(since, at),
+            DeliveryFollowup.fired_at.between(since, until),
         )
         .values(answered_at=at)
     )
@@ -58,19 +62,21 @@ def note_answer(session: Session, contact_id: int, at: datetime) -> None:
 def note_order(session: Session, contact_id: int, at: datetime) -> None:
     """The customer ordered at ``at``: the adaptive follow-ups due shortly before it led there."""
     since = at - timedelta(days=settings.followup_order_days)
-    _mark_adaptive(session, contact_id, AdaptiveFollowup.ordered_at, since, at)
+    _mark_adaptive(session, contact_id, AdaptiveFollowup.ordered_at, since, at, at)
 
 
-def _mark_adaptive(session: Session, contact_id: int, effect: Any, since: datetime, at: datetime) -> None:
+def _mark_adaptive(
+    session: Session, contact_id: int, effect: Any, since: datetime, until: datetime, at: datetime
+) -> None:
     """Set ``effect`` (answered_at or ordered_at) to ``at`` on the contact's adaptive follow-ups,
-    sent or held out, due in [since, at] and not marked yet."""
+    sent or held out, due in [since, until] and not marked yet."""
     session.execute(
         update(AdaptiveFollowup)
         .where(
             AdaptiveFollowup.contact_id == contact_id,
             AdaptiveFollowup.state.in_((QUEUED, HELD_OUT)),
             effect.is_(None),
-            AdaptiveFollowup.due_at.between(since, at),
+            AdaptiveFollowup.due_at.between(since, until),
         )
         .values({effect.key: at})
     )

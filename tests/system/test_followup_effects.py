@@ -98,8 +98,12 @@ def test_what_followed_each_nudge_is_recorded(client, api, faq, cloud_api, routi
     finally:
         beat.stop()
     settled()
+    with session_scope() as session:
+        due = {f.contact_id: f.due_at for f in session.scalars(select(AdaptiveFollowup))}
     for wa_id in customers[:3]:  # three answer the nudge, one stays quiet
-        write(client, wa_id, "oh iya kak, jadi pesan 1 ya")
+        # Stamped, as gateways stamp, in the whole second the nudge was due: that is after it.
+        same_second = due[contact_of(api, wa_id)["id"]].replace(microsecond=0)
+        write(client, wa_id, "oh iya kak, jadi pesan 1 ya", same_second)
     settled()
     effects = api("GET", "/api/followup-rules/effects")
     [adaptive] = [e for e in effects["items"] if e["kind"] == "adaptive"]
