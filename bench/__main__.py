@@ -49,6 +49,7 @@ BENCHES = (
     "intents",
     "accounts",
     "live",
+    "inbox",
 )
 TIMEOUT_FULL = 3600.0
 TIMEOUT_QUICK = 900.0

@@ -1,8 +1,8 @@
 """The /inbox queue: which conversations a tab lists, in what order, one page at a time.
 
 Order: waiting for a person first (hot, then warm, then the rest), then the conversations
-nobody is waiting on; within each, the most recent message first. Paging is by key (the last
-row's priority, last_message_at and id), never by offset, so page 500 costs what page 1 costs.
+nobody is waiting on; within each band, the most recent message first. Paging is by key (the
+last row's band, last_message_at and id), never by offset, so page 500 costs what page 1 costs.
 Only the conversations of the caller's teams are listed (``pipeline.teams``).
 """
 
@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, and_, case, exists, func, literal, or_, select, tuple_
+from sqlalchemy import Select, and_, exists, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from api.auth import Principal
@@ -73,29 +73,39 @@ def tabs_for(principal: Principal) -> tuple[str, ...]:
     return TABS if principal.role in (ADMIN, SUPERVISOR) else tuple(t for t in TABS if t != ALL)
 
 
-def _priority():
+# The bands of the queue, in order; a conversation is in exactly one of them.
+WAITING_HOT, WAITING_WARM, WAITING_OTHER, NOT_WAITING = 0, 1, 2, 3
+BANDS = (WAITING_HOT, WAITING_WARM, WAITING_OTHER, NOT_WAITING)
+
+
+def _band(band: int):
     waiting = Conversation.awaiting_reply_since.is_not(None)
-    return case(
-        (and_(waiting, Contact.lead_class == "hot"), 0),
-        (and_(waiting, Contact.lead_class == "warm"), 1),
-        (waiting, 2),
-        else_=3,
-    )
+    if band == WAITING_HOT:
+        return and_(waiting, Contact.lead_class == "hot")
+    if band == WAITING_WARM:
+        return and_(waiting, Contact.lead_class == "warm")
+    if band == WAITING_OTHER:
+        return and_(waiting, or_(Contact.lead_class.is_(None), Contact.lead_class.not_in(("hot", "warm"))))
+    return Conversation.awaiting_reply_since.is_(None)
 
 
-def query(principal: Principal, filters: Filters, cursor: str | None) -> Select:
-    priority = _priority() if filters.tab != CLOSED else literal(0)
+def query(
+    principal: Principal, filters: Filters, band: int, after: tuple[datetime, int] | None, limit: int
+) -> Select:
+    """One band of the tab, newest first, after the key ``after`` (last_message_at or closed_at,
+    id). Each band is read on its own so that a partial index gives its rows in order: sorting
+    the whole queue by band would read every open conversation for each page."""
     moment = Conversation.closed_at if filters.tab == CLOSED else Conversation.last_message_at
     stmt = (
-        select(Conversation, Contact, priority.label("priority"), moment.label("moment"))
+        select(Conversation, Contact, moment.label("moment"))
         .join(Contact, Contact.id == Conversation.contact_id)
-        .order_by(priority, moment.desc(), Conversation.id.desc())
-        .limit(PAGE_SIZE + 1)
+        .order_by(moment.desc(), Conversation.id.desc())
+        .limit(limit)
     )
     if filters.tab == CLOSED:
         stmt = stmt.where(Conversation.closed_at.is_not(None))
     else:
-        stmt = stmt.where(Conversation.closed_at.is_(None))
+        stmt = stmt.where(Conversation.closed_at.is_(None), _band(band))
     if principal.teams is not None:
         stmt = stmt.where(Conversation.id.in_(conversations_of_teams(principal.teams)))
     me = principal.login
@@ -127,9 +137,8 @@ def query(principal: Principal, filters: Filters, cursor: str | None) -> Select:
         )
     if filters.q.strip():
         stmt = stmt.where(_search(filters.q.strip()))
-    if cursor:
-        p, t, i = _decode(cursor)
-        stmt = stmt.where(or_(priority > p, and_(priority == p, tuple_(moment, Conversation.id) < (t, i))))
+    if after is not None:
+        stmt = stmt.where(tuple_(moment, Conversation.id) < after)
     return stmt
 
 
@@ -148,7 +157,18 @@ def _search(q: str):
 
 
 def page(session: Session, principal: Principal, filters: Filters, cursor: str | None = None) -> Page:
-    found = session.execute(query(principal, filters, cursor)).all()
+    first, after = BANDS[0], None
+    if cursor:
+        first, moment, last_id = _decode(cursor)
+        after = (moment, last_id)
+    bands = (0,) if filters.tab == CLOSED else tuple(b for b in BANDS if b >= first)
+    found: list[tuple[int, Conversation, Contact, datetime]] = []
+    for band in bands:
+        wanted = PAGE_SIZE + 1 - len(found)
+        rows = session.execute(query(principal, filters, band, after if band == first else None, wanted))
+        found += [(band, c, k, moment) for c, k, moment in rows]
+        if len(found) > PAGE_SIZE:
+            break
     more = len(found) > PAGE_SIZE
     found = found[:PAGE_SIZE]
     names = channels.names(session)
@@ -166,13 +186,13 @@ def page(session: Session, principal: Principal, filters: Filters, cursor: str |
             awaiting_since=c.awaiting_reply_since,
             closed_at=c.closed_at,
         )
-        for c, k, _, _ in found
+        for _, c, k, _ in found
     ]
     _details(session, rows)
     next_cursor = None
     if more and found:
-        last = found[-1]
-        next_cursor = f"{last.priority}|{last.moment.isoformat()}|{last[0].id}"
+        band, last, _, moment = found[-1]
+        next_cursor = f"{band}|{moment.isoformat()}|{last.id}"
     return Page(rows=rows, next_cursor=next_cursor)
 
 
