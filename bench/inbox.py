@@ -33,7 +33,7 @@ CONVERSATIONS, QUICK_CONVERSATIONS, BASELINE_CONVERSATIONS = 100_000, 10_000, 1_
 MESSAGES_PER, QUICK_MESSAGES_PER = 50, 20
 REQUESTS, QUICK_REQUESTS = 200, 60
 GOAL_MS = 200.0
-CURSOR = re.compile(r'cursor=([A-Za-z0-9_\-=.%]+)')
+CURSOR = re.compile(r"cursor=([A-Za-z0-9_\-=.%]+)")
 
 # One contact and one conversation per n; messages alternate customer / us, the newest last.
 SEED = """
