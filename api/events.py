@@ -21,6 +21,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Annotated, Any
 
 import redis.asyncio as aioredis
@@ -41,6 +42,7 @@ EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 RETRY_MS = 3000  # how long a browser waits before it reconnects, sent once
 BLOCK_MS = 5000  # one XREAD waits this long for news, then asks again
 PAGE = 500  # entries per XREAD / XRANGE
+REDIS_CONNECTIONS = 10  # per API process: the reader's, and the catching-up pages share the rest
 READER_RETRY_SECONDS = 1.0  # after a Redis error, the reader tries again this soon
 SEND_TIMEOUT_SECONDS = 30  # a socket that takes no data this long is closed
 CUT_OFF = None  # put in a client's buffer when it is cut off
@@ -75,8 +77,16 @@ class Hub:
     """This process's one reader of the stream and its clients."""
 
     def __init__(self, url: str) -> None:
-        # Replies are waited for longer than one XREAD blocks.
-        self.redis = aioredis.Redis.from_url(url, socket_timeout=BLOCK_MS / 1000 + 10)
+        # Replies are waited for longer than one XREAD blocks. A hundred pages opening at once
+        # each read what they missed: they wait their turn for one of a few connections
+        # (a plain pool refuses the one past its size, and that page lost its events).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=BLOCK_MS / 1000 + 10,
+            socket_timeout=BLOCK_MS / 1000 + 10,
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
         self.clients: set[Client] = set()
         self.task: asyncio.Task[None] | None = None
         self.started: asyncio.Future[str] | None = None
@@ -215,14 +225,11 @@ async def _stream(hub: Hub, client: Client, resume_from: str | None, joined_at: 
             if len(page) < PAGE:
                 break
         while True:
-            item = await client.buffer.get()
-            if item is CUT_OFF:
+            chunk, cursor, cut_off = _ready(client, await client.buffer.get(), cursor)
+            if chunk:
+                yield chunk
+            if cut_off:
                 return  # read too slowly: the client reconnects with its Last-Event-ID
-            event_id, event = item
-            if position(event_id) <= position(cursor):
-                continue  # sent already, from the stream itself
-            cursor = event_id
-            yield _sse(event_id, event)
     except RedisError:
         log.warning("the live stream cannot be read for a client: closing it", exc_info=True)
     finally:
@@ -238,8 +245,38 @@ async def _resumable(hub: Hub, resume_from: str) -> bool:
     return position(oldest) <= position(resume_from) <= position(newest)
 
 
-def _sse(event_id: str, event: LiveEvent) -> JSONServerSentEvent:
-    return JSONServerSentEvent(event.payload(), event=event.kind, id=event_id)
+def _ready(client: Client, first: tuple[str, LiveEvent] | None, cursor: str) -> tuple[bytes, str, bool]:
+    """``first`` and whatever else is waiting in the client's buffer, as one chunk: a client
+    behind by many events gets them in one write, not one each. Returns the chunk, the new
+    cursor, and whether the client was cut off."""
+    parts: list[bytes] = []
+    item: tuple[str, LiveEvent] | None = first
+    while True:
+        if item is CUT_OFF:
+            return b"".join(parts), cursor, True
+        event_id, event = item
+        if position(event_id) > position(cursor):  # else sent already, from the stream itself
+            cursor = event_id
+            parts.append(_sse(event_id, event))
+        if client.buffer.empty():
+            return b"".join(parts), cursor, False
+        item = client.buffer.get_nowait()
+
+
+def _sse(event_id: str, event: LiveEvent) -> bytes:
+    """An event as it goes on the wire: encoded once, however many clients get it (an event
+    whose data holds a list read back from the stream is not hashable: encoded each time)."""
+    try:
+        return _encoded(event_id, event)
+    except TypeError:
+        return _encode(event_id, event)
+
+
+def _encode(event_id: str, event: LiveEvent) -> bytes:
+    return JSONServerSentEvent(event.payload(), event=event.kind, id=event_id).encode()
+
+
+_encoded = lru_cache(maxsize=4096)(_encode)
 
 
 def install(application: Any) -> None:

@@ -4,6 +4,7 @@ read in a thread, parsed as a browser's EventSource would (testkit/sse.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from models import Channel, Contact, Conversation, Message
 from models.base import utcnow
 from models.conversations import INBOUND, OUTBOUND
 from models.db import session_scope
-from queueing.live import STREAM_KEY
+from queueing.live import QUEUE, STREAM_KEY, LiveEvent
 from testkit import samples
 from testkit.processes import api_server, wait_for
 from testkit.sse import Event, Parser
@@ -279,3 +280,39 @@ def test_the_stream_needs_a_credential_and_a_well_formed_last_event_id(server_a,
     assert bad.status_code == 400 and "Last-Event-ID" in bad.json()["detail"]
     embedded = make_client(celery_broker_url="filesystem://").get("/api/events", headers=ADMIN)
     assert embedded.status_code == 503 and "LIVE_REDIS_URL" in embedded.json()["detail"]
+
+
+def test_a_hundred_and_twenty_pages_opening_at_once_all_get_the_next_event(server_a):
+    """After an API restart every open inbox reconnects at once; each catches up from the stream
+    at the same moment. None may be dropped (it would miss events until it reconnects)."""
+    host, port = server_a.removeprefix("http://").split(":")
+
+    async def page(got: asyncio.Queue[str]) -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        request = f"GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
+        writer.write(request.encode())
+        parser = Parser()
+        try:
+            while line := await reader.readline():
+                found = parser.feed(line.decode().rstrip("\r\n"))
+                if found == "connected":
+                    await got.put("connected")
+                elif isinstance(found, Event) and found.kind == "queue":
+                    await got.put(str(found.data.get("marker")))
+        finally:
+            writer.close()
+        await got.put("closed")
+
+    async def open_all() -> list[list[str]]:
+        queues = [asyncio.Queue() for _ in range(120)]
+        tasks = [asyncio.create_task(page(q)) for q in queues]
+        for q in queues:
+            assert await asyncio.wait_for(q.get(), 60) == "connected"
+        event = LiveEvent.of(QUEUE, "sales", marker="after-the-rush")
+        redis.Redis.from_url(REDIS.url).xadd(STREAM_KEY, event.fields())
+        firsts = [[await asyncio.wait_for(q.get(), 60)] for q in queues]
+        for task in tasks:
+            task.cancel()
+        return firsts
+
+    assert asyncio.run(open_all()) == [["after-the-rush"]] * 120
