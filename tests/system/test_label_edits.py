@@ -219,7 +219,12 @@ def test_an_agent_adds_and_removes_a_label_in_the_contact_panel(
         assert browser.find_element(By.ID, "flash").text == "Label Siap beli ditambahkan."
         browser.find_element(By.CSS_SELECTOR, "#labels .remove-label").click()
         wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, "#labels .label"), 15, "the label gone")
+        browser.set_window_size(390, 844)  # the panel's forms fit a phone
+        browser.refresh()
+        wait_for(lambda: browser.find_elements(By.ID, "label-name"), 15, "the page at 390 px")
+        assert browser.execute_script("return document.documentElement.scrollWidth <= 390")
     finally:
+        browser.set_window_size(1200, 2400)
         browser.delete_all_cookies()
     siti = contact_id_of(client, admin_headers, SITI)
     history = detail(client, admin_headers, siti)["label_history"]
