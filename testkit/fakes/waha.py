@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
@@ -32,6 +33,9 @@ class FakeWaha(FakeServer):
         self.labels: dict[str, list[dict[str, Any]]] = {}  # session: its labels, as WAHA lists them
         self.chat_labels: dict[tuple[str, str], list[str]] = {}  # (session, chat id): label ids
         self.label_sets: list[tuple[str, str, list[str]]] = []  # every accepted PUT, in order
+        # Called with (session, label) once a label is created and before WAHA answers: what a
+        # test uses to deliver WAHA's label.upsert webhook ahead of the answer.
+        self.on_label_created: Callable[[str, dict[str, Any]], None] | None = None
 
     def add_file(self, name: str, data: bytes, mime_type: str) -> str:
         """A file a chat received, as WAHA keeps it; returns its URL (the message's media.url)."""
@@ -45,6 +49,7 @@ class FakeWaha(FakeServer):
         self.labels.clear()
         self.chat_labels.clear()
         self.label_sets.clear()
+        self.on_label_created = None
 
     def add_label(self, session: str, label_id: str, name: str) -> None:
         """A label staff made in the app before (what ``GET /api/{session}/labels`` lists)."""
@@ -170,6 +175,8 @@ class FakeWaha(FakeServer):
         labels = self.labels.setdefault(session, [])
         label = _label(str(max((int(item["id"]) for item in labels), default=0) + 1), body["name"])
         labels.append(label)
+        if self.on_label_created is not None:
+            self.on_label_created(session, label)
         return Reply(201, label)
 
 

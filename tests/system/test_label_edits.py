@@ -187,6 +187,46 @@ def test_a_label_given_in_the_inbox_reaches_the_waha_chat_and_its_echo_is_not_co
     ]
 
 
+def test_a_new_label_whose_waha_upsert_arrives_before_waha_answers_is_one_label(
+    client, admin_headers, waha, drained
+):
+    """WAHA may announce the label it just made (``label.upsert``) before it answers our POST:
+    the label then exists twice for a moment, ours and WAHA's; they become one."""
+    account(client, admin_headers, "citra", teams=("surabaya",))
+    assert (
+        client.post("/api/channels", json={**W, "waha_url": waha.url}, headers=admin_headers).status_code
+        == 201
+    )
+    post_waha(client, samples.waha_message(BUDI_CHAT, "Halo, masih ada?", session="surabaya"))
+    settled()
+    budi = contact_id_of(client, admin_headers, BUDI)
+
+    def announce(session: str, label: dict) -> None:
+        post_waha(client, samples.waha_label_upsert(label["id"], label["name"], session=session))
+        drained()
+
+    waha.on_label_created = announce
+    added = client.post(f"/api/contacts/{budi}/labels/VIP", headers=bearer(client, "citra"))
+    assert added.status_code == 201, added.text
+    wait_for(lambda: waha.label_puts() == [("surabaya", BUDI_CHAT, ["1"])], 30, "VIP set in WAHA")
+    post_waha(client, waha.label_echo("surabaya", BUDI_CHAT, "1", "added"))
+    drained()
+    shown = detail(client, admin_headers, budi)
+    assert shown["labels"] == ["VIP"]
+    assert [(h["label"], h["action"], h["staff"]) for h in shown["label_history"]] == [
+        ("VIP", "added", "citra")
+    ]
+    figures = client.get("/api/labels", headers=admin_headers).json()["items"]
+    assert [(item["name"], item["contacts"], item["sessions"]) for item in figures] == [
+        ("VIP", 1, ["surabaya"])
+    ]
+    # Taken away again: WAHA gets the empty set, for the one label there is.
+    assert (
+        client.delete(f"/api/contacts/{budi}/labels/vip", headers=bearer(client, "citra")).status_code == 200
+    )
+    wait_for(lambda: waha.chat_labels.get(("surabaya", BUDI_CHAT)) == [], 30, "VIP taken away in WAHA")
+
+
 def test_an_agent_adds_and_removes_a_label_in_the_contact_panel(
     server,  # noqa: F811
     browser,  # noqa: F811
