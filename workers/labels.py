@@ -67,7 +67,11 @@ def _mirror(contact_id: int) -> str:
         chat = _chat_id(session, contact.id, contact.phone_e164)
         wanted = label_edits.wanted_labels(session, contact.id, target)
         channel = session.get(Channel, target.channel_id) if target.channel_id is not None else None
-        gateway = channels.gateway_of(channel) if channel is not None else gateway_for(settings)
+        try:
+            gateway = channels.gateway_of(channel) if channel is not None else gateway_for(settings)
+        except ValueError as exc:  # the channel lacks its URL or key: nothing to call
+            log.warning("no WAHA client for the labels", extra={"contact_id": contact.id, "error": str(exc)})
+            return "no gateway"
         contact_id = contact.id
     if chat is None:
         return "no chat id"
