@@ -82,6 +82,7 @@ imports = (
     "workers.media",
     "workers.templates",
     "workers.conversions",
+    "workers.labels",
     "schedules.sweepers",
     "schedules.followups",
     "schedules.adaptive_followups",

@@ -12,8 +12,8 @@ The table in words (docs/accounts.md has it as a table):
   and metrics, signing in, a tracked link's redirect ``/r/{code}``, the order tracker page (its
   signed token is the credential).
 - **agent**: the contacts and conversations of their teams: read them (and their media files),
-  answer, upload a file to send, pause automation for a contact, read the FAQ and the templates;
-  change their own availability; their own API tokens.
+  answer, upload a file to send, pause automation for a contact, add and remove a contact's
+  labels, read the FAQ and the templates; change their own availability; their own API tokens.
 - **supervisor**: all of that, plus assign and reassign conversations, override routing
   decisions, read the human queue's figures, the label, journey, team and campaign figures, the
   agents list, the label dashboard.
@@ -86,6 +86,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/contacts/{contact_id}/messages"): ALL_ROLES,
     ("GET", "/api/contacts/{contact_id}/routing"): ALL_ROLES,
     ("POST", "/api/contacts/{contact_id}/automation"): ALL_ROLES,
+    ("POST", "/api/contacts/{contact_id}/labels/{name}"): ALL_ROLES,
+    ("DELETE", "/api/contacts/{contact_id}/labels/{name}"): ALL_ROLES,
     ("GET", "/api/contacts/{contact_id}/followup-rules"): ALL_ROLES,
     ("PUT", "/api/contacts/{contact_id}/followup-rules"): ADMIN_ONLY,
     ("DELETE", "/api/contacts/{contact_id}/followup-rules"): ADMIN_ONLY,
@@ -184,6 +186,12 @@ RULES.update(
         ("POST", "/inbox/conversations/{conversation_id}/close"): same_as("POST", f"{_CONVERSATION}/close"),
         ("POST", "/inbox/conversations/{conversation_id}/reopen"): same_as("POST", f"{_CONVERSATION}/reopen"),
         ("POST", "/inbox/conversations/{conversation_id}/notes"): same_as("POST", f"{_CONVERSATION}/notes"),
+        ("POST", "/inbox/conversations/{conversation_id}/labels"): same_as(
+            "POST", "/api/contacts/{contact_id}/labels/{name}"
+        ),
+        ("POST", "/inbox/conversations/{conversation_id}/labels/remove"): same_as(
+            "DELETE", "/api/contacts/{contact_id}/labels/{name}"
+        ),
     }
 )
 

@@ -65,7 +65,8 @@ CHATS_IGNORED = Counter(
 )
 LABEL_CHANGES = Counter(
     "wacrm_label_changes_total",
-    "Label changes recorded; outcome 'stale' when a newer event had already decided the state.",
+    "Label changes recorded; outcome 'stale' when a newer event had already decided the state, "
+    "'echo' when WAHA reported back a change made through the API (not recorded again).",
     ["action", "outcome"],
 )
 CRM_SYNC_JOBS = Counter(

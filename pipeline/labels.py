@@ -7,6 +7,8 @@ and the history of every change.
   system's ``0812…`` are one person; an ``@lid`` is an opaque identity, never a phone.
 - The catalogue is keyed by (session, WAHA label id): a rename keeps the id, so history stays
   with the label. ``label.deleted`` takes the label away from everyone who had it.
+- A change made through the API (``pipeline.label_edits``) that WAHA echoes back is not
+  recorded twice: the state it reports is already there, marked as set by the API.
 - Arrival order does not matter: per (contact, label) the newest event time wins, so an old
   "added" that arrives after a newer "removed" is kept in history but does not bring the label
   back; per label, the newest upsert/delete wins.
@@ -33,6 +35,7 @@ from models.db import dialect_insert
 from models.labels import ADDED, REMOVED
 from observability.metrics import CHATS_IGNORED, LABEL_CHANGES
 from pipeline import crm_sync, identity
+from pipeline.label_edits import API_SESSION
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +142,11 @@ def _associate(session: Session, event: WahaEvent, action: str) -> None:
         .where(ContactLabel.contact_id == contact.id, ContactLabel.label_id == label.id)
         .with_for_update()
     ).first()
+    if row is not None and row.changed_by_session == API_SESSION and row.active == (action == ADDED):
+        # The state was set through our API and WAHA reports it back (the echo of the mirror's
+        # PUT): already recorded, with who did it. Decided under the row's lock, by state.
+        LABEL_CHANGES.labels(action, "echo").inc()
+        return
     applied = row is None or event.occurred_at >= row.changed_at
     _history(session, event, contact.id, label, action, applied=applied)
     LABEL_CHANGES.labels(action, "applied" if applied else "stale").inc()

@@ -15,6 +15,7 @@ import api.automation
 import api.broadcasts
 import api.campaigns
 import api.channels
+import api.contact_labels
 import api.contacts
 import api.control
 import api.crm
@@ -90,6 +91,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.crm.router)
     application.include_router(api.orders.router)
     application.include_router(api.labels.router)
+    application.include_router(api.contact_labels.router)
     application.include_router(api.broadcasts.router)
     application.include_router(api.control.router)
     application.include_router(api.automation.router)

@@ -19,6 +19,7 @@ EXPAND_BROADCAST = "workers.broadcasts.expand_broadcast"
 DOWNLOAD_MEDIA = "workers.media.download_media"
 SYNC_TEMPLATES = "workers.templates.sync_templates"
 SEND_CONVERSION = "workers.conversions.send_conversion"
+MIRROR_LABELS = "workers.labels.mirror_labels"
 
 # Beat's periodic tasks (schedules/).
 SWEEP_INBOX = "schedules.sweepers.sweep_inbox"
@@ -40,7 +41,7 @@ SWEEP_CONVERSIONS = "schedules.outcomes.sweep_conversions"
 # share one rate ceiling (integrations/whatsapp/rate_limit.py).
 OUTBOUND_QUEUE, OUTBOUND_BULK_QUEUE = "outbound", "outbound_bulk"
 
-QUEUES = ("ingest", "routing", OUTBOUND_QUEUE, OUTBOUND_BULK_QUEUE, "crm", "media", "schedules")
+QUEUES = ("ingest", "routing", OUTBOUND_QUEUE, OUTBOUND_BULK_QUEUE, "crm", "media", "labels", "schedules")
 
 QUEUE_OF = {
     PROCESS_INBOX_EVENT: "ingest",
@@ -55,6 +56,8 @@ QUEUE_OF = {
     SYNC_TEMPLATES: "schedules",
     POLL_ODOO: "crm",  # waits on Odoo, as the sync does
     SEND_CONVERSION: "crm",  # waits on Meta's Graph API, as the CRM sync waits on Odoo
+    # Setting a chat's labels in WAHA (an inbox edit mirrored): waits on WAHA, never on ingest.
+    MIRROR_LABELS: "labels",
     # Expanding a broadcast writes outbox rows, like the follow-up ticks: bulk database work,
     # kept off the outbound queue whose concurrency is tuned for waiting on the gateway.
     EXPAND_BROADCAST: "schedules",

@@ -50,9 +50,17 @@ def download_media(media_ids: list[int], *, countdown: float | None = None) -> N
         app.send_task(names.DOWNLOAD_MEDIA, args=(media_id,), countdown=countdown)
 
 
+def mirror_labels(contact_ids: list[int], *, countdown: float | None = None) -> None:
+    """Set each contact's WAHA chat labels to what we hold (queue ``labels``)."""
+    for contact_id in contact_ids:
+        app.send_task(names.MIRROR_LABELS, args=(contact_id,), countdown=countdown)
+
+
 def sync_templates() -> None:
     """Read the WABA's message templates now (``POST /api/templates/sync``, beat)."""
     app.send_task(names.SYNC_TEMPLATES)
+
+
 def poll_odoo() -> None:
     """Read back what changed in Odoo now (queue ``crm``): a webhook's wake-up."""
     app.send_task(names.POLL_ODOO)

@@ -30,9 +30,10 @@ class EventTask(Task):
     max_retries = None
 
 
-def event_task(name: str) -> Callable[[Callable[..., Any]], Task]:
-    """Register an event task under ``name`` (a constant of queueing/names.py)."""
-    return app.task(name=name, base=EventTask)
+def event_task(name: str, **options: Any) -> Callable[[Callable[..., Any]], Task]:
+    """Register an event task under ``name`` (a constant of queueing/names.py); ``options`` are
+    Celery's (``bind=True`` for a task that schedules its own retry)."""
+    return app.task(name=name, base=EventTask, **options)
 
 
 def periodic_task(name: str) -> Callable[[Callable[..., Any]], Task]:

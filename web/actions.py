@@ -1,7 +1,8 @@
 """What a person does on the conversation page. Each action calls the API's own route function
-(``api/control.py``, ``api/notes.py``, ``api/media.py``), so permissions, validation and the
-audit trail are the API's; this module only reads the form, adds the checks that need what the
-page showed (the text it drew the form with), and answers with the page and a clear message.
+(``api/control.py``, ``api/notes.py``, ``api/media.py``, ``api/contact_labels.py``), so
+permissions, validation and the audit trail are the API's; this module only reads the form,
+adds the checks that need what the page showed (the text it drew the form with), and answers
+with the page and a clear message.
 
 A form is answered with the whole conversation page: htmx takes ``#conversation`` out of it,
 a browser without JavaScript shows it as it is.
@@ -21,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from api import contact_labels as labels_api
 from api import control as control_api
 from api import media as media_api
 from api import notes as notes_api
@@ -322,6 +324,45 @@ async def add_note(request: Request, conversation_id: int, caller: Caller) -> Re
     def run(language: str) -> str:
         notes_api.add_note(conversation_id, notes_api.NoteIn(text=text), caller)
         return gettext(language, "Note saved (the customer does not see it).")
+
+    return await _act(request, caller, conversation_id, run)
+
+
+def _contact_of(caller: Principal, conversation_id: int) -> int:
+    with session_scope() as session:
+        conversation_in_reach(session, caller, conversation_id)
+        found = session.get(Conversation, conversation_id)
+        if found is None:
+            raise HTTPException(404, f"no conversation {conversation_id}")
+        return found.contact_id
+
+
+@router.post("/conversations/{conversation_id}/labels", response_class=HTMLResponse)
+async def add_label(request: Request, conversation_id: int, caller: Caller) -> Response:
+    """Give the contact a label: POST /api/contacts/{id}/labels/{name}'s function."""
+    form = await _form(request)
+    name = form.get("name", "")
+
+    def run(language: str) -> str:
+        result = labels_api.add_label(_contact_of(caller, conversation_id), name, caller, Response())
+        if not result.changed:
+            return gettext(language, "The contact has the label %(label)s already.", label=result.label)
+        return gettext(language, "Label %(label)s added.", label=result.label)
+
+    return await _act(request, caller, conversation_id, run)
+
+
+@router.post("/conversations/{conversation_id}/labels/remove", response_class=HTMLResponse)
+async def remove_label(request: Request, conversation_id: int, caller: Caller) -> Response:
+    """Take a label away: DELETE /api/contacts/{id}/labels/{name}'s function."""
+    form = await _form(request)
+    name = form.get("name", "")
+
+    def run(language: str) -> str:
+        result = labels_api.remove_label(_contact_of(caller, conversation_id), name, caller)
+        if not result.changed:
+            return gettext(language, "The contact has no label %(label)s.", label=result.label)
+        return gettext(language, "Label %(label)s removed.", label=result.label)
 
     return await _act(request, caller, conversation_id, run)
 

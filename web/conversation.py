@@ -30,7 +30,7 @@ from models import (
 )
 from models.base import utcnow
 from models.db import session_scope
-from pipeline import teams
+from pipeline import label_edits, teams
 from pipeline.teams import conversations_of_teams
 from settings import settings
 
@@ -58,6 +58,7 @@ class ConversationView:
     flow_answers: list[dict[str, Any]] = field(default_factory=list)
     surveys: list[dict[str, Any]] = field(default_factory=list)
     odoo_links: dict[str, Any] = field(default_factory=dict)
+    known_labels: list[str] = field(default_factory=list)  # offered when adding a label
 
 
 def load(principal: Principal, conversation_id: int, *, panel: bool = True) -> ConversationView:
@@ -133,6 +134,8 @@ def load(principal: Principal, conversation_id: int, *, panel: bool = True) -> C
 
 def _panel(principal: Principal, view: ConversationView) -> None:
     view.templates = [t.model_dump() for t in templates_api.list_templates() if t.status == "APPROVED"]
+    with session_scope() as session:
+        view.known_labels = label_edits.known_names(session)
     for summary in view.contact["orders"][:ORDERS_SHOWN]:
         try:
             view.orders.append(orders_api.get_order(summary["order_id"], principal).model_dump())

@@ -77,6 +77,30 @@ def post_json(
         raise network_error(exc, gateway) from exc
 
 
+def request_json(
+    session: requests.Session,
+    method: str,
+    url: str,
+    body: dict[str, Any] | None,
+    *,
+    headers: dict[str, str],
+    timeout: float,
+    gateway: str,
+) -> requests.Response:
+    """One request of any method (a GET, a PUT), classified exactly as ``post_json``."""
+    try:
+        return session.request(
+            method,
+            url,
+            json=body,
+            headers=headers,
+            timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
+            allow_redirects=False,
+        )
+    except requests.RequestException as exc:
+        raise network_error(exc, gateway) from exc
+
+
 def retry_after(response: requests.Response) -> float | None:
     """The ``Retry-After`` header in seconds (a number or an HTTP date), or None."""
     value = response.headers.get("Retry-After")

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import base64
 import mimetypes
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
 from integrations.whatsapp.base import OutgoingMessage, PermanentError, Sent, Unconfirmed, digits
-from integrations.whatsapp.http import json_or_none, post_json, status_error
+from integrations.whatsapp.http import json_or_none, post_json, request_json, status_error
 
 # The WAHA endpoint each kind goes to (docs/rich-messages.md, "WAHA"); WAHA has no sticker,
 # contacts, reaction, interactive or template (domain/outbound_kinds.py refuses them for WAHA).
@@ -63,8 +65,53 @@ class WahaGateway:
             )
         return Sent(external_id=external_id, type=kind, request=_without_data(body))
 
+    # Labels (WhatsApp Business app labels, docs/formats.md "WAHA"): the catalogue of the
+    # session, creating one, and a chat's labels, always set as the full list.
+
+    def labels(self) -> list[WahaLabel]:
+        """``GET /api/{session}/labels``: every label of the session."""
+        payload = self._call("GET", f"{self.base}/{self.session_name}/labels", None)
+        if not isinstance(payload, list):
+            raise Unconfirmed("waha: the label list is not a list", error={"message": str(payload)[:500]})
+        return [label for item in payload if (label := _label_of(item)) is not None]
+
+    def create_label(self, name: str) -> WahaLabel:
+        """``POST /api/{session}/labels`` ``{"name"}``: the new label with the id WAHA gave it."""
+        payload = self._call("POST", f"{self.base}/{self.session_name}/labels", {"name": name})
+        label = _label_of(payload)
+        if label is None:
+            raise Unconfirmed("waha: a created label without an id", error={"message": str(payload)[:500]})
+        return label
+
+    def set_chat_labels(self, chat_id: str, label_ids: list[str]) -> None:
+        """``PUT /api/{session}/labels/chats/{chatId}`` ``{"labels": [{"id"}]}``: the chat's whole
+        set of labels (an empty list takes them all away). Sending it again changes nothing."""
+        url = f"{self.base}/{self.session_name}/labels/chats/{quote(chat_id, safe='')}"
+        self._call("PUT", url, {"labels": [{"id": label_id} for label_id in label_ids]})
+
+    def _call(self, method: str, url: str, body: dict[str, Any] | None) -> Any:
+        response = request_json(
+            self._session, method, url, body, headers=self._headers, timeout=self.timeout, gateway=self.name
+        )
+        payload = json_or_none(response)
+        if not 200 <= response.status_code < 300:
+            raise status_error(response, self.name, _error_dict(response, payload))
+        return payload
+
     def close(self) -> None:
         self._session.close()
+
+
+@dataclass(frozen=True)
+class WahaLabel:
+    id: str
+    name: str
+
+
+def _label_of(item: Any) -> WahaLabel | None:
+    if not isinstance(item, dict) or item.get("id") in (None, ""):
+        return None
+    return WahaLabel(id=str(item["id"]), name=str(item.get("name") or ""))
 
 
 def _request_of(message: OutgoingMessage) -> tuple[str, dict[str, Any], str]:

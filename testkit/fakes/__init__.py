@@ -95,6 +95,9 @@ class FakeServer:
     def handle_get(self, path: str, headers: dict[str, str]) -> Reply:
         return Reply(404, {"error": f"no GET {path}"})
 
+    def handle_put(self, path: str, headers: dict[str, str], body: Any) -> Reply:
+        return Reply(404, {"error": f"no PUT {path}"})
+
     def handle_multipart(self, path: str, headers: dict[str, str], parts: dict[str, Part]) -> Reply:
         return Reply(404, {"error": f"no multipart POST {path}"})
 
@@ -147,9 +150,11 @@ class FakeServer:
         with self._lock:
             self._script.extend([action] * times)
 
-    def _record(self, path: str, headers: dict[str, str], body: Any) -> None:
+    def _record(self, path: str, headers: dict[str, str], body: Any, method: str = "POST") -> None:
         with self._lock:
-            self.requests.append({"body": body, "received_at": time.time(), "path": path, "headers": headers})
+            self.requests.append(
+                {"body": body, "received_at": time.time(), "path": path, "headers": headers, "method": method}
+            )
 
 
 def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
@@ -175,9 +180,19 @@ def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
             fake._record(self.path, headers, body)
             self._answer(fake.handle(self.path, headers, body))
 
+        def do_PUT(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = None
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            fake._record(self.path, headers, body, method="PUT")
+            self._answer(fake.handle_put(self.path, headers, body))
+
         def do_GET(self) -> None:
             headers = {name.lower(): value for name, value in self.headers.items()}
-            fake._record(self.path, headers, None)
+            fake._record(self.path, headers, None, method="GET")
             self._answer(fake.handle_get(self.path, headers))
 
         def _answer(self, reply: Reply) -> None:

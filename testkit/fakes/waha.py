@@ -1,5 +1,7 @@
 """A fake WAHA server: ``POST /api/sendText`` as in docs/formats.md "WAHA", and the
-``message.any`` echo WAHA then sends of each accepted message (``echo_of``).
+``message.any`` echo WAHA then sends of each accepted message (``echo_of``); the labels API
+(``GET|POST /api/{session}/labels``, ``PUT /api/{session}/labels/chats/{chatId}`` with the chat's
+full set), keeping each session's labels and each chat's set (``chat_labels``).
 
 It checks ``X-Api-Key`` when built with one (401 otherwise), answers with a WAMessage-like body
 whose ``id`` is a string (``true_<chatId>_<hex>``) or, with ``id_as_object=True``, the object some
@@ -9,9 +11,12 @@ it accepted. Scripted failures answer with WAHA's (NestJS) error body.
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote
 
 from testkit import samples
 from testkit.fakes import FakeServer, Reply
@@ -25,6 +30,12 @@ class FakeWaha(FakeServer):
         self.files: dict[str, tuple[bytes, str]] = {}  # /api/files/<name>: bytes, mime type
         # The id given to each accepted message, in order: what WAHA's message.any echoes carry.
         self.sent_ids: list[str] = []
+        self.labels: dict[str, list[dict[str, Any]]] = {}  # session: its labels, as WAHA lists them
+        self.chat_labels: dict[tuple[str, str], list[str]] = {}  # (session, chat id): label ids
+        self.label_sets: list[tuple[str, str, list[str]]] = []  # every accepted PUT, in order
+        # Called with (session, label) once a label is created and before WAHA answers: what a
+        # test uses to deliver WAHA's label.upsert webhook ahead of the answer.
+        self.on_label_created: Callable[[str, dict[str, Any]], None] | None = None
 
     def add_file(self, name: str, data: bytes, mime_type: str) -> str:
         """A file a chat received, as WAHA keeps it; returns its URL (the message's media.url)."""
@@ -35,6 +46,45 @@ class FakeWaha(FakeServer):
         super().reset()
         self.files.clear()
         self.sent_ids.clear()
+        self.labels.clear()
+        self.chat_labels.clear()
+        self.label_sets.clear()
+        self.on_label_created = None
+
+    def add_label(self, session: str, label_id: str, name: str) -> None:
+        """A label staff made in the app before (what ``GET /api/{session}/labels`` lists)."""
+        self.labels.setdefault(session, []).append(_label(label_id, name))
+
+    def label_puts(self) -> list[tuple[str, str, list[str]]]:
+        """(session, chat id, label ids) of every accepted chat-labels PUT, in order."""
+        return list(self.label_sets)
+
+    def label_echo(self, session: str, chat_id: str, label_id: str, action: str, **envelope: Any) -> dict:
+        """The ``label.chat.added``/``deleted`` envelope WAHA sends for a change made by a PUT."""
+        [label] = [item for item in self.labels.get(session, []) if item["id"] == label_id]
+        return samples.waha_label_chat(action, chat_id, label_id, label["name"], session=session, **envelope)
+
+    def handle_put(self, path: str, headers: dict[str, str], body: Any) -> Reply:
+        if self.api_key is not None and headers.get("x-api-key") != self.api_key:
+            return Reply(401, _nest_error(401, "Unauthorized"))
+        match = _CHAT_LABELS.fullmatch(path)
+        if match is None:
+            return Reply(404, _nest_error(404, f"Cannot PUT {path}"))
+        action = self.next_action()
+        if action is not None and action.kind == "fail":
+            return Reply(action.status, _nest_error(action.status, "scripted failure"))
+        labels = body.get("labels") if isinstance(body, dict) else None
+        known = {item["id"] for item in self.labels.get(match["session"], [])}
+        if not isinstance(labels, list) or not all(isinstance(i, dict) and "id" in i for i in labels):
+            return Reply(400, _nest_error(400, "labels: a list of {id} is required"))
+        unknown = [str(i["id"]) for i in labels if str(i["id"]) not in known]
+        if unknown:
+            return Reply(404, _nest_error(404, f"no label {unknown[0]}"))
+        self.accept(body)
+        chat, ids = unquote(match["chat"]), [str(i["id"]) for i in labels]
+        self.chat_labels[(match["session"], chat)] = ids
+        self.label_sets.append((match["session"], chat, ids))
+        return Reply(200, {"success": True})
 
     def echo_of(self, index: int, source: str = "api", **envelope: Any) -> dict:
         """The ``message.any`` envelope WAHA sends for the ``index``-th accepted message: the
@@ -48,6 +98,9 @@ class FakeWaha(FakeServer):
     def handle_get(self, path: str, headers: dict[str, str]) -> Reply:
         if self.api_key is not None and headers.get("x-api-key") != self.api_key:
             return Reply(401, _nest_error(401, "Unauthorized"))
+        listing = _LABELS.fullmatch(path)
+        if listing is not None:
+            return Reply(200, self.labels.get(listing["session"], []))
         found = self.files.get(path.removeprefix("/api/files/")) if path.startswith("/api/files/") else None
         if found is None:
             return Reply(404, _nest_error(404, f"Cannot GET {path}"))
@@ -71,6 +124,9 @@ class FakeWaha(FakeServer):
         return [(r["path"].removeprefix("/api/"), r["body"]) for r in accepted]
 
     def handle(self, path: str, headers: dict[str, str], body: Any) -> Reply:
+        listing = _LABELS.fullmatch(path)
+        if listing is not None:
+            return self._create_label(listing["session"], headers, body)
         if path not in _SENDS:
             return Reply(404, _nest_error(404, f"Cannot POST {path}"))
         if self.api_key is not None and headers.get("x-api-key") != self.api_key:
@@ -107,6 +163,29 @@ class FakeWaha(FakeServer):
         if action is not None and action.kind == "drop":
             return Reply(201, drop=True)
         return Reply(201, answer, delay=action.seconds if action is not None else 0.0)
+
+    def _create_label(self, session: str, headers: dict[str, str], body: Any) -> Reply:
+        if self.api_key is not None and headers.get("x-api-key") != self.api_key:
+            return Reply(401, _nest_error(401, "Unauthorized"))
+        action = self.next_action()
+        if action is not None and action.kind == "fail":
+            return Reply(action.status, _nest_error(action.status, "scripted failure"))
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
+            return Reply(400, _nest_error(400, "name is required"))
+        labels = self.labels.setdefault(session, [])
+        label = _label(str(max((int(item["id"]) for item in labels), default=0) + 1), body["name"])
+        labels.append(label)
+        if self.on_label_created is not None:
+            self.on_label_created(session, label)
+        return Reply(201, label)
+
+
+_LABELS = re.compile(r"/api/(?P<session>[^/]+)/labels")
+_CHAT_LABELS = re.compile(r"/api/(?P<session>[^/]+)/labels/chats/(?P<chat>[^/]+)")
+
+
+def _label(label_id: str, name: str) -> dict[str, Any]:
+    return {"id": label_id, "name": name, "color": 0, "colorHex": "#ff9485"}
 
 
 def _nest_error(status: int, message: str) -> dict[str, Any]:
