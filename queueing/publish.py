@@ -53,6 +53,11 @@ def download_media(media_ids: list[int], *, countdown: float | None = None) -> N
 def sync_templates() -> None:
     """Read the WABA's message templates now (``POST /api/templates/sync``, beat)."""
     app.send_task(names.SYNC_TEMPLATES)
+def refit_lead_model() -> None:
+    """Refit the learned lead score now (``POST /api/lead-model/refit``; beat does it daily)."""
+    app.send_task(names.REFIT_LEAD_MODEL)
+
+
 def poll_odoo() -> None:
     """Read back what changed in Odoo now (queue ``crm``): a webhook's wake-up."""
     app.send_task(names.POLL_ODOO)
