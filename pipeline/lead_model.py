@@ -5,8 +5,9 @@ the fixed weights on the most recent conversations (docs/routing.md#learned-lead
 opted out, cancelled: none), fits a logistic regression (scikit-learn) on the older ones and
 back-tests it on the most recent ``LEAD_MODEL_BACKTEST_SHARE``, beside the fixed weights on the
 same conversations: area under the ROC curve, Brier score and calibration error for both. It
-becomes the active model only with ``LEAD_MODEL_MIN_OUTCOMES`` outcomes, a higher AUC and a
-Brier score no worse; every refit is stored with its figures and its reason either way.
+becomes the active model only with ``LEAD_MODEL_MIN_OUTCOMES`` outcomes, an AUC higher by
+``LEAD_MODEL_MIN_AUC_GAIN`` and a Brier score no worse (``verdict``); every refit is stored
+with its figures and its reason either way.
 
 ``score`` is what routing asks: the active model's class, chance and reasons for a conversation,
 or None (the fixed weights score). ``rollback`` retires the active model for the one before it.
@@ -236,19 +237,26 @@ def refit(session: Session) -> LeadModel:
         "fixed_weights": result.fixed.as_json(),
         "ordered_share": round(result.base_rate, 4),
     }
-    m, f = result.learned, result.fixed
-    comparison = f"AUC {m.auc:.3f} vs {f.auc:.3f}, Brier {m.brier:.3f} vs {f.brier:.3f}"
-    if m.auc <= f.auc:
-        row.reason = f"does not rank better than the fixed weights ({comparison})"
-    elif m.brier > f.brier:
-        row.reason = f"ranks better but is less well calibrated than the fixed weights ({comparison})"
-    else:
-        row.passed = True
-        row.reason = f"beats the fixed weights ({comparison})"
-        session.flush()
-        _activate(session, row, retired_by=scored_by(row.id), now=now)
+    row.passed, row.reason = verdict(result.learned, result.fixed)
     session.flush()
+    if row.passed:
+        _activate(session, row, retired_by=scored_by(row.id), now=now)
+        session.flush()
     return row
+
+
+def verdict(learned: Figures, fixed: Figures) -> tuple[bool, str]:
+    """Whether a model may score, and why: it must rank the back-test better than the fixed
+    weights by LEAD_MODEL_MIN_AUC_GAIN (a win by noise alone is no win) and be calibrated no
+    worse (Brier score)."""
+    m, f = learned, fixed
+    comparison = f"AUC {m.auc:.3f} vs {f.auc:.3f}, Brier {m.brier:.3f} vs {f.brier:.3f}"
+    if m.auc < f.auc + settings.lead_model_min_auc_gain:
+        gain = settings.lead_model_min_auc_gain
+        return False, f"does not rank better than the fixed weights by {gain} AUC ({comparison})"
+    if m.brier > f.brier:
+        return False, f"ranks better but is less well calibrated than the fixed weights ({comparison})"
+    return True, f"beats the fixed weights ({comparison})"
 
 
 def _activate(session: Session, row: LeadModel, *, retired_by: str, now: datetime) -> None:

@@ -123,3 +123,21 @@ def test_a_fit_learns_the_fact_that_predicts_ordering_and_beats_the_fixed_weight
     assert result.learned.auc > result.fixed.auc + 0.2
     assert result.learned.brier < result.fixed.brier
     assert 0 <= result.learned.calibration_error < 0.2
+
+
+def test_a_model_scores_only_when_it_ranks_better_by_a_margin_and_is_calibrated_no_worse():
+    fixed = lead_model.Figures(auc=0.70, brier=0.20, calibration_error=0.05)
+    better = lead_model.Figures(auc=0.80, brier=0.15, calibration_error=0.03)
+    by_noise = lead_model.Figures(auc=0.705, brier=0.19, calibration_error=0.03)
+    worse_calibrated = lead_model.Figures(auc=0.80, brier=0.21, calibration_error=0.09)
+    assert lead_model.verdict(better, fixed) == (
+        True,
+        "beats the fixed weights (AUC 0.800 vs 0.700, Brier 0.150 vs 0.200)",
+    )
+    assert lead_model.verdict(by_noise, fixed)[0] is False
+    assert "by 0.01 AUC" in lead_model.verdict(by_noise, fixed)[1]
+    assert lead_model.verdict(worse_calibrated, fixed) == (
+        False,
+        "ranks better but is less well calibrated than the fixed weights "
+        "(AUC 0.800 vs 0.700, Brier 0.210 vs 0.200)",
+    )
