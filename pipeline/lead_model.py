@@ -35,7 +35,7 @@ from settings import settings
 FIXED_WEIGHTS = "fixed weights"
 # The most recent conversations with an outcome that a refit reads: enough to learn from, few
 # enough that a refit stays a matter of seconds.
-MAX_CONVERSATIONS = 50_000
+MAX_CONVERSATIONS = 20_000
 
 
 def scored_by(model_id: int | None) -> str:

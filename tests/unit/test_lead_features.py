@@ -141,3 +141,13 @@ def test_a_model_scores_only_when_it_ranks_better_by_a_margin_and_is_calibrated_
         "ranks better but is less well calibrated than the fixed weights "
         "(AUC 0.800 vs 0.700, Brier 0.210 vs 0.200)",
     )
+
+
+def test_beat_refits_the_lead_model_daily_on_the_schedules_queue():
+    import celeryconfig
+    from queueing import names
+
+    entry = celeryconfig.beat_schedule["refit-lead-model"]
+    assert (entry["task"], entry["schedule"]) == (names.REFIT_LEAD_MODEL, 86400)
+    assert celeryconfig.task_routes[names.REFIT_LEAD_MODEL] == {"queue": "schedules"}
+    assert "schedules.lead_model" in celeryconfig.imports
