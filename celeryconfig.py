@@ -88,6 +88,7 @@ imports = (
     "schedules.adaptive_followups",
     "schedules.crm",
     "schedules.outcomes",
+    "schedules.lead_model",
 )
 
 beat_schedule = BEAT_SCHEDULE

@@ -179,6 +179,19 @@ class Settings(BaseSettings):
     outcome_order_window_days: float = Field(default=7, gt=0)
     outcome_silence_hours: float = Field(default=72, gt=0)
     outcome_sweep_interval_seconds: float = Field(default=300, gt=0)
+    # The learned lead score (docs/routing.md#learned-lead-score): refitted every
+    # LEAD_MODEL_REFIT_SECONDS (0: only on request) from conversations with a final outcome; the
+    # most recent LEAD_MODEL_BACKTEST_SHARE of them is the back-test. It scores only with at
+    # least LEAD_MODEL_MIN_OUTCOMES outcomes and when it beats the fixed weights (AUC higher by
+    # LEAD_MODEL_MIN_AUC_GAIN, Brier score no worse); a chance of an
+    # order of LEAD_MODEL_HOT_CHANCE makes a lead hot, LEAD_MODEL_WARM_CHANCE warm.
+    lead_model_refit_seconds: float = Field(default=86400, ge=0)
+    lead_model_min_outcomes: int = Field(default=200, ge=10)
+    lead_model_backtest_share: float = Field(default=0.2, gt=0, lt=1)
+    # How much higher than the fixed weights' its back-test AUC must be (a noise win is no win).
+    lead_model_min_auc_gain: float = Field(default=0.01, ge=0, lt=1)
+    lead_model_hot_chance: float = Field(default=0.5, gt=0, le=1)
+    lead_model_warm_chance: float = Field(default=0.2, gt=0, le=1)
     # A customer who writes within this many hours of a broadcast reaching them answers it.
     broadcast_attribution_hours: float = Field(default=72, gt=0)
     # Meta's Conversions API for business messaging (off by default): the dataset the events go

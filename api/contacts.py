@@ -60,7 +60,10 @@ class ContactOut(BaseModel):
     opted_out_at: datetime | None = None  # wrote STOP/BERHENTI: no broadcasts
     lead_class: str | None = None  # hot | warm | cold, recomputed on each message
     lead_score: int | None = None
-    lead_reasons: list[str] = []  # what made the score, with points
+    lead_reasons: list[str] = []  # what made the score, with points (or the learned model's weights)
+    # What scored it: "fixed weights", or "model 3" (the learned lead score; its lead_score is
+    # then the chance of an order in percent).
+    lead_scored_by: str | None = None
     assigned_agent: str | None = None  # the sales agent who looks after the contact
     automation_paused: bool = False  # no automatic message reaches them while true
 
@@ -395,6 +398,7 @@ def _contact_out(session: Any, contact: Contact, labels: list[str] | None = None
         lead_class=contact.lead_class,
         lead_score=contact.lead_score,
         lead_reasons=contact.lead_reasons or [],
+        lead_scored_by=contact.lead_scored_by,
         assigned_agent=contact.assigned_agent,
         automation_paused=contact.automation_paused_at is not None,
     )

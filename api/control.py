@@ -95,6 +95,7 @@ class DecisionOut(BaseModel):
     agent: str | None
     lead_class: str | None
     lead_score: int | None
+    scored_by: str | None  # "fixed weights" or "model 3" (the learned lead score)
     faq_key: str | None
     out_of_hours: bool
     respond_by: datetime | None

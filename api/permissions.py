@@ -16,7 +16,7 @@ The table in words (docs/accounts.md has it as a table):
   labels, read the FAQ and the templates; change their own availability; their own API tokens.
 - **supervisor**: all of that, plus assign and reassign conversations, override routing
   decisions, read the human queue's figures, the label, journey, team and campaign figures, the
-  agents list, the label dashboard.
+  agents list, the label dashboard; the learned lead score's figures, its refit and rollback.
 - **admin**: everything, and alone: channels, agents (create, change, delete), FAQ, follow-up
   rules, broadcasts, the audit log, the contact export, syncing templates, the Flows served,
   tracked links, the Conversions API outbox.
@@ -120,6 +120,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/api/faq/{key}"): ADMIN_ONLY,
     ("GET", "/api/followup-rules"): SUPERVISOR_UP,
     ("GET", "/api/followup-rules/effects"): SUPERVISOR_UP,
+    # The learned lead score: its figures, a refit and a rollback are the supervisors' (audited).
+    ("GET", "/api/lead-model"): SUPERVISOR_UP,
+    ("POST", "/api/lead-model/refit"): SUPERVISOR_UP,
+    ("POST", "/api/lead-model/rollback"): SUPERVISOR_UP,
     ("PUT", "/api/followup-rules"): ADMIN_ONLY,
     ("POST", "/api/broadcasts"): ADMIN_ONLY,
     ("GET", "/api/broadcasts/{broadcast_id}"): ADMIN_ONLY,

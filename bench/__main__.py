@@ -47,6 +47,7 @@ BENCHES = (
     "routing",
     "crm_sync",
     "intents",
+    "lead_model",
     "accounts",
     "live",
     "inbox",

@@ -11,6 +11,7 @@ from models.crm import CrmCursor, CrmRecord, CrmSyncJob
 from models.flows import FlowAnswer
 from models.inbox import InboxEvent
 from models.labels import ContactLabel, Label, LabelChange
+from models.lead_models import LeadModel
 from models.media import CloudMediaUpload, MediaFile
 from models.orders import DeliveryFollowup, Order, OrderItem
 from models.outbox import OutboundMessage
@@ -56,6 +57,7 @@ __all__ = [
     "InboxEvent",
     "Label",
     "LabelChange",
+    "LeadModel",
     "LinkClick",
     "MediaFile",
     "Message",

@@ -48,6 +48,7 @@ class Contact(Base):
     lead_class: Mapped[str | None] = mapped_column(String(8), index=True)
     lead_score: Mapped[int | None]
     lead_reasons: Mapped[list[str] | None] = mapped_column(JSONType)
+    lead_scored_by: Mapped[str | None] = mapped_column(String(32))  # "fixed weights" | "model <id>"
     assigned_agent: Mapped[str | None] = mapped_column(String(64))
     automation_paused_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -98,6 +98,8 @@ class RoutingDecision(Base):
     agent: Mapped[str | None] = mapped_column(String(64))
     lead_class: Mapped[str | None] = mapped_column(String(8))
     lead_score: Mapped[int | None]
+    # What scored the lead: "fixed weights" or "model <id>" (pipeline/lead_model.py).
+    scored_by: Mapped[str | None] = mapped_column(String(32))
     faq_key: Mapped[str | None] = mapped_column(String(100))
     out_of_hours: Mapped[bool] = mapped_column(default=False)
     # The first-response target: a human should have answered by then.

@@ -35,7 +35,7 @@ from models.base import utcnow
 from models.conversations import INBOUND, OUTBOUND
 from models.labels import active_labels
 from models.routing import AI_PENDING, DECIDED, SurveyResponse
-from pipeline import assignment, context, crm_sync, locks, outbox, rich_messages
+from pipeline import assignment, context, crm_sync, lead_model, locks, outbox, rich_messages
 from queueing import publish
 from queueing.after_commit import publish_after_commit
 from settings import settings
@@ -75,8 +75,9 @@ def route(session: Session, message_id: int) -> str:
 
     draft = Draft()
     before = (contact.lead_class, contact.assigned_agent)
-    score = _score_lead(session, contact, conversation, message)
-    draft.reasons.append(f"lead is {score.lead_class} (score {score.score}): " + "; ".join(score.reasons))
+    score, by = _score_lead(session, contact, conversation, message)
+    scored = f"score {score.score}" if by == lead_model.FIXED_WEIGHTS else by
+    draft.reasons.append(f"lead is {score.lead_class} ({scored}): " + "; ".join(score.reasons))
 
     rating = _survey_answer(session, contact, message)
     if rating:
@@ -119,6 +120,7 @@ def route(session: Session, message_id: int) -> str:
         agent=draft.agent,
         lead_class=score.lead_class,
         lead_score=score.score,
+        scored_by=by,
         faq_key=draft.faq_key,
         out_of_hours=draft.out_of_hours,
         respond_by=message.occurred_at + response_target(score.lead_class)
@@ -158,7 +160,10 @@ def response_target(lead_class: str | None) -> timedelta:
 
 def _score_lead(
     session: Session, contact: Contact, conversation: Conversation, message: Message
-) -> lead_score.LeadScore:
+) -> tuple[lead_score.LeadScore, str]:
+    """The lead's class, score and reasons, and what scored it: the active learned model
+    (pipeline/lead_model.py; its score is the chance of an order in percent), else the fixed
+    weights."""
     inbound = session.scalar(
         select(func.count(Message.id)).where(
             Message.conversation_id == conversation.id, Message.direction == INBOUND
@@ -181,12 +186,19 @@ def _score_lead(
     )
     if score.intents:
         conversation.intents = sorted({*(conversation.intents or ()), *score.intents})
-    contact.lead_class, contact.lead_score, contact.lead_reasons = (
+    learned = lead_model.score(session, conversation.id)
+    if learned is not None:
+        score = lead_score.LeadScore(
+            learned.lead_class, round(learned.chance * 100), learned.reasons, score.intents
+        )
+    by = lead_model.scored_by(learned.model_id if learned else None)
+    contact.lead_class, contact.lead_score, contact.lead_reasons, contact.lead_scored_by = (
         score.lead_class,
         score.score,
         list(score.reasons),
+        by,
     )
-    return score
+    return score, by
 
 
 def _survey_answer(session: Session, contact: Contact, message: Message) -> int | None:

@@ -27,6 +27,7 @@ import api.followup_effects
 import api.inbox
 import api.journey
 import api.labels
+import api.lead_model
 import api.media
 import api.notes
 import api.orders
@@ -99,6 +100,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.journey.router)
     application.include_router(api.figures.router)
     application.include_router(api.followup_effects.router)
+    application.include_router(api.lead_model.router)
     application.include_router(api.campaigns.router)
     application.include_router(api.flows.router)
     application.include_router(api.media.router)

@@ -33,6 +33,7 @@ FIRE_DUE_FOLLOWUPS = "schedules.followups.fire_due_followups"
 FIRE_DUE_ADAPTIVE_FOLLOWUPS = "schedules.adaptive_followups.fire_due_adaptive_followups"
 SWEEP_SILENT_CONVERSATIONS = "schedules.outcomes.sweep_silent_conversations"
 SWEEP_CONVERSIONS = "schedules.outcomes.sweep_conversions"
+REFIT_LEAD_MODEL = "schedules.lead_model.refit_lead_model"
 
 # Sends: transactional messages (replies, order messages, follow-ups) on ``outbound``, bulk ones
 # (broadcasts) on ``outbound_bulk``, chosen per message when publishing (queueing/publish.py).
@@ -72,4 +73,6 @@ QUEUE_OF = {
     FIRE_DUE_ADAPTIVE_FOLLOWUPS: "schedules",
     SWEEP_SILENT_CONVERSATIONS: "schedules",
     SWEEP_CONVERSIONS: "schedules",
+    # Refitting the learned lead score: seconds of CPU once a day, off the event queues.
+    REFIT_LEAD_MODEL: "schedules",
 }

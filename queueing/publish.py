@@ -61,6 +61,11 @@ def sync_templates() -> None:
     app.send_task(names.SYNC_TEMPLATES)
 
 
+def refit_lead_model() -> None:
+    """Refit the learned lead score now (``POST /api/lead-model/refit``; beat does it daily)."""
+    app.send_task(names.REFIT_LEAD_MODEL)
+
+
 def poll_odoo() -> None:
     """Read back what changed in Odoo now (queue ``crm``): a webhook's wake-up."""
     app.send_task(names.POLL_ODOO)

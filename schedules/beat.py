@@ -49,6 +49,13 @@ BEAT_SCHEDULE["sync-templates"] = {
     "schedule": settings.template_sync_interval_seconds,
 }
 
+if settings.lead_model_refit_seconds:
+    # The learned lead score, refitted from the latest outcomes (schedules/lead_model.py).
+    BEAT_SCHEDULE["refit-lead-model"] = {
+        "task": names.REFIT_LEAD_MODEL,
+        "schedule": settings.lead_model_refit_seconds,
+    }
+
 if settings.odoo_url:
     # CRM sync jobs whose task was lost, or whose worker died mid-sync (schedules/crm.py).
     BEAT_SCHEDULE["sweep-crm-sync"] = {
