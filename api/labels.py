@@ -23,6 +23,7 @@ from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
 from models import Contact, ContactLabel, Label, LabelChange
+from models.campaigns import AD, Touch
 from models.db import session_scope
 from models.labels import ADDED, REMOVED, contacts_with_label, label_ids_named
 from settings import settings
@@ -245,6 +246,25 @@ def lead_sources(session: Session, target: str) -> list[LeadSource]:
     )
     result = [LeadSource(source, contacts, hits) for source, contacts, hits in rows]
     return sorted(result, key=lambda s: (-s.contacts, s.source))
+
+
+def ad_headlines(session: Session, sources: list[str]) -> dict[str, str]:
+    """The headline of each ad lead source (``<source_type>:<source_id>``) as its latest touch
+    gave it (a shop may rename an ad); an ad whose referral carried no headline is left out."""
+    ids = {source.split(":", 1)[1]: source for source in sources if ":" in source}
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Touch.campaign, Touch.name)
+        .where(Touch.kind == AD, Touch.campaign.in_([f"ad:{i}" for i in ids]))
+        .order_by(Touch.occurred_at, Touch.id)
+    )
+    found: dict[str, str] = {}
+    for campaign, name in rows:
+        source_id = campaign.split(":", 1)[1]
+        if name != f"ad {source_id}":  # the touch's stand-in name when there was no headline
+            found[ids[source_id]] = name
+    return found
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/journey"): SUPERVISOR_UP,
     ("GET", "/api/figures"): SUPERVISOR_UP,
     ("GET", "/api/figures.csv"): SUPERVISOR_UP,
-    ("GET", "/dashboard"): Rule(SUPERVISORS, page=True),
+    ("GET", "/dashboard"): OPEN,  # a redirect to /inbox/labels, which checks the role
     ("GET", "/dashboard/contacts.csv"): Rule(SUPERVISORS, page=True),
     # Accounts: the list for supervisors; availability by its owner (checked in the route).
     ("GET", "/api/agents"): SUPERVISOR_UP,
@@ -161,6 +161,7 @@ RULES.update(
         ("GET", "/inbox/login"): OPEN,
         ("GET", "/inbox"): Rule(EVERYONE, page=True),
         ("GET", "/inbox/figures"): Rule(SUPERVISORS, page=True),
+        ("GET", "/inbox/labels"): Rule(SUPERVISORS, page=True),
         ("GET", "/inbox/queue"): Rule(EVERYONE, page=True),
         ("GET", "/inbox/conversations/{conversation_id}"): Rule(EVERYONE, page=True),
         ("GET", "/inbox/conversations/{conversation_id}/thread"): Rule(EVERYONE, page=True),

@@ -502,7 +502,7 @@ def measure_latency(port: int, seeded: dict[str, Any], figures: list[Figure]) ->
         "contacts big": f"/api/contacts?{urlencode({'label': big})}",
         "contacts small": f"/api/contacts?{urlencode({'label': small})}",
         "labels": "/api/labels",
-        "dashboard": "/dashboard",
+        "dashboard": "/inbox/labels",  # the labels page (GET /dashboard redirects there)
         "csv small": f"/api/contacts.csv?{urlencode({'label': small})}",
     }
     results = {}
