@@ -1,5 +1,5 @@
 """Labels as the team uses them: who has which label now, who gave it, how leads move, and a
-segment as CSV. The same queries feed the dashboard (``api/dashboard.py``).
+segment as CSV. The same queries feed the labels page (``web/labels.py``).
 
 Labels are matched by name, in any letter case, across every gateway session (two WhatsApp
 accounts may each have a "Grade A"); deleted labels are not shown.
