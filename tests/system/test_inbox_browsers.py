@@ -261,19 +261,22 @@ def test_every_page_in_indonesian_and_english_shows_no_label_of_the_other_langua
     account(client, admin_headers, "sri", role="supervisor")
     write(client, SITI, HOT_TEXT)
     settled()
-    pages = ["/inbox", f"/inbox/conversations/{conversation_of(SITI)}", "/inbox/figures", "/inbox/labels"]
+    pages = {
+        "queue": "/inbox",
+        "conversation": f"/inbox/conversations/{conversation_of(SITI)}",
+        "figures": "/inbox/figures",
+        "labels": "/inbox/labels",
+    }
     sign_in(browser, server, "sri", "/inbox")
     try:
         for language, foreign in (("id", only_english), ("en", only_indonesian)):
             choose_language(browser, language)
-            for path in pages:
+            for name, path in pages.items():
                 browser.get(f"{server}{path}")
                 wait_for(lambda: browser.find_elements(By.ID, "main"), 15, path)
                 shown = set(browser.execute_script(VISIBLE_TEXTS))
                 assert not shown & foreign, f"{path} in {language} shows {sorted(shown & foreign)}"
-                browser.save_screenshot(
-                    str(SCREENSHOTS / f"inbox-{language}-{path.strip('/').replace('/', '-')}.png")
-                )
+                browser.save_screenshot(str(SCREENSHOTS / f"inbox-{name}-{language}.png"))
     finally:
         browser.delete_all_cookies()
 
