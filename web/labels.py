@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 from api import labels as data
 from api.auth import Caller
 from models.db import session_scope
+from web.i18n import Formats
 from web.render import page
 from web.session import language_of
 
@@ -94,6 +95,8 @@ def labels_page(
         target=target,
         label_bars=bars([(i.name, i.contacts, i.color_hex) for i in counts]),
         flows=flow_charts(dates, flow),
+        # Each day's name once, not once per label: a 90-day page of 20 labels has 1,800 columns.
+        day_names={day: Formats(language).date(day) for day in dates},
         first_day=dates[0],
         last_day=dates[-1],
         staff=list(zip(staff, bars([(s.staff, s.labels_given, None) for s in staff]), strict=True)),
