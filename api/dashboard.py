@@ -140,7 +140,9 @@ async def logout(request: Request) -> Response:
                 return forbidden_page("the form's CSRF token is missing or wrong: sign out from the page")
             if live:
                 row.revoked_at = utcnow()
-    response = RedirectResponse("/dashboard", status_code=303)
+    # The inbox's sign-in page with no page to go back to: whoever signs in next lands on the
+    # queue, which every role may see (the labels page is for supervisors).
+    response = RedirectResponse("/inbox/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
