@@ -62,7 +62,7 @@ class FlowChart:
 def labels_page(
     request: Request,
     caller: Caller,
-    days: Annotated[str, Query(max_length=8)] = str(DEFAULT_PERIOD),
+    days: str = str(DEFAULT_PERIOD),  # any other value than 7, 30, 90: the page says so (422)
     label: Annotated[str | None, Query(max_length=255)] = None,
     q: Annotated[str, Query(max_length=100)] = "",
 ) -> Response:
@@ -70,7 +70,7 @@ def labels_page(
     target: str = request.app.state.settings.target_label
     if days not in {str(p) for p in PERIODS}:  # a period the page does not draw: say which it does
         return page("labels.html", language, 422, user=caller, period_wrong=True, periods=PERIODS, days=None)
-    period = int(days)
+    period, formats = int(days), Formats(language)
     with session_scope() as session:
         counts = data.label_counts(session)
         dates, flow = data.label_flow(session, period)
@@ -96,7 +96,7 @@ def labels_page(
         label_bars=bars([(i.name, i.contacts, i.color_hex) for i in counts]),
         flows=flow_charts(dates, flow),
         # Each day's name once, not once per label: a 90-day page of 20 labels has 1,800 columns.
-        day_names={day: Formats(language).date(day) for day in dates},
+        day_names={day: formats.date(day) for day in dates},
         first_day=dates[0],
         last_day=dates[-1],
         staff=list(zip(staff, bars([(s.staff, s.labels_given, None) for s in staff]), strict=True)),

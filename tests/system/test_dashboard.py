@@ -271,7 +271,7 @@ def test_the_labels_page_is_closed_without_a_session_and_refuses_another_period(
     page = client.get("/dashboard")  # followed: the labels page
     assert page.status_code == 200 and "Belum ada label." in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    for days in ("14", "0", "ninety"):
+    for days in ("14", "0", "ninety", "9" * 40):
         wrong = client.get("/inbox/labels", params={"days": days})
         assert wrong.status_code == 422 and 'id="period-error"' in wrong.text, days
         assert "7, 30 atau 90 hari" in wrong.text
