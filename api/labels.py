@@ -1,5 +1,5 @@
 """Labels as the team uses them: who has which label now, who gave it, how leads move, and a
-segment as CSV. The same queries feed the dashboard (``api/dashboard.py``).
+segment as CSV. The same queries feed the labels page (``web/labels.py``).
 
 Labels are matched by name, in any letter case, across every gateway session (two WhatsApp
 accounts may each have a "Grade A"); deleted labels are not shown.
@@ -19,10 +19,11 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import Date, String, cast, func, select
 from sqlalchemy.orm import Session
 
 from models import Contact, ContactLabel, Label, LabelChange
+from models.campaigns import AD, Touch
 from models.db import session_scope
 from models.labels import ADDED, REMOVED, contacts_with_label, label_ids_named
 from settings import settings
@@ -166,19 +167,34 @@ def label_flow(session: Session, days: int, today: date | None = None) -> tuple[
     today = today or datetime.now(zone).date()
     first = today - timedelta(days=days - 1)
     start = datetime.combine(first, datetime.min.time(), zone)
-    rows = session.execute(
-        select(LABEL_NAME, LabelChange.action, LabelChange.occurred_at, LabelChange.contact_id)
+    recent = (
+        select(LABEL_NAME)
         .join(Label, Label.id == LabelChange.label_id)
         .where(LabelChange.occurred_at >= start, Label.deleted_at.is_(None))
     )
-    seen: dict[tuple[str, date, str], set[int]] = defaultdict(set)
-    for name, action, occurred_at, contact_id in rows:
-        seen[(name, occurred_at.astimezone(zone).date(), action)].add(contact_id)
+    counts: dict[tuple[str, date, str], int] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        # Counted by the database: one row per label, day and action instead of one per change
+        # (a million changes in 90 days would be a million rows turned into Python objects).
+        local_day = cast(func.timezone(settings.timezone, LabelChange.occurred_at), Date)
+        grouped = recent.add_columns(
+            local_day, LabelChange.action, func.count(func.distinct(LabelChange.contact_id))
+        )
+        for name, day, action, contacts in session.execute(
+            grouped.group_by(LABEL_NAME, local_day, LabelChange.action)
+        ):
+            counts[(name, day, action)] = contacts
+    else:  # SQLite has no time zones: the local day is found here
+        seen: dict[tuple[str, date, str], set[int]] = defaultdict(set)
+        changes = recent.add_columns(LabelChange.action, LabelChange.occurred_at, LabelChange.contact_id)
+        for name, action, occurred_at, contact_id in session.execute(changes):
+            seen[(name, occurred_at.astimezone(zone).date(), action)].add(contact_id)
+        counts = {key: len(contacts) for key, contacts in seen.items()}
     dates = [first + timedelta(days=i) for i in range(days)]
     flow: dict[str, dict[date, DayFlow]] = {}
-    for name in {key[0] for key in seen}:
+    for name in {key[0] for key in counts}:
         flow[name] = {
-            day: DayFlow(len(seen.get((name, day, ADDED), ())), len(seen.get((name, day, REMOVED), ())))
+            day: DayFlow(counts.get((name, day, ADDED), 0), counts.get((name, day, REMOVED), 0))
             for day in dates
         }
     return dates, flow
@@ -245,6 +261,25 @@ def lead_sources(session: Session, target: str) -> list[LeadSource]:
     )
     result = [LeadSource(source, contacts, hits) for source, contacts, hits in rows]
     return sorted(result, key=lambda s: (-s.contacts, s.source))
+
+
+def ad_headlines(session: Session, sources: list[str]) -> dict[str, str]:
+    """The headline of each ad lead source (``<source_type>:<source_id>``) as its latest touch
+    gave it (a shop may rename an ad); an ad whose referral carried no headline is left out."""
+    ids = {source.split(":", 1)[1]: source for source in sources if ":" in source}
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Touch.campaign, Touch.name)
+        .where(Touch.kind == AD, Touch.campaign.in_([f"ad:{i}" for i in ids]))
+        .order_by(Touch.occurred_at, Touch.id)
+    )
+    found: dict[str, str] = {}
+    for campaign, name in rows:
+        source_id = campaign.split(":", 1)[1]
+        if name != f"ad {source_id}":  # the touch's stand-in name when there was no headline
+            found[ids[source_id]] = name
+    return found
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/journey"): SUPERVISOR_UP,
     ("GET", "/api/figures"): SUPERVISOR_UP,
     ("GET", "/api/figures.csv"): SUPERVISOR_UP,
-    ("GET", "/dashboard"): Rule(SUPERVISORS, page=True),
+    ("GET", "/dashboard"): OPEN,  # a redirect to /inbox/labels, which checks the role
     ("GET", "/dashboard/contacts.csv"): Rule(SUPERVISORS, page=True),
     # Accounts: the list for supervisors; availability by its owner (checked in the route).
     ("GET", "/api/agents"): SUPERVISOR_UP,
@@ -167,6 +167,7 @@ RULES.update(
         ("GET", "/inbox/login"): OPEN,
         ("GET", "/inbox"): Rule(EVERYONE, page=True),
         ("GET", "/inbox/figures"): Rule(SUPERVISORS, page=True),
+        ("GET", "/inbox/labels"): Rule(SUPERVISORS, page=True),
         ("GET", "/inbox/queue"): Rule(EVERYONE, page=True),
         ("GET", "/inbox/conversations/{conversation_id}"): Rule(EVERYONE, page=True),
         ("GET", "/inbox/conversations/{conversation_id}/thread"): Rule(EVERYONE, page=True),
@@ -274,11 +275,15 @@ def _by_cookie(request: Request) -> bool:
 
 async def _check_csrf(request: Request, expected: str) -> None:
     given = request.headers.get(CSRF_HEADER)
-    if given is None and request.headers.get("content-type", "").startswith(
-        "application/x-www-form-urlencoded"
-    ):
+    content_type = request.headers.get("content-type", "")
+    if given is None and content_type.startswith("application/x-www-form-urlencoded"):
         body = await request.body()  # cached: the route reads the same body again
         given = (parse_qs(body.decode(errors="replace")).get(CSRF_FIELD) or [""])[0]
+    elif given is None and content_type.startswith("multipart/form-data"):
+        # A file form sent without JavaScript (htmx would add the header). The parsed form is
+        # cached on the request, so the route reads the same form, file included.
+        field = (await request.form()).get(CSRF_FIELD)
+        given = field if isinstance(field, str) else ""
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
         raise HTTPException(
             403, f"the form's CSRF token is missing or wrong ({CSRF_HEADER} or '{CSRF_FIELD}')"

@@ -13,10 +13,11 @@ migrated, dropped at the end) and a private redis-server on a free port (never t
    Then VACUUM ANALYZE.
 2. Latency over HTTP (``uvicorn producers.app:app``, one process, one client, one request at a
    time, after a warm-up): ``GET /api/contacts?label=`` (a big and a small label, first page),
-   ``GET /api/labels``, ``GET /dashboard`` and ``GET /api/contacts.csv?label=`` (the small
-   label), p50/p95 against the goal p95 < 200 ms; ``GET /healthz`` is the HTTP floor. The
-   dashboard's data queries (``api.labels``) are also timed one by one in this process. For
-   whatever misses the goal, EXPLAIN ANALYZE of every statement it sends that takes long.
+   ``GET /api/labels``, ``GET /inbox/labels`` (the labels page, formerly ``/dashboard``) and
+   ``GET /api/contacts.csv?label=`` (the small label), p50/p95 against the goal p95 < 200 ms;
+   ``GET /healthz`` is the HTTP floor. The page's data queries (``api.labels``) are also timed
+   one by one in this process. For whatever misses the goal, EXPLAIN ANALYZE of every statement
+   it sends that takes long.
 3. Processing rate: N signed WAHA ``label.chat.added`` events for existing contacts POSTed to
    ``/webhooks/waha`` (no worker running, so they wait in the inbox and the queue), then two
    ``celery -A workers worker -c 2`` processes, timed from the first fetch until no inbox row is
@@ -410,7 +411,7 @@ def in_process_calls(seeded: dict[str, Any]) -> tuple[dict[str, Callable[[], obj
     }
     queries = {
         "label_counts": in_session(data.label_counts),
-        "label_flow 14 days (the dashboard's default)": in_session(data.label_flow, 14),
+        "label_flow 30 days (the labels page's default)": in_session(data.label_flow, 30),
         "label_flow 90 days (its maximum)": in_session(data.label_flow, 90),
         f"staff_quality {TARGET_LABEL!r}": in_session(data.staff_quality, TARGET_LABEL),
         f"lead_sources {TARGET_LABEL!r}": in_session(data.lead_sources, TARGET_LABEL),
@@ -502,7 +503,7 @@ def measure_latency(port: int, seeded: dict[str, Any], figures: list[Figure]) ->
         "contacts big": f"/api/contacts?{urlencode({'label': big})}",
         "contacts small": f"/api/contacts?{urlencode({'label': small})}",
         "labels": "/api/labels",
-        "dashboard": "/dashboard",
+        "dashboard": "/inbox/labels",  # the labels page (GET /dashboard redirects there)
         "csv small": f"/api/contacts.csv?{urlencode({'label': small})}",
     }
     results = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from web import actions, figures, pages
+from web import actions, figures, labels, pages
 from web.render import STATIC_URL
 
 STATIC = Path(__file__).parent / "static"
@@ -17,5 +17,6 @@ def install(application: FastAPI) -> None:
     # Our own scripts, styles and the vendored htmx: served by the app, never from a CDN.
     application.mount(STATIC_URL, StaticFiles(directory=STATIC), name="inbox-static")
     application.include_router(figures.router)
+    application.include_router(labels.router)
     application.include_router(pages.router)
     application.include_router(actions.router)

@@ -13,7 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_date, format_datetime, format_timedelta
+from babel.dates import format_date, format_datetime, format_time, format_timedelta
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal
@@ -56,6 +56,19 @@ class Formats:
         if moment is None:
             return ""
         return format_datetime(moment, style, tzinfo=self.zone, locale=self.locale)
+
+    def zoned(self, moment: datetime | None) -> str:
+        """A date and time with the zone's name ("7 Des 2026 15.24 WIB"), so a reader in another
+        zone than the business's knows which clock it is."""
+        if moment is None:
+            return ""
+        return " ".join(
+            (
+                format_date(moment.astimezone(self.zone).date(), "medium", locale=self.locale),
+                format_time(moment, "short", tzinfo=self.zone, locale=self.locale),
+                format_datetime(moment, "z", tzinfo=self.zone, locale=self.locale),
+            )
+        )
 
     def time(self, moment: datetime | None) -> str:
         return (

@@ -258,7 +258,7 @@ def test_a_dashboard_session_is_revoked_by_signing_out_and_expires(client, admin
     assert signed_in.status_code == 303
     cookie = signed_in.headers["set-cookie"]
     assert all(part in cookie for part in ("HttpOnly", "SameSite=lax", "Path=/;", "Max-Age="))
-    page = client.get("/dashboard")
+    page = client.get("/inbox/labels")
     assert page.status_code == 200 and "sri (supervisor)" in page.text
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
     # The session works for the API as well, and a state-changing call needs the CSRF token.
@@ -270,23 +270,26 @@ def test_a_dashboard_session_is_revoked_by_signing_out_and_expires(client, admin
     assert guarded.status_code == 404
     old = client.cookies.get("wacrm_session")
     assert client.post("/dashboard/logout", data={}, follow_redirects=False).status_code == 403
-    assert client.post("/dashboard/logout", data={"csrf": csrf}, follow_redirects=False).status_code == 303
+    out = client.post("/dashboard/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/inbox/login"
     client.cookies.set("wacrm_session", old)
-    refused = client.get("/dashboard")
-    assert refused.status_code == 401 and 'name="password"' in refused.text, "the old cookie is refused"
+    refused = client.get("/inbox/labels", follow_redirects=False)
+    assert refused.status_code == 303, "the old cookie is refused"
+    assert 'name="password"' in client.get(refused.headers["location"]).text, "the sign-in form"
     # SESSION_HOURS: an expired session is refused the same way.
     client.cookies.clear()
     client.post("/dashboard/login", data={"login": "sri", "password": PASSWORD})
-    assert client.get("/dashboard").status_code == 200
+    assert client.get("/inbox/labels").status_code == 200
     with session_scope() as session:
         session.execute(update(AuthToken).values(expires_at=utcnow() - timedelta(seconds=1)))
-    assert client.get("/dashboard").status_code == 401
+    expired = client.get("/inbox/labels", follow_redirects=False)
+    assert expired.status_code == 303 and expired.headers["location"].startswith("/inbox/login")
 
 
 def test_an_agent_signed_in_to_the_dashboard_is_told_the_page_is_not_for_their_role(client, admin_headers):
     add(client, admin_headers, "ayu")
     client.post("/dashboard/login", data={"login": "ayu", "password": PASSWORD})
-    page = client.get("/dashboard")
+    page = client.get("/inbox/labels")
     assert page.status_code == 403 and "ayu (agent) may not" in page.text
 
 

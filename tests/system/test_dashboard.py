@@ -18,6 +18,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 TOKEN = "dashboard-test-token-8fJq2LxZ"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 AD_ID = "120210000000000001"
+NONE = "\u2013"  # what the list writes for a contact without a name
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,8 @@ def server() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser():
+def chromium(width: int = 1200, height: int = 2400):
+    """A new headless Chromium driven by Selenium (a test may open a second one)."""
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
         pytest.fail(
@@ -42,10 +43,21 @@ def browser():
         pytest.fail("selenium is not installed: pip install -e '.[test]'")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,2400"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        f"--window-size={width},{height}",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.implicitly_wait(0)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = chromium()
     yield driver
     driver.quit()
 
@@ -80,75 +92,127 @@ def bars(driver, chart: str) -> dict[str, str]:
     from selenium.webdriver.common.by import By
 
     result = {}
-    for bar in driver.find_elements(By.CSS_SELECTOR, f"#{chart} g.bar"):
-        name = bar.find_element(By.CSS_SELECTOR, "text.name").text
-        result[name] = bar.find_element(By.CSS_SELECTOR, "text.value").text
+    for bar in driver.find_elements(By.CSS_SELECTOR, f"#{chart} .bars li"):
+        name = bar.find_element(By.CSS_SELECTOR, ".who").text
+        result[name] = bar.find_element(By.CSS_SELECTOR, ".value").text
     return result
 
 
-def visible_names(driver) -> list[str]:
+def listed_names(driver) -> list[str]:
     from selenium.webdriver.common.by import By
 
-    rows = driver.find_elements(By.CSS_SELECTOR, "#contacts tbody tr")
-    return sorted(row.find_element(By.CSS_SELECTOR, "td").text for row in rows if row.is_displayed())
+    rows = driver.find_elements(By.CSS_SELECTOR, "#members tbody tr")
+    return sorted(row.find_element(By.CSS_SELECTOR, "td").text for row in rows)
 
 
-def test_dashboard_shows_labels_flows_staff_sources_and_a_searchable_list(server, browser, client, drained):
+def show(driver, label: str | None = None, search: str | None = None) -> None:
+    """Choose a label and/or type a search in the contact list's form, then press Show."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    if label is not None:
+        Select(driver.find_element(By.ID, "label-select")).select_by_visible_text(label)
+    if search is not None:
+        box = driver.find_element(By.ID, "search")
+        box.clear()
+        box.send_keys(search)
+    old = driver.find_element(By.ID, "members")
+    driver.find_element(By.CSS_SELECTOR, "#contacts form button").click()
+    wait_for(lambda: not _attached(old), 10, "the contact list again")
+
+
+def _attached(element) -> bool:
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        element.is_displayed()
+        return True
+    except StaleElementReferenceException:
+        return False
+
+
+def sign_out(driver) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, "form[action='/dashboard/logout'] button").click()
+
+
+def test_the_old_dashboard_address_opens_the_labels_page_with_charts_headlines_and_the_list(
+    server, browser, client, drained
+):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     seed(client, drained)
-    browser.get(f"{server}/dashboard")
-    token = browser.find_element(By.ID, "token")  # not signed in: the sign-in form
+    browser.delete_all_cookies()
+    browser.get(f"{server}/dashboard")  # an old bookmark: the labels page, after signing in
+    token = wait_for(lambda: browser.find_elements(By.ID, "token"), 10, "the sign-in page")[0]
     token.send_keys("wrong token")
     token.submit()
-    # The answer is a new page: wait for it (a sign-in is checked off the event loop, and the
-    # old page's form is still there until the new one arrives).
     alert = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "[role=alert]"), 10, "the error")
-    assert "not right" in alert[0].text
+    assert alert[0].text == "Login atau kata sandi salah."  # the inbox's page, Indonesian by default
     browser.find_element(By.ID, "token").send_keys(TOKEN)
     browser.find_element(By.CSS_SELECTOR, "form.login button").click()
-    wait_for(lambda: browser.find_elements(By.ID, "chart-labels"), 10, "the dashboard after signing in")
+    wait_for(lambda: browser.find_elements(By.ID, "chart-labels"), 10, "the labels page after signing in")
+    assert browser.current_url.startswith(f"{server}/inbox/labels")
+    assert bars(browser, "chart-labels") == {"Lead": "4 kontak", "Grade A": "2 kontak"}
+    # English, chosen in the header: the plural forms of English.
+    Select(browser.find_element(By.ID, "language")).select_by_value("en")
+    browser.find_element(By.CSS_SELECTOR, "form[action='/inbox/language'] button").click()
+    wait_for(lambda: "Labels ·" in browser.title, 10, "the page in English")
 
-    assert bars(browser, "chart-labels") == {"Lead": "4", "Grade A": "2"}
+    assert bars(browser, "chart-labels") == {"Lead": "4 contacts", "Grade A": "2 contacts"}
     flows = {
         block.get_attribute("data-name"): block.find_element(By.CSS_SELECTOR, ".totals").text
         for block in browser.find_elements(By.CSS_SELECTOR, "#chart-flow .flow-label")
     }
     assert flows == {"Lead": "5 entered · 1 left", "Grade A": "2 entered · 0 left"}
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart-flow svg.flow rect.in")  # drawn, no script
     assert bars(browser, "chart-staff") == {
         "Rina": "4 labels · 3 contacts · 33% reached Grade A",
         "Dewi": "3 labels · 2 contacts · 50% reached Grade A",
     }
+    # The ad is named by its headline, not its id.
     assert bars(browser, "chart-sources") == {
-        "organic": "4 contacts · 1 Grade A",
-        f"ad:{AD_ID}": "1 contact · 1 Grade A",
+        "Organic (no ad)": "4 contacts · 1 with Grade A",
+        "Promo akhir tahun": "1 contact · 1 with Grade A",
     }
+    assert AD_ID not in browser.find_element(By.ID, "main").text
 
-    # The list opens on the target label; typing filters it at once.
+    # The 7, 30 and 90 day charts are links of the page.
+    browser.find_element(By.LINK_TEXT, "90 days").click()
+    wait_for(lambda: "days=90" in browser.current_url, 10, "the 90-day chart")
+    heading = browser.find_element(By.CSS_SELECTOR, "#chart-flow h2").text
+    assert heading == "Entered and left, last 90 days"
+    lead_days = browser.find_elements(By.CSS_SELECTOR, "#chart-flow .flow-label[data-name='Lead'] g.day")
+    assert len(lead_days) == 90
+
+    # The list opens on the target label, times with their zone; the search narrows it.
     assert Select(browser.find_element(By.ID, "label-select")).first_selected_option.text == "Grade A"
-    assert visible_names(browser) == ["Budi Santoso", "Siti Rahma"]
-    browser.find_element(By.ID, "search").send_keys("siti")
-    assert visible_names(browser) == ["Siti Rahma"]
-    assert browser.find_element(By.ID, "shown").text == "1"
+    assert listed_names(browser) == ["Budi Santoso", "Siti Rahma"]
+    labelled = browser.find_element(By.CSS_SELECTOR, "#members tbody td:nth-child(4)").text
+    assert labelled.endswith("+0700"), labelled  # TIMEZONE Asia/Jakarta, written out
+    show(browser, search="siti")
+    assert listed_names(browser) == ["Siti Rahma"]
+    assert browser.find_element(By.ID, "shown").text == "1 contact with Grade A"
 
     # Another label: the page shows that label's contacts (the removed lead is not among them).
-    browser.find_element(By.ID, "search").clear()
-    Select(browser.find_element(By.ID, "label-select")).select_by_visible_text("Lead")
-    wait_for(lambda: "label=Lead" in browser.current_url, 10, "the Lead list")
-    assert visible_names(browser) == ["Budi Santoso", "Siti Rahma", "—", "—"]
-    browser.find_element(By.ID, "search").send_keys("+6281255500")
-    assert len(visible_names(browser)) == 4  # phones are searchable too
+    show(browser, label="Lead", search="")
+    assert listed_names(browser) == ["Budi Santoso", "Siti Rahma", NONE, NONE]
+    show(browser, search="+6281255500")
+    assert len(listed_names(browser)) == 4  # phones are searchable too
+    export = browser.find_element(By.ID, "export").get_attribute("href")
+    assert export.endswith("/dashboard/contacts.csv?label=Lead")
 
-    browser.find_element(By.CSS_SELECTOR, "header form button").click()
+    sign_out(browser)
     wait_for(lambda: browser.find_elements(By.ID, "token"), 10, "signed out")
 
 
-def test_an_account_signs_in_sees_the_dashboard_and_signing_out_refuses_the_old_cookie(
+def test_an_account_signs_in_sees_the_labels_page_and_signing_out_refuses_the_old_cookie(
     server, browser, client, admin_headers
 ):
     """Sign in with a login and password in the browser, at a phone's width (390 px): a wrong
-    password says so, the right one opens the dashboard, signing out revokes the session (the
+    password says so, the right one opens the labels page, signing out revokes the session (the
     old cookie, put back, is refused)."""
     from selenium.webdriver.common.by import By
 
@@ -157,27 +221,28 @@ def test_an_account_signs_in_sees_the_dashboard_and_signing_out_refuses_the_old_
     browser.set_window_size(390, 844)
     try:
         browser.delete_all_cookies()
-        browser.get(f"{server}/dashboard")
+        browser.get(f"{server}/inbox/labels")
+        wait_for(lambda: browser.find_elements(By.ID, "login"), 10, "the sign-in page")
         fits = "return document.documentElement.scrollWidth <= window.innerWidth"
         assert browser.execute_script(fits), "the sign-in form fits 390 px"
         browser.find_element(By.ID, "login").send_keys("sri")
         browser.find_element(By.ID, "password").send_keys("not-the-password")
         browser.find_element(By.CSS_SELECTOR, "form.login button").click()
         alert = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "[role=alert]"), 10, "the error")
-        assert alert[0].text == "Wrong login or password."
+        assert alert[0].text == "Login atau kata sandi salah."
         browser.find_element(By.ID, "login").send_keys("sri")
         browser.find_element(By.ID, "password").send_keys("kopi-tubruk-pagi")
         browser.find_element(By.CSS_SELECTOR, "form.login button").click()
-        wait_for(lambda: browser.find_elements(By.ID, "chart-labels"), 10, "the dashboard after signing in")
+        wait_for(lambda: browser.find_elements(By.ID, "chart-labels"), 10, "the labels page after signing in")
         assert browser.find_element(By.ID, "who").text == "sri (supervisor)"
-        assert browser.execute_script(fits), "the dashboard fits 390 px"
+        assert browser.execute_script(fits), "the labels page fits 390 px"
         cookie = browser.get_cookie("wacrm_session")
         assert cookie["httpOnly"] and cookie["path"] == "/" and cookie["sameSite"] == "Lax"
 
-        browser.find_element(By.CSS_SELECTOR, "header form button").click()
+        sign_out(browser)
         wait_for(lambda: browser.find_elements(By.ID, "password"), 10, "signed out")
         browser.add_cookie({"name": "wacrm_session", "value": cookie["value"], "path": "/"})
-        browser.get(f"{server}/dashboard")
+        browser.get(f"{server}/inbox/labels")
         assert browser.find_elements(By.ID, "password"), "the old cookie is refused: the sign-in form"
         assert not browser.find_elements(By.ID, "chart-labels")
     finally:
@@ -185,18 +250,28 @@ def test_an_account_signs_in_sees_the_dashboard_and_signing_out_refuses_the_old_
         browser.set_window_size(1200, 2400)
 
 
-def test_dashboard_is_closed_without_the_token(make_client, drained):
+def test_the_labels_page_is_closed_without_a_session_and_refuses_another_period(make_client, drained):
     # Without ADMIN_TOKEN the accounts still sign in: the form, never the page.
-    closed = make_client(admin_token=None).get("/dashboard")
-    assert closed.status_code == 401 and 'name="password"' in closed.text
+    closed = make_client(admin_token=None)
+    moved = closed.get("/dashboard", params={"label": "Lead"}, follow_redirects=False)
+    assert moved.status_code == 303 and moved.headers["location"] == "/inbox/labels?label=Lead"
+    anonymous = closed.get("/inbox/labels", follow_redirects=False)
+    assert (
+        anonymous.status_code == 303
+        and anonymous.headers["location"] == "/inbox/login?next=%2Finbox%2Flabels"
+    )
     client = make_client(admin_token=TOKEN)
-    anonymous = client.get("/dashboard")
-    assert anonymous.status_code == 401 and 'name="token"' in anonymous.text
-    assert "script-src 'none'" in anonymous.headers["content-security-policy"]
-    assert client.get("/dashboard/contacts.csv", params={"label": "Lead"}).status_code == 401
+    csv = client.get("/dashboard/contacts.csv", params={"label": "Lead"})
+    assert csv.status_code == 401 and 'name="token"' in csv.text
+    assert "script-src 'none'" in csv.headers["content-security-policy"]
     signed_in = client.post("/dashboard/login", data={"token": TOKEN}, follow_redirects=False)
     assert signed_in.status_code == 303
     cookie = signed_in.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/;" in cookie and TOKEN not in cookie
-    page = client.get("/dashboard")
-    assert page.status_code == 200 and "No labels yet." in page.text
+    page = client.get("/dashboard")  # followed: the labels page
+    assert page.status_code == 200 and "Belum ada label." in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    for days in ("14", "0", "ninety", "9" * 40):
+        wrong = client.get("/inbox/labels", params={"days": days})
+        assert wrong.status_code == 422 and 'id="period-error"' in wrong.text, days
+        assert "7, 30 atau 90 hari" in wrong.text

@@ -64,21 +64,35 @@ def test_the_check_catches_literal_text():
     assert literal_texts('<p title="Hello">Hi {{ _("x") }}</p>') == ["Hello", "Hi"]
 
 
-def _msgids() -> set[str]:
+def _msgids() -> set[str | tuple[str, str]]:
+    """Every message the code and templates ask for: a text, or a (singular, plural) pair."""
     method_map = [("**.py", "python"), ("templates/**.html", "jinja2")]
     found = extract_from_dir(
-        str(WEB), method_map, keywords={"_": None, "gettext": (2,)}, options_map={}
+        str(WEB), method_map, keywords={"_": None, "gettext": (2,), "ngettext": (1, 2)}, options_map={}
     )
-    return {message for _, _, message, _, _ in found if isinstance(message, str)}
+    return {message if isinstance(message, str) else tuple(message) for _, _, message, _, _ in found}
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_every_message_is_in_each_catalogue_and_translated(language):
     with (LOCALE_DIR / language / "LC_MESSAGES" / "messages.po").open("rb") as source:
         catalog = read_po(source, locale=language)
-    translated = {m.id for m in catalog if m.id and m.string and not m.fuzzy}
-    missing = sorted(_msgids() - translated)
+    # A plural message is translated when every plural form of the language has its text.
+    translated = {
+        m.id
+        for m in catalog
+        if m.id and not m.fuzzy and (all(m.string) if isinstance(m.string, tuple) else m.string)
+    }
+    translated = {tuple(i) if isinstance(i, list | tuple) else i for i in translated}
+    missing = sorted(map(str, _msgids() - translated))
     assert not missing, f"run pybabel extract/update (docs/inbox.md) and translate: {missing}"
+
+
+def test_a_plural_message_is_written_in_the_readers_plural_form():
+    english, indonesian = environment("en"), environment("id")
+    source = '{{ ngettext("%(num)s contact", "%(num)s contacts", n) }}'
+    assert [english.from_string(source).render(n=n) for n in (1, 2)] == ["1 contact", "2 contacts"]
+    assert [indonesian.from_string(source).render(n=n) for n in (1, 2)] == ["1 kontak", "2 kontak"]
 
 
 def test_the_pages_render_in_both_languages():
