@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from domain.outbound_kinds import NotSendable, check, readable_text
+from domain.outbound_kinds import NotSendable, check, media_at, media_slot, readable_text, with_media_at
 
 
 def buttons(*titles: str) -> dict:
@@ -155,3 +155,34 @@ def test_waha_refuses_what_it_cannot_send_naming_the_gateway():
 )
 def test_every_kind_has_a_text_a_person_reads(body, text):
     assert readable_text(check(body)) == text
+
+
+def test_the_media_of_a_header_or_a_template_header_is_found_and_replaced_alone():
+    header = buttons("Ya")
+    header["interactive"]["header"] = {"type": "image", "image": {"id": "ours"}}
+    template = {
+        "type": "template",
+        "template": {
+            "name": "promo",
+            "language": {"code": "id"},
+            "components": [
+                {"type": "body", "parameters": [{"type": "text", "text": "Budi"}]},
+                {
+                    "type": "HEADER",
+                    "parameters": [{"type": "document", "document": {"id": "ours", "filename": "a.pdf"}}],
+                },
+            ],
+        },
+    }
+    for body, kind, field in (
+        (header, "image", "interactive.header.image"),
+        (template, "document", "template.components[1].parameters[0].document"),
+        ({"type": "video", "video": {"id": "ours"}}, "video", "video"),
+    ):
+        slot = media_slot(check(body))
+        assert (slot.kind, slot.field) == (kind, field)
+        replaced = with_media_at(body, slot, {**media_at(body, slot), "id": "999"})
+        assert media_at(replaced, slot)["id"] == "999"
+        assert media_at(body, slot)["id"] == "ours"  # the stored body is untouched
+    assert media_slot(buttons("Ya")) is None
+    assert media_slot({"type": "text", "text": {"body": "x"}}) is None
