@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from domain.outbound_kinds import (
@@ -36,6 +36,9 @@ from settings import settings
 
 # How long a worker holds a file's upload before another may take it over (a dead worker's).
 _HOLD = timedelta(seconds=120)
+# Meta forgets an uploaded media id after 30 days (formats-rich.md 2.3): one older than this is
+# uploaded again before it is used, a day early so that no send meets it expiring on the way.
+MAX_AGE = timedelta(days=29)
 
 
 @dataclass(frozen=True)
@@ -113,8 +116,10 @@ def claim_upload(session: Session, media_file_id: int, channel_id: int | None) -
         .where(CloudMediaUpload.media_file_id == media_file_id, CloudMediaUpload.channel_key == key)
         .with_for_update()
     ).one()
-    if row.cloud_media_id:
+    fresh = row.uploaded_at is None or row.uploaded_at >= now - MAX_AGE
+    if row.cloud_media_id and fresh:
         return Upload(row.cloud_media_id, False)
+    # Never uploaded, its upload failed, or Meta has forgotten it by now: upload (again).
     if row.claimed_until is None or row.claimed_until < now:
         row.claimed_until = now + _HOLD
         return Upload(None, True)
@@ -133,6 +138,20 @@ def uploaded(session: Session, media_file_id: int, channel_id: int | None, cloud
     ).one()
     row.cloud_media_id, row.claimed_until = cloud_id, None
     row.uploaded_at = utcnow() if cloud_id else None
+
+
+def forget(session: Session, media_file_id: int, channel_id: int | None, cloud_id: str) -> None:
+    """Meta refused ``cloud_id`` as expired: the next send of the file uploads it again (unless
+    another send already did, and the row holds a newer id)."""
+    session.execute(
+        update(CloudMediaUpload)
+        .where(
+            CloudMediaUpload.media_file_id == media_file_id,
+            CloudMediaUpload.channel_key == channel_key(channel_id),
+            CloudMediaUpload.cloud_media_id == cloud_id,
+        )
+        .values(cloud_media_id=None, uploaded_at=None, claimed_until=None)
+    )
 
 
 def with_media_id(body: dict[str, Any], cloud_id: str) -> dict[str, Any]:
