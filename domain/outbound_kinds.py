@@ -476,3 +476,32 @@ def with_media_at(body: dict[str, Any], slot: MediaSlot, media: dict[str, Any]) 
         return {**part, head: put(part[head], rest)}
 
     return put(body, slot.path)
+
+
+def choices_body(
+    text: str, kind: str, options: list[tuple[str, str | None]], button: str | None = None
+) -> dict[str, Any]:
+    """An interactive message offering ``options`` under ``text``: reply buttons (``kind``
+    "buttons") or a list opened by ``button``; each choice's id is ``choice:<n>`` (1-based), what
+    the customer's tap answers. Not checked here: ``check`` it, as any body."""
+    if kind == "buttons":
+        buttons = [
+            {"type": "reply", "reply": {"id": f"choice:{number}", "title": title}}
+            for number, (title, _) in enumerate(options, 1)
+        ]
+        interactive: dict[str, Any] = {
+            "type": "button",
+            "body": {"text": text},
+            "action": {"buttons": buttons},
+        }
+    else:
+        rows = [
+            {"id": f"choice:{number}", "title": title, **({"description": about} if about else {})}
+            for number, (title, about) in enumerate(options, 1)
+        ]
+        interactive = {
+            "type": "list",
+            "body": {"text": text},
+            "action": {"button": button or "", "sections": [{"rows": rows}]},
+        }
+    return {"type": "interactive", "interactive": interactive}

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from domain.outbound_kinds import NotSendable, check, media_at, media_slot, readable_text, with_media_at
+from domain.outbound_kinds import (
+    NotSendable,
+    check,
+    choices_body,
+    media_at,
+    media_slot,
+    readable_text,
+    with_media_at,
+)
 
 
 def buttons(*titles: str) -> dict:
@@ -186,3 +194,27 @@ def test_the_media_of_a_header_or_a_template_header_is_found_and_replaced_alone(
         assert media_at(body, slot)["id"] == "ours"  # the stored body is untouched
     assert media_slot(buttons("Ya")) is None
     assert media_slot({"type": "text", "text": {"body": "x"}}) is None
+
+
+def test_choices_become_buttons_or_a_list_within_whatsapps_limits():
+    buttons = check(choices_body("Kirim pakai?", "buttons", [("JNE", None), ("SiCepat", None)]))
+    assert buttons["interactive"]["action"]["buttons"][1] == {
+        "type": "reply",
+        "reply": {"id": "choice:2", "title": "SiCepat"},
+    }
+    listed = check(choices_body("Ukuran?", "list", [("S", None), ("M", "lebih besar")], "Ukuran"))
+    assert listed["interactive"]["action"] == {
+        "button": "Ukuran",
+        "sections": [
+            {
+                "rows": [
+                    {"id": "choice:1", "title": "S"},
+                    {"id": "choice:2", "title": "M", "description": "lebih besar"},
+                ]
+            }
+        ],
+    }
+    with pytest.raises(NotSendable, match=r"^interactive.action.buttons"):
+        check(choices_body("Pilih", "buttons", [(str(n), None) for n in range(4)]))
+    with pytest.raises(NotSendable, match=r"^interactive.action.button:"):
+        check(choices_body("Pilih", "list", [("S", None)], ""))
