@@ -37,7 +37,9 @@ TITLES = {
 
 # Which placeholders each trigger can always fill. A text may use only these.
 _CONTACT = {"name", "business"}
-_ORDER = _CONTACT | {"order_id", "total"}
+# tracker_url: the order's public tracker page (pipeline/tracker.py); "-" without SECRET_KEY and
+# PUBLIC_URL, as a link a customer cannot open is no link.
+_ORDER = _CONTACT | {"order_id", "total", "tracker_url"}
 PLACEHOLDERS: dict[str, frozenset[str]] = {
     CONTACT_CREATED: frozenset(_CONTACT),
     ORDER_CREATED: frozenset(_ORDER),

@@ -414,3 +414,94 @@ def readable_text(body: dict[str, Any]) -> str:
     if kind == "template":
         return f"[template {part.get('name')}]"
     return ""
+
+
+# A template's header parameter may carry these media (formats-rich.md 3.1, "header media").
+_TEMPLATE_HEADER_MEDIA = ("image", "video", "document")
+
+
+@dataclass(frozen=True)
+class MediaSlot:
+    """Where a checked body carries a media object: the kind, its field name for errors, and the
+    path of keys and indexes to the object (``{"id"|"link", ...}``)."""
+
+    kind: str
+    field: str
+    path: tuple[str | int, ...]
+
+
+def media_slot(body: dict[str, Any]) -> MediaSlot | None:
+    """The one media object of a checked body, if any: a media message's, an interactive
+    header's (image, video, document), or a template's header parameter. A message carries at
+    most one: WhatsApp has one header per message, and a media message is its file."""
+    kind = body.get("type")
+    if kind in MEDIA_KINDS:
+        return MediaSlot(str(kind), str(kind), (str(kind),))
+    if kind == "interactive":
+        header = body["interactive"].get("header") or {}
+        sort = header.get("type")
+        if sort in ("image", "video", "document"):
+            return MediaSlot(sort, f"interactive.header.{sort}", ("interactive", "header", sort))
+    if kind == "template":
+        for number, component in enumerate(body["template"].get("components") or []):
+            if str(component.get("type", "")).lower() != "header":
+                continue
+            for index, parameter in enumerate(component.get("parameters") or []):
+                sort = str(parameter.get("type", "")).lower() if isinstance(parameter, dict) else ""
+                if sort in _TEMPLATE_HEADER_MEDIA and isinstance(parameter.get(sort), dict):
+                    field = f"template.components[{number}].parameters[{index}].{sort}"
+                    path = ("template", "components", number, "parameters", index, sort)
+                    return MediaSlot(sort, field, path)
+    return None
+
+
+def media_at(body: dict[str, Any], slot: MediaSlot) -> dict[str, Any]:
+    """The media object at ``slot``."""
+    part: Any = body
+    for key in slot.path:
+        part = part[key]
+    return part
+
+
+def with_media_at(body: dict[str, Any], slot: MediaSlot, media: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``body`` with the media object at ``slot`` replaced (the rest shared, unchanged)."""
+
+    def put(part: Any, path: tuple[str | int, ...]) -> Any:
+        if not path:
+            return media
+        head, rest = path[0], path[1:]
+        if isinstance(part, list):
+            assert isinstance(head, int)
+            return [put(item, rest) if number == head else item for number, item in enumerate(part)]
+        return {**part, head: put(part[head], rest)}
+
+    return put(body, slot.path)
+
+
+def choices_body(
+    text: str, kind: str, options: list[tuple[str, str | None]], button: str | None = None
+) -> dict[str, Any]:
+    """An interactive message offering ``options`` under ``text``: reply buttons (``kind``
+    "buttons") or a list opened by ``button``; each choice's id is ``choice:<n>`` (1-based), what
+    the customer's tap answers. Not checked here: ``check`` it, as any body."""
+    if kind == "buttons":
+        buttons = [
+            {"type": "reply", "reply": {"id": f"choice:{number}", "title": title}}
+            for number, (title, _) in enumerate(options, 1)
+        ]
+        interactive: dict[str, Any] = {
+            "type": "button",
+            "body": {"text": text},
+            "action": {"buttons": buttons},
+        }
+    else:
+        rows = [
+            {"id": f"choice:{number}", "title": title, **({"description": about} if about else {})}
+            for number, (title, about) in enumerate(options, 1)
+        ]
+        interactive = {
+            "type": "list",
+            "body": {"text": text},
+            "action": {"button": button or "", "sections": [{"rows": rows}]},
+        }
+    return {"type": "interactive", "interactive": interactive}

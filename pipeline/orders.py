@@ -55,6 +55,7 @@ from pipeline import (
     identity,
     outbox,
     outcomes,
+    tracker,
 )
 from settings import settings
 
@@ -326,5 +327,6 @@ def _values(contact: Contact, order: Order | None) -> dict[str, Any]:
             "courier": order.courier,
             "tracking_number": order.tracking_number,
             "estimated_delivery_date": order.estimated_delivery_date,
+            "tracker_url": tracker.public_url_of(order.id),
         }
     return values

@@ -24,6 +24,12 @@ def url_of(order_id: int) -> str | None:
     return f"{settings.public_url.rstrip('/')}{path}" if settings.public_url else path
 
 
+def public_url_of(order_id: int) -> str | None:
+    """The link a customer can open from a message: absolute (PUBLIC_URL), else None."""
+    url = url_of(order_id)
+    return url if url is not None and settings.public_url else None
+
+
 def order_of(session: Session, token: str) -> Order | None:
     if not settings.secret_key:
         return None

@@ -3,7 +3,8 @@
 ``answer_with_ai`` reads the conversation and the FAQ in one short transaction, calls the
 OpenAI-compatible endpoint outside any transaction (with AI_TIMEOUT_SECONDS as its deadline),
 then settles the decision under the contact's lock: the answer goes to the outbox (unique per
-message, so a second run sends nothing), or, on any error, a handoff, or a confidence below
+message, so a second run sends nothing; as interactive buttons or a list when the model offered
+choices that WhatsApp takes, as text otherwise), or, on any error, a handoff, or a confidence below
 AI_MIN_CONFIDENCE, the decision becomes a human's, assigned like any other. If the task is lost,
 the routing sweeper publishes it again.
 """
@@ -13,10 +14,12 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from functools import cache
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from domain.outbound_kinds import NotSendable, choices_body
 from domain.replies import AI_ANSWER, HUMAN
 from integrations.ai import AiAnswer, AiRequest, AiResponder, AiUnavailable, FaqItem, Turn, ai_for
 from models import Contact, Conversation, FaqEntry, Message, RoutingDecision
@@ -25,7 +28,7 @@ from models.conversations import INBOUND
 from models.db import session_scope
 from models.routing import AI_PENDING, DECIDED
 from observability.metrics import AI_ANSWERS
-from pipeline import assignment, context, crm_sync, locks, outbox
+from pipeline import assignment, context, crm_sync, locks, outbox, rich_messages
 from pipeline.routing import response_target
 from queueing import names
 from queueing.tasks import event_task
@@ -102,6 +105,23 @@ def _request_for(session: Session, decision_id: int) -> tuple[AiRequest, timedel
     return request, utcnow() - decision.created_at
 
 
+def _rich_reply(
+    session: Session, answer: AiAnswer, channel_id: int | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The reply as interactive buttons or a list when the model offered choices and WhatsApp (and
+    the channel's gateway) would take them; else None (a plain text) and why, for the reasons."""
+    if answer.choices is None:
+        return None, None
+    choices = answer.choices
+    body = choices_body(answer.text, choices.kind, list(choices.options), choices.button)
+    try:
+        prepared = rich_messages.prepare(session, body, rich_messages.gateway_kind(session, channel_id))
+    except NotSendable as exc:
+        log.info("AI choices not sendable; replied as text", extra={"field": exc.field})
+        return None, f"its {choices.kind} went as plain text ({exc})"
+    return prepared.body, None
+
+
 def _settle(session: Session, decision_id: int, answer: AiAnswer | None, failure: str | None) -> str:
     decision = session.get(RoutingDecision, decision_id)
     if decision is None:
@@ -123,6 +143,7 @@ def _settle(session: Session, decision_id: int, answer: AiAnswer | None, failure
     elif answer is not None and answer.confidence < settings.ai_min_confidence:
         failure = f"confidence {answer.confidence:.2f} is below {settings.ai_min_confidence:.2f}"
     if failure is None and answer is not None:
+        body, as_text = _rich_reply(session, answer, conversation.channel_id)
         outbox.queue(
             session,
             dedupe_key=f"reply:{decision.message_id}",
@@ -130,8 +151,10 @@ def _settle(session: Session, decision_id: int, answer: AiAnswer | None, failure
             contact_id=contact.id,
             channel_id=conversation.channel_id,
             text=answer.text,
+            body=body,
         )
-        decision.reasons = [*reasons, f"the AI agent answered (confidence {answer.confidence:.2f})"]
+        said = f"the AI agent answered (confidence {answer.confidence:.2f})"
+        decision.reasons = [*reasons, said, *([as_text] if as_text else [])]
         return "answered"
     # Never silence: a person answers instead, the conversation's owner if it has one.
     if conversation.owner_agent:

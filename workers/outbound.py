@@ -74,6 +74,7 @@ from integrations.whatsapp import (
     CloudApiGateway,
     Gateway,
     GatewayError,
+    MediaRefused,
     OutgoingMessage,
     PermanentError,
     Sent,
@@ -110,6 +111,12 @@ _LATE_SLOT_WAIT_SECONDS = 1.0
 _AS_TEMPLATE = "retry_as_template"
 # A send whose file another worker is uploading to the Cloud API comes back this much later.
 _UPLOAD_WAIT_SECONDS = 0.5
+# Marks a row whose media id Meta refused (expired): its file was uploaded again, and a second
+# refusal fails it. And how many times its file's upload failed so far (bounded).
+_REUPLOADED = "media_uploaded_again"
+_UPLOAD_FAILURES = "media_upload_failures"
+# The marks a row's error keeps through retries.
+_MARKS = (_AS_TEMPLATE, _REUPLOADED)
 
 
 class _DispatchLead:
@@ -156,6 +163,7 @@ class Claim:
     gateway: Gateway | None = None  # the channel's client (None: the settings channel's)
     contact_id: int | None = None  # the row's (as queued: merges do not change it)
     media: MediaRef | None = None
+    cloud_media_id: str | None = None  # the id Meta gave our file, which this send carries
 
 
 @cache
@@ -215,6 +223,10 @@ def send_outbound(outbound_id: int) -> str:
         return _finish(outbound_id, BLOCKED_WINDOW, exc)
     except Unconfirmed as exc:
         return _finish(outbound_id, FAILED, exc, unconfirmed=True)
+    except MediaRefused as exc:
+        if claim.media is not None and claim.cloud_media_id is not None:
+            return _retry_with_new_upload(outbound_id, exc, claim)
+        return _finish(outbound_id, FAILED, exc)
     except PermanentError as exc:
         return _finish(outbound_id, FAILED, exc)
     _record_sent(outbound_id, sent, claim.contact_id)
@@ -385,17 +397,78 @@ def _with_media(outbound_id: int, claim: Claim) -> Claim | str:
             except (GatewayError, OSError) as exc:
                 with session_scope() as session:
                     rich_messages.uploaded(session, media.id, claim.channel_id, None)
-                if isinstance(exc, PermanentError):
-                    return _finish(outbound_id, FAILED, exc)
-                log.warning("media upload failed; send deferred: %s", exc, extra={"outbound_id": outbound_id})
-                return _give_back(outbound_id, claim, settings.outbound_retry_base_seconds, "deferred")
+                return _upload_failed(outbound_id, claim, exc)
             with session_scope() as session:
                 rich_messages.uploaded(session, media.id, claim.channel_id, cloud_id)
         body = rich_messages.with_media_id(claim.message.body, cloud_id)
-        return replace(claim, message=replace(claim.message, body=body))
+        return replace(claim, message=replace(claim.message, body=body), cloud_media_id=cloud_id)
     if client.name == "waha":
         return replace(claim, message=replace(claim.message, attachment=attachment))
     return claim  # the sandbox sends nothing
+
+
+def _upload_failed(outbound_id: int, claim: Claim, exc: GatewayError | OSError) -> str:
+    """The file's upload failed, before anything went to the customer. A transient failure gives
+    the row back with backoff (as a failed send would), at most OUTBOUND_MAX_ATTEMPTS times in
+    all; a permanent one, or the last, fails the row with a reason a person can read."""
+    said = dict(exc.error) if isinstance(exc, GatewayError) else {"message": str(exc)}
+    with session_scope() as session:
+        row = session.scalars(
+            select(OutboundMessage)
+            .where(
+                OutboundMessage.id == outbound_id,
+                OutboundMessage.state == SENDING,
+                OutboundMessage.dispatched_at.is_(None),
+                OutboundMessage.updated_at == claim.claimed_at,
+            )
+            .with_for_update()
+        ).first()
+        if row is None:
+            return "skipped"  # no longer our claim
+        failures = int((row.error or {}).get(_UPLOAD_FAILURES, 0)) + 1
+        if not isinstance(exc, TransientError | OSError) or failures >= settings.outbound_max_attempts:
+            tries = f"{failures} attempt" + ("s" if failures > 1 else "")
+            reason = f"the file could not be uploaded to the Cloud API ({tries}): {exc}"
+            return _end(session, row, FAILED, {**said, "message": reason, _UPLOAD_FAILURES: failures})
+        backoff = min(
+            settings.outbound_retry_max_seconds, settings.outbound_retry_base_seconds * 2 ** (failures - 1)
+        )
+        hint = exc.retry_after if isinstance(exc, TransientError) else None
+        delay = max(hint or 0, random.uniform(backoff / 2, backoff))
+        row.state, row.updated_at = QUEUED, utcnow()
+        row.error = {**said, **_marks_of(row.error), _UPLOAD_FAILURES: failures}
+        row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+    log.warning("media upload failed; send deferred: %s", exc, extra={"outbound_id": outbound_id})
+    OUTBOUND_SENDS.labels("retry").inc()
+    _publish_again(outbound_id, claim.bulk, delay)
+    return "retry"
+
+
+def _marks_of(error: dict[str, Any] | None) -> dict[str, Any]:
+    """The retry marks a row's error carries (as template, file uploaded again)."""
+    return {mark: True for mark in _MARKS if (error or {}).get(mark)}
+
+
+def _retry_with_new_upload(outbound_id: int, exc: MediaRefused, claim: Claim) -> str:
+    """Meta refused the media id we sent (it expired, say); nothing reached the customer. Meta's
+    id is forgotten, so the row goes again at once with the file uploaded anew: once. A second
+    refusal fails the row, saying so."""
+    assert claim.media is not None and claim.cloud_media_id is not None
+    with session_scope() as session:
+        row = session.get_one(OutboundMessage, outbound_id, with_for_update=True)
+        if row.state != SENDING:
+            return "skipped"
+        rich_messages.forget(session, claim.media.id, claim.channel_id, claim.cloud_media_id)
+        if (row.error or {}).get(_REUPLOADED):
+            reason = f"Meta refused the file again after it was uploaded anew: {exc}"
+            return _end(session, row, FAILED, {**exc.error, "message": reason})
+        row.state, row.dispatched_at, row.updated_at = QUEUED, None, utcnow()
+        row.error = {**exc.error, **_marks_of(row.error), _REUPLOADED: True}
+        row.next_attempt_at = utcnow()
+    log.warning("media id refused by Meta; uploading the file again", extra={"outbound_id": outbound_id})
+    OUTBOUND_SENDS.labels("retry").inc()
+    _publish_again(outbound_id, claim.bulk, None)
+    return "retry"
 
 
 def _client_of(channel: Channel | None) -> tuple[Gateway | None, str | None]:
@@ -470,9 +543,9 @@ def _retry_later(outbound_id: int, exc: TransientError, bulk: bool) -> str:
             settings.outbound_retry_base_seconds * 2 ** (row.attempts - 1),
         )
         delay = max(exc.retry_after or 0, random.uniform(backoff / 2, backoff))  # "equal jitter"
-        # A template retry that met a transient error is still a template retry.
-        as_template = {_AS_TEMPLATE: True} if (row.error or {}).get(_AS_TEMPLATE) else {}
-        row.state, row.error, row.dispatched_at = QUEUED, {**exc.error, **as_template}, None
+        # A template retry that met a transient error is still a template retry (and a file
+        # uploaded again is not uploaded a third time).
+        row.state, row.error, row.dispatched_at = QUEUED, {**exc.error, **_marks_of(row.error)}, None
         row.updated_at, row.next_attempt_at = utcnow(), utcnow() + timedelta(seconds=delay)
     OUTBOUND_SENDS.labels("retry").inc()
     _publish_again(outbound_id, bulk, delay)
@@ -487,7 +560,7 @@ def _retry_as_template(outbound_id: int, exc: BlockedWindow, bulk: bool) -> str:
         if row.state != SENDING:
             return "skipped"
         row.state, row.dispatched_at, row.updated_at = QUEUED, None, utcnow()
-        row.error, row.next_attempt_at = {**exc.error, _AS_TEMPLATE: True}, utcnow()
+        row.error, row.next_attempt_at = {**exc.error, **_marks_of(row.error), _AS_TEMPLATE: True}, utcnow()
     OUTBOUND_SENDS.labels("retry").inc()
     _publish_again(outbound_id, bulk, None)
     return "retry"

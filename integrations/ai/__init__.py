@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from integrations.ai.base import (
     AiAnswer,
+    AiChoices,
     AiRequest,
     AiResponder,
     AiUnavailable,
@@ -31,6 +32,7 @@ DEFAULT_MODEL = "gpt-4o-mini"
 __all__ = [
     "DEFAULT_MODEL",
     "AiAnswer",
+    "AiChoices",
     "AiRequest",
     "AiResponder",
     "AiUnavailable",

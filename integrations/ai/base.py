@@ -50,11 +50,24 @@ class AiRequest:
 
 
 @dataclass(frozen=True)
+class AiChoices:
+    """Choices the model offers the customer with its reply, as the model wrote them (WhatsApp's
+    limits are checked by the caller, which sends a plain text when they do not fit):
+    ``kind`` "buttons" (reply buttons, their titles) or "list" (a list message whose rows open
+    from ``button``)."""
+
+    kind: str  # "buttons" | "list"
+    options: tuple[tuple[str, str | None], ...]  # (title, description) of each
+    button: str | None = None  # the list's button text
+
+
+@dataclass(frozen=True)
 class AiAnswer:
     text: str
     confidence: float  # 0..1, as rated by the model
     handoff: bool  # the model says a human should take this
     model: str | None = None  # the model that answered, as the server named it
+    choices: AiChoices | None = None  # buttons or a list to send with the reply, if the model asked
 
 
 class AiUnavailable(Exception):

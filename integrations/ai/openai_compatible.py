@@ -3,7 +3,8 @@
 OpenAI itself, Azure-style proxies, OpenRouter, vLLM, Ollama and llama.cpp servers all speak it.
 One request per answer: the FAQ and the rules go in the system prompt, the conversation follows
 as ``user`` (customer) and ``assistant`` (business) messages, and the model must answer a JSON
-object ``{"reply", "confidence", "handoff"}`` (``response_format: json_object``).
+object ``{"reply", "confidence", "handoff"}`` (``response_format: json_object``), optionally
+with ``buttons`` or a ``list`` of choices for the customer (``AiChoices``).
 
 The deadline. ``timeout`` is one budget for the whole call, not per socket read. ``requests``
 alone cannot give that: its read timeout bounds each wait for the next bytes, so a server that
@@ -38,7 +39,7 @@ from typing import Any
 import requests
 import urllib3
 
-from integrations.ai.base import AiAnswer, AiRequest, AiUnavailable, FaqItem
+from integrations.ai.base import AiAnswer, AiChoices, AiRequest, AiUnavailable, FaqItem
 from integrations.network import caused_by, never_sent
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,10 @@ the team will continue the conversation; do not promise a time and do not guess 
 Answer with ONLY a JSON object and nothing else:
 {{"reply": "<the message to send to the customer>", "confidence": <a number from 0 to 1: how \
 sure you are that the reply is correct and fully supported by the FAQ>, "handoff": <true or false>}}
+When the customer should pick one of a few options named in the FAQ, you may add to it either \
+"buttons": ["<option>", ...] (at most 3, each at most 20 characters) or "list": {{"button": \
+"<at most 20 characters>", "rows": [{{"title": "<at most 24 characters>", "description": \
+"<optional, at most 72>"}}, ...]}} (at most 10 rows); the reply is then at most 1024 characters.
 
 FAQ of {business}:
 {faq}
@@ -307,7 +312,35 @@ def parse_content(content: str, *, cut_off: bool = False) -> dict[str, Any]:
         "text": reply.strip(),
         "confidence": _confidence(data.get("confidence")),
         "handoff": _flag(data.get("handoff")),
+        "choices": _choices(data),
     }
+
+
+def _choices(data: dict[str, Any]) -> AiChoices | None:
+    """The buttons or list the model added (docs/rich-messages.md, "AI agent"), read as written;
+    None when there are none or their shape is not the one asked for (the reply goes as text)."""
+    buttons, listed = data.get("buttons"), data.get("list")
+    if isinstance(buttons, list) and buttons:
+        options = [_option(item) for item in buttons]
+        if all(options):
+            return AiChoices("buttons", tuple(o for o in options if o))
+        return None
+    if isinstance(listed, dict) and isinstance(listed.get("rows"), list) and listed["rows"]:
+        options = [_option(item) for item in listed["rows"]]
+        button = listed.get("button")
+        if all(options) and isinstance(button, str):
+            return AiChoices("list", tuple(o for o in options if o), button.strip())
+    return None
+
+
+def _option(item: Any) -> tuple[str, str | None] | None:
+    """``"Title"`` or ``{"title", "description"?}``."""
+    if isinstance(item, str) and item.strip():
+        return item.strip(), None
+    if isinstance(item, dict) and isinstance(item.get("title"), str) and item["title"].strip():
+        description = item.get("description")
+        return item["title"].strip(), description.strip() if isinstance(description, str) else None
+    return None
 
 
 def _json_object(text: str) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ the whole contract with the worker:
   gateway's own hint, if any.
 - ``BlockedWindow``: the window is closed and no template fits (or the gateway said 131047).
 - ``PermanentError``: sending again as-is cannot succeed (invalid recipient, template missing).
+  Its ``MediaRefused``: Meta cannot use the message's media id (expired): upload the file again.
 - ``Unconfirmed``: the request may have reached the gateway but no answer came back (read
   timeout, connection dropped after sending, a proxy's 502 or 504). Sending again could deliver
   it twice.
@@ -81,6 +82,11 @@ class PermanentError(GatewayError):
 
 class BlockedWindow(PermanentError):
     pass
+
+
+class MediaRefused(PermanentError):
+    """Meta could not use the media id the message carries (131053, "media upload error"), as
+    when an id uploaded more than 30 days ago has expired: uploading the file again may help."""
 
 
 class Unconfirmed(GatewayError):

@@ -24,6 +24,7 @@ from integrations.whatsapp.base import (
     Attachment,
     BlockedWindow,
     GatewayError,
+    MediaRefused,
     OutgoingMessage,
     PermanentError,
     Sent,
@@ -45,6 +46,9 @@ from integrations.whatsapp.http import (
 TRANSIENT_CODES = frozenset({130429, 131056, 131057, 4, 80007, 131000, 131016, 2, 1})
 # Free-form message outside the 24-hour customer-service window: only a template can go.
 REENGAGEMENT_CODE = 131047
+# "Media upload error": Meta cannot use the message's media id, as when an uploaded id has expired
+# after its 30 days (formats-rich.md 1.9, 2.3): the file may be uploaded again.
+MEDIA_REFUSED_CODE = 131053
 # Sends carry ``biz_opaque_callback_data = "outbox:<id>"``; Meta echoes it in the status webhooks.
 _CALLBACK_PREFIX = "outbox:"
 
@@ -171,4 +175,6 @@ def _graph_error(response: requests.Response, payload: Any) -> GatewayError:
         return TransientError(message, code=code, error=error, retry_after=retry_after(response))
     if code == REENGAGEMENT_CODE:
         return BlockedWindow(message, code=code, error=error)
+    if code == MEDIA_REFUSED_CODE:
+        return MediaRefused(message, code=code, error=error)
     return PermanentError(message, code=code, error=error)

@@ -77,6 +77,8 @@ os.environ.update(
     MEDIA_STORE=tempfile.mkdtemp(prefix="wacrm-media-"),
     # Channel secrets at rest (tests/system/test_channels.py); the API and every worker share it.
     SECRET_KEY="test-secret-key-for-channels",
+    # Absolute tracker links in the order messages, on the test client's own host.
+    PUBLIC_URL="http://testserver",
     # Meta's Conversions API, answered by the fake Cloud API (tests/system/test_campaigns.py).
     META_CONVERSIONS_ENABLED="true",
     META_CONVERSIONS_DATASET_ID=CONVERSIONS_DATASET_ID,

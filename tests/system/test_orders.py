@@ -7,6 +7,7 @@ what the fake accepted is what a customer would have received.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -114,6 +115,22 @@ def test_each_step_of_an_order_sends_its_message_to_the_customers_whatsapp(
         "order_received": "sent",
     }
     assert view["followup"]["state"] == "cancelled"  # received: nothing left to ask
+
+
+def test_the_shipped_message_links_to_the_orders_tracker_page(client, admin_headers, cloud_api, drained):
+    customer_writes(client)
+    drained()
+    post_order(client, samples.order_event("order.created", total=150000))
+    post_order(client, samples.order_event("order.shipped", courier="JNE", tracking_number="JNE0123456789"))
+    settled()
+    shipped = [text for text in texts_sent(cloud_api) if "JNE0123456789" in text]
+    assert len(shipped) == 1
+    link = re.search(r"http://testserver/t/\S+", shipped[0])
+    assert link, shipped[0]
+    assert link.group(0) == order_view(client, admin_headers)["tracker_url"]
+    page = client.get(link.group(0), params={"lang": "en"})  # the customer opens it: no sign-in
+    assert page.status_code == 200
+    assert "JNE0123456789" in page.text and "Shipped" in page.text
 
 
 def finished(worker, task: str) -> int:

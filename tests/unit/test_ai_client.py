@@ -12,6 +12,7 @@ import pytest
 from integrations.ai import (
     DEFAULT_MODEL,
     AiAnswer,
+    AiChoices,
     AiRequest,
     AiUnavailable,
     FaqItem,
@@ -150,6 +151,40 @@ def test_fenced_json_is_accepted(ai, llm: FakeLlm):
     llm.answer_raw('```json\n{"reply": "Buka jam 08.00 kak", "confidence": 0.8, "handoff": false}\n```')
 
     assert ai.answer(REQUEST) == AiAnswer("Buka jam 08.00 kak", 0.8, False, llm.model)
+
+
+def test_buttons_and_a_list_the_model_offers_come_back_as_written(ai, llm: FakeLlm):
+    llm.answer_raw(
+        '{"reply": "Mau dikirim pakai apa kak?", "confidence": 0.9, "handoff": false,'
+        ' "buttons": ["JNE", {"title": "SiCepat"}]}'
+    )
+    assert ai.answer(REQUEST).choices == AiChoices("buttons", (("JNE", None), ("SiCepat", None)))
+
+    llm.answer_raw(
+        '{"reply": "Pilih ukuran kak", "confidence": 0.9, "handoff": false, "list": {"button": "Ukuran",'
+        ' "rows": ["S", {"title": "M", "description": "lingkar dada 100 cm"}]}}'
+    )
+    assert ai.answer(REQUEST).choices == AiChoices(
+        "list", (("S", None), ("M", "lingkar dada 100 cm")), "Ukuran"
+    )
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        '"buttons": "JNE"',
+        '"buttons": [1, 2]',
+        '"buttons": []',
+        '"list": {"rows": ["S"]}',
+        '"list": {"button": "Ukuran", "rows": [{"name": "S"}]}',
+    ],
+)
+def test_choices_of_another_shape_leave_a_plain_reply(ai, llm: FakeLlm, extra):
+    llm.answer_raw('{"reply": "Bisa kak", "confidence": 0.9, "handoff": false, ' + extra + "}")
+
+    answer = ai.answer(REQUEST)
+
+    assert (answer.text, answer.choices) == ("Bisa kak", None)
 
 
 @pytest.mark.parametrize(("given", "kept"), [(1.7, 1.0), (-0.5, 0.0), ("0.75", 0.75), ("high", 0.0)])

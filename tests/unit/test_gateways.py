@@ -12,6 +12,7 @@ import requests
 from integrations.whatsapp import (
     BlockedWindow,
     CloudApiGateway,
+    MediaRefused,
     OutgoingMessage,
     PermanentError,
     SandboxGateway,
@@ -185,6 +186,16 @@ def test_reengagement_error_is_a_blocked_window(cloud: CloudApiGateway, cloud_ap
         cloud.send(MESSAGE, window_open=True)
 
     assert raised.value.code == 131047
+
+
+def test_a_media_id_meta_cannot_use_is_a_media_refusal(cloud: CloudApiGateway, cloud_api: FakeCloudApi):
+    cloud_api.fail_next(400, code=131053)  # "media upload error": an expired id, say
+
+    with pytest.raises(MediaRefused) as raised:
+        cloud.send(MESSAGE, window_open=True)
+
+    assert raised.value.code == 131053
+    assert isinstance(raised.value, PermanentError)  # as is, it cannot succeed
 
 
 @pytest.mark.parametrize("code", [131026, 132001])

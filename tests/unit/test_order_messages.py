@@ -28,6 +28,31 @@ def test_the_shipped_file_loads_and_fills_every_trigger():
     }
 
 
+def test_the_shipped_message_carries_the_tracker_link_and_a_template_may_too(tmp_path):
+    link = "https://toko.example/t/7-abc"
+    text, _ = order_messages.load(settings.order_messages_file)["order_delivery"].render(
+        {"order_id": "SO-1", "tracking_number": "R1", "tracker_url": link}
+    )
+    assert link in text
+    table = (
+        '[order_paid]\ntext = "Lacak {tracker_url}"\n'
+        'template = { name = "t", language = "id", parameters = ["order_id", "tracker_url"] }\n'
+    )
+    paid = order_messages.load(with_trigger(tmp_path, "order_paid", table))["order_paid"]
+    assert paid.render({"order_id": "SO-1", "tracker_url": link}) == (
+        f"Lacak {link}",
+        {"name": "t", "language": "id", "parameters": ["SO-1", link]},
+    )
+    # No link (no SECRET_KEY or PUBLIC_URL): a dash, never a broken brace or "None".
+    assert paid.render({"order_id": "SO-1"})[0] == "Lacak -"
+
+
+def test_the_welcome_cannot_use_the_tracker_link(tmp_path):
+    table = '[contact_created]\ntext = "Halo {tracker_url}"\n'
+    with pytest.raises(TemplateError, match=r"\[contact_created\].*\{tracker_url\}"):
+        order_messages.load(with_trigger(tmp_path, "contact_created", table))
+
+
 def test_a_placeholder_the_trigger_cannot_fill_is_refused_at_load_time(tmp_path):
     path = with_trigger(tmp_path, "order_created", '[order_created]\ntext = "Resi: {tracking_number}"\n')
     with pytest.raises(TemplateError, match=r"\[order_created\].*\{tracking_number\}"):

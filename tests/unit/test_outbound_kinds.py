@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from domain.outbound_kinds import NotSendable, check, readable_text
+from domain.outbound_kinds import (
+    NotSendable,
+    check,
+    choices_body,
+    media_at,
+    media_slot,
+    readable_text,
+    with_media_at,
+)
 
 
 def buttons(*titles: str) -> dict:
@@ -155,3 +163,58 @@ def test_waha_refuses_what_it_cannot_send_naming_the_gateway():
 )
 def test_every_kind_has_a_text_a_person_reads(body, text):
     assert readable_text(check(body)) == text
+
+
+def test_the_media_of_a_header_or_a_template_header_is_found_and_replaced_alone():
+    header = buttons("Ya")
+    header["interactive"]["header"] = {"type": "image", "image": {"id": "ours"}}
+    template = {
+        "type": "template",
+        "template": {
+            "name": "promo",
+            "language": {"code": "id"},
+            "components": [
+                {"type": "body", "parameters": [{"type": "text", "text": "Budi"}]},
+                {
+                    "type": "HEADER",
+                    "parameters": [{"type": "document", "document": {"id": "ours", "filename": "a.pdf"}}],
+                },
+            ],
+        },
+    }
+    for body, kind, field in (
+        (header, "image", "interactive.header.image"),
+        (template, "document", "template.components[1].parameters[0].document"),
+        ({"type": "video", "video": {"id": "ours"}}, "video", "video"),
+    ):
+        slot = media_slot(check(body))
+        assert (slot.kind, slot.field) == (kind, field)
+        replaced = with_media_at(body, slot, {**media_at(body, slot), "id": "999"})
+        assert media_at(replaced, slot)["id"] == "999"
+        assert media_at(body, slot)["id"] == "ours"  # the stored body is untouched
+    assert media_slot(buttons("Ya")) is None
+    assert media_slot({"type": "text", "text": {"body": "x"}}) is None
+
+
+def test_choices_become_buttons_or_a_list_within_whatsapps_limits():
+    buttons = check(choices_body("Kirim pakai?", "buttons", [("JNE", None), ("SiCepat", None)]))
+    assert buttons["interactive"]["action"]["buttons"][1] == {
+        "type": "reply",
+        "reply": {"id": "choice:2", "title": "SiCepat"},
+    }
+    listed = check(choices_body("Ukuran?", "list", [("S", None), ("M", "lebih besar")], "Ukuran"))
+    assert listed["interactive"]["action"] == {
+        "button": "Ukuran",
+        "sections": [
+            {
+                "rows": [
+                    {"id": "choice:1", "title": "S"},
+                    {"id": "choice:2", "title": "M", "description": "lebih besar"},
+                ]
+            }
+        ],
+    }
+    with pytest.raises(NotSendable, match=r"^interactive.action.buttons"):
+        check(choices_body("Pilih", "buttons", [(str(n), None) for n in range(4)]))
+    with pytest.raises(NotSendable, match=r"^interactive.action.button:"):
+        check(choices_body("Pilih", "list", [("S", None)], ""))
