@@ -17,7 +17,9 @@ A step that starts from a message id rather than a person (a receipt: the status
 ack) first finds the message's contact in our rows and locks it, then the message
 (``contact_then_message``); it never takes the contact while it holds the message.
 
-The CRM sync's lease lock (``crm_contact``) is taken alone, in a short transaction of its own.
+The CRM sync's claim lock (``crm_contact``) is taken in a short transaction of its own that takes
+no other lock: its task's own contact waited for, then, for the contacts it batches with it, only
+those free at once (``crm_contacts_if_free``, never waited for), so two claims cannot deadlock.
 On SQLite, writers are serialised by ``BEGIN IMMEDIATE`` and the advisory locks are no-ops.
 """
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from models import Contact
@@ -77,3 +79,21 @@ def contact_then_message(session: Session, external_id: str, contact_of: Callabl
 def crm_contact(session: Session, contact_id: int) -> None:
     """The lock that makes claiming a contact's CRM jobs one worker's at a time."""
     lock_key(session, f"crm:contact:{contact_id}")
+
+
+def crm_contacts_if_free(session: Session, contact_ids: list[int]) -> list[int]:
+    """Of these contacts, those whose ``crm_contact`` lock could be taken at once, now held until
+    commit; the others are being claimed by another worker this moment. It never waits, so it may
+    follow ``crm_contact`` in the same transaction without risking a deadlock."""
+    if not contact_ids or session.get_bind().dialect.name != "postgresql":
+        return contact_ids
+    taken = set(
+        session.scalars(
+            text(
+                "SELECT c FROM unnest(CAST(:ids AS bigint[])) AS c "
+                "WHERE pg_try_advisory_xact_lock(hashtextextended('crm:contact:' || c, 0))"
+            ),
+            {"ids": contact_ids},
+        )
+    )
+    return [c for c in contact_ids if c in taken]

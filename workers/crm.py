@@ -31,9 +31,9 @@ from functools import cache
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from integrations.crm import Crm, CrmPermanentError, CrmTransientError, crm_for
 from models.base import utcnow
@@ -80,25 +80,24 @@ def sync_contact(contact_id: int) -> str:
 
 
 def _sync_batch(crm: Crm, contact_id: int) -> str:
+    if not _claimable(contact_id):
+        # Done already, most often by a batch another task took it into: nothing to claim and no
+        # batch to start (each due job has a task of its own coming, or the sweeper's).
+        return "idle"
     started, outcome = time.monotonic(), "idle"
     batch = [contact_id]
     while True:
-        if len(batch) < BATCH_CONTACTS:
-            batch += [c for c in _due_contacts(BATCH_CONTACTS * 2) if c not in batch][
-                : BATCH_CONTACTS - len(batch)
-            ]
-        claimed: dict[int, list[Job]] = {}
-        for each in batch:
-            jobs = _claim(each)
-            if jobs:
-                claimed[each] = jobs
-            elif jobs is None and each == contact_id and outcome == "idle":
-                outcome = "busy"
+        claimed, own_busy = _claim_batch(contact_id, batch)
+        if own_busy and outcome == "idle":
+            outcome = "busy"
         if not claimed:
             return outcome
+        # Each contact's data is read once per round, after its jobs were claimed, and shared by
+        # the batch calls and by its jobs (which keep it up to date as they write).
+        loaded: dict[int, crm_jobs.Local | None] = {}
         if len(claimed) > 1:
             try:
-                crm_jobs.prefetch(crm, claimed)
+                crm_jobs.prefetch(crm, claimed, loaded)
             except (SoftTimeLimitExceeded, OperationalError) as exc:
                 for each, jobs in claimed.items():  # Odoo may hold what we did not record
                     _retry_later(each, jobs, _retry_error(jobs[0], exc))
@@ -107,14 +106,18 @@ def _sync_batch(crm: Crm, contact_id: int) -> str:
                 # One by one then: each job searches (by our reference, the partner's open lead)
                 # before it creates, so what the batch may have made is found, not made again.
                 log.info("CRM batch prefetch failed; syncing one by one", extra={"error": exc.error})
-        retried = set()
-        for each, jobs in claimed.items():
-            result = _run(crm, each, jobs)
-            if result == "retry":
-                retried.add(each)
-            if each == contact_id or outcome in ("idle", "busy"):
-                outcome = result
-        batch = [c for c in batch if c not in retried]
+                loaded.clear()  # what the batch found is not known for sure
+        retried, finished = set(), Finished()
+        try:
+            for each, jobs in claimed.items():
+                result = _run(crm, each, jobs, loaded, finished)
+                if result == "retry":
+                    retried.add(each)
+                if each == contact_id or outcome in ("idle", "busy"):
+                    outcome = result
+        finally:
+            finished.save()
+        batch = [c for c in claimed if c not in retried]
         if not batch:
             return outcome
         if time.monotonic() - started > RUN_SECONDS:
@@ -241,54 +244,114 @@ def _save_cursor(name: str, value: str | None) -> None:
             row.value, row.updated_at = value, utcnow()
 
 
-def _due_contacts(limit: int) -> list[int]:
-    """Contacts with a job due now and none running."""
-    now = utcnow() + timedelta(seconds=1)
-    with session_scope() as session:
-        return list(
-            session.scalars(
-                select(CrmSyncJob.contact_id)
-                .where(CrmSyncJob.state == QUEUED, CrmSyncJob.next_attempt_at <= now)
-                .group_by(CrmSyncJob.contact_id)
-                .order_by(func.min(CrmSyncJob.next_attempt_at))
-                .limit(limit)
+def _due_contacts(session: Session, limit: int) -> list[int]:
+    """Contacts with a job due now and none running under a live lease, those due longest first."""
+    now = utcnow()
+    running = aliased(CrmSyncJob)
+    return list(
+        session.scalars(
+            select(CrmSyncJob.contact_id)
+            .where(
+                CrmSyncJob.state == QUEUED,
+                CrmSyncJob.next_attempt_at <= now + timedelta(seconds=1),
+                ~exists().where(
+                    running.contact_id == CrmSyncJob.contact_id,
+                    running.state == RUNNING,
+                    running.lease_until > now,
+                ),
             )
+            .group_by(CrmSyncJob.contact_id)
+            .order_by(func.min(CrmSyncJob.next_attempt_at))
+            .limit(limit)
         )
+    )
 
 
-def _claim(contact_id: int) -> list[Job] | None:
-    """The contact's due jobs, oldest first, now ``running`` under a lease; None if another
-    worker holds a live lease on this contact. The oldest job not yet due stops the claim, so
-    jobs never overtake one that waits for a retry."""
+def _claimable(contact_id: int) -> bool:
+    """Whether the contact has a job to claim: one due, or one whose worker's lease lapsed (the
+    claim looks again, under its lock)."""
+    now = utcnow()
     with session_scope() as session:
-        locks.crm_contact(session, contact_id)
-        now = utcnow()
-        busy = session.scalar(
-            select(
-                exists().where(
-                    CrmSyncJob.contact_id == contact_id,
-                    CrmSyncJob.state == RUNNING,
-                    CrmSyncJob.lease_until > now,
+        return bool(
+            session.scalar(
+                select(
+                    exists().where(
+                        CrmSyncJob.contact_id == contact_id,
+                        or_(
+                            and_(
+                                CrmSyncJob.state == QUEUED,
+                                CrmSyncJob.next_attempt_at <= now + timedelta(seconds=1),
+                            ),
+                            and_(CrmSyncJob.state == RUNNING, CrmSyncJob.lease_until <= now),
+                        ),
+                    )
                 )
             )
         )
-        if busy:
-            return None
-        rows = session.scalars(
-            select(CrmSyncJob)
-            .where(CrmSyncJob.contact_id == contact_id, CrmSyncJob.state.in_((QUEUED, RUNNING)))
-            .order_by(CrmSyncJob.id)
-            .limit(BATCH)
+
+
+def _claim_batch(own: int, batch: list[int]) -> tuple[dict[int, list[Job]], bool]:
+    """The due jobs of the task's own contact and of up to BATCH_CONTACTS - 1 others (the
+    batch's, then those due longest), each contact's oldest first, now ``running`` under a lease;
+    and whether the own contact was busy (another worker holds a live lease on it). One short
+    transaction: the own contact's claim lock waited for, the others' only taken if free at once
+    (another worker claiming one this moment takes it); a contact with a live lease is left
+    alone. The oldest job not yet due stops a contact's claim, so jobs never overtake one that
+    waits for a retry."""
+    with session_scope() as session:
+        locks.crm_contact(session, own)
+        others = [c for c in dict.fromkeys(batch + _due_contacts(session, BATCH_CONTACTS * 2)) if c != own]
+        candidates = [own, *locks.crm_contacts_if_free(session, others[: BATCH_CONTACTS - 1])]
+        now = utcnow()
+        busy = set(
+            session.scalars(
+                select(CrmSyncJob.contact_id)
+                .where(
+                    CrmSyncJob.contact_id.in_(candidates),
+                    CrmSyncJob.state == RUNNING,
+                    CrmSyncJob.lease_until > now,
+                )
+                .distinct()
+            )
+        )
+        free = [c for c in candidates if c not in busy]
+        if not free:
+            return {}, own in busy
+        ranked = (
+            select(
+                CrmSyncJob.id,
+                func.row_number().over(partition_by=CrmSyncJob.contact_id, order_by=CrmSyncJob.id).label("n"),
+            )
+            .where(CrmSyncJob.contact_id.in_(free), CrmSyncJob.state.in_((QUEUED, RUNNING)))
+            .subquery()
+        )
+        rows = session.execute(
+            select(
+                CrmSyncJob.id,
+                CrmSyncJob.contact_id,
+                CrmSyncJob.kind,
+                CrmSyncJob.reason,
+                CrmSyncJob.dedupe_key,
+                CrmSyncJob.payload,
+                CrmSyncJob.attempts,
+                CrmSyncJob.state,
+                CrmSyncJob.next_attempt_at,
+                CrmSyncJob.error,
+            )
+            .where(CrmSyncJob.id.in_(select(ranked.c.id).where(ranked.c.n <= BATCH)))
+            .order_by(CrmSyncJob.contact_id, CrmSyncJob.id)
             .with_for_update()
         ).all()
-        claimed = []
+        claimed: dict[int, list[Job]] = {}
+        stopped: set[int] = set()
         for row in rows:
             # A second of slack: a countdown task may run a hair before the time it was set for.
-            if row.state == QUEUED and row.next_attempt_at > now + timedelta(seconds=1):
-                break
-            was_running = row.state == RUNNING
-            row.state, row.lease_until, row.updated_at = RUNNING, now + timedelta(seconds=LEASE_SECONDS), now
-            claimed.append(
+            if row.contact_id in stopped or (
+                row.state == QUEUED and row.next_attempt_at > now + timedelta(seconds=1)
+            ):
+                stopped.add(row.contact_id)
+                continue
+            claimed.setdefault(row.contact_id, []).append(
                 Job(
                     id=row.id,
                     contact_id=row.contact_id,
@@ -298,25 +361,69 @@ def _claim(contact_id: int) -> list[Job] | None:
                     payload=dict(row.payload or {}),
                     attempts=row.attempts,
                     # Found still running: its worker died, maybe after Odoo had done it.
-                    unconfirmed=was_running or bool((row.error or {}).get("unconfirmed")),
+                    unconfirmed=row.state == RUNNING or bool((row.error or {}).get("unconfirmed")),
                 )
             )
-        return claimed
+        ids = [job.id for jobs in claimed.values() for job in jobs]
+        if ids:
+            session.execute(
+                update(CrmSyncJob)
+                .where(CrmSyncJob.id.in_(ids))
+                .values(state=RUNNING, lease_until=now + timedelta(seconds=LEASE_SECONDS), updated_at=now)
+            )
+        # The own contact first, then the others in the order they were chosen.
+        return {c: claimed[c] for c in free if c in claimed}, own in busy
 
 
-def _run(crm: Crm, contact_id: int, jobs: list[Job]) -> str:
+class Finished:
+    """The jobs of a round that are done or failed, marked so in one transaction at its end (one
+    per job cost as much as the calls). Until then they stay ``running`` under their lease: a
+    worker that dies first leaves them to be retried unconfirmed, checking before writing."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Job, str, dict[str, Any] | None]] = []
+
+    def add(self, job: Job, state: str, error: dict[str, Any] | None) -> None:
+        self.jobs.append((job, state, error))
+
+    def save(self) -> None:
+        if not self.jobs:
+            return
+        jobs, self.jobs = self.jobs, []
+        try:
+            _finish_all(jobs)
+        except OperationalError as exc:
+            # Odoo has it all, we do not know: each contact's jobs again, checking first.
+            by_contact: dict[int, list[Job]] = {}
+            for job, _, _ in jobs:
+                by_contact.setdefault(job.contact_id, []).append(job)
+            for contact_id, each in by_contact.items():
+                try:
+                    _retry_later(contact_id, each, _retry_error(each[0], exc))
+                except OperationalError:
+                    log.warning("CRM jobs left to their lease", extra={"contact_id": contact_id})
+
+
+def _run(
+    crm: Crm, contact_id: int, jobs: list[Job], loaded: dict[int, crm_jobs.Local | None], finished: Finished
+) -> str:
     for index, job in enumerate(jobs):
         try:
-            crm_jobs.run(crm, job)
-            _finish(job, DONE, None)  # a database error here too: Odoo has it all, we do not know
+            if contact_id not in loaded:
+                loaded[contact_id] = crm_jobs.load(crm, contact_id)
+            crm_jobs.run(crm, job, loaded[contact_id])
+            finished.add(job, DONE, None)
         except (CrmTransientError, SoftTimeLimitExceeded, OperationalError) as exc:
+            finished.save()  # the jobs before it first: the retry's task must not find them running
             _retry_later(contact_id, jobs[index:], _retry_error(job, exc))
             return "retry"
         except CrmPermanentError as exc:
-            _finish(job, FAILED, exc.error)
+            finished.add(job, FAILED, exc.error)
+            loaded.pop(contact_id, None)  # read again: the job may have stopped half-way
         except Exception as exc:
             log.exception("CRM sync job failed", extra={"job_id": job.id, "kind": job.kind})
-            _finish(job, FAILED, {"message": f"internal error: {type(exc).__name__}: {exc}"[:2000]})
+            finished.add(job, FAILED, {"message": f"internal error: {type(exc).__name__}: {exc}"[:2000]})
+            loaded.pop(contact_id, None)
     return "done"
 
 
@@ -334,21 +441,38 @@ def _retry_error(job: Job, exc: Exception) -> dict[str, Any]:
     return error
 
 
-def _finish(job: Job, state: str, error: dict[str, Any] | None) -> None:
+def _finish_all(jobs: list[tuple[Job, str, dict[str, Any] | None]]) -> None:
+    """Mark the jobs done or failed (each only if still ``running``: ours), in one transaction."""
+    now = utcnow()
     with session_scope() as session:
-        row = session.get(CrmSyncJob, job.id, with_for_update=True)
-        if row is None or row.state != RUNNING:
-            return
-        now = utcnow()
-        row.state, row.error, row.updated_at, row.lease_until = state, error, now, None
-        row.attempts += 1
-        if state == DONE:
-            row.done_at = now
-    CRM_SYNC_JOBS.labels(job.kind, state).inc()
-    if state == FAILED:
-        log.warning(
-            "CRM sync job failed for good", extra={"job_id": job.id, "kind": job.kind, "error": error}
-        )
+        done = [job.id for job, state, _ in jobs if state == DONE]
+        if done:
+            session.execute(
+                update(CrmSyncJob)
+                .where(CrmSyncJob.id.in_(done), CrmSyncJob.state == RUNNING)
+                .values(
+                    state=DONE,
+                    error=None,
+                    updated_at=now,
+                    lease_until=None,
+                    attempts=CrmSyncJob.attempts + 1,
+                    done_at=now,
+                )
+            )
+        for job, state, error in jobs:
+            if state != DONE:
+                session.execute(
+                    update(CrmSyncJob)
+                    .where(CrmSyncJob.id == job.id, CrmSyncJob.state == RUNNING)
+                    .values(state=state, error=error, updated_at=now, lease_until=None)
+                    .values(attempts=CrmSyncJob.attempts + 1)
+                )
+    for job, state, error in jobs:
+        CRM_SYNC_JOBS.labels(job.kind, state).inc()
+        if state == FAILED:
+            log.warning(
+                "CRM sync job failed for good", extra={"job_id": job.id, "kind": job.kind, "error": error}
+            )
 
 
 def _retry_later(contact_id: int, jobs: list[Job], error: dict[str, Any]) -> None:

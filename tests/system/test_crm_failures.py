@@ -21,10 +21,11 @@ from sqlalchemy import select, text
 from integrations.crm import CrmTransientError, OdooCrm, OdooRpc, PartnerIn
 from models import Contact, Conversation, CrmRecord, CrmSyncJob, Deal, Message
 from models.base import utcnow
-from models.crm import DONE, FAILED, LOG, NOTE, QUEUED
+from models.crm import DONE, FAILED, LEAD, LOG, NOTE, QUEUED
 from models.db import session_scope
 from pipeline import crm_sync
 from queueing.publish import sync_contacts
+from schedules.crm import sweep_sync_jobs
 from testkit.processes import CeleryProcess, wait_for
 from tests.system.conftest import SHARED
 
@@ -226,3 +227,72 @@ def test_a_job_left_unconfirmed_still_checks_after_a_second_failure(odoo, crm_wo
     synced(contact_id)
 
     assert len(notes_on(odoo, "res.partner", partner_id, "Order SO-2 shipped.")) == 1
+
+
+def test_a_backlog_whose_worker_is_killed_mid_batch_is_synced_once(odoo, crm_worker):
+    """Twelve new customers, each with a conversation to log: one task takes them all in one
+    batch (their partners and leads in a few calls, then a post each). Its worker is killed
+    mid-batch, after some posts went out and before any job was marked done. Once the leases
+    lapse the sweeper publishes them again, and each customer has one partner, one lead and
+    one log in Odoo."""
+    crm_worker.stop()  # the batch's own worker, to be killed
+    earlier = utcnow() - timedelta(minutes=5)
+    contacts = []
+    for n in range(12):
+        contact_id = new_contact(f"Antrian {n}", f"+628579999{n:04d}", deal=True)
+        with session_scope() as session:
+            conversation = Conversation(contact_id=contact_id, started_at=earlier, last_message_at=earlier)
+            session.add(conversation)
+            session.flush()
+            for m in range(2):
+                session.add(
+                    Message(
+                        external_id=f"wamid.crm-backlog-{contact_id}-{m}",
+                        contact_id=contact_id,
+                        conversation_id=conversation.id,
+                        direction="inbound",
+                        type="text",
+                        text=f"antrian {contact_id} pesan {m}",
+                        payload={},
+                        occurred_at=earlier,
+                        created_at=earlier,
+                    )
+                )
+            for kind in (LEAD, LOG):
+                session.add(CrmSyncJob(contact_id=contact_id, kind=kind, reason="test", state=QUEUED))
+        contacts.append(contact_id)
+
+    def logs(contact_id: int) -> list[str]:
+        return [
+            m["body"] for m in odoo.records("mail.message") if f"antrian {contact_id} pesan 0" in m["body"]
+        ]
+
+    odoo.delay_next(0.3, times=40)  # slow enough to be caught mid-batch
+    name = f"test-crm-kill-{uuid.uuid4().hex[:6]}"
+    args = ["worker", "-n", f"{name}@%h", "-c", "1", "-l", "INFO", "--without-mingle", "-Q", "crm"]
+    doomed = CeleryProcess(args, {"ODOO_TIMEOUT_SECONDS": "10"}, name).wait_ready()
+    try:
+        sync_contacts([contacts[0]])
+        wait_for(lambda: sum(len(logs(c)) for c in contacts) >= 3, 60, "the first posts in Odoo")
+    finally:
+        doomed.kill()
+    assert sum(len(logs(c)) for c in contacts) < len(contacts), "the batch was over before the kill"
+    with session_scope() as session:  # its leases lapse (they outlive any task)
+        session.execute(
+            text(
+                "UPDATE crm_sync_jobs SET lease_until = now() - interval '1 minute' "
+                "WHERE state = 'running' AND contact_id = ANY(:ids)"
+            ),
+            {"ids": contacts},
+        )
+    crm_worker.restart().wait_ready()
+    assert sweep_sync_jobs() >= len(contacts)
+    for contact_id in contacts:
+        synced(contact_id)
+
+    for contact_id in contacts:
+        [partner] = [p for p in odoo.records("res.partner") if p["ref"] == f"wacrm-contact:{contact_id}"]
+        [lead] = [lead for lead in odoo.records("crm.lead") if lead["partner_id"] == partner["id"]]
+        [log] = logs(contact_id)
+        assert f"antrian {contact_id} pesan 1" in log
+        assert notes_on(odoo, "crm.lead", lead["id"], f"antrian {contact_id} pesan 0") == [log]
