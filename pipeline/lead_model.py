@@ -16,6 +16,7 @@ Functions take a session and never commit.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,8 @@ from models.base import utcnow
 from models.conversations import INBOUND
 from models.labels import active_labels
 from settings import settings
+
+log = logging.getLogger(__name__)
 
 FIXED_WEIGHTS = "fixed weights"
 # The most recent conversations with an outcome that a refit reads: enough to learn from, few
@@ -322,10 +325,18 @@ def score(session: Session, conversation_id: int) -> Learned | None:
     row = active(session)
     if row is None or row.intercept is None:
         return None
-    model = LinearModel(row.intercept, row.coefficients)
-    present = lead_features.features(facts_of(session, [conversation_id])[conversation_id])
-    chance = lead_features.probability(model, present)
-    moved = lead_features.contributions(model, present)
+    try:  # scoring never blocks routing: a model that cannot score leaves it to the fixed weights
+        with session.begin_nested():
+            facts = facts_of(session, [conversation_id])[conversation_id]
+        model = LinearModel(row.intercept, row.coefficients)
+        present = lead_features.features(facts)
+        chance = lead_features.probability(model, present)
+        moved = lead_features.contributions(model, present)
+    except Exception:
+        log.warning(
+            "lead model %s could not score a conversation: the fixed weights score it", row.id, exc_info=True
+        )
+        return None
     reasons = (f"chance of an order {chance:.0%}", *(c.reads() for c in moved))
     return Learned(
         model_id=row.id,

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from models import AuditEntry, Contact, Conversation, InboxEvent, Message, RoutingDecision
+from models import AuditEntry, Contact, Conversation, InboxEvent, LeadModel, Message, RoutingDecision
 from models.base import utcnow
 from models.db import session_scope
 from testkit import samples
@@ -195,3 +195,16 @@ def test_only_supervisors_see_and_change_the_lead_model(client, admin_headers, w
         assert seen.json()["scored_by"] == "fixed weights"
     else:
         assert (seen.status_code, refitted.status_code, rolled.status_code) == (403, 403, 403)
+
+
+def test_a_model_that_cannot_score_leaves_the_lead_to_the_fixed_weights(client, api, routing):  # noqa: F811
+    seed_history(300)
+    model = refit(api)["active"]
+    with session_scope() as session:  # a stored model broken by hand: a weight that is no number
+        row = session.get(LeadModel, model["id"])
+        row.coefficients = {**row.coefficients, f"campaign:ad:{AD}": "heavy"}
+    customer_writes(client, "6281277770005", "berapa harganya kak?", referral=samples.ad_referral(AD))
+    settled()
+    contact = contact_of(api, "6281277770005")
+    assert (contact["lead_class"], contact["lead_scored_by"]) == ("hot", "fixed weights")
+    assert decisions(api, "6281277770005")[-1]["responder"]  # routed all the same
