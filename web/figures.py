@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
+from api import campaigns as campaigns_api
 from api import figures as figures_api
 from api.auth import Caller
 from pipeline.team_figures import Row, TeamFigures
@@ -37,6 +38,8 @@ def figures_page(
         last_day=last_day(found),
         csv_url=f"/api/figures.csv?{query}",
         bars=first_response_bars(found.agents),
+        # Where the conversations of the period came from (first touch) and what they brought.
+        campaigns=campaigns_api.campaigns(caller, found.since, found.until).items,
     )
 
 

@@ -121,6 +121,11 @@ def test_an_ad_contact_who_orders_and_pays_shows_under_the_ads_headline_with_rev
         ("Gamis Lebaran -30%", "Gamis Lebaran -30%")
     ]
     assert [t["kind"] for t in view["touches"]] == ["ad"]
+    # The supervisors' team figures page shows it too, by headline, with the revenue in rupiah.
+    figures = client.get("/inbox/figures", headers=admin_headers, cookies={"wacrm_lang": "en"})
+    assert figures.status_code == 200
+    campaigns = figures.text[figures.text.index('id="campaigns"') :]
+    assert "Gamis Lebaran -30%" in campaigns and "150,000" in campaigns
 
 
 def test_a_link_click_followed_by_a_conversation_credits_the_links_campaign(client, admin_headers):
