@@ -16,6 +16,7 @@ import asyncio
 import os
 import statistics
 import time
+from dataclasses import dataclass, field
 
 from bench.harness import (
     bench_database,
@@ -37,7 +38,7 @@ RATE = 50
 GOAL_SECONDS = 1.0
 
 
-async def page(port: int, arrivals: dict[str, list[float]], count: list[int], cuts: list[int]) -> None:
+async def page(port: int, pages: Pages) -> None:
     """One open stream: the moment each message's event arrives, by message id. Cut off (it
     read too slowly), it reconnects with its Last-Event-ID, as a browser does."""
     last_id: str | None = None
@@ -53,14 +54,36 @@ async def page(port: int, arrivals: dict[str, list[float]], count: list[int], cu
             while line := await reader.readline():
                 got = parser.feed(line.decode().rstrip("\r\n"))
                 if got == "connected" and last_id is None:
-                    count[0] += 1
+                    pages.connected += 1
                 elif isinstance(got, Event):
                     last_id = got.id or last_id
                     if got.kind == "message":
-                        arrivals.setdefault(str(got.data["message_id"]), []).append(time.perf_counter())
+                        pages.arrivals.setdefault(str(got.data["message_id"]), []).append(time.perf_counter())
         finally:
             writer.close()
-        cuts[0] += 1
+        pages.cuts += 1
+
+
+@dataclass
+class Pages:
+    """``clients`` open streams: when each message id reached each of them."""
+
+    arrivals: dict[str, list[float]] = field(default_factory=dict)
+    connected: int = 0
+    cuts: int = 0  # reconnections after being cut off for reading too slowly
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def open(cls, port: int, clients: int) -> Pages:
+        pages = cls()
+        pages.tasks = [asyncio.create_task(page(port, pages)) for _ in range(clients)]
+        while pages.connected < clients:
+            await asyncio.sleep(0.05)
+        return pages
+
+    def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
 
 
 def message_ids() -> dict[str, int]:
@@ -76,11 +99,7 @@ def message_ids() -> dict[str, int]:
 async def drive(port: int, clients: int, seconds: int, figures: list[Figure]) -> None:
     import httpx
 
-    arrivals: dict[str, list[float]] = {}
-    connected, cuts = [0], [0]
-    tasks = [asyncio.create_task(page(port, arrivals, connected, cuts)) for _ in range(clients)]
-    while connected[0] < clients:
-        await asyncio.sleep(0.05)
+    pages = await Pages.open(port, clients)
     phase(f"{clients} pages open; {RATE} messages/s for {seconds} s")
     accepted: dict[str, float] = {}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
@@ -95,12 +114,11 @@ async def drive(port: int, clients: int, seconds: int, figures: list[Figure]) ->
             if answer.status_code == 200:
                 accepted[message["id"]] = time.perf_counter()
     await asyncio.sleep(10)  # the last messages' events
-    for task in tasks:
-        task.cancel()
+    pages.close()
     ids = await asyncio.to_thread(message_ids)
     latencies, served = [], clients
     for wamid, at in accepted.items():
-        got = arrivals.get(str(ids.get(wamid)), [])
+        got = pages.arrivals.get(str(ids.get(wamid)), [])
         served = min(served, len(got))
         latencies += [arrived - at for arrived in got]
     p50 = statistics.median(latencies) if latencies else float("nan")
@@ -129,11 +147,7 @@ async def fan_out(port: int, clients: int, seconds: int, figures: list[Figure]) 
     the ingest workers do not keep up."""
     from queueing import live
 
-    arrivals: dict[str, list[float]] = {}
-    connected, cuts = [0], [0]
-    tasks = [asyncio.create_task(page(port, arrivals, connected, cuts)) for _ in range(clients)]
-    while connected[0] < clients:
-        await asyncio.sleep(0.05)
+    pages = await Pages.open(port, clients)
     phase(f"fan-out alone: {clients} pages open; {RATE} events/s written to the stream for {seconds} s")
     written: dict[str, float] = {}
     started = time.perf_counter()
@@ -143,14 +157,13 @@ async def fan_out(port: int, clients: int, seconds: int, figures: list[Figure]) 
         event = live.LiveEvent.of(live.MESSAGE, "bench", message_id=f"fan-{n}")
         await asyncio.to_thread(live.publish, [event])
     await asyncio.sleep(5)
-    for task in tasks:
-        task.cancel()
-    latencies = [arrived - at for key, at in written.items() for arrived in arrivals.get(key, [])]
-    served = min(len(arrivals.get(key, [])) for key in written)
+    pages.close()
+    latencies = [arrived - at for key, at in written.items() for arrived in pages.arrivals.get(key, [])]
+    served = min(len(pages.arrivals.get(key, [])) for key in written)
     p95 = statistics.quantiles(latencies, n=100)[94] if len(latencies) > 1 else float("nan")
     print(
         f"   fan-out p95 {p95 * 1000:.0f} ms; {served}/{clients} pages got all {len(written)} events; "
-        f"{cuts[0]} cut off for reading too slowly (and resumed)"
+        f"{pages.cuts} cut off for reading too slowly (and resumed)"
     )
     figures.append(
         Figure(
