@@ -65,16 +65,7 @@ def post_json(
 ) -> requests.Response:
     """POST ``body`` once (no retries, no redirects: retrying is the worker's decision, made with
     the error class); network failures come out as ``GatewayError``s, HTTP answers as they are."""
-    try:
-        return session.post(
-            url,
-            json=body,
-            headers=headers,
-            timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
-            allow_redirects=False,
-        )
-    except requests.RequestException as exc:
-        raise network_error(exc, gateway) from exc
+    return request_json(session, "POST", url, body, headers=headers, timeout=timeout, gateway=gateway)
 
 
 def request_json(
