@@ -24,7 +24,6 @@ What each job does is in ``pipeline/crm_jobs.py``.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from datetime import datetime, timedelta
 from functools import cache
@@ -35,6 +34,7 @@ from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
+from domain import backoff
 from integrations.crm import Crm, CrmPermanentError, CrmTransientError, crm_for
 from models.base import utcnow
 from models.crm import DONE, FAILED, QUEUED, RUNNING, CrmCursor, CrmSyncJob
@@ -478,8 +478,7 @@ def _finish_all(jobs: list[tuple[Job, str, dict[str, Any] | None]]) -> None:
 def _retry_later(contact_id: int, jobs: list[Job], error: dict[str, Any]) -> None:
     """Back to ``queued``: the failed job after its backoff, the rest of the batch behind it."""
     head = jobs[0]
-    backoff = min(settings.crm_retry_max_seconds, RETRY_BASE_SECONDS * 2**head.attempts)
-    delay = random.uniform(backoff / 2, backoff)  # "equal jitter"
+    delay = backoff.equal_jitter(head.attempts, RETRY_BASE_SECONDS, settings.crm_retry_max_seconds)
     with session_scope() as session:
         when = utcnow() + timedelta(seconds=delay)
         for job in jobs:

@@ -16,11 +16,11 @@ edit of that contact sets the whole set again.
 from __future__ import annotations
 
 import logging
-import random
 from typing import Any
 
 from sqlalchemy import select
 
+from domain import backoff
 from integrations.whatsapp import PermanentError, TransientError, Unconfirmed, WahaGateway, gateway_for
 from models import Channel, ContactIdentity
 from models.contacts import current_contact
@@ -46,10 +46,12 @@ def mirror_labels(self: Any, contact_id: int) -> str:
             if retries >= MAX_RETRIES:
                 log.warning("label mirror gave up", extra={"contact_id": contact_id, "error": str(exc)})
                 return "gave up"
-            backoff = min(
-                settings.outbound_retry_max_seconds, settings.outbound_retry_base_seconds * 2**retries
+            delay = backoff.equal_jitter(
+                retries,
+                settings.outbound_retry_base_seconds,
+                settings.outbound_retry_max_seconds,
+                getattr(exc, "retry_after", None),
             )
-            delay = max(getattr(exc, "retry_after", None) or 0, random.uniform(backoff / 2, backoff))
             raise self.retry(countdown=delay, max_retries=MAX_RETRIES) from exc
         except PermanentError as exc:
             log.warning("WAHA refused the labels", extra={"contact_id": contact_id, "error": str(exc)})

@@ -53,7 +53,6 @@ and the rare message lost to an unanswered request stays visible as ``failed``.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -65,7 +64,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from domain import service_window
+from domain import backoff, service_window
 from domain.replies import BULK, HUMAN_REPLY, MARKETING
 from integrations.storage import media_store
 from integrations.whatsapp import (
@@ -430,11 +429,8 @@ def _upload_failed(outbound_id: int, claim: Claim, exc: GatewayError | OSError) 
             tries = f"{failures} attempt" + ("s" if failures > 1 else "")
             reason = f"the file could not be uploaded to the Cloud API ({tries}): {exc}"
             return _end(session, row, FAILED, {**said, "message": reason, _UPLOAD_FAILURES: failures})
-        backoff = min(
-            settings.outbound_retry_max_seconds, settings.outbound_retry_base_seconds * 2 ** (failures - 1)
-        )
         hint = exc.retry_after if isinstance(exc, TransientError) else None
-        delay = max(hint or 0, random.uniform(backoff / 2, backoff))
+        delay = _retry_delay(failures, hint)
         row.state, row.updated_at = QUEUED, utcnow()
         row.error = {**said, **_marks_of(row.error), _UPLOAD_FAILURES: failures}
         row.next_attempt_at = utcnow() + timedelta(seconds=delay)
@@ -538,11 +534,7 @@ def _retry_later(outbound_id: int, exc: TransientError, bulk: bool) -> str:
             return "skipped"  # settled by a status webhook in the meantime
         if row.attempts >= settings.outbound_max_attempts:
             return _end(session, row, FAILED, dict(exc.error))
-        backoff = min(
-            settings.outbound_retry_max_seconds,
-            settings.outbound_retry_base_seconds * 2 ** (row.attempts - 1),
-        )
-        delay = max(exc.retry_after or 0, random.uniform(backoff / 2, backoff))  # "equal jitter"
+        delay = _retry_delay(row.attempts, exc.retry_after)
         # A template retry that met a transient error is still a template retry (and a file
         # uploaded again is not uploaded a third time).
         row.state, row.error, row.dispatched_at = QUEUED, {**exc.error, **_marks_of(row.error)}, None
@@ -550,6 +542,13 @@ def _retry_later(outbound_id: int, exc: TransientError, bulk: bool) -> str:
     OUTBOUND_SENDS.labels("retry").inc()
     _publish_again(outbound_id, bulk, delay)
     return "retry"
+
+
+def _retry_delay(attempts: int, asked: float | None) -> float:
+    """After the ``attempts``-th failed try (1: the first), as the outbox's settings say."""
+    return backoff.equal_jitter(
+        attempts - 1, settings.outbound_retry_base_seconds, settings.outbound_retry_max_seconds, asked
+    )
 
 
 def _retry_as_template(outbound_id: int, exc: BlockedWindow, bulk: bool) -> str:
