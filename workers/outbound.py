@@ -60,7 +60,7 @@ from functools import cache
 from typing import Any
 
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -406,6 +406,16 @@ def _with_media(outbound_id: int, claim: Claim) -> Claim | str:
     return claim  # the sandbox sends nothing
 
 
+def _undispatched_claim(outbound_id: int, claim: Claim) -> tuple[ColumnElement[bool], ...]:
+    """The row is still in our claim and no request of it has left yet."""
+    return (
+        OutboundMessage.id == outbound_id,
+        OutboundMessage.state == SENDING,
+        OutboundMessage.dispatched_at.is_(None),
+        OutboundMessage.updated_at == claim.claimed_at,
+    )
+
+
 def _upload_failed(outbound_id: int, claim: Claim, exc: GatewayError | OSError) -> str:
     """The file's upload failed, before anything went to the customer. A transient failure gives
     the row back with backoff (as a failed send would), at most OUTBOUND_MAX_ATTEMPTS times in
@@ -413,14 +423,7 @@ def _upload_failed(outbound_id: int, claim: Claim, exc: GatewayError | OSError) 
     said = dict(exc.error) if isinstance(exc, GatewayError) else {"message": str(exc)}
     with session_scope() as session:
         row = session.scalars(
-            select(OutboundMessage)
-            .where(
-                OutboundMessage.id == outbound_id,
-                OutboundMessage.state == SENDING,
-                OutboundMessage.dispatched_at.is_(None),
-                OutboundMessage.updated_at == claim.claimed_at,
-            )
-            .with_for_update()
+            select(OutboundMessage).where(*_undispatched_claim(outbound_id, claim)).with_for_update()
         ).first()
         if row is None:
             return "skipped"  # no longer our claim
@@ -487,12 +490,7 @@ def _dispatch(outbound_id: int, claim: Claim) -> datetime | None:
     with session_scope() as session:
         marked = session.execute(
             update(OutboundMessage)
-            .where(
-                OutboundMessage.id == outbound_id,
-                OutboundMessage.state == SENDING,
-                OutboundMessage.dispatched_at.is_(None),
-                OutboundMessage.updated_at == claim.claimed_at,
-            )
+            .where(*_undispatched_claim(outbound_id, claim))
             .values(dispatched_at=now, updated_at=now, attempts=OutboundMessage.attempts + 1)
         ).rowcount
     _DispatchLead.observe(time.monotonic() - started)
@@ -511,16 +509,16 @@ def _give_back(
         "updated_at": utcnow(),
     }
     if dispatched_at is None:
-        ours = [OutboundMessage.dispatched_at.is_(None), OutboundMessage.updated_at == claim.claimed_at]
+        ours = _undispatched_claim(outbound_id, claim)
     else:
-        ours = [OutboundMessage.dispatched_at == dispatched_at]
+        ours = (
+            OutboundMessage.id == outbound_id,
+            OutboundMessage.state == SENDING,
+            OutboundMessage.dispatched_at == dispatched_at,
+        )
         values["attempts"] = OutboundMessage.attempts - 1
     with session_scope() as session:
-        given = session.execute(
-            update(OutboundMessage)
-            .where(OutboundMessage.id == outbound_id, OutboundMessage.state == SENDING, *ours)
-            .values(**values)
-        ).rowcount
+        given = session.execute(update(OutboundMessage).where(*ours).values(**values)).rowcount
     if not given:
         return "skipped"
     _publish_again(outbound_id, claim.bulk, delay)
