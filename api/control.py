@@ -286,6 +286,8 @@ def reopen_conversation(conversation_id: int, caller: Caller) -> ClosedOut:
                 {"closed_reason": previous},
             )
         return ClosedOut(conversation_id=conversation.id, closed_at=None, closed_reason=None)
+
+
 def _prepared(session: Session, body: dict[str, Any], gateway: str) -> rich_messages.Prepared | None:
     """None for the plain ``{"text": ...}``; else the checked rich message; 422 naming the field."""
     if set(body) == {"text"} and not isinstance(body["text"], dict):

@@ -75,7 +75,8 @@ def choose_language(driver, language: str) -> None:
     Select(driver.find_element(By.ID, "language")).select_by_value(language)
     driver.find_element(By.CSS_SELECTOR, "form[action='/inbox/language'] button").click()
     wait_for(
-        lambda: driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == language,
+        # The old page's <html> goes stale while the new page loads: look again.
+        lambda: steady(lambda: driver.find_element(By.TAG_NAME, "html").get_attribute("lang")) == language,
         10,
         f"the page in {language}",
     )

@@ -20,6 +20,7 @@ def conversation_of(api, wa_id: str) -> dict:  # noqa: F811
 
 def test_figures_per_agent_channel_and_responder(client, api, faq, team, cloud_api, routing):  # noqa: F811
     write(client, SITI, "Halo kak, berapa harganya yang ukuran L?")  # hot: routed to ayu
+    settled()  # the rotation gives the next agent to whichever is routed first: Siti
     write(client, ANDI, "mau order 2 pcs, ongkir ke Bandung berapa?")  # routed to bayu
     write(client, BUDI, "jam buka toko?")  # the FAQ answers
     settled()

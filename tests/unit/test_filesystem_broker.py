@@ -29,4 +29,3 @@ def test_a_message_is_written_whole_under_another_name_then_renamed_into_place(t
         assert all(name.endswith(broker.STAGED) for name in listing)  # nothing a consumer takes
         assert queue.get(timeout=1).payload == {"event_id": 42}
         queue.close()
-
