@@ -464,3 +464,33 @@ def test_waha_is_given_our_file_as_base64_without_a_link(waha: FakeWaha):
     assert base64.b64decode(body["file"]["data"]) == data
     assert "url" not in body["file"]
     assert sent.request["file"]["data"].endswith("base64 characters>")  # not kept in the database
+
+
+def test_a_download_cut_off_midway_may_be_tried_again_and_leaves_no_file(tmp_path, monkeypatch):
+    import http.server
+    import tempfile
+    import threading
+
+    from integrations.whatsapp.media import MediaSource, fetch_waha
+
+    class CutOff(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(4 * 1024 * 1024))
+            self.end_headers()
+            self.wfile.write(b"x" * 300_000)  # then the connection is closed
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), CutOff)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    source = MediaSource("waha", "http://127.0.0.1", {}, frozenset({"127.0.0.1"}), 10**8, 5)
+    try:
+        with pytest.raises(TransientError, match="broke off"):
+            fetch_waha(source, f"http://127.0.0.1:{server.server_port}/api/files/v.mp4", None)
+    finally:
+        server.server_close()
+    assert list(tmp_path.iterdir()) == []
