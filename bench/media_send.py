@@ -37,6 +37,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +53,13 @@ from bench.outbound_support import (
     configure_outbound_environment,
     execute,
     insert_contacts,
+    unfinished_outbox,
     verdict,
     wait_until,
 )
 from bench.report import Figure, bench_args, bench_main
 from testkit.fakes.cloud_api import FakeCloudApi
+from testkit.processes import CeleryProcess
 
 DESCRIPTION = "Media benchmark: media sends against the rate ceiling, media downloads and worker memory."
 # bench.outbound_rate's low ceiling: two workers send text unlimited at about 60-70/s on this
@@ -103,38 +106,92 @@ def store_file(key: str, data: bytes, mime_type: str, source: str = "upload") ->
     return rows[0].id
 
 
-def load_images(first_contact: int, count: int) -> list[int]:
-    """``load`` for ``send_all``: one image message of a newly stored file per contact (text rows
-    turned into what ``pipeline.outbox`` writes for ``{"type": "image", "image": {"id"}}``)."""
-    ids = load_outbox(first_contact, count)  # its TRUNCATE ... CASCADE empties media_files too
-    media_key = "benchimage" + os.urandom(6).hex()
-    media_id = store_file(media_key, os.urandom(IMAGE_BYTES), "image/jpeg")
-    execute(
-        """
+def media_loader(kind: str, mime_type: str, size: int) -> Callable[[int, int], list[int]]:
+    """``load`` for ``send_all``: one ``kind`` message of a newly stored file of ``size`` bytes
+    per contact (text rows turned into what ``pipeline.outbox`` writes for
+    ``{"type": kind, kind: {"id"}}``)."""
+
+    def load(first_contact: int, count: int) -> list[int]:
+        ids = load_outbox(first_contact, count)  # its TRUNCATE ... CASCADE empties media_files too
+        media_key = f"bench{kind}" + os.urandom(6).hex()
+        media_id = store_file(media_key, os.urandom(size), mime_type)
+        execute(
+            """
             UPDATE outbound_messages
-            SET body = jsonb_build_object('type', 'image',
-                                          'image', jsonb_build_object('id', CAST(:key AS text),
-                                                                      'caption', text)),
+            SET body = jsonb_build_object('type', CAST(:kind AS text),
+                                          CAST(:kind AS text), jsonb_build_object('id', CAST(:key AS text),
+                                                                                  'caption', text)),
                 media_file_id = :media_id
             """,
-        key=media_key,
-        media_id=media_id,
-    )
-    return ids
+            kind=kind,
+            key=media_key,
+            media_id=media_id,
+        )
+        return ids
+
+    return load
 
 
-def outbound(count: int, media_env: dict[str, str]) -> tuple[Result, Result]:
+def outbound(count: int, media_env: dict[str, str]) -> tuple[Result, Result, int]:
     first_contact = insert_contacts(count, window_open=True)
     workers = "2 x celery worker -c 8 -Q outbound (prefork)"
     phase(f"text: {count} text messages, OUTBOUND_RATE_PER_SECOND={CEILING}, {workers}")
     text = send_all(CEILING, first_contact, count, env=media_env)
     report("text", text)
     phase(f"image: {count} image messages of one {IMAGE_BYTES // 1024} KB file, same ceiling, {workers}")
+    load_images = media_loader("image", "image/jpeg", IMAGE_BYTES)
     image = send_all(CEILING, first_contact, count, load_images, env=media_env)
     report("image", image)
     uploads = execute("SELECT count(*) AS n FROM cloud_media_uploads")[0].n
     print(f"image: {uploads} upload(s) of the file to the fake Cloud API")
-    return text, image
+    return text, image, first_contact
+
+
+def pool_child(process: CeleryProcess) -> psutil.Process:
+    children = psutil.Process(process.process.pid).children()
+    if len(children) != 1:
+        raise RuntimeError(f"expected one pool child, found {len(children)}")
+    return children[0]
+
+
+def memory_of(process: CeleryProcess, work: Callable[[], object]) -> tuple[int, int]:
+    """The pool child's resident set now (idle) and its peak while ``work()`` runs: Linux's
+    high-water mark, reset first through ``clear_refs`` (exact, not sampled)."""
+    child = pool_child(process)
+    time.sleep(1.0)
+    Path(f"/proc/{child.pid}/clear_refs").write_text("5")  # the high-water mark starts again
+    idle = child.memory_info().rss
+    work()
+    peak = status_kb(child.pid, "VmHWM")
+    if pool_child(process).pid != child.pid:
+        raise RuntimeError("the pool child changed during the work: its peak is not the work's")
+    return idle, peak
+
+
+def upload_memory(first_contact: int, media_env: dict[str, str]) -> tuple[int, int]:
+    """One outbound worker (-c 1) sends one image of a small file (warm-up: the upload's code is
+    loaded), then one 16 MB video: its idle and peak RSS around the video's upload and send."""
+    from queueing.publish import send_outbound
+
+    with FakeCloudApi() as fake:
+        env = {**cloud_env(fake), **media_env}
+        with celery_workers(1, 1, "outbound", env) as processes:
+
+            def send(load: Callable[[int, int], list[int]]) -> None:
+                ids = load(first_contact, 1)
+                send_outbound(ids)
+                wait_until(lambda: unfinished_outbox() == 0, processes, DRAIN_TIMEOUT, "the send")
+
+            phase("outbound upload: a warm-up image, celery worker -c 1 -Q outbound")
+            send(media_loader("image", "image/jpeg", WARM_UP_BYTES))
+            phase(f"outbound upload: one {VIDEO_BYTES // MIB} MB video, uploaded to the fake and sent")
+            idle, peak = memory_of(
+                processes[0], lambda: send(media_loader("video", "video/mp4", VIDEO_BYTES))
+            )
+        uploaded = [data for data in fake.media.values() if len(data.data) == VIDEO_BYTES]
+        if len(uploaded) != 1 or len(fake.accepted) != 2:
+            raise RuntimeError(f"{len(uploaded)} videos uploaded, {len(fake.accepted)} messages accepted")
+    return idle, peak
 
 
 # --- inbound ------------------------------------------------------------------------------------
@@ -148,6 +205,13 @@ class Inbound:
     idle_rss: int
     peak_rss: int
     chunk: int
+    upload_idle_rss: int  # the outbound worker around one 16 MB video's upload
+    upload_peak_rss: int
+    store_chunk: int
+
+    @property
+    def upload_growth(self) -> int:
+        return self.upload_peak_rss - self.upload_idle_rss
 
     @property
     def growth(self) -> int:
@@ -229,32 +293,28 @@ def status_kb(pid: int, field: str) -> int:
     raise RuntimeError(f"no {field} for {pid}")
 
 
-def inbound(count: int, media_env: dict[str, str]) -> Inbound:
+def inbound(count: int, media_env: dict[str, str], upload: tuple[int, int]) -> Inbound:
+    from integrations.storage import CHUNK_BYTES as STORE_CHUNK_BYTES
     from integrations.whatsapp.media import CHUNK_BYTES
 
     video = os.urandom(VIDEO_BYTES)
     with FakeCloudApi() as fake:
         env = {**cloud_env(fake), **media_env}
         with celery_workers(1, 1, "media", env) as processes:
-            children = psutil.Process(processes[0].process.pid).children()
-            if len(children) != 1:
-                raise RuntimeError(f"expected one pool child, found {len(children)}")
-            child = children[0]
             phase("inbound: one warm-up download of a small file")
             warm_up = pending_rows(fake, os.urandom(WARM_UP_BYTES), "video/mp4", 1)
             download_all(warm_up, WARM_UP_BYTES, processes)
-            time.sleep(1.0)
-            Path(f"/proc/{child.pid}/clear_refs").write_text("5")  # the high-water mark starts again
-            idle = child.memory_info().rss
             phase(f"inbound: {count} videos of {VIDEO_BYTES // MIB} MB, celery worker -c 1 -Q media")
-            seconds = download_all(pending_rows(fake, video, "video/mp4", count), VIDEO_BYTES, processes)
-            peak = status_kb(child.pid, "VmHWM")
-            if psutil.Process(processes[0].process.pid).children() != [child]:
-                raise RuntimeError("the pool child changed during the downloads: its peak is not theirs")
+            rows = pending_rows(fake, video, "video/mp4", count)
+            timed: list[float] = []
+            idle, peak = memory_of(
+                processes[0], lambda: timed.append(download_all(rows, VIDEO_BYTES, processes))
+            )
+            seconds = timed[0]
             media_id = next(key for key, kept in fake.media.items() if kept.data is video)
             phase(f"baseline: this process streams the same {count} files from the fake to nowhere")
             baseline = raw_download_seconds(fake, media_id, count, CHUNK_BYTES)
-    return Inbound(count, seconds, baseline, idle, peak, CHUNK_BYTES)
+    return Inbound(count, seconds, baseline, idle, peak, CHUNK_BYTES, *upload, STORE_CHUNK_BYTES)
 
 
 # --- figures ------------------------------------------------------------------------------------
@@ -300,6 +360,16 @@ def figures_of(text: Result, image: Result, received: Inbound) -> list[Figure]:
             f"growth < {growth_goal / MIB:g} MiB (2 x the {received.chunk // 1024} KB chunk)",
             received.growth < growth_goal,
         ),
+        Figure(
+            "media",
+            f"outbound: worker's peak RSS uploading a {VIDEO_BYTES // MIB} MB video to the Cloud API",
+            received.upload_peak_rss / MIB,
+            "MiB",
+            received.upload_idle_rss / MIB,
+            "the same worker idle",
+            f"growth < {2 * received.store_chunk / MIB:g} MiB (2 x the store's chunk)",
+            received.upload_growth < 2 * received.store_chunk,
+        ),
     ]
 
 
@@ -318,8 +388,9 @@ def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
             from models.migrate import upgrade_to_head
 
             upgrade_to_head(database_url)
-            text, image = outbound(count, media_env)
-            received = inbound(videos, media_env)
+            text, image, first_contact = outbound(count, media_env)
+            upload = upload_memory(first_contact, media_env)
+            received = inbound(videos, media_env, upload)
     finally:
         shutil.rmtree(media_dir, ignore_errors=True)
     figures += figures_of(text, image, received)
@@ -345,6 +416,13 @@ def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
         f"peak {received.peak_rss / MIB:.1f} MiB, "
         f"growth {received.growth / 1024:.0f} KiB; chunk {received.chunk // 1024} KiB; "
         f"target growth < {growth_goal // 1024} KiB   {verdict(received.growth < growth_goal)}"
+    )
+    upload_goal = 2 * received.store_chunk
+    print(
+        f"  outbound worker RSS around a {VIDEO_BYTES // MIB} MB video's upload: "
+        f"idle {received.upload_idle_rss / MIB:.1f} MiB, peak {received.upload_peak_rss / MIB:.1f} MiB, "
+        f"growth {received.upload_growth / 1024:.0f} KiB; store chunk {received.store_chunk // 1024} KiB; "
+        f"target growth < {upload_goal // 1024} KiB   {verdict(received.upload_growth < upload_goal)}"
     )
     return figures
 

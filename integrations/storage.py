@@ -43,6 +43,7 @@ class LocalStore:
         with self._path(key).open("rb") as source:
             while chunk := source.read(CHUNK_BYTES):
                 yield chunk
+                del chunk  # not kept while the next is read: one chunk in memory, not two
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -93,6 +94,7 @@ class ChunkReader:
         wanted = self.len if size < 0 else size
         while wanted > 0:
             if self._at >= len(self._chunk):
+                self._chunk = b""  # dropped before the next is read: one chunk in memory, not two
                 self._chunk, self._at = next(self._chunks, b""), 0
                 if not self._chunk:
                     break
