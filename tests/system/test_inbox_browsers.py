@@ -15,7 +15,7 @@ import pytest
 from babel.messages.pofile import read_po
 from sqlalchemy import select
 
-from models import Message
+from models import Conversation, Message
 from models.db import session_scope
 from testkit import samples
 from testkit.processes import wait_for
@@ -173,6 +173,44 @@ def test_a_reply_and_its_read_tick_reach_another_agents_page_live(
         assert other.find_element(By.ID, "live-state").text == state.get_attribute("data-live")
     finally:
         other.quit()
+        browser.delete_all_cookies()
+
+
+def test_a_label_given_on_whatsapp_or_through_the_api_appears_on_an_open_page_live(
+    server,  # noqa: F811
+    browser,  # noqa: F811
+    client,
+    admin_headers,
+    drained,
+):
+    from selenium.webdriver.common.by import By
+
+    account(client, admin_headers, "sri", role="supervisor")
+    chat = chat_of(8)
+    post_waha(client, samples.waha_message(chat, "Kak, masih ada stok?", name="Wulan"))
+    drained()
+    conversation = conversation_of(chat)
+    with session_scope() as session:
+        contact = session.get_one(Conversation, conversation).contact_id
+    sign_in(browser, server, "sri", f"/inbox/conversations/{conversation}")
+    try:
+        state = browser.find_element(By.ID, "live-state")
+        wait_for(lambda: state.text == state.get_attribute("data-live"), 15, "the live stream open")
+
+        def labels() -> list[str]:
+            return steady(lambda: [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#labels .label")])
+
+        marker = browser.find_element(By.ID, "thread-title")  # the page is not reloaded
+        label_contact(client, chat, "5", "VIP", metadata={"staff": "Dewi"})  # set in the phone's app
+        wait_for(lambda: labels() == ["VIP"], 60, "the WhatsApp label on the open page")
+        answer = client.post(f"/api/contacts/{contact}/labels/Grosir", headers=admin_headers)
+        assert answer.status_code == 201, answer.text
+        wait_for(lambda: sorted(labels()) == ["Grosir", "VIP"], 60, "the API's label on the open page")
+        answer = client.delete(f"/api/contacts/{contact}/labels/VIP", headers=admin_headers)
+        assert answer.status_code == 200, answer.text
+        wait_for(lambda: labels() == ["Grosir"], 60, "the removed label gone from the open page")
+        assert marker.is_displayed()  # the same element: no reload happened
+    finally:
         browser.delete_all_cookies()
 
 
