@@ -278,6 +278,19 @@ def _plain(language: str) -> dict[str, str]:
     }
 
 
+def _fixed_words(language: str) -> set[str]:
+    """The fixed words of the messages with values (routing reasons: "needs a reply: %(why)s"),
+    two words or more, as a page in that language shows them around the values."""
+    words = set()
+    for m in _catalogue(language):
+        if isinstance(m.id, str) and "%(" in m.id and isinstance(m.string, str):
+            for part in re.split(r"%\(\w+\)s", m.string):
+                part = part.strip(" :;,()%/+-")
+                if len(part.split()) >= 2:
+                    words.add(part)
+    return words
+
+
 def test_every_page_in_indonesian_and_english_shows_no_label_of_the_other_language(
     server,  # noqa: F811
     browser,  # noqa: F811
@@ -296,6 +309,11 @@ def test_every_page_in_indonesian_and_english_shows_no_label_of_the_other_langua
         text for msgid, text in indonesian.items() if english.get(msgid) != text
     } - english_texts
     assert "Sign in" in only_english and "Masuk" in only_indonesian  # the check has teeth
+    # The routing reasons are sentences with values: their fixed words must not be the other
+    # language's either ("needs a reply: a question" on the Indonesian page).
+    words = {"id": _fixed_words("id"), "en": _fixed_words("en")}
+    foreign_words = {"id": words["en"] - words["id"], "en": words["id"] - words["en"]}
+    assert "needs a reply" in foreign_words["id"] and "perlu dibalas" in foreign_words["en"]
 
     account(client, admin_headers, "sri", role="supervisor")
     write(client, SITI, HOT_TEXT)
@@ -315,6 +333,13 @@ def test_every_page_in_indonesian_and_english_shows_no_label_of_the_other_langua
                 wait_for(lambda: browser.find_elements(By.ID, "main"), 15, path)
                 shown = set(browser.execute_script(VISIBLE_TEXTS))
                 assert not shown & foreign, f"{path} in {language} shows {sorted(shown & foreign)}"
+                mixed = sorted(w for w in foreign_words[language] if any(w in text for text in shown))
+                assert not mixed, f"{path} in {language} shows the other language's {mixed}"
+                if name == "conversation":  # the lead's and the decisions' reasons are there
+                    reasons = browser.find_elements(By.CSS_SELECTOR, ".reasons li, .decisions li li")
+                    texts = [r.get_attribute("textContent") for r in reasons]
+                    asks = "menanyakan harga" if language == "id" else "asks about price"
+                    assert any(asks in text for text in texts), texts
                 browser.save_screenshot(str(SCREENSHOTS / f"inbox-{name}-{language}.png"))
     finally:
         browser.delete_all_cookies()
