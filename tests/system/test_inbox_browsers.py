@@ -192,17 +192,25 @@ def test_a_label_given_on_whatsapp_or_through_the_api_appears_on_an_open_page_li
     conversation = conversation_of(chat)
     with session_scope() as session:
         contact = session.get_one(Conversation, conversation).contact_id
+    queue = chromium()  # a second browser, on the queue
     sign_in(browser, server, "sri", f"/inbox/conversations/{conversation}")
+    sign_in(queue, server, "sri", "/inbox")
     try:
-        state = browser.find_element(By.ID, "live-state")
-        wait_for(lambda: state.text == state.get_attribute("data-live"), 15, "the live stream open")
+        for driver in (browser, queue):
+            state = driver.find_element(By.ID, "live-state")
+            wait_for(lambda s=state: s.text == s.get_attribute("data-live"), 15, "the live stream open")
 
         def labels() -> list[str]:
             return steady(lambda: [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#labels .label")])
 
+        def chips() -> list[str]:
+            row = f".queue li[data-conversation='{conversation}'] .label"
+            return steady(lambda: [e.text for e in queue.find_elements(By.CSS_SELECTOR, row)])
+
         marker = browser.find_element(By.ID, "thread-title")  # the page is not reloaded
         label_contact(client, chat, "5", "VIP", metadata={"staff": "Dewi"})  # set in the phone's app
         wait_for(lambda: labels() == ["VIP"], 60, "the WhatsApp label on the open page")
+        wait_for(lambda: chips() == ["VIP"], 60, "the label's chip on the queue of another browser")
         answer = client.post(f"/api/contacts/{contact}/labels/Grosir", headers=admin_headers)
         assert answer.status_code == 201, answer.text
         wait_for(lambda: sorted(labels()) == ["Grosir", "VIP"], 60, "the API's label on the open page")
@@ -210,7 +218,9 @@ def test_a_label_given_on_whatsapp_or_through_the_api_appears_on_an_open_page_li
         assert answer.status_code == 200, answer.text
         wait_for(lambda: labels() == ["Grosir"], 60, "the removed label gone from the open page")
         assert marker.is_displayed()  # the same element: no reload happened
+        wait_for(lambda: chips() == ["Grosir"], 60, "the queue's chips after the removal")
     finally:
+        queue.quit()
         browser.delete_all_cookies()
 
 
