@@ -9,7 +9,9 @@ it got there, with no call to remember in each of them:
 - a ``Conversation`` whose ``assigned_agent``, ``owner_agent`` or ``closed_at`` changed:
   ``conversation``;
 - a new ``RoutingDecision`` for a human, one whose responder, agent or need of a reply changed,
-  or a conversation with a human decision that our reply took off the queue: ``queue``.
+  or a conversation with a human decision that our reply took off the queue: ``queue``;
+- a ``ContactLabel`` given or taken away (the panel, the API, a WAHA label event): ``label``,
+  once for each conversation of the contact, so every page showing the contact hears of it.
 
 Delivery ticks are written by a bulk UPDATE that the ORM does not see: ``receipts`` calls
 ``status_changed`` with the rows it moved. Each event carries the conversation's team
@@ -26,7 +28,7 @@ from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 
 from domain.replies import HUMAN
-from models import Conversation, Message, RoutingDecision
+from models import ContactLabel, Conversation, Message, RoutingDecision
 from pipeline import teams
 from queueing import live
 from queueing.after_commit import publish_after_commit
@@ -77,6 +79,8 @@ def _after_flush(session: Session, _context: Any) -> None:
             _send(session, live.QUEUE, row.conversation_id, conversation_id=row.conversation_id)
         elif isinstance(row, Conversation) and any(getattr(row, name) for name in CONVERSATION_FIELDS):
             _conversation(session, row)
+        elif isinstance(row, ContactLabel) and row.active:
+            _labels(session, row.contact_id)
     for row in session.dirty:
         if isinstance(row, Conversation):
             if _changed(row, CONVERSATION_FIELDS):
@@ -85,6 +89,17 @@ def _after_flush(session: Session, _context: Any) -> None:
                 _send(session, live.QUEUE, row.id, conversation_id=row.id)
         elif isinstance(row, RoutingDecision) and _changed(row, DECISION_FIELDS):
             _send(session, live.QUEUE, row.conversation_id, conversation_id=row.conversation_id)
+        elif isinstance(row, ContactLabel) and _changed(row, ("active",)):
+            _labels(session, row.contact_id)
+
+
+def _labels(session: Session, contact_id: int) -> None:
+    # One event per conversation: each is tagged with its own team, so an agent hears only of
+    # the conversations they may see. Several labels changed in one transaction send it once.
+    for conversation_id in session.scalars(
+        select(Conversation.id).where(Conversation.contact_id == contact_id).order_by(Conversation.id)
+    ):
+        _send(session, live.LABEL, conversation_id, conversation_id=conversation_id, contact_id=contact_id)
 
 
 def _conversation(session: Session, row: Conversation) -> None:

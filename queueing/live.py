@@ -23,7 +23,8 @@ from settings import settings
 
 STREAM_KEY = "wacrm:live"
 MESSAGE, STATUS, CONVERSATION, QUEUE = "message", "status", "conversation", "queue"
-KINDS = (MESSAGE, STATUS, CONVERSATION, QUEUE)
+LABEL = "label"  # a contact's labels changed: the panel and the queue's chips
+KINDS = (MESSAGE, STATUS, CONVERSATION, QUEUE, LABEL)
 # Not in the stream: the server tells one page to reload fully (it asked to resume too far back).
 RELOAD = "reload"
 # A publish must not hold a worker's commit path for long when Redis is away.

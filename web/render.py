@@ -12,6 +12,7 @@ from typing import Any
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from web import reasons
 from web.i18n import LANGUAGES, Formats, translations
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -46,6 +47,10 @@ def environment(language: str) -> Environment:
         lstrip_blocks=True,
     )
     env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
+    # A stored routing reason, and who answers, in the page's language (web/reasons.py).
+    plain = translations(language).gettext
+    env.filters["reason"] = lambda text: reasons.translate(str(text), plain)
+    env.filters["responder"] = lambda name: reasons.responder(str(name), plain)
     env.globals.update(
         static=STATIC_URL,
         htmx_config=HTMX_CONFIG,

@@ -15,7 +15,7 @@ import pytest
 from babel.messages.pofile import read_po
 from sqlalchemy import select
 
-from models import Message
+from models import Conversation, Message
 from models.db import session_scope
 from testkit import samples
 from testkit.processes import wait_for
@@ -176,6 +176,54 @@ def test_a_reply_and_its_read_tick_reach_another_agents_page_live(
         browser.delete_all_cookies()
 
 
+def test_a_label_given_on_whatsapp_or_through_the_api_appears_on_an_open_page_live(
+    server,  # noqa: F811
+    browser,  # noqa: F811
+    client,
+    admin_headers,
+    drained,
+):
+    from selenium.webdriver.common.by import By
+
+    account(client, admin_headers, "sri", role="supervisor")
+    chat = chat_of(8)
+    post_waha(client, samples.waha_message(chat, "Kak, masih ada stok?", name="Wulan"))
+    drained()
+    conversation = conversation_of(chat)
+    with session_scope() as session:
+        contact = session.get_one(Conversation, conversation).contact_id
+    queue = chromium()  # a second browser, on the queue
+    sign_in(browser, server, "sri", f"/inbox/conversations/{conversation}")
+    sign_in(queue, server, "sri", "/inbox")
+    try:
+        for driver in (browser, queue):
+            state = driver.find_element(By.ID, "live-state")
+            wait_for(lambda s=state: s.text == s.get_attribute("data-live"), 15, "the live stream open")
+
+        def labels() -> list[str]:
+            return steady(lambda: [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#labels .label")])
+
+        def chips() -> list[str]:
+            row = f".queue li[data-conversation='{conversation}'] .label"
+            return steady(lambda: [e.text for e in queue.find_elements(By.CSS_SELECTOR, row)])
+
+        marker = browser.find_element(By.ID, "thread-title")  # the page is not reloaded
+        label_contact(client, chat, "5", "VIP", metadata={"staff": "Dewi"})  # set in the phone's app
+        wait_for(lambda: labels() == ["VIP"], 60, "the WhatsApp label on the open page")
+        wait_for(lambda: chips() == ["VIP"], 60, "the label's chip on the queue of another browser")
+        answer = client.post(f"/api/contacts/{contact}/labels/Grosir", headers=admin_headers)
+        assert answer.status_code == 201, answer.text
+        wait_for(lambda: sorted(labels()) == ["Grosir", "VIP"], 60, "the API's label on the open page")
+        answer = client.delete(f"/api/contacts/{contact}/labels/VIP", headers=admin_headers)
+        assert answer.status_code == 200, answer.text
+        wait_for(lambda: labels() == ["Grosir"], 60, "the removed label gone from the open page")
+        assert marker.is_displayed()  # the same element: no reload happened
+        wait_for(lambda: chips() == ["Grosir"], 60, "the queue's chips after the removal")
+    finally:
+        queue.quit()
+        browser.delete_all_cookies()
+
+
 def png(width: int = 2, height: int = 2) -> bytes:
     """A real, tiny PNG (grey pixels), as a phone's photo would be checked."""
 
@@ -240,6 +288,19 @@ def _plain(language: str) -> dict[str, str]:
     }
 
 
+def _fixed_words(language: str) -> set[str]:
+    """The fixed words of the messages with values (routing reasons: "needs a reply: %(why)s"),
+    two words or more, as a page in that language shows them around the values."""
+    words = set()
+    for m in _catalogue(language):
+        if isinstance(m.id, str) and "%(" in m.id and isinstance(m.string, str):
+            for part in re.split(r"%\(\w+\)s", m.string):
+                part = part.strip(" :;,()%/+-")
+                if len(part.split()) >= 2:
+                    words.add(part)
+    return words
+
+
 def test_every_page_in_indonesian_and_english_shows_no_label_of_the_other_language(
     server,  # noqa: F811
     browser,  # noqa: F811
@@ -258,6 +319,11 @@ def test_every_page_in_indonesian_and_english_shows_no_label_of_the_other_langua
         text for msgid, text in indonesian.items() if english.get(msgid) != text
     } - english_texts
     assert "Sign in" in only_english and "Masuk" in only_indonesian  # the check has teeth
+    # The routing reasons are sentences with values: their fixed words must not be the other
+    # language's either ("needs a reply: a question" on the Indonesian page).
+    words = {"id": _fixed_words("id"), "en": _fixed_words("en")}
+    foreign_words = {"id": words["en"] - words["id"], "en": words["id"] - words["en"]}
+    assert "needs a reply" in foreign_words["id"] and "perlu dibalas" in foreign_words["en"]
 
     account(client, admin_headers, "sri", role="supervisor")
     write(client, SITI, HOT_TEXT)
@@ -277,6 +343,13 @@ def test_every_page_in_indonesian_and_english_shows_no_label_of_the_other_langua
                 wait_for(lambda: browser.find_elements(By.ID, "main"), 15, path)
                 shown = set(browser.execute_script(VISIBLE_TEXTS))
                 assert not shown & foreign, f"{path} in {language} shows {sorted(shown & foreign)}"
+                mixed = sorted(w for w in foreign_words[language] if any(w in text for text in shown))
+                assert not mixed, f"{path} in {language} shows the other language's {mixed}"
+                if name == "conversation":  # the lead's and the decisions' reasons are there
+                    reasons = browser.find_elements(By.CSS_SELECTOR, ".reasons li, .decisions li li")
+                    texts = [r.get_attribute("textContent") for r in reasons]
+                    asks = "menanyakan harga" if language == "id" else "asks about price"
+                    assert any(asks in text for text in texts), texts
                 browser.save_screenshot(str(SCREENSHOTS / f"inbox-{name}-{language}.png"))
     finally:
         browser.delete_all_cookies()

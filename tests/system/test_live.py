@@ -207,6 +207,23 @@ def test_an_assignment_through_the_api_is_announced(server_a, server_b, pages):
     assert (handed_back.data["owner_agent"], handed_back.data["assigned_agent"]) == (None, "bayu")
 
 
+def test_a_label_given_and_taken_away_is_announced_and_resumed(server_a, server_b, pages):
+    page = pages(server_b, ADMIN)
+    message = inbound(server_a, BUDI, "Mau pesan 2 ya")
+    seen = page.first("message", message_id=message.id)
+    url = f"{server_a}/api/contacts/{message.contact_id}/labels/Grosir"
+    assert httpx.post(url, headers=ADMIN).status_code == 201
+    given = page.first("label", after=seen, contact_id=message.contact_id)
+    assert given.data == {"conversation_id": message.conversation_id, "contact_id": message.contact_id}
+    page.close()
+    assert page.ended.wait(30)
+    # Taken away while the page is away: it gets it when it comes back with its last id.
+    assert httpx.delete(url, headers=ADMIN).status_code == 200
+    again = pages(server_a, {**ADMIN, "Last-Event-ID": page.events[-1].id})
+    taken = again.first("label", contact_id=message.contact_id)
+    assert taken.id not in {e.id for e in page.events}  # it came after the page left
+
+
 def test_a_page_that_reconnects_gets_exactly_what_it_missed(server_a, server_b, pages):
     page = pages(server_a, ADMIN)
     page.first("message", message_id=inbound(server_b, BUDI, "Halo").id)

@@ -14,19 +14,25 @@
     if (!window.Notification || Notification.permission !== "granted") return;
     new Notification(document.body.getAttribute("data-notify-title"), { body: body || "" });
   }
+  function labelsOfThisPage(data) {
+    // A conversation page refreshes its panel for its own contact's labels only.
+    var panel = document.getElementById("panel");
+    return !panel || (data && panel.getAttribute("data-contact") === String(data.contact_id));
+  }
   function connect() {
     if (!window.EventSource) return;
     source = new EventSource("/api/events");
     source.onopen = function () { open = true; state(); };
     source.onerror = function () { open = false; state(); };  // EventSource retries by itself
-    ["message", "status", "conversation", "queue"].forEach(function (kind) {
+    ["message", "status", "conversation", "queue", "label"].forEach(function (kind) {
       source.addEventListener(kind, function (e) {
+        var data = null;
+        try { data = JSON.parse(e.data); } catch (ignored) { /* not JSON: nothing more to read */ }
+        if (kind === "label" && !labelsOfThisPage(data)) return;
         fire("live-" + kind);
-        if (kind !== "conversation") return;
-        try {
-          var data = JSON.parse(e.data);
-          if (me && data.assigned_agent === me && !data.closed) notify("#" + data.conversation_id);
-        } catch (ignored) { /* not JSON: nothing to notify */ }
+        if (kind === "conversation" && data && me && data.assigned_agent === me && !data.closed) {
+          notify("#" + data.conversation_id);
+        }
       });
     });
   }
