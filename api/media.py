@@ -1,5 +1,7 @@
 """Media files for the team: upload one to send (``POST /api/media``), or read one, inbound or
-outbound (``GET /api/media/{id}``). The bytes stream from the media store in chunks."""
+outbound (``GET /api/media/{id}``); and ``GET /f/{id}``, a file of ours opened by a signed,
+expiring link (what a WAHA channel fetches, pipeline/media_links.py). The bytes stream from the
+media store in chunks."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
@@ -23,10 +25,12 @@ from models import MediaFile, Message
 from models.base import utcnow
 from models.db import session_scope
 from models.media import STORED
+from pipeline import media_links
 from pipeline.media import new_key
 from settings import settings
 
 router = APIRouter(prefix="/api", tags=["media"])  # who may call: api/permissions.py
+public = APIRouter(tags=["media"])  # /f/{id}: the signature is the credential
 CHUNK_BYTES = 256 * 1024
 # Shown in the page itself; anything else (a customer's HTML "document") is only downloaded.
 _INLINE = ("image/", "video/", "audio/")
@@ -83,9 +87,32 @@ def read_media(media_id: str, caller: Caller) -> StreamingResponse:
                 conversation_in_reach(session, caller, conversation_id)
             except HTTPException:
                 raise HTTPException(404, "no such media file") from None
-        if media.state != STORED:
-            raise HTTPException(404, f"media file {media.state}: not in the store")
-        mime_type, filename, size = media.mime_type or "application/octet-stream", media.filename, media.size
+        return _stream(media)
+
+
+@public.get("/f/{media_id}", response_class=StreamingResponse)
+def read_linked_media(
+    media_id: str,
+    expires: Annotated[int, Query()] = 0,
+    signature: Annotated[str, Query(max_length=64)] = "",
+) -> StreamingResponse:
+    """A file opened by its signed link: no sign-in, and 404 (not 403) for a link that is not
+    ours or has expired, so it tells nothing of which files exist."""
+    if not media_links.allows(media_id, expires, signature):
+        raise HTTPException(404, "no such media file")
+    with session_scope() as session:
+        media = session.scalar(select(MediaFile).where(MediaFile.key == media_id))
+        if media is None:
+            raise HTTPException(404, "no such media file")
+        return _stream(media)
+
+
+def _stream(media: MediaFile) -> StreamingResponse:
+    """The stored file's bytes, chunk by chunk, with headers that keep a browser from running it."""
+    media_id = media.key
+    if media.state != STORED:
+        raise HTTPException(404, f"media file {media.state}: not in the store")
+    mime_type, filename, size = media.mime_type or "application/octet-stream", media.filename, media.size
     store = media_store(settings.media_store, settings.media_s3_endpoint_url)
     disposition = "inline" if mime_type.startswith(_INLINE) else "attachment"
     safe_name = "".join(c for c in (filename or media_id) if c.isalnum() or c in "._- ")[:100] or media_id

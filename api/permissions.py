@@ -10,7 +10,7 @@ The table in words (docs/accounts.md has it as a table):
 
 - **anyone**: the webhooks and the Flows data endpoint (they check their own signatures), health
   and metrics, signing in, a tracked link's redirect ``/r/{code}``, the order tracker page (its
-  signed token is the credential).
+  signed token is the credential), a file of ours by its signed, expiring link ``/f/{id}``.
 - **agent**: the contacts and conversations of their teams: read them (and their media files),
   answer, upload a file to send, pause automation for a contact, add and remove a contact's
   labels, read the FAQ and the templates; change their own availability; their own API tokens.
@@ -151,6 +151,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/campaigns"): SUPERVISOR_UP,
     ("GET", "/api/conversions"): ADMIN_ONLY,
     ("GET", "/t/{token}"): OPEN,  # the order tracker page: its signed, unguessable token is the key
+    ("GET", "/f/{media_id}"): OPEN,  # a file of ours by its signed, expiring link (what WAHA fetches)
 }
 
 

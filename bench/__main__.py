@@ -43,6 +43,7 @@ BENCHES = (
     "channels",
     "followups",
     "outbound_rate",
+    "media_send",
     "labels",
     "routing",
     "crm_sync",

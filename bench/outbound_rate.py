@@ -38,6 +38,7 @@ from __future__ import annotations
 import itertools
 import statistics
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -113,13 +114,21 @@ def load_outbox(first_contact: int, count: int) -> list[int]:
     return sorted(row.id for row in rows)
 
 
-def send_all(rate_limit: int, first_contact: int, count: int) -> Result:
-    """Publish one send task per outbox row to two running workers; wait until none is unfinished."""
+def send_all(
+    rate_limit: int,
+    first_contact: int,
+    count: int,
+    load: Callable[[int, int], list[int]] = load_outbox,
+    env: dict[str, str] | None = None,
+) -> Result:
+    """Publish one send task per outbox row (``load`` writes them: text messages by default) to
+    two running workers with ``env`` added to theirs; wait until none is unfinished. Only
+    message sends count in the times (not a media upload)."""
     from queueing.publish import send_outbound as publish
 
-    ids = load_outbox(first_contact, count)
+    ids = load(first_contact, count)
     with FakeCloudApi() as fake:
-        env = {**cloud_env(fake), "OUTBOUND_RATE_PER_SECOND": str(rate_limit)}
+        env = {**cloud_env(fake), "OUTBOUND_RATE_PER_SECOND": str(rate_limit), **(env or {})}
         with celery_workers(WORKER_PROCESSES, WORKER_CONCURRENCY, "outbound", env) as workers:
             meter = CpuMeter(workers).start()
             started = time.perf_counter()
@@ -141,7 +150,7 @@ def send_all(rate_limit: int, first_contact: int, count: int) -> Result:
             accepted=len(fake.accepted),
             states=outbox_states(),
             publish_seconds=publish_seconds,
-            times=arrival_times(fake),
+            times=arrival_times(fake, "/messages"),
             cpu=cpu,
         )
 

@@ -1,4 +1,5 @@
-"""Shared parts of the outbound benchmarks (``bench.followups``, ``bench.outbound_rate``).
+"""Shared parts of the outbound benchmarks (``bench.followups``, ``bench.outbound_rate``,
+``bench.media_send``).
 
 The environment that points every process at the fake Cloud API, Celery worker and beat
 processes of our own (stopped and their logs removed on any exit), bulk rows written with one
@@ -239,10 +240,11 @@ def _cpu_seconds(pid: int) -> float:
 # --- figures ------------------------------------------------------------------------------------
 
 
-def arrival_times(fake: FakeCloudApi) -> list[float]:
-    """When each request reached the fake (its clock, ``time.time()``), sorted."""
+def arrival_times(fake: FakeCloudApi, path_suffix: str = "") -> list[float]:
+    """When each request (whose path ends with ``path_suffix``: ``/messages`` leaves out media
+    uploads) reached the fake (its clock, ``time.time()``), sorted."""
     with fake._lock:  # the server threads append while we read
-        return sorted(request["received_at"] for request in fake.requests)
+        return sorted(r["received_at"] for r in fake.requests if r["path"].endswith(path_suffix))
 
 
 def steady_rate(times: Sequence[float]) -> float:

@@ -43,6 +43,7 @@ class LocalStore:
         with self._path(key).open("rb") as source:
             while chunk := source.read(CHUNK_BYTES):
                 yield chunk
+                del chunk  # not kept while the next is read: one chunk in memory, not two
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -76,6 +77,34 @@ class S3Store:
         except ClientError:
             return False
         return True
+
+
+class ChunkReader:
+    """A stored file as a read-only file object over its chunks, for an HTTP client that streams
+    a request body from ``read`` (a multipart upload): one chunk in memory at a time. ``len`` is
+    the bytes still to read, which requests-toolbelt's encoder asks for its Content-Length."""
+
+    def __init__(self, chunks: Iterator[bytes], size: int) -> None:
+        self._chunks = chunks
+        self._chunk, self._at = b"", 0  # the chunk being read and how far: no copy of its tail
+        self.len = size
+
+    def read(self, size: int = -1) -> bytes:
+        parts: list[bytes] = []
+        wanted = self.len if size < 0 else size
+        while wanted > 0:
+            if self._at >= len(self._chunk):
+                self._chunk = b""  # dropped before the next is read: one chunk in memory, not two
+                self._chunk, self._at = next(self._chunks, b""), 0
+                if not self._chunk:
+                    break
+            part = self._chunk[self._at : self._at + wanted]
+            self._at += len(part)
+            wanted -= len(part)
+            parts.append(part)
+        data = b"".join(parts)
+        self.len = max(0, self.len - len(data))
+        return data
 
 
 def media_store(location: str, s3_endpoint_url: str | None = None) -> MediaStore:

@@ -104,6 +104,7 @@ def create_app(config: Settings = settings) -> FastAPI:
     application.include_router(api.campaigns.router)
     application.include_router(api.flows.router)
     application.include_router(api.media.router)
+    application.include_router(api.media.public)
     application.include_router(api.templates.router)
     application.include_router(api.channels.router)
     application.include_router(api.inbox.router)

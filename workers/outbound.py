@@ -66,7 +66,7 @@ from sqlalchemy.orm import Session
 
 from domain import backoff, service_window
 from domain.replies import BULK, HUMAN_REPLY, MARKETING
-from integrations.storage import media_store
+from integrations.storage import ChunkReader, media_store
 from integrations.whatsapp import (
     Attachment,
     BlockedWindow,
@@ -90,7 +90,7 @@ from models.db import session_scope
 from models.outbox import BLOCKED_TEMPLATE, BLOCKED_WINDOW, CANCELLED, FAILED, QUEUED, SENDING, SENT
 from models.secret_box import SecretKeyMissing, SecretUnreadable
 from observability.metrics import OUTBOUND_SENDS
-from pipeline import channels, outbox, rich_messages, sent_messages, templates
+from pipeline import channels, media_links, outbox, rich_messages, sent_messages, templates
 from queueing import names, publish
 from queueing.tasks import event_task
 from settings import settings
@@ -150,6 +150,7 @@ class MediaRef:
     key: str
     mime_type: str
     filename: str | None
+    size: int
 
 
 @dataclass(frozen=True)
@@ -372,17 +373,25 @@ def _media_ref(session: Session, media_file_id: int | None) -> MediaRef | None:
     media = session.get(MediaFile, media_file_id) if media_file_id is not None else None
     if media is None:
         return None
-    return MediaRef(media.id, media.key, media.mime_type or "application/octet-stream", media.filename)
+    mime_type = media.mime_type or "application/octet-stream"
+    return MediaRef(media.id, media.key, mime_type, media.filename, media.size or 0)
 
 
 def _with_media(outbound_id: int, claim: Claim) -> Claim | str:
     """The claim ready to send our file: on the Cloud API by the media id Meta gave it when it
-    was uploaded through this channel (uploaded now, once, if it never was); to WAHA as its bytes.
+    was uploaded through this channel (uploaded now, once, if it never was), streamed from the
+    store; to WAHA as a signed link it fetches (as its bytes when no link can be made).
     Nothing has gone to the customer yet, so a failed upload gives the row back to try later."""
     assert claim.media is not None
     media, client = claim.media, claim.gateway or gateway()
     store = media_store(settings.media_store, settings.media_s3_endpoint_url)
-    attachment = Attachment(media.mime_type, media.filename, lambda: b"".join(store.chunks(media.key)))
+    attachment = Attachment(
+        media.mime_type,
+        media.filename,
+        media.size,
+        lambda: ChunkReader(store.chunks(media.key), media.size),
+        url=media_links.url_of(media.key) if client.name == "waha" else None,
+    )
     if isinstance(client, CloudApiGateway) and claim.message.body is not None:
         with session_scope() as session:
             upload = rich_messages.claim_upload(session, media.id, claim.channel_id)

@@ -32,14 +32,22 @@ class TemplateCall:
     parameters: list[str] = field(default_factory=list)
 
 
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class Attachment:
-    """One of our stored files, for a gateway that must be handed the bytes (a Cloud API upload,
-    WAHA's base64 ``data``); ``read`` gives the whole file."""
+    """One of our stored files, for a gateway that must be handed the bytes (a Cloud API upload)
+    or a link to them (WAHA's ``file.url``). ``open`` gives a file object that streams it from the
+    store, ``size`` bytes long: no gateway holds the whole file in memory. ``url`` is where WAHA
+    may fetch it (a signed, expiring public link), None when this install has none."""
 
     mime_type: str
     filename: str | None
-    read: Callable[[], bytes]
+    size: int
+    open: Callable[[], Readable]
+    url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import requests
+from requests_toolbelt import MultipartEncoder
 
 from integrations.whatsapp.base import (
     Attachment,
@@ -136,16 +137,22 @@ class CloudApiGateway:
         return Sent(external_id=external_id, type=body["type"], request=body)
 
     def upload_media(self, attachment: Attachment) -> str:
-        """``POST /{phone_number_id}/media`` (multipart: ``file``, ``type``, ``messaging_product``);
-        the media id Meta answers. Nothing was sent to a customer, so any failure may be retried."""
-        fields = {"messaging_product": "whatsapp", "type": attachment.mime_type}
-        upload = (attachment.filename or "file", attachment.read(), attachment.mime_type)
+        """``POST /{phone_number_id}/media`` (multipart: ``messaging_product``, ``type``, ``file``);
+        the media id Meta answers. The file streams from the store, a chunk at a time. Nothing was
+        sent to a customer, so any failure may be retried."""
+        # requests would build the multipart body in memory (the whole file); the toolbelt's
+        # encoder streams it from the store as the socket takes it, with its Content-Length.
+        fields = {
+            "messaging_product": "whatsapp",
+            "type": attachment.mime_type,
+            "file": (attachment.filename or "file", attachment.open(), attachment.mime_type),
+        }
+        body = MultipartEncoder(fields=fields)
         try:
             response = self._session.post(
                 self.media_url,
-                data=fields,
-                files={"file": upload},
-                headers=self._headers,
+                data=body,
+                headers={**self._headers, "Content-Type": body.content_type},
                 timeout=(CONNECT_TIMEOUT_SECONDS, self.timeout),
                 allow_redirects=False,
             )

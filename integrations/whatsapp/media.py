@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from integrations.whatsapp.base import PermanentError, TransientError
 from integrations.whatsapp.http import CONNECT_TIMEOUT_SECONDS, network_error
@@ -78,7 +79,9 @@ def _download(source: MediaSource, url: str, declared_type: str | None) -> Fetch
     path = Path(handle.name)
     try:
         with handle, answer:
-            for chunk in answer.iter_content(CHUNK_BYTES):
+            # Read here, not through iter_content: its generator keeps the last chunk while it
+            # reads the next, so two chunks would be in memory at once; here one is dropped first.
+            while chunk := answer.raw.read(CHUNK_BYTES, decode_content=True):
                 size += len(chunk)
                 if size > source.max_bytes:
                     raise PermanentError(
@@ -86,7 +89,8 @@ def _download(source: MediaSource, url: str, declared_type: str | None) -> Fetch
                     )
                 digest.update(chunk)
                 handle.write(chunk)
-    except requests.RequestException as exc:
+                del chunk
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
         path.unlink(missing_ok=True)
         raise TransientError(f"{source.gateway}: media download broke off: {type(exc).__name__}") from exc
     except BaseException:

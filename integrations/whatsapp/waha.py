@@ -17,12 +17,13 @@ from urllib.parse import quote
 
 import requests
 
-from integrations.whatsapp.base import OutgoingMessage, PermanentError, Sent, Unconfirmed, digits
+from integrations.whatsapp.base import Attachment, OutgoingMessage, PermanentError, Sent, Unconfirmed, digits
 from integrations.whatsapp.http import json_or_none, post_json, request_json, status_error
 
 # The WAHA endpoint each kind goes to (docs/rich-messages.md, "WAHA"); WAHA has no sticker,
 # contacts, reaction, interactive or template (domain/outbound_kinds.py refuses them for WAHA).
 _MEDIA_ENDPOINTS = {"image": "sendImage", "document": "sendFile", "video": "sendVideo", "audio": "sendVoice"}
+CHUNK_BYTES = 256 * 1024  # read from the store at a time, for the base64 fallback
 # A linked file's type when its URL does not say (pywa's defaults for the same kinds).
 _DEFAULT_MIME = {
     "image": "image/jpeg",
@@ -141,16 +142,21 @@ def _request_of(message: OutgoingMessage) -> tuple[str, dict[str, Any], str]:
 
 
 def _file_of(message: OutgoingMessage, kind: str, part: dict[str, Any]) -> dict[str, Any]:
-    """WAHA's RemoteFile (a ``link``: WAHA fetches it) or BinaryFile (our file, as base64 data:
-    WAHA need not reach our API)."""
+    """WAHA's RemoteFile ``{mimetype, url}``: a ``link``, or our file by its signed, expiring link
+    (WAHA fetches it from us as it sends, so no worker holds the file). BinaryFile (base64
+    ``data``, the whole file in memory) only for our file when no link can be made (no
+    PUBLIC_URL or SECRET_KEY): docs/rich-messages.md, "WAHA"."""
+    attachment = message.attachment
     if "link" in part:
         guessed = mimetypes.guess_type(part["link"].split("?")[0])[0]
         file: dict[str, Any] = {"mimetype": guessed or _DEFAULT_MIME[kind], "url": part["link"]}
-    elif message.attachment is not None:
-        data = base64.b64encode(message.attachment.read()).decode()
-        file = {"mimetype": message.attachment.mime_type, "data": data}
-        if message.attachment.filename:
-            file["filename"] = message.attachment.filename
+    elif attachment is not None:
+        if attachment.url is not None:
+            file = {"mimetype": attachment.mime_type, "url": attachment.url}
+        else:
+            file = {"mimetype": attachment.mime_type, "data": _base64_of(attachment)}
+        if attachment.filename:
+            file["filename"] = attachment.filename
     else:
         raise PermanentError(f"waha: {kind}.id is not a file of ours that WAHA can be given")
     if part.get("filename"):
@@ -158,6 +164,19 @@ def _file_of(message: OutgoingMessage, kind: str, part: dict[str, Any]) -> dict[
     if file["mimetype"] == "audio/ogg":
         file["mimetype"] = "audio/ogg; codecs=opus"  # what WAHA's sendVoice documents
     return file
+
+
+def _base64_of(attachment: Attachment) -> str:
+    """The file as base64, encoded as it streams from the store (whole 3-byte groups at a time);
+    the JSON body still holds all of it."""
+    reader, encoded, left = attachment.open(), [], b""
+    while chunk := reader.read(CHUNK_BYTES):
+        left += chunk
+        whole = len(left) - len(left) % 3
+        encoded.append(base64.b64encode(left[:whole]))
+        left = left[whole:]
+    encoded.append(base64.b64encode(left))
+    return b"".join(encoded).decode()
 
 
 def _without_data(body: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,6 @@ answer the Cloud API media upload endpoint as Meta documents it (formats-rich.md
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from datetime import timedelta
@@ -406,7 +405,16 @@ def test_a_waha_channel_refuses_a_list_naming_the_gateway_and_sends_an_image_by_
     assert sent["sendImage"]["chatId"] == f"{BUDI}@c.us"
     assert sent["sendImage"]["caption"] == "Katalog"
     assert sent["sendImage"]["file"]["mimetype"] == "image/jpeg"
-    assert base64.b64decode(sent["sendImage"]["file"]["data"]) == PICTURE
+    # Our file goes as a signed link WAHA fetches from PUBLIC_URL, not as its bytes in the body.
+    assert "data" not in sent["sendImage"]["file"]
+    link = sent["sendImage"]["file"]["url"]
+    assert link.startswith(f"http://testserver/f/{ours}?")
+    fetched = client.get(link.removeprefix("http://testserver"))
+    assert fetched.status_code == 200
+    assert fetched.content == PICTURE
+    assert client.get(f"/f/{ours}").status_code == 404  # without its signature
+    forged = link.removeprefix("http://testserver").replace("signature=", "signature=A")
+    assert client.get(forged).status_code == 404
     assert sent["sendFile"]["file"] == {
         "mimetype": "application/pdf",
         "url": "https://cdn.example.com/i.pdf",

@@ -3,12 +3,14 @@ failure is classified (the class decides whether the outbound worker may send ag
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
 import pytest
 import requests
 
+from integrations.storage import ChunkReader
 from integrations.whatsapp import (
     BlockedWindow,
     CloudApiGateway,
@@ -22,6 +24,7 @@ from integrations.whatsapp import (
     WahaGateway,
     gateway_for,
 )
+from integrations.whatsapp.base import Attachment
 from settings import Settings
 from testkit.fakes import FakeServer, Reply
 from testkit.fakes.cloud_api import FakeCloudApi
@@ -410,3 +413,84 @@ def test_gateway_for_names_the_missing_setting(overrides: dict[str, str], named:
 
     with pytest.raises(ValueError, match=named):
         gateway_for(config)
+
+
+# Our files: streamed to the Cloud API, linked (or, without a link, base64) for WAHA.
+
+
+def _attachment(data: bytes, url: str | None = None) -> Attachment:
+    def chunks():
+        for at in range(0, len(data), 100_000):
+            yield data[at : at + 100_000]
+
+    return Attachment("video/mp4", "v.mp4", len(data), lambda: ChunkReader(chunks(), len(data)), url=url)
+
+
+def test_cloud_upload_streams_the_stored_file_and_meta_keeps_it_whole(
+    cloud: CloudApiGateway, cloud_api: FakeCloudApi
+):
+    data = bytes(range(256)) * 20_000 + b"end"  # 5 MB, not a whole number of chunks
+    media_id = cloud.upload_media(_attachment(data))
+
+    assert cloud_api.uploads == [(cloud_api.phone_number_id, media_id)]
+    assert cloud_api.media[media_id].data == data
+    assert cloud_api.media[media_id].mime_type == "video/mp4"
+
+
+def _video(attachment: Attachment) -> OutgoingMessage:
+    body = {"type": "video", "video": {"id": "ours", "caption": "Cara pakai"}}
+    return OutgoingMessage(7, "+6281212345678", "", body=body, attachment=attachment)
+
+
+def test_waha_is_given_our_file_as_its_link_when_there_is_one(waha: FakeWaha):
+    gateway = WahaGateway(waha.url, waha.api_key, None, timeout=2)
+    link = "https://crm.example.id/f/ours?expires=1&signature=x"
+
+    gateway.send(_video(_attachment(b"video bytes", url=link)), window_open=True)
+
+    [(endpoint, body)] = waha.sent()
+    assert endpoint == "sendVideo"
+    assert body["file"] == {"mimetype": "video/mp4", "url": link, "filename": "v.mp4"}
+    assert body["caption"] == "Cara pakai"
+
+
+def test_waha_is_given_our_file_as_base64_without_a_link(waha: FakeWaha):
+    gateway = WahaGateway(waha.url, waha.api_key, None, timeout=2)
+    data = bytes(range(256)) * 1000 + b"xy"
+
+    sent = gateway.send(_video(_attachment(data)), window_open=True)
+
+    [(_, body)] = waha.sent()
+    assert base64.b64decode(body["file"]["data"]) == data
+    assert "url" not in body["file"]
+    assert sent.request["file"]["data"].endswith("base64 characters>")  # not kept in the database
+
+
+def test_a_download_cut_off_midway_may_be_tried_again_and_leaves_no_file(tmp_path, monkeypatch):
+    import http.server
+    import tempfile
+    import threading
+
+    from integrations.whatsapp.media import MediaSource, fetch_waha
+
+    class CutOff(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(4 * 1024 * 1024))
+            self.end_headers()
+            self.wfile.write(b"x" * 300_000)  # then the connection is closed
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), CutOff)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    source = MediaSource("waha", "http://127.0.0.1", {}, frozenset({"127.0.0.1"}), 10**8, 5)
+    try:
+        with pytest.raises(TransientError, match="broke off"):
+            fetch_waha(source, f"http://127.0.0.1:{server.server_port}/api/files/v.mp4", None)
+    finally:
+        server.server_close()
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,47 @@
+"""Our files leave the store as a stream: the reader the Cloud API upload streams from, the
+base64 WAHA gets when it cannot be given a link, and the signed link it is given instead."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from domain.media_links import LINK_SECONDS, is_valid, link_key, path_of
+from integrations.storage import ChunkReader
+from integrations.whatsapp.base import Attachment
+from integrations.whatsapp.waha import _base64_of
+
+DATA = os.urandom(1_000_003)  # not a whole number of chunks, nor of 3-byte groups
+
+
+def chunks(size: int = 65_537):
+    for at in range(0, len(DATA), size):
+        yield DATA[at : at + size]
+
+
+def test_the_reader_gives_the_file_back_whole_in_reads_of_any_size_and_counts_what_is_left():
+    reader = ChunkReader(chunks(), len(DATA))
+    parts = [reader.read(8192)]
+    assert reader.len == len(DATA) - 8192
+    while part := reader.read(100_000):
+        parts.append(part)
+    assert b"".join(parts) == DATA
+    assert reader.len == 0
+
+
+def test_the_waha_fallback_base64_is_the_files_own():
+    attachment = Attachment("video/mp4", "v.mp4", len(DATA), lambda: ChunkReader(chunks(), len(DATA)))
+    assert base64.b64decode(_base64_of(attachment)) == DATA
+
+
+def test_a_media_link_opens_its_own_file_until_it_expires_and_no_other():
+    key = link_key("a-long-secret-key")
+    path = path_of(key, "abc", now=1000.0)
+    expires = int(path.split("expires=")[1].split("&")[0])
+    signature = path.split("signature=")[1]
+    assert expires == 1000 + LINK_SECONDS
+    assert is_valid(key, "abc", expires, signature, now=1000.0 + LINK_SECONDS)
+    assert not is_valid(key, "abc", expires, signature, now=1001.0 + LINK_SECONDS)  # expired
+    assert not is_valid(key, "abd", expires, signature, now=1000.0)  # another file
+    assert not is_valid(key, "abc", expires + 1, signature, now=1000.0)  # a longer life
+    assert not is_valid(link_key("another-secret-key"), "abc", expires, signature, now=1000.0)
