@@ -92,6 +92,22 @@ class LabelChange(Base):
         Index("ix_label_changes_contact_time", "contact_id", "occurred_at"),
         Index("ix_label_changes_label_time", "label_id", "occurred_at"),
         Index("ix_label_changes_time", "occurred_at"),
+        # The labels page's staff figures, index-only: labels given in a window (who, to whom),
+        # and the contacts ever given the target label.
+        Index(
+            "ix_label_changes_added_time",
+            "occurred_at",
+            postgresql_include=["staff", "contact_id"],
+            postgresql_where=text("action = 'added'"),
+            sqlite_where=text("action = 'added'"),
+        ),
+        Index(
+            "ix_label_changes_added_label",
+            "label_id",
+            "contact_id",
+            postgresql_where=text("action = 'added'"),
+            sqlite_where=text("action = 'added'"),
+        ),
     )
 
 

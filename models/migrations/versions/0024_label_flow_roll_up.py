@@ -1,4 +1,5 @@
-"""the labels page's daily roll-up: distinct contacts per label, local day and action
+"""the labels page's daily roll-up: distinct contacts per label, local day and action; the
+staff figures' covering indexes of labels given
 
 Revision ID: 0024
 Revises: 0023
@@ -51,6 +52,24 @@ def upgrade() -> None:
     )
     op.create_index("ix_label_flow_days_day", "label_flow_days", ["day"], unique=False)
     _backfill()
+    added = sa.text("action = 'added'")
+    op.create_index(
+        "ix_label_changes_added_time",
+        "label_changes",
+        ["occurred_at"],
+        unique=False,
+        postgresql_include=["staff", "contact_id"],
+        postgresql_where=added,
+        sqlite_where=added,
+    )
+    op.create_index(
+        "ix_label_changes_added_label",
+        "label_changes",
+        ["label_id", "contact_id"],
+        unique=False,
+        postgresql_where=added,
+        sqlite_where=added,
+    )
 
 
 def _backfill() -> None:
@@ -100,6 +119,8 @@ def _backfill() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_label_changes_added_label", table_name="label_changes")
+    op.drop_index("ix_label_changes_added_time", table_name="label_changes")
     op.drop_index("ix_label_flow_days_day", table_name="label_flow_days")
     op.drop_table("label_flow_days")
     op.drop_index("ix_label_flow_contacts_contact", table_name="label_flow_contacts")
