@@ -19,13 +19,14 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import Date, String, cast, func, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
-from models import Contact, ContactLabel, Label, LabelChange
+from models import Contact, ContactLabel, Label, LabelChange, LabelFlowDay
 from models.campaigns import AD, Touch
 from models.db import session_scope
 from models.labels import ADDED, REMOVED, contacts_with_label, label_ids_named
+from pipeline import label_flow as label_flow_rollup
 from settings import settings
 
 router = APIRouter(prefix="/api", tags=["labels"])
@@ -162,34 +163,32 @@ class DayFlow:
 
 
 def label_flow(session: Session, days: int, today: date | None = None) -> tuple[list[date], dict[str, dict]]:
-    """Per live label and local day (TIMEZONE), how many contacts were given it and lost it."""
+    """Per live label and local day (TIMEZONE), how many contacts were given it and lost it.
+
+    Read from the daily roll-up the labels step keeps (``pipeline.label_flow``): a few rows per
+    label and day, not every change of the period."""
     zone = ZoneInfo(settings.timezone)
     today = today or datetime.now(zone).date()
     first = today - timedelta(days=days - 1)
-    start = datetime.combine(first, datetime.min.time(), zone)
-    recent = (
-        select(LABEL_NAME)
-        .join(Label, Label.id == LabelChange.label_id)
-        .where(LabelChange.occurred_at >= start, Label.deleted_at.is_(None))
-    )
+    ids_of: dict[str, list[int]] = defaultdict(list)
+    for label_id, name in session.execute(
+        select(Label.id, LABEL_NAME).where(Label.deleted_at.is_(None)).order_by(Label.id)
+    ):
+        ids_of[name].append(label_id)
+    name_of = {label_id: name for name, ids in ids_of.items() for label_id in ids}
     counts: dict[tuple[str, date, str], int] = {}
-    if session.get_bind().dialect.name == "postgresql":
-        # Counted by the database: one row per label, day and action instead of one per change
-        # (a million changes in 90 days would be a million rows turned into Python objects).
-        local_day = cast(func.timezone(settings.timezone, LabelChange.occurred_at), Date)
-        grouped = recent.add_columns(
-            local_day, LabelChange.action, func.count(func.distinct(LabelChange.contact_id))
+    for label_id, day, action, contacts in session.execute(
+        select(LabelFlowDay.label_id, LabelFlowDay.day, LabelFlowDay.action, LabelFlowDay.contacts).where(
+            LabelFlowDay.day >= first, LabelFlowDay.contacts > 0
         )
-        for name, day, action, contacts in session.execute(
-            grouped.group_by(LABEL_NAME, local_day, LabelChange.action)
-        ):
+    ):
+        name = name_of.get(label_id)
+        if name is not None and len(ids_of[name]) == 1:
             counts[(name, day, action)] = contacts
-    else:  # SQLite has no time zones: the local day is found here
-        seen: dict[tuple[str, date, str], set[int]] = defaultdict(set)
-        changes = recent.add_columns(LabelChange.action, LabelChange.occurred_at, LabelChange.contact_id)
-        for name, action, occurred_at, contact_id in session.execute(changes):
-            seen[(name, occurred_at.astimezone(zone).date(), action)].add(contact_id)
-        counts = {key: len(contacts) for key, contacts in seen.items()}
+    for name, ids in ids_of.items():
+        if len(ids) > 1:  # same-named labels of two sessions: a contact with both counts once
+            for day, action, contacts in label_flow_rollup.counted(session, ids, first):
+                counts[(name, day, action)] = contacts
     dates = [first + timedelta(days=i) for i in range(days)]
     flow: dict[str, dict[date, DayFlow]] = {}
     for name in {key[0] for key in counts}:

@@ -10,7 +10,7 @@ from models.conversations import Conversation, ConversationNote, DeliveryStatus,
 from models.crm import CrmCursor, CrmRecord, CrmSyncJob
 from models.flows import FlowAnswer
 from models.inbox import InboxEvent
-from models.labels import ContactLabel, Label, LabelChange
+from models.labels import ContactLabel, Label, LabelChange, LabelFlowContact, LabelFlowDay
 from models.lead_models import LeadModel
 from models.media import CloudMediaUpload, MediaFile
 from models.orders import DeliveryFollowup, Order, OrderItem
@@ -57,6 +57,8 @@ __all__ = [
     "InboxEvent",
     "Label",
     "LabelChange",
+    "LabelFlowContact",
+    "LabelFlowDay",
     "LeadModel",
     "LinkClick",
     "MediaFile",

@@ -8,7 +8,7 @@ the event time it comes from (``as_of``/``changed_at``) and older events never o
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, func, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -92,7 +92,54 @@ class LabelChange(Base):
         Index("ix_label_changes_contact_time", "contact_id", "occurred_at"),
         Index("ix_label_changes_label_time", "label_id", "occurred_at"),
         Index("ix_label_changes_time", "occurred_at"),
+        # The labels page's staff figures, index-only: labels given in a window (who, to whom),
+        # and the contacts ever given the target label.
+        Index(
+            "ix_label_changes_added_time",
+            "occurred_at",
+            postgresql_include=["staff", "contact_id"],
+            postgresql_where=text("action = 'added'"),
+            sqlite_where=text("action = 'added'"),
+        ),
+        Index(
+            "ix_label_changes_added_label",
+            "label_id",
+            "contact_id",
+            postgresql_where=text("action = 'added'"),
+            sqlite_where=text("action = 'added'"),
+        ),
     )
+
+
+class LabelFlowContact(Base):
+    """The daily roll-up's unique rows: this contact was given (or lost) this label on this local
+    day (``TIMEZONE``), however many changes said so. Inserted once (``ON CONFLICT DO NOTHING``):
+    the insert that happens is the one that bumps ``label_flow_days``, so replays and a second
+    change on the same day count once. Kept by ``pipeline.label_flow``."""
+
+    __tablename__ = "label_flow_contacts"
+
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(String(8), primary_key=True)  # added | removed
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), primary_key=True)
+
+    # A merge moves a contact's rows: found by contact.
+    __table_args__ = (Index("ix_label_flow_contacts_contact", "contact_id"),)
+
+
+class LabelFlowDay(Base):
+    """Per label, local day and action, how many distinct contacts: the count of
+    ``label_flow_contacts`` rows, kept as a counter so the chart reads a few thousand rows."""
+
+    __tablename__ = "label_flow_days"
+
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(String(8), primary_key=True)
+    contacts: Mapped[int]
+
+    __table_args__ = (Index("ix_label_flow_days_day", "day"),)
 
 
 def label_ids_named(name: str):  # type: ignore[no-untyped-def]

@@ -26,6 +26,7 @@ from models import Base, Company, Contact, ContactIdentity, Deal, IdentityConfli
 from models.base import utcnow
 from models.db import dialect_insert
 from models.labels import merge_contact_labels
+from pipeline import label_flow
 from settings import settings
 
 PHONE, WA_ID, BSUID, LID, EXTERNAL, INVALID_PHONE = (
@@ -256,6 +257,7 @@ def merge_into(session: Session, survivor: Contact, duplicate: Contact) -> None:
         )
     # Tables that allow one row per contact and thing settle their pairs first.
     merge_contact_labels(session, survivor.id, duplicate.id)
+    label_flow.merge_contacts(session, survivor.id, duplicate.id)
     contacts = Base.metadata.tables["contacts"]
     for table in Base.metadata.sorted_tables:
         for column in table.columns:

@@ -30,7 +30,7 @@ from models import Channel, ContactLabel, Conversation, Label, LabelChange
 from models.base import utcnow
 from models.db import dialect_insert
 from models.labels import ADDED, REMOVED
-from pipeline import crm_sync, locks, rich_messages
+from pipeline import crm_sync, label_flow, locks, rich_messages
 from queueing import publish
 from queueing.after_commit import publish_after_commit
 from settings import settings
@@ -186,19 +186,17 @@ def _set(session: Session, row: ContactLabel, label: Label, action: str, actor: 
     row.changed_at = row.updated_at = now
     row.changed_by_session = API_SESSION
     row.changed_by_staff = actor[:255]
-    session.add(
-        LabelChange(
-            contact_id=row.contact_id,
-            label_id=label.id,
-            label_name=label.name,
-            action=action,
-            occurred_at=now,
-            session=label.session,
-            account=None,
-            staff=actor[:255],
-            cause=CAUSE,
-            applied=True,
-        )
+    label_flow.record(
+        session,
+        contact_id=row.contact_id,
+        label=label,
+        action=action,
+        occurred_at=now,
+        gateway_session=label.session,
+        account=None,
+        staff=actor[:255],
+        cause=CAUSE,
+        applied=True,
     )
     session.flush()
     crm_sync.queue_sync(session, row.contact_id, "labels")
@@ -277,6 +275,7 @@ def adopt(session: Session, label_id: int, external_id: str) -> None:
                 setattr(other, field, getattr(row, field))
         session.delete(row)
     session.flush()
+    label_flow.merge_labels(session, ours.id, theirs.id)
     session.execute(update(LabelChange).where(LabelChange.label_id == ours.id).values(label_id=theirs.id))
     theirs.deleted_at = None
     session.delete(ours)

@@ -29,12 +29,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from domain import chat_ids
-from models import ContactLabel, Label, LabelChange
+from models import ContactLabel, Label
 from models.base import utcnow
 from models.db import dialect_insert
 from models.labels import ADDED, REMOVED
 from observability.metrics import CHATS_IGNORED, LABEL_CHANGES
-from pipeline import crm_sync, identity
+from pipeline import crm_sync, identity, label_flow
 from pipeline.label_edits import API_SESSION
 
 log = logging.getLogger(__name__)
@@ -205,19 +205,17 @@ def _locked_label(session: Session, event: WahaEvent, external_id: str) -> Label
 def _history(
     session: Session, event: WahaEvent, contact_id: int, label: Label, action: str, *, applied: bool
 ) -> None:
-    session.add(
-        LabelChange(
-            contact_id=contact_id,
-            label_id=label.id,
-            label_name=label.name,
-            action=action,
-            occurred_at=event.occurred_at,
-            session=event.session,
-            account=(event.account or None) and str(event.account)[:128],
-            staff=event.staff,
-            cause=event.name,
-            applied=applied,
-        )
+    label_flow.record(
+        session,
+        contact_id=contact_id,
+        label=label,
+        action=action,
+        occurred_at=event.occurred_at,
+        gateway_session=event.session,
+        account=(event.account or None) and str(event.account)[:128],
+        staff=event.staff,
+        cause=event.name,
+        applied=applied,
     )
 
 

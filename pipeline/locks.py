@@ -12,6 +12,9 @@ them in this order, and never a lock above one it already holds:
    locked ``FOR UPDATE`` by the step that changes them.
 3. **One WhatsApp message** (``message``): a transaction-scoped advisory lock on its id, so a
    message and a receipt for it that arrive together are applied one after the other.
+4. **Last, at commit: the labels page's roll-up** (``pipeline/label_flow.py``): its unique rows
+   and day counters, in sorted order (label, day, action; a counter after its rows), taken by
+   ``before_commit`` after everything else, so they can close no cycle.
 
 A step that starts from a message id rather than a person (a receipt: the status webhook, a WAHA
 ack) first finds the message's contact in our rows and locks it, then the message

@@ -8,16 +8,21 @@ over real HTTP, its webhooks posted signed with the channel's secret.
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 from sqlalchemy import select
 
 from models import AuditEntry
 from models.db import session_scope
+from settings import settings
 from testkit import samples
 from testkit.fakes.waha import FakeWaha
 from testkit.processes import wait_for
 from tests.system.test_dashboard import browser, server  # noqa: F401 (the fixtures)
 from tests.system.test_inbox import PASSWORD, account, bearer, conversation_of, write
+from tests.system.test_label_flow import assert_chart_matches_history
 from tests.system.test_routing import settled
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -220,6 +225,9 @@ def test_a_new_label_whose_waha_upsert_arrives_before_waha_answers_is_one_label(
     assert [(item["name"], item["contacts"], item["sessions"]) for item in figures] == [
         ("VIP", 1, ["surabaya"])
     ]
+    # The labels page's chart: Budi entered VIP today, once, under the one label there is.
+    today = assert_chart_matches_history(datetime.now(ZoneInfo(settings.timezone)).date())
+    assert [(name, counts) for (name, _), counts in today.items()] == [("VIP", (1, 0))]
     # Taken away again: WAHA gets the empty set, for the one label there is.
     assert (
         client.delete(f"/api/contacts/{budi}/labels/vip", headers=bearer(client, "citra")).status_code == 200
