@@ -24,13 +24,15 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, event, func, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from models import Label, LabelChange, LabelFlowContact, LabelFlowDay
 from models.db import dialect_insert
+from queueing import after_commit
 from settings import settings
 
 _KEY = "label_flow"
+_ROWS_PER_INSERT = 1000  # SQLite takes at most 32,766 bound values in one statement
 Day = tuple[int, date, str]  # label, local day, action
 Entry = tuple[int, date, str, int]  # ... and the contact
 
@@ -79,8 +81,11 @@ def record(
 def merge_contacts(session: Session, survivor_id: int, duplicate_id: int) -> None:
     """Before ``duplicate`` becomes part of ``survivor`` (its changes move to it): its roll-up
     rows become the survivor's, counted once where both were given the same label that day."""
+    for noted in _every_level(session):
+        noted.entries = {
+            (lab, d, a, survivor_id if c == duplicate_id else c) for lab, d, a, c in noted.entries
+        }
     notes = _notes(session)
-    notes.entries = {(lab, d, a, survivor_id if c == duplicate_id else c) for lab, d, a, c in notes.entries}
     where = LabelFlowContact.contact_id == duplicate_id
     for label_id, day, action in session.execute(
         select(LabelFlowContact.label_id, LabelFlowContact.day, LabelFlowContact.action).where(where)
@@ -93,9 +98,10 @@ def merge_contacts(session: Session, survivor_id: int, duplicate_id: int) -> Non
 def merge_labels(session: Session, gone_id: int, kept_id: int) -> None:
     """Before label ``gone`` is folded into ``kept`` (its changes move to it): its roll-up rows
     become ``kept``'s, each contact counted once per day and action."""
+    for noted in _every_level(session):
+        noted.entries = {(kept_id if lab == gone_id else lab, d, a, c) for lab, d, a, c in noted.entries}
+        noted.deltas = defaultdict(int, {key: n for key, n in noted.deltas.items() if key[0] != gone_id})
     notes = _notes(session)
-    notes.entries = {(kept_id if lab == gone_id else lab, d, a, c) for lab, d, a, c in notes.entries}
-    notes.deltas = defaultdict(int, {key: n for key, n in notes.deltas.items() if key[0] != gone_id})
     where = LabelFlowContact.label_id == gone_id
     for day, action, contact_id in session.execute(
         select(LabelFlowContact.day, LabelFlowContact.action, LabelFlowContact.contact_id).where(where)
@@ -108,6 +114,11 @@ def merge_labels(session: Session, gone_id: int, kept_id: int) -> None:
 def rebuild(session: Session) -> None:
     """The roll-up counted again from every ``label_changes`` row (after a bulk load, or when
     ``TIMEZONE`` changed). Takes the tables' locks: writers wait until the caller commits."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Writers bump the roll-up at their commit: they wait for this one, and no change is
+        # written meanwhile that the count below would miss.
+        session.execute(text("LOCK TABLE label_changes IN SHARE MODE"))
+        session.execute(text("LOCK TABLE label_flow_contacts, label_flow_days IN SHARE ROW EXCLUSIVE MODE"))
     session.execute(delete(LabelFlowDay))
     session.execute(delete(LabelFlowContact))
     if session.get_bind().dialect.name == "postgresql":
@@ -142,19 +153,46 @@ BACKFILL_DAYS = """
 
 
 def _notes(session: Session) -> _Notes:
-    notes = session.info.get(_KEY)
-    if notes is None:
-        notes = session.info[_KEY] = _Notes()
+    """The notes of the savepoint now open (or of the transaction itself): a savepoint rolled
+    back takes back only its own notes."""
+    levels: dict[SessionTransaction | None, _Notes] | None = session.info.get(_KEY)
+    if levels is None:
+        levels = session.info[_KEY] = {}
         if not session.info.get(f"{_KEY}.listening"):
             session.info[f"{_KEY}.listening"] = True
             event.listen(session, "before_commit", _apply)
-            event.listen(session, "after_rollback", lambda s: s.info.pop(_KEY, None))
-    return notes
+            event.listen(session, "after_soft_rollback", _rolled_back)
+            event.listen(session, "after_transaction_end", _ended)
+    return levels.setdefault(session.get_nested_transaction(), _Notes())
+
+
+def _every_level(session: Session) -> list[_Notes]:
+    return list((session.info.get(_KEY) or {}).values())
+
+
+def _rolled_back(session: Session, transaction: SessionTransaction) -> None:
+    boundary = after_commit.rolled_back_savepoint(transaction)
+    levels = session.info.get(_KEY) or {}
+    if boundary is None:
+        return  # the transaction itself: _ended drops everything
+    for level in [level for level in levels if after_commit.within(level, boundary)]:
+        del levels[level]
+
+
+def _ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_KEY, None)
 
 
 def _apply(session: Session) -> None:
-    notes: _Notes | None = session.info.pop(_KEY, None)
-    if notes is None or not (notes.entries or notes.deltas):
+    if session.get_nested_transaction() is not None:
+        return  # a savepoint released: its notes wait for the transaction's own commit
+    notes = _Notes()
+    for level in (session.info.pop(_KEY, None) or {}).values():
+        notes.entries |= level.entries
+        for key, n in level.deltas.items():
+            notes.deltas[key] += n
+    if not (notes.entries or notes.deltas):
         return
     insert = dialect_insert(session.get_bind().dialect.name)
     contacts: dict[Day, list[int]] = defaultdict(list)
@@ -163,9 +201,10 @@ def _apply(session: Session) -> None:
     deltas = defaultdict(int, notes.deltas)
     for key in sorted(set(contacts) | set(deltas)):
         label_id, day, action = key
-        if contacts[key]:
+        for start in range(0, len(contacts[key]), _ROWS_PER_INSERT):
             rows = [
-                {"label_id": label_id, "day": day, "action": action, "contact_id": c} for c in contacts[key]
+                {"label_id": label_id, "day": day, "action": action, "contact_id": c}
+                for c in contacts[key][start : start + _ROWS_PER_INSERT]
             ]
             deltas[key] += session.execute(
                 insert(LabelFlowContact).values(rows).on_conflict_do_nothing()

@@ -59,18 +59,25 @@ def _ended(session: Session, key: str, transaction: SessionTransaction) -> None:
 
 def _rolled_back(session: Session, key: str, transaction: SessionTransaction) -> None:
     """A savepoint rolled back: forget the items queued inside it (or in savepoints within it)."""
-    boundary = transaction
-    while not boundary.nested and boundary.parent is not None:
-        boundary = boundary.parent  # a failed flush's subtransaction rolls back what encloses it
+    boundary = rolled_back_savepoint(transaction)
     pending: dict[Hashable, SessionTransaction | None] = session.info.get(key) or {}
-    if not boundary.nested:
+    if boundary is None:
         return  # the outer transaction: _ended drops everything
     for item, savepoint in list(pending.items()):
-        if _within(savepoint, boundary):
+        if within(savepoint, boundary):
             del pending[item]
 
 
-def _within(savepoint: SessionTransaction | None, boundary: SessionTransaction) -> bool:
+def rolled_back_savepoint(transaction: SessionTransaction) -> SessionTransaction | None:
+    """The savepoint an ``after_soft_rollback`` took back, or None when it was the transaction."""
+    boundary = transaction
+    while not boundary.nested and boundary.parent is not None:
+        boundary = boundary.parent  # a failed flush's subtransaction rolls back what encloses it
+    return boundary if boundary.nested else None
+
+
+def within(savepoint: SessionTransaction | None, boundary: SessionTransaction) -> bool:
+    """Was ``savepoint`` (None: the transaction itself) opened inside ``boundary``?"""
     while savepoint is not None:
         if savepoint is boundary:
             return True

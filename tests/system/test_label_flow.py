@@ -144,3 +144,42 @@ def test_two_contacts_that_prove_to_be_one_person_count_once(client, admin_heade
     shown = assert_chart_matches_history(today)
     assert shown[("Grade A", day)] == (1, 0)
     assert shown[("Lead", day)] == (1, 0)
+
+
+def test_a_savepoint_rolled_back_takes_back_only_its_own_changes(client, admin_headers, drained):
+    """The contact merge attaches inside a savepoint that can lose a race and roll back: the
+    changes written around it must still be counted, those inside it not, and a released
+    savepoint's changes once, at the commit."""
+    zone = ZoneInfo(settings.timezone)
+    today = datetime.now(zone).date()
+    label_contact(client, BUDI_CHAT, "2", "Grade A", at_ms=at_local(today - timedelta(days=3), 9))
+    drained()
+
+    budi = contact_by_phone(client, admin_headers, BUDI_E164)["id"]
+
+    def change(session, label: Label, contact_id: int, days_ago: int) -> None:
+        roll_up.record(
+            session,
+            contact_id=contact_id,
+            label=label,
+            action="removed",
+            occurred_at=datetime.combine(today - timedelta(days=days_ago), time(12), zone),
+            gateway_session=label.session,
+            account=None,
+            staff="test",
+            cause="test",
+            applied=True,
+        )
+
+    with session_scope() as session:
+        label = session.scalar(select(Label).where(Label.name == "Grade A"))
+        change(session, label, budi, days_ago=2)  # around the savepoints
+        with session.begin_nested() as lost:
+            change(session, label, budi, days_ago=1)
+            lost.rollback()
+        with session.begin_nested():
+            change(session, label, budi, days_ago=0)  # released, counted at the commit
+    shown = assert_chart_matches_history(today)
+    assert shown[("Grade A", today - timedelta(days=2))] == (0, 1)
+    assert ("Grade A", today - timedelta(days=1)) not in shown
+    assert shown[("Grade A", today)] == (0, 1)
