@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -115,20 +115,18 @@ def _stream(media: MediaFile) -> StreamingResponse:
     mime_type, filename, size = media.mime_type or "application/octet-stream", media.filename, media.size
     store = media_store(settings.media_store, settings.media_s3_endpoint_url)
     disposition = "inline" if mime_type.startswith(_INLINE) else "attachment"
-    safe_name = "".join(c for c in (filename or media_id) if c.isalnum() or c in "._- ")[:100] or media_id
-    headers = {
-        "Content-Disposition": f'{disposition}; filename="{safe_name}"',
+    name = "".join(c for c in (filename or media_id) if c.isalnum() or c in "._- ")[:100] or media_id
+    plain = name.encode("ascii", "ignore").decode() or media_id  # a header is Latin-1: RFC 6266's
+    headers = {  # fallback name, and the real one (any script) percent-encoded in filename*
+        "Content-Disposition": f"{disposition}; filename=\"{plain}\"; filename*=UTF-8''{quote(name)}",
+        "Referrer-Policy": "no-referrer",
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "sandbox",
         "Cache-Control": "private, max-age=3600",
     }
     if size is not None:
         headers["Content-Length"] = str(size)
-    return StreamingResponse(_chunks(store.chunks(media_id)), media_type=mime_type, headers=headers)
-
-
-def _chunks(source: Iterator[bytes]) -> Iterator[bytes]:
-    yield from source
+    return StreamingResponse(store.chunks(media_id), media_type=mime_type, headers=headers)
 
 
 async def _spool(file: UploadFile, limit: int) -> tuple[Path, int, str]:

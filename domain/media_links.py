@@ -33,4 +33,6 @@ def path_of(key: bytes, media_key: str, now: float) -> str:
 
 def is_valid(key: bytes, media_key: str, expires: int, signature: str, now: float) -> bool:
     """Whether the link was made by us for this file and has not expired."""
-    return expires >= now and hmac.compare_digest(signature, sign(key, media_key, expires))
+    if not now <= expires <= now + LINK_SECONDS + 60:  # no link of ours lives longer
+        return False
+    return hmac.compare_digest(signature.encode(), sign(key, media_key, expires).encode())

@@ -91,13 +91,13 @@ class ChunkReader:
 
     def read(self, size: int = -1) -> bytes:
         parts: list[bytes] = []
-        wanted = self.len if size < 0 else size
+        wanted = self.len if size < 0 else min(size, self.len)
         while wanted > 0:
             if self._at >= len(self._chunk):
                 self._chunk = b""  # dropped before the next is read: one chunk in memory, not two
                 self._chunk, self._at = next(self._chunks, b""), 0
-                if not self._chunk:
-                    break
+                if not self._chunk:  # else the encoder would wait for the missing bytes forever
+                    raise OSError(f"the stored file ended {wanted} bytes short of its recorded size")
             part = self._chunk[self._at : self._at + wanted]
             self._at += len(part)
             wanted -= len(part)

@@ -123,6 +123,16 @@ def test_uploads_are_kept_for_sending_checked_by_kind(client, admin_headers):
     assert served.content == pdf
     assert served.headers["content-disposition"].startswith("attachment")
 
+    # A name in another script: a plain fallback name, and the real one percent-encoded.
+    named = client.post(
+        "/api/media", files={"file": ("faktur 請求書.pdf", pdf, "application/pdf")}, headers=admin_headers
+    )
+    served = client.get(f"/api/media/{named.json()['id']}", headers=admin_headers)
+    assert served.status_code == 200 and served.content == pdf
+    disposition = served.headers["content-disposition"]
+    assert 'filename="faktur .pdf"' in disposition
+    assert "filename*=UTF-8''faktur%20%E8%AB%8B%E6%B1%82%E6%9B%B8.pdf" in disposition
+
     refused = client.post(
         "/api/media", files={"file": ("page.html", b"<script>", "text/html")}, headers=admin_headers
     )
@@ -137,7 +147,8 @@ def test_uploads_are_kept_for_sending_checked_by_kind(client, admin_headers):
     anonymous = client.post("/api/media", files={"file": ("a.pdf", pdf, "application/pdf")})
     assert anonymous.status_code == 401
     with session_scope() as session:
-        assert [m.filename for m in session.scalars(select(MediaFile))] == ["invoice 42.pdf"]
+        kept = {m.filename for m in session.scalars(select(MediaFile))}
+        assert kept == {"invoice 42.pdf", "faktur 請求書.pdf"}  # nothing of the refused ones
 
 
 def test_waha_media_comes_from_the_waha_server_with_its_key_and_nowhere_else():

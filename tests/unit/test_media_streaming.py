@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import os
 
+import pytest
+
 from domain.media_links import LINK_SECONDS, is_valid, link_key, path_of
 from integrations.storage import ChunkReader
 from integrations.whatsapp.base import Attachment
@@ -45,3 +47,18 @@ def test_a_media_link_opens_its_own_file_until_it_expires_and_no_other():
     assert not is_valid(key, "abd", expires, signature, now=1000.0)  # another file
     assert not is_valid(key, "abc", expires + 1, signature, now=1000.0)  # a longer life
     assert not is_valid(link_key("another-secret-key"), "abc", expires, signature, now=1000.0)
+
+
+def test_a_stored_file_shorter_than_its_recorded_size_is_an_error_not_an_endless_upload():
+    reader = ChunkReader(chunks(), len(DATA) + 10)
+    with pytest.raises(OSError, match="10 bytes short"):
+        while reader.read(100_000):
+            pass
+
+
+def test_a_signature_of_any_characters_or_a_far_expiry_is_simply_not_ours():
+    key = link_key("a-long-secret-key")
+    far = 1000 + 10 * LINK_SECONDS
+    signature = path_of(key, "abc", now=far - LINK_SECONDS).split("signature=")[1]
+    assert not is_valid(key, "abc", far, signature, now=1000.0)  # made by us, but lives too long
+    assert not is_valid(key, "abc", 1000 + LINK_SECONDS, "tanda-tangan-日本", now=1000.0)
