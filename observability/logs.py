@@ -1,4 +1,4 @@
-"""JSON logs on stdout, with phone numbers masked wherever they appear.
+"""JSON logs on stdout, with phone numbers masked wherever they appear, and link signatures hidden.
 
 Log records carry context as ``extra={...}`` fields; the formatter renders them as JSON keys.
 Masking runs on the final line, so a number in a message, an argument or an exception is
@@ -26,6 +26,9 @@ _PHONE = re.compile(r"(?<![\w.])\+?(?:\d{9,15}|\d{2,4}(?:[ -]\d{3,4}){2,3})(?!\d
 # its "+" and spaces percent-encoded, which would hide the number from _PHONE: decoded first.
 _ESCAPED = re.compile(r"%(?:2[Bb]|20|2[Dd])")
 _UNESCAPED = {"2b": "+", "20": " ", "2d": "-"}
+# A signed link's signature (``/f/<key>?expires=…&signature=…``, WAHA fetching our file) works
+# as a bearer credential until it expires: never written to a log.
+_SIGNATURE = re.compile(r"(signature=)[^&\s\"']+")
 # SQLAlchemy's StatementError text has the statement's parameters on a line of their own.
 _SQL_PARAMETERS = re.compile(r"^\[parameters: .*$", re.MULTILINE)
 
@@ -45,6 +48,8 @@ class MaskingJsonFormatter(JsonFormatter):
         line = super().format(record)
         if "%" in line:
             line = _ESCAPED.sub(lambda m: _UNESCAPED[m.group(0)[1:].lower()], line)
+        if "signature=" in line:
+            line = _SIGNATURE.sub(r"\1hidden", line)
         return _PHONE.sub(lambda m: mask(m.group(0)), line)
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:

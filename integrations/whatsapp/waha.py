@@ -180,10 +180,13 @@ def _base64_of(attachment: Attachment) -> str:
 
 
 def _without_data(body: dict[str, Any]) -> dict[str, Any]:
-    """The request as kept with the message: a file's base64 bytes are not copied into the database."""
+    """The request as kept with the message: a file's base64 bytes are not copied into the
+    database, nor the signature of the link WAHA was given (a credential until it expires)."""
     file = body.get("file")
     if isinstance(file, dict) and "data" in file:
         return {**body, "file": {**file, "data": f"<{len(file['data'])} base64 characters>"}}
+    if isinstance(file, dict) and "signature=" in str(file.get("url", "")):
+        return {**body, "file": {**file, "url": file["url"].split("?", 1)[0]}}
     return body
 
 

@@ -78,6 +78,13 @@ def test_logs_are_json_and_mask_phone_numbers():
     assert line["message"] == "message from 628******5678"
 
 
+def test_a_signed_links_signature_never_reaches_the_log():
+    formatter = MaskingJsonFormatter("{levelname}{message}", style="{")
+    access = '127.0.0.1 - "GET /f/abc?expires=1765000000&signature=Zm9vYmFyYmF6cXV4 HTTP/1.1" 200'
+    line = json.loads(formatter.format(logging.LogRecord("t", logging.INFO, __file__, 1, access, (), None)))
+    assert "Zm9vYmFyYmF6cXV4" not in line["message"] and "signature=hidden HTTP/1.1" in line["message"]
+
+
 def test_readyz_tells_anyone_what_is_down_and_only_the_admin_why(client, admin_headers, monkeypatch):
     monkeypatch.setenv("CELERY_BROKER_WRITE_URL", "redis://127.0.0.1:1/0")
     for headers in ({}, {"Authorization": "Bearer wrong"}):

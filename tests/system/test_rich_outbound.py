@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from models import CloudMediaUpload, Contact, Order, OutboundMessage
+from models import CloudMediaUpload, Contact, Message, Order, OutboundMessage
 from models.base import utcnow
 from models.db import session_scope
 from testkit import samples
@@ -415,6 +415,11 @@ def test_a_waha_channel_refuses_a_list_naming_the_gateway_and_sends_an_image_by_
     assert client.get(f"/f/{ours}").status_code == 404  # without its signature
     forged = link.removeprefix("http://testserver").replace("signature=", "signature=A")
     assert client.get(forged).status_code == 404
+    # The link is a credential until it expires: the history keeps the file, not its signature.
+    with session_scope() as session:
+        images = session.scalars(select(Message).where(Message.type == "image"))
+        kept = json.dumps([m.payload for m in images])
+    assert f"/f/{ours}" in kept and "signature=" not in kept
     assert sent["sendFile"]["file"] == {
         "mimetype": "application/pdf",
         "url": "https://cdn.example.com/i.pdf",
