@@ -1,4 +1,4 @@
-"""``./run`` = ``python -m cli {up,demo,migrate,faq,flows,channels,agents,test,bench}``."""
+"""``./run`` = ``python -m cli {up,demo,migrate,faq,flows,channels,agents,labels,test,bench}``."""
 
 from __future__ import annotations
 
@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input (one line)"
     )
     agents_actions.add_parser("list", help="every account: login, role, teams, state")
+    labels_command = commands.add_parser("labels", help="the labels page's daily roll-up")
+    labels_command.add_argument(
+        "action",
+        choices=("rebuild",),
+        help="rebuild: count it again from the history (after a TIMEZONE change)",
+    )
     commands.add_parser("test", help="run the tests: ./run test [pytest arguments], e.g. ./run test -x")
     commands.add_parser("bench", help="run the benchmarks: ./run bench [arguments], see ./run bench --help")
     return parser
@@ -138,6 +144,11 @@ def main(argv: list[str] | None = None) -> None:
             password = agents.read_password(args.password_stdin)
             teams = args.teams if args.teams is not None else [settings.default_team]
             print(agents.add(args.login, name=args.name, role=args.role, teams=teams, password=password))
+    elif args.command == "labels":
+        from cli import labels
+
+        upgrade_to_head()
+        print(labels.rebuild())
     elif args.command == "demo":
         demo.run(args.url)
     elif args.command == "migrate":

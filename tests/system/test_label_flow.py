@@ -12,10 +12,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Date, cast, func, select
+from sqlalchemy import Date, cast, delete, func, select
 
 from api.labels import LABEL_NAME, label_flow
-from models import Label, LabelChange
+from models import Label, LabelChange, LabelFlowContact, LabelFlowDay
 from models.db import session_scope
 from pipeline import label_flow as roll_up
 from settings import settings
@@ -183,3 +183,20 @@ def test_a_savepoint_rolled_back_takes_back_only_its_own_changes(client, admin_h
     assert shown[("Grade A", today - timedelta(days=2))] == (0, 1)
     assert ("Grade A", today - timedelta(days=1)) not in shown
     assert shown[("Grade A", today)] == (0, 1)
+
+
+def test_run_labels_rebuild_counts_a_roll_up_gone_wrong_again(client, drained, capsys):
+    """After a TIMEZONE change or a bulk load the roll-up no longer matches the history: the
+    command makes the chart show the history again."""
+    from cli.__main__ import main
+
+    today = datetime.now(ZoneInfo(settings.timezone)).date()
+    label_contact(client, BUDI_CHAT, "2", "Grade A", at_ms=at_local(today, 9))
+    drained()
+    with session_scope() as session:  # as if the history had been loaded past the labels step
+        session.execute(delete(LabelFlowContact))
+        session.execute(delete(LabelFlowDay))
+        assert ("Grade A", today) not in charted(session, DAYS, today)
+    main(["labels", "rebuild"])
+    assert "counted 1 label changes again: 1 roll-up rows" in capsys.readouterr().out
+    assert assert_chart_matches_history(today)[("Grade A", today)] == (1, 0)
