@@ -9,30 +9,28 @@ SECRET_KEY retires every link.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
+from domain import signatures
 
 # Long enough for WAHA to fetch the file while the send is retried; a later send makes a new link.
 LINK_SECONDS = 3600
 
 
 def link_key(secret_key: str) -> bytes:
-    return hmac.new(b"wacrm media link", secret_key.encode(), hashlib.sha256).digest()
-
-
-def sign(key: bytes, media_key: str, expires: int) -> str:
-    digest = hmac.new(key, f"media:{media_key}:{expires}".encode(), hashlib.sha256).digest()[:16]
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    return signatures.derived_key(b"wacrm media link", secret_key)
 
 
 def path_of(key: bytes, media_key: str, now: float) -> str:
     expires = int(now) + LINK_SECONDS
-    return f"/f/{media_key}?expires={expires}&signature={sign(key, media_key, expires)}"
+    signed = signatures.signature(key, _signed(media_key, expires))
+    return f"/f/{media_key}?expires={expires}&signature={signed}"
 
 
 def is_valid(key: bytes, media_key: str, expires: int, signature: str, now: float) -> bool:
     """Whether the link was made by us for this file and has not expired."""
     if not now <= expires <= now + LINK_SECONDS + 60:  # no link of ours lives longer
         return False
-    return hmac.compare_digest(signature.encode(), sign(key, media_key, expires).encode())
+    return signatures.matches(key, _signed(media_key, expires), signature)
+
+
+def _signed(media_key: str, expires: int) -> str:
+    return f"media:{media_key}:{expires}"

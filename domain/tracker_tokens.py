@@ -8,20 +8,19 @@ without the key, and changing SECRET_KEY retires every link handed out.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
+
+from domain import signatures
 
 _TOKEN = re.compile(r"^(?P<order>\d{1,19})-(?P<signature>[A-Za-z0-9_-]{22})$")
 
 
 def tracker_key(secret_key: str) -> bytes:
-    return hmac.new(b"wacrm order tracker", secret_key.encode(), hashlib.sha256).digest()
+    return signatures.derived_key(b"wacrm order tracker", secret_key)
 
 
 def make_token(key: bytes, order_id: int) -> str:
-    return f"{order_id}-{_sign(key, order_id)}"
+    return f"{order_id}-{signatures.signature(key, f'order:{order_id}')}"
 
 
 def read_token(key: bytes, token: str) -> int | None:
@@ -30,9 +29,4 @@ def read_token(key: bytes, token: str) -> int | None:
     if not match:
         return None
     order_id = int(match["order"])
-    return order_id if hmac.compare_digest(match["signature"], _sign(key, order_id)) else None
-
-
-def _sign(key: bytes, order_id: int) -> str:
-    digest = hmac.new(key, f"order:{order_id}".encode(), hashlib.sha256).digest()[:16]
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    return order_id if signatures.matches(key, f"order:{order_id}", match["signature"]) else None
