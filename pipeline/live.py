@@ -64,6 +64,7 @@ def _after_flush(session: Session, _context: Any) -> None:
     # In after_flush the new/dirty sets and each attribute's history still show what was written.
     if not live.enabled():
         return
+    labelled: set[int] = set()  # contacts whose labels changed: their conversations, one query
     for row in session.new:
         if isinstance(row, Message):
             _send(
@@ -80,7 +81,7 @@ def _after_flush(session: Session, _context: Any) -> None:
         elif isinstance(row, Conversation) and any(getattr(row, name) for name in CONVERSATION_FIELDS):
             _conversation(session, row)
         elif isinstance(row, ContactLabel) and row.active:
-            _labels(session, row.contact_id)
+            labelled.add(row.contact_id)
     for row in session.dirty:
         if isinstance(row, Conversation):
             if _changed(row, CONVERSATION_FIELDS):
@@ -90,14 +91,18 @@ def _after_flush(session: Session, _context: Any) -> None:
         elif isinstance(row, RoutingDecision) and _changed(row, DECISION_FIELDS):
             _send(session, live.QUEUE, row.conversation_id, conversation_id=row.conversation_id)
         elif isinstance(row, ContactLabel) and _changed(row, ("active",)):
-            _labels(session, row.contact_id)
+            labelled.add(row.contact_id)
+    if labelled:
+        _labels(session, labelled)
 
 
-def _labels(session: Session, contact_id: int) -> None:
+def _labels(session: Session, contact_ids: set[int]) -> None:
     # One event per conversation: each is tagged with its own team, so an agent hears only of
     # the conversations they may see. Several labels changed in one transaction send it once.
-    for conversation_id in session.scalars(
-        select(Conversation.id).where(Conversation.contact_id == contact_id).order_by(Conversation.id)
+    for conversation_id, contact_id in session.execute(
+        select(Conversation.id, Conversation.contact_id)
+        .where(Conversation.contact_id.in_(sorted(contact_ids)))
+        .order_by(Conversation.id)
     ):
         _send(session, live.LABEL, conversation_id, conversation_id=conversation_id, contact_id=contact_id)
 
