@@ -17,13 +17,13 @@ from urllib.parse import quote
 
 import requests
 
+from integrations.storage import CHUNK_BYTES
 from integrations.whatsapp.base import Attachment, OutgoingMessage, PermanentError, Sent, Unconfirmed, digits
 from integrations.whatsapp.http import json_or_none, post_json, request_json, status_error
 
 # The WAHA endpoint each kind goes to (docs/rich-messages.md, "WAHA"); WAHA has no sticker,
 # contacts, reaction, interactive or template (domain/outbound_kinds.py refuses them for WAHA).
 _MEDIA_ENDPOINTS = {"image": "sendImage", "document": "sendFile", "video": "sendVideo", "audio": "sendVoice"}
-CHUNK_BYTES = 256 * 1024  # read from the store at a time, for the base64 fallback
 # A linked file's type when its URL does not say (pywa's defaults for the same kinds).
 _DEFAULT_MIME = {
     "image": "image/jpeg",
