@@ -254,12 +254,17 @@ class PeakMemory:
 
 def vm_hwm_kib(pid: int) -> int:
     """A process's peak resident set size in KiB (``VmHWM``); 0 if it is gone."""
+    return proc_status_kib(pid, "VmHWM")
+
+
+def proc_status_kib(pid: int, field: str) -> int:
+    """A memory figure of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``) in KiB; 0 if it is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return 0
     for line in status.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return 0
 

@@ -42,10 +42,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import requests
 
-from bench.harness import bench_database, phase, private_redis
+from bench.harness import bench_database, child_pids, phase, private_redis, proc_status_kib
 from bench.outbound_rate import Result, load_outbox, report, send_all
 from bench.outbound_support import (
     celery_workers,
@@ -147,8 +146,8 @@ def outbound(count: int, media_env: dict[str, str]) -> tuple[Result, Result, int
     return text, image, first_contact
 
 
-def pool_child(process: CeleryProcess) -> psutil.Process:
-    children = psutil.Process(process.process.pid).children()
+def pool_child(process: CeleryProcess) -> int:
+    children = child_pids(process.process.pid)
     if len(children) != 1:
         raise RuntimeError(f"expected one pool child, found {len(children)}")
     return children[0]
@@ -159,11 +158,13 @@ def memory_of(process: CeleryProcess, work: Callable[[], object]) -> tuple[int, 
     high-water mark, reset first through ``clear_refs`` (exact, not sampled)."""
     child = pool_child(process)
     time.sleep(1.0)
-    Path(f"/proc/{child.pid}/clear_refs").write_text("5")  # the high-water mark starts again
-    idle = child.memory_info().rss
+    Path(f"/proc/{child}/clear_refs").write_text("5")  # the high-water mark starts again
+    idle = proc_status_kib(child, "VmRSS") * 1024
     work()
-    peak = status_kb(child.pid, "VmHWM")
-    if pool_child(process).pid != child.pid:
+    peak = proc_status_kib(child, "VmHWM") * 1024
+    if not idle or not peak:
+        raise RuntimeError(f"pool child {child} is gone: no memory figure")
+    if pool_child(process) != child:
         raise RuntimeError("the pool child changed during the work: its peak is not the work's")
     return idle, peak
 
@@ -283,14 +284,6 @@ def raw_download_seconds(fake: FakeCloudApi, media_id: str, count: int, chunk: i
     if received != count * VIDEO_BYTES:
         raise RuntimeError(f"the baseline received {received} bytes, not {count * VIDEO_BYTES}")
     return seconds
-
-
-def status_kb(pid: int, field: str) -> int:
-    """A memory figure of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``), in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} for {pid}")
 
 
 def inbound(count: int, media_env: dict[str, str], upload: tuple[int, int]) -> Inbound:
