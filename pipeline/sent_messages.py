@@ -52,8 +52,10 @@ def mark_sent(
     sent_as: str,
     request: dict[str, Any],
     sent_at: datetime,
+    warning: dict[str, Any] | None = None,
 ) -> None:
-    """The row went out as ``external_id``: it joins the conversation and its receipts apply."""
+    """The row went out as ``external_id``: it joins the conversation and its receipts apply.
+    ``warning``: how it went out other than it should have (kept as the row's error)."""
     contact = current_contact(session, row.contact_id)
     assert contact is not None
     message = context.record_outbound_message(
@@ -71,7 +73,7 @@ def mark_sent(
     )
     row.state, row.external_id, row.sent_as, row.message_id = SENT, external_id, sent_as, message.id
     row.sent_at = row.updated_at = sent_at
-    row.error = None
+    row.error = warning
     if message.status_rank >= RANKS["delivered"]:
         orders.on_followup_delivered(session, external_id)
     adaptive_followups.after_our_message(session, contact, row, message)

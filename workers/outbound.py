@@ -229,6 +229,12 @@ def send_outbound(outbound_id: int) -> str:
         return _finish(outbound_id, FAILED, exc)
     except PermanentError as exc:
         return _finish(outbound_id, FAILED, exc)
+    if sent.warning is not None:
+        log.warning(
+            "message sent other than it should have been: %s",
+            sent.warning["message"],
+            extra={"outbound_id": outbound_id, "reason": sent.warning["message"]},
+        )
     _record_sent(outbound_id, sent, claim.contact_id)
     return SENT
 
@@ -608,7 +614,9 @@ def _record_sent(outbound_id: int, sent: Sent, contact_id: int | None) -> None:
             with session_scope() as session:
                 row = sent_messages.locked_with_contact(session, outbound_id, contact_id)
                 if row is not None and row.external_id is None:
-                    sent_messages.mark_sent(session, row, sent.external_id, sent.type, sent.request, utcnow())
+                    sent_messages.mark_sent(
+                        session, row, sent.external_id, sent.type, sent.request, utcnow(), sent.warning
+                    )
             OUTBOUND_SENDS.labels(SENT).inc()
             return
         except DBAPIError:

@@ -67,6 +67,9 @@ class Sent:
     external_id: str  # the gateway's message id (wamid), joined later with status webhooks
     type: str  # "text" or "template"
     request: dict[str, Any]  # the body that was sent, kept with the message
+    # Sent, but not as it should have been (WAHA could not fetch our file's link): kept on the
+    # outbox row for people to see and fix.
+    warning: dict[str, Any] | None = None
 
 
 class GatewayError(Exception):

@@ -14,7 +14,7 @@ from typing import Any
 import requests
 
 from integrations.network import never_sent
-from integrations.whatsapp.base import GatewayError, PermanentError, TransientError, Unconfirmed
+from integrations.whatsapp.base import GatewayError, PermanentError, Readable, TransientError, Unconfirmed
 
 # Connect timeout: slightly above a multiple of 3 s, the TCP retransmission window (requests docs).
 CONNECT_TIMEOUT_SECONDS = 3.05
@@ -85,6 +85,30 @@ def request_json(
             url,
             json=body,
             headers=headers,
+            timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
+            allow_redirects=False,
+        )
+    except requests.RequestException as exc:
+        raise network_error(exc, gateway) from exc
+
+
+def post_stream(
+    session: requests.Session,
+    url: str,
+    body: Readable,
+    *,
+    content_type: str,
+    headers: dict[str, str],
+    timeout: float,
+    gateway: str,
+) -> requests.Response:
+    """POST a body read from a file object as it is sent (its ``len``: the Content-Length),
+    classified exactly as ``post_json``."""
+    try:
+        return session.post(
+            url,
+            data=body,
+            headers={**headers, "Content-Type": content_type},
             timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
             allow_redirects=False,
         )

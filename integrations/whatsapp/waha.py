@@ -9,7 +9,6 @@ and other 5xx may pass later, any other refusal will not.
 
 from __future__ import annotations
 
-import base64
 import mimetypes
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +16,9 @@ from urllib.parse import quote
 
 import requests
 
-from integrations.storage import CHUNK_BYTES
 from integrations.whatsapp.base import Attachment, OutgoingMessage, PermanentError, Sent, Unconfirmed, digits
-from integrations.whatsapp.http import json_or_none, post_json, request_json, status_error
+from integrations.whatsapp.http import json_or_none, post_json, post_stream, request_json, status_error
+from integrations.whatsapp.waha_body import Base64Data, StreamedBody
 
 # The WAHA endpoint each kind goes to (docs/rich-messages.md, "WAHA"); WAHA has no sticker,
 # contacts, reaction, interactive or template (domain/outbound_kinds.py refuses them for WAHA).
@@ -52,9 +51,19 @@ class WahaGateway:
         if message.body is not None:
             endpoint, fields, kind = _request_of(message)
             url, body = f"{self.base}/{endpoint}", {**chat, **fields}
-        response = post_json(
-            self._session, url, body, headers=self._headers, timeout=self.timeout, gateway=self.name
-        )
+        response, warning = self._post(url, body), None
+        refused = _link_refused(message.attachment, body, response)
+        if refused is not None and message.attachment is not None:
+            # WAHA could not download our signed link (PUBLIC_URL wrong, or unreachable from
+            # WAHA) and said so before sending anything: the same message once more, its file
+            # inline. Any other answer is judged as usual below (never sent twice).
+            body = {**body, "file": _inline(body["file"], message.attachment)}
+            response = self._post(url, body)
+            warning = {
+                "message": f"WAHA could not fetch our file from PUBLIC_URL ({refused}); sent it as "
+                "base64 instead: check that PUBLIC_URL is reachable from WAHA",
+                "waha_link_refused": refused,
+            }
         payload = json_or_none(response)
         if not 200 <= response.status_code < 300:
             raise status_error(response, self.name, _error_dict(response, payload))
@@ -64,7 +73,24 @@ class WahaGateway:
                 f"waha: HTTP {response.status_code} without a message id",
                 error={"message": response.text[:500], "http_status": response.status_code},
             )
-        return Sent(external_id=external_id, type=kind, request=_without_data(body))
+        return Sent(external_id=external_id, type=kind, request=_without_data(body), warning=warning)
+
+    def _post(self, url: str, body: dict[str, Any]) -> requests.Response:
+        """One send; a body with our file inline streams it (a new stream each time)."""
+        file = body.get("file")
+        if isinstance(file, dict) and isinstance(file.get("data"), Base64Data):
+            return post_stream(
+                self._session,
+                url,
+                StreamedBody(body),
+                content_type="application/json",
+                headers=self._headers,
+                timeout=self.timeout,
+                gateway=self.name,
+            )
+        return post_json(
+            self._session, url, body, headers=self._headers, timeout=self.timeout, gateway=self.name
+        )
 
     # Labels (WhatsApp Business app labels, docs/formats.md "WAHA"): the catalogue of the
     # session, creating one, and a chat's labels, always set as the full list.
@@ -144,17 +170,16 @@ def _request_of(message: OutgoingMessage) -> tuple[str, dict[str, Any], str]:
 def _file_of(message: OutgoingMessage, kind: str, part: dict[str, Any]) -> dict[str, Any]:
     """WAHA's RemoteFile ``{mimetype, url}``: a ``link``, or our file by its signed, expiring link
     (WAHA fetches it from us as it sends, so no worker holds the file). BinaryFile (base64
-    ``data``, the whole file in memory) only for our file when no link can be made (no
-    PUBLIC_URL or SECRET_KEY): docs/rich-messages.md, "WAHA"."""
+    ``data``, streamed from the store as the request is written) for our file when no link can be
+    made (no PUBLIC_URL or SECRET_KEY): docs/rich-messages.md, "WAHA"."""
     attachment = message.attachment
     if "link" in part:
         guessed = mimetypes.guess_type(part["link"].split("?")[0])[0]
         file: dict[str, Any] = {"mimetype": guessed or _DEFAULT_MIME[kind], "url": part["link"]}
     elif attachment is not None:
-        if attachment.url is not None:
-            file = {"mimetype": attachment.mime_type, "url": attachment.url}
-        else:
-            file = {"mimetype": attachment.mime_type, "data": _base64_of(attachment)}
+        file = {"mimetype": attachment.mime_type, "url": attachment.url}
+        if attachment.url is None:
+            file = _inline(file, attachment)
         if attachment.filename:
             file["filename"] = attachment.filename
     else:
@@ -166,17 +191,43 @@ def _file_of(message: OutgoingMessage, kind: str, part: dict[str, Any]) -> dict[
     return file
 
 
-def _base64_of(attachment: Attachment) -> str:
-    """The file as base64, encoded as it streams from the store (whole 3-byte groups at a time);
-    the JSON body still holds all of it."""
-    reader, encoded, left = attachment.open(), [], b""
-    while chunk := reader.read(CHUNK_BYTES):
-        left += chunk
-        whole = len(left) - len(left) % 3
-        encoded.append(base64.b64encode(left[:whole]))
-        left = left[whole:]
-    encoded.append(base64.b64encode(left))
-    return b"".join(encoded).decode()
+def _inline(file: dict[str, Any], attachment: Attachment) -> dict[str, Any]:
+    """The same file as BinaryFile: ``data`` in place of ``url``, read from the store when sent."""
+    return {**{k: v for k, v in file.items() if k != "url"}, "data": Base64Data(attachment)}
+
+
+# What WAHA answers when it cannot fetch a file's URL, before anything is sent: HTTP 500 from its
+# exception filter with the error its download threw (utils/fetch.ts ``fetchBuffer``): axios's
+# (``AxiosError``: refused, unknown host, timeout, a 4xx/5xx from us), or its own check of the URL.
+_URL_CHECKS = frozenset(
+    {
+        "Invalid URL format",
+        "Access to internal resources is forbidden",
+        "Access to private networks is forbidden",
+        "Invalid IP address",
+    }
+)
+
+
+def _link_refused(
+    attachment: Attachment | None, body: dict[str, Any], response: requests.Response
+) -> str | None:
+    """What WAHA said when it could not fetch our file's signed link, else None (any other
+    answer, or a link that is not ours: a customer's link has no inline alternative)."""
+    file = body.get("file")
+    if attachment is None or attachment.url is None or not isinstance(file, dict):
+        return None
+    if file.get("url") != attachment.url or response.status_code != 500:
+        return None
+    payload = json_or_none(response)
+    exception = payload.get("exception") if isinstance(payload, dict) else None
+    if not isinstance(exception, dict):
+        return None
+    message = str(exception.get("message") or "")
+    checked = message in _URL_CHECKS or message.startswith("Invalid URL scheme")
+    if exception.get("name") == "AxiosError" or checked:
+        return message or str(exception.get("code") or "AxiosError")
+    return None
 
 
 def _without_data(body: dict[str, Any]) -> dict[str, Any]:
@@ -202,8 +253,12 @@ def _message_id(payload: Any) -> str | None:
 
 
 def _error_dict(response: requests.Response, payload: Any) -> dict[str, Any]:
-    """WAHA (NestJS) errors look like ``{"statusCode": 422, "message": "...", "error": "..."}``."""
+    """WAHA (NestJS) errors look like ``{"statusCode": 422, "message": "...", "error": "..."}``;
+    its 500s like ``{"statusCode": 500, "exception": {"message", "name", ...}, "request": ...}``."""
     message = payload.get("message") if isinstance(payload, dict) else None
+    exception = payload.get("exception") if isinstance(payload, dict) else None
+    if not isinstance(message, str) and isinstance(exception, dict):
+        message = exception.get("message")  # a 500 from WAHA's exception filter
     if not isinstance(message, str):
         message = response.text[:500] or response.reason
     return {"message": message, "http_status": response.status_code}

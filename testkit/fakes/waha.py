@@ -3,6 +3,11 @@
 (``GET|POST /api/{session}/labels``, ``PUT /api/{session}/labels/chats/{chatId}`` with the chat's
 full set), keeping each session's labels and each chat's set (``chat_labels``).
 
+A media send's file arrives as ``data`` (base64, in a body sent with its Content-Length: 411
+otherwise) or as a ``url``, which with ``fetch_files=True`` the fake downloads as WAHA does,
+answering WAHA's 500 (its exception filter's body, an ``AxiosError``) when it cannot; the bytes
+of every file it got are kept, in order, in ``files_received``.
+
 It checks ``X-Api-Key`` when built with one (401 otherwise), answers with a WAMessage-like body
 whose ``id`` is a string (``true_<chatId>_<hex>``) or, with ``id_as_object=True``, the object some
 engines return (``{"fromMe": true, "remote": …, "id": …, "_serialized": …}``), and records what
@@ -11,6 +16,8 @@ it accepted. Scripted failures answer with WAHA's (NestJS) error body.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import uuid
 from collections.abc import Callable
@@ -18,15 +25,21 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
+import requests
+
 from testkit import samples
 from testkit.fakes import FakeServer, Reply
 
 
 class FakeWaha(FakeServer):
-    def __init__(self, api_key: str | None = "test-waha-key", id_as_object: bool = False) -> None:
+    def __init__(
+        self, api_key: str | None = "test-waha-key", id_as_object: bool = False, fetch_files: bool = False
+    ) -> None:
         super().__init__()
         self.api_key = api_key
         self.id_as_object = id_as_object
+        self.fetch_files = fetch_files
+        self.files_received: list[bytes] = []  # each accepted send's file, fetched or decoded
         self.files: dict[str, tuple[bytes, str]] = {}  # /api/files/<name>: bytes, mime type
         # The id given to each accepted message, in order: what WAHA's message.any echoes carry.
         self.sent_ids: list[str] = []
@@ -45,6 +58,7 @@ class FakeWaha(FakeServer):
     def reset(self) -> None:
         super().reset()
         self.files.clear()
+        self.files_received.clear()
         self.sent_ids.clear()
         self.labels.clear()
         self.chat_labels.clear()
@@ -144,7 +158,22 @@ class FakeWaha(FakeServer):
         problem = _SENDS[path](body)
         if problem:
             return Reply(400, _nest_error(400, problem))
+        file = body.get("file")
+        content: bytes | None = None
+        if isinstance(file, dict) and "data" in file:
+            if "content-length" not in headers or "transfer-encoding" in headers:
+                return Reply(411, _nest_error(411, "a file's data needs a Content-Length"))
+            try:
+                content = base64.b64decode(file["data"], validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                return Reply(400, _nest_error(400, "file.data is not base64"))
+        elif isinstance(file, dict) and self.fetch_files:
+            content, failed = _fetch(str(file["url"]))
+            if content is None:
+                return Reply(500, _waha_500(path, body, failed))
         self.accept(body)
+        if content is not None:
+            self.files_received.append(content)
         key = uuid.uuid4().hex.upper()[:20]
         serialized = f"true_{body['chatId']}_{key}"
         self.sent_ids.append(serialized)
@@ -162,6 +191,8 @@ class FakeWaha(FakeServer):
         }
         if action is not None and action.kind == "drop":
             return Reply(201, drop=True)
+        if action is not None and action.kind == "accept_fail":
+            return Reply(action.status, b"Bad Gateway", content_type="text/html")  # a proxy's own
         return Reply(201, answer, delay=action.seconds if action is not None else 0.0)
 
     def _create_label(self, session: str, headers: dict[str, str], body: Any) -> Reply:
@@ -186,6 +217,41 @@ _CHAT_LABELS = re.compile(r"/api/(?P<session>[^/]+)/labels/chats/(?P<chat>[^/]+)
 
 def _label(label_id: str, name: str) -> dict[str, Any]:
     return {"id": label_id, "name": name, "color": 0, "colorHex": "#ff9485"}
+
+
+def _fetch(url: str) -> tuple[bytes | None, dict[str, Any]]:
+    """The file at ``url`` as WAHA's ``fetchBuffer`` downloads it (axios, no redirects), or the
+    ``AxiosError`` WAHA's exception filter would show: its message and code."""
+    try:
+        answer = requests.get(url, timeout=5, allow_redirects=False)
+    except requests.ConnectionError:
+        return None, {
+            "message": f"connect ECONNREFUSED {url.split('/')[2]}",
+            "code": "ECONNREFUSED",
+        }
+    except requests.Timeout:
+        return None, {"message": "timeout of 30000ms exceeded", "code": "ECONNABORTED"}
+    if not 200 <= answer.status_code < 300:
+        code = "ERR_BAD_REQUEST" if answer.status_code < 500 else "ERR_BAD_RESPONSE"
+        return None, {"message": f"Request failed with status code {answer.status_code}", "code": code}
+    return answer.content, {}
+
+
+def _waha_500(path: str, body: dict[str, Any], failed: dict[str, Any]) -> dict[str, Any]:
+    """WAHA's AllExceptionsFilter answer to an error that is not an HttpException."""
+    exception = {
+        "message": failed["message"],
+        "name": "AxiosError",
+        "code": failed["code"],
+        "stack": f"AxiosError: {failed['message']}\n    at fetchBuffer (/app/dist/utils/fetch.js)",
+    }
+    return {
+        "statusCode": 500,
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "exception": exception,
+        "request": {"path": path, "method": "POST", "body": body, "query": {}},
+        "version": {"version": "2025.11.1", "engine": "GOWS", "tier": "PLUS"},
+    }
 
 
 def _nest_error(status: int, message: str) -> dict[str, Any]:

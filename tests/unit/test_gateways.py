@@ -3,7 +3,6 @@ failure is classified (the class decides whether the outbound worker may send ag
 
 from __future__ import annotations
 
-import base64
 import logging
 from typing import Any
 
@@ -454,16 +453,47 @@ def test_waha_is_given_our_file_as_its_link_when_there_is_one(waha: FakeWaha):
     assert body["caption"] == "Cara pakai"
 
 
-def test_waha_is_given_our_file_as_base64_without_a_link(waha: FakeWaha):
+def test_waha_is_given_our_file_as_base64_without_a_link_in_a_body_of_known_length(waha: FakeWaha):
     gateway = WahaGateway(waha.url, waha.api_key, None, timeout=2)
     data = bytes(range(256)) * 1000 + b"xy"
 
     sent = gateway.send(_video(_attachment(data)), window_open=True)
 
     [(_, body)] = waha.sent()
-    assert base64.b64decode(body["file"]["data"]) == data
-    assert "url" not in body["file"]
-    assert sent.request["file"]["data"].endswith("base64 characters>")  # not kept in the database
+    assert waha.files_received == [data]  # WAHA's base64 of the file, decoded: the file itself
+    assert "url" not in body["file"] and body["caption"] == "Cara pakai"
+    [request] = waha.requests
+    assert "transfer-encoding" not in request["headers"]  # a Content-Length, not chunked
+    assert sent.request["file"]["data"] == f"<{4 * -(-len(data) // 3)} base64 characters>"  # not kept
+    assert sent.warning is None
+
+
+def test_waha_unable_to_fetch_our_link_gets_the_same_message_once_more_as_base64():
+    data = bytes(range(256)) * 3000 + b"z"
+    with FakeWaha(fetch_files=True) as waha:
+        gateway = WahaGateway(waha.url, waha.api_key, None, timeout=5)
+        closed = f"http://127.0.0.1:{free_port()}/f/ours?expires=1&signature=x"  # PUBLIC_URL unreachable
+
+        sent = gateway.send(_video(_attachment(data, url=closed)), window_open=True)
+
+        assert len(waha.requests) == 2  # the link, refused with WAHA's 500; then the file inline
+        assert waha.requests[0]["body"]["file"]["url"] == closed
+        assert len(waha.accepted) == 1 and waha.files_received == [data]  # the customer has it once
+    assert "url" not in sent.request["file"] and sent.request["file"]["data"].endswith("base64 characters>")
+    assert sent.warning is not None and "ECONNREFUSED" in sent.warning["message"]
+    assert "PUBLIC_URL" in sent.warning["message"]
+
+
+def test_waha_fetching_our_link_is_not_tried_again_after_any_other_error(waha: FakeWaha):
+    gateway = WahaGateway(waha.url, waha.api_key, None, timeout=2)
+    link = "https://crm.example.id/f/ours?expires=1&signature=x"
+    waha.fail_next(500)  # WAHA's own error, nothing that says the link could not be fetched
+    with pytest.raises(TransientError):
+        gateway.send(_video(_attachment(b"video bytes", url=link)), window_open=True)
+    waha.accept_then_fail_next(502)  # a proxy's: it may well have been sent
+    with pytest.raises(Unconfirmed):
+        gateway.send(_video(_attachment(b"video bytes", url=link)), window_open=True)
+    assert [r["body"]["file"]["url"] for r in waha.requests] == [link, link]  # never as base64
 
 
 def test_a_download_cut_off_midway_may_be_tried_again_and_leaves_no_file(tmp_path, monkeypatch):

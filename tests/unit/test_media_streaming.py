@@ -1,9 +1,11 @@
 """Our files leave the store as a stream: the reader the Cloud API upload streams from, the
-base64 WAHA gets when it cannot be given a link, and the signed link it is given instead."""
+JSON body with the base64 WAHA gets when it cannot be given a link (written as it is sent), and
+the signed link it is given instead."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from domain.media_links import LINK_SECONDS, is_valid, link_key, path_of
 from integrations.storage import ChunkReader
 from integrations.whatsapp.base import Attachment
-from integrations.whatsapp.waha import _base64_of
+from integrations.whatsapp.waha_body import Base64Data, StreamedBody
 
 DATA = os.urandom(1_000_003)  # not a whole number of chunks, nor of 3-byte groups
 
@@ -31,9 +33,20 @@ def test_the_reader_gives_the_file_back_whole_in_reads_of_any_size_and_counts_wh
     assert reader.len == 0
 
 
-def test_the_waha_fallback_base64_is_the_files_own():
+def test_the_waha_fallback_body_is_json_whose_data_is_the_files_own_base64_and_as_long_as_it_says():
     attachment = Attachment("video/mp4", "v.mp4", len(DATA), lambda: ChunkReader(chunks(), len(DATA)))
-    assert base64.b64decode(_base64_of(attachment)) == DATA
+    caption = 'Harga "spesial" \\ 日本 \n'  # escaped as json.dumps escapes it
+    fields = {"session": "default", "caption": caption, "file": {"mimetype": "video/mp4"}}
+    body = StreamedBody({**fields, "file": {**fields["file"], "data": Base64Data(attachment)}})
+    length = body.len
+    parts = [body.read(8192)]
+    while part := body.read(100_000):
+        parts.append(part)
+    sent = b"".join(parts)
+    assert len(sent) == length  # the Content-Length it was sent with
+    decoded = json.loads(sent)
+    assert base64.b64decode(decoded.pop("file").pop("data"), validate=True) == DATA
+    assert decoded == {"session": "default", "caption": fields["caption"]}
 
 
 def test_a_media_link_opens_its_own_file_until_it_expires_and_no_other():
