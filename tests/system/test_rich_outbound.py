@@ -19,8 +19,9 @@ from models.base import utcnow
 from models.db import session_scope
 from testkit import samples
 from testkit.fakes.waha import FakeWaha
-from testkit.processes import wait_for
+from testkit.processes import CeleryProcess, free_port, wait_for
 from testkit.waha import chat_of, label_contact
+from tests.system.conftest import SHARED
 
 BUDI = "6281212345678"
 PICTURE = b"\xff\xd8\xff\xe0" + os.urandom(40_000)
@@ -425,6 +426,47 @@ def test_a_waha_channel_refuses_a_list_naming_the_gateway_and_sends_an_image_by_
         "url": "https://cdn.example.com/i.pdf",
         "filename": "i.pdf",
     }
+
+
+def test_a_link_waha_cannot_fetch_still_gets_the_customer_the_image_once_as_base64(client, admin_headers):
+    # PUBLIC_URL on a closed port: WAHA (fetching links as WAHA does) cannot download our file.
+    paused = [process for process in SHARED if process.process.poll() is None]
+    for process in paused:
+        process.stop()  # so the send is this worker's, with its PUBLIC_URL
+    closed = f"http://127.0.0.1:{free_port()}"
+    queues = "ingest,outbound,outbound_bulk,media"
+    worker = CeleryProcess.worker(concurrency=1, queues=queues, PUBLIC_URL=closed)
+    try:
+        with FakeWaha(api_key="waha-key", fetch_files=True) as waha:
+            spec = {
+                "name": "toko-waha-2",
+                "kind": "waha",
+                "session": "default",
+                "waha_url": waha.url,
+                "api_key": "waha-key",
+                "hmac_key": "waha-hmac",
+                "team": "sales",
+            }
+            assert client.post("/api/channels", json=spec, headers=admin_headers).status_code == 201
+            worker.wait_ready()
+            payload = samples.waha_message(f"{BUDI}@c.us", "Halo", session="default")
+            body, headers = samples.waha_encode(payload, "waha-hmac")
+            assert client.post("/webhooks/waha", content=body, headers=headers).status_code == 200
+            conversation = conversation_of(client, admin_headers)
+            image = {"type": "image", "image": {"id": upload(client, admin_headers), "caption": "Katalog"}}
+            assert send(client, admin_headers, conversation, image, "waha-unreachable").status_code == 202
+            wait_for(lambda: [row.state for row in outbox_rows()] == ["sent"], 60, "the image sent")
+            assert waha.files_received == [PICTURE]  # the customer got it once, whole
+            [(endpoint, sent)] = waha.sent()
+            assert endpoint == "sendImage" and "url" not in sent["file"]
+            tried = [r["body"]["file"] for r in waha.requests if r["path"] == "/api/sendImage"]
+            assert tried[0]["url"].startswith(f"{closed}/f/") and "data" in tried[1]
+            [row] = outbox_rows()
+            assert "PUBLIC_URL" in row.error["message"]  # why, for ops to fix it
+    finally:
+        worker.stop()
+        for process in paused:
+            process.restart().wait_ready()
 
 
 def test_an_faq_answer_with_an_image_goes_as_an_image_message_with_the_answer_as_caption(
