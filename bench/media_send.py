@@ -18,6 +18,10 @@ this process), with a media store in a temporary directory:
   its peak while downloading the videos (Linux's high-water mark ``VmHWM``, reset through
   ``/proc/<pid>/clear_refs`` after the warm-up: exact, not sampled). Goal: peak - idle < 2 x the
   download chunk (``integrations.whatsapp.media.CHUNK_BYTES``), i.e. no file is held whole.
+- **WAHA inline.** One outbound worker on the fake WAHA without PUBLIC_URL sends a 16 MB video
+  as base64 ``file.data``, streamed into the JSON body: its peak RSS against idle (goal: a few
+  store chunks and their base64, 8 x the store's chunk: far below the file's 16 MB and its 21 MB of
+  base64, which the body held whole before).
 
 Run from the project root::
 
@@ -192,6 +196,39 @@ def upload_memory(first_contact: int, media_env: dict[str, str]) -> tuple[int, i
         uploaded = [data for data in fake.media.values() if len(data.data) == VIDEO_BYTES]
         if len(uploaded) != 1 or len(fake.accepted) != 2:
             raise RuntimeError(f"{len(uploaded)} videos uploaded, {len(fake.accepted)} messages accepted")
+    return idle, peak
+
+
+def waha_inline_memory(first_contact: int, media_env: dict[str, str]) -> tuple[int, int]:
+    """One outbound worker (-c 1) on WAHA without PUBLIC_URL sends a warm-up image, then one
+    16 MB video as base64 ``file.data`` (streamed into the JSON body): its idle and peak RSS."""
+    from queueing.publish import send_outbound
+    from testkit.fakes.waha import FakeWaha
+
+    with FakeWaha(api_key="bench-waha-key") as fake:
+        env = {
+            **media_env,
+            "WHATSAPP_GATEWAY": "waha",
+            "WAHA_URL": fake.url,
+            "WAHA_API_KEY": "bench-waha-key",
+            "PUBLIC_URL": "",  # no link can be made: the file goes inline
+        }
+        with celery_workers(1, 1, "outbound", env) as processes:
+
+            def send(load: Callable[[int, int], list[int]]) -> None:
+                ids = load(first_contact, 1)
+                send_outbound(ids)
+                wait_until(lambda: unfinished_outbox() == 0, processes, DRAIN_TIMEOUT, "the send")
+
+            phase("WAHA inline: a warm-up image, celery worker -c 1 -Q outbound, no PUBLIC_URL")
+            send(media_loader("image", "image/jpeg", WARM_UP_BYTES))
+            phase(f"WAHA inline: one {VIDEO_BYTES // MIB} MB video as streamed base64")
+            idle, peak = memory_of(
+                processes[0], lambda: send(media_loader("video", "video/mp4", VIDEO_BYTES))
+            )
+        sizes = [len(data) for data in fake.files_received]
+        if sizes != [WARM_UP_BYTES, VIDEO_BYTES]:
+            raise RuntimeError(f"WAHA received files of {sizes} bytes, not the warm-up and the video")
     return idle, peak
 
 
@@ -383,10 +420,24 @@ def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
             upgrade_to_head(database_url)
             text, image, first_contact = outbound(count, media_env)
             upload = upload_memory(first_contact, media_env)
+            waha_idle, waha_peak = waha_inline_memory(first_contact, media_env)
             received = inbound(videos, media_env, upload)
     finally:
         shutil.rmtree(media_dir, ignore_errors=True)
     figures += figures_of(text, image, received)
+    waha_goal = 8 * received.store_chunk  # a few chunks, their base64 and the socket's buffers
+    figures.append(
+        Figure(
+            "media",
+            f"outbound: worker's peak RSS sending a {VIDEO_BYTES // MIB} MB video to WAHA as base64",
+            waha_peak / MIB,
+            "MiB",
+            waha_idle / MIB,
+            "the same worker idle",
+            f"growth < {waha_goal / MIB:g} MiB (8 x the store's chunk; the file is {VIDEO_BYTES // MIB} MiB)",
+            waha_peak - waha_idle < waha_goal,
+        )
+    )
     ratio = image.rate / text.rate
     growth_goal = 2 * received.chunk
     print(
@@ -416,6 +467,13 @@ def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
         f"idle {received.upload_idle_rss / MIB:.1f} MiB, peak {received.upload_peak_rss / MIB:.1f} MiB, "
         f"growth {received.upload_growth / 1024:.0f} KiB; store chunk {received.store_chunk // 1024} KiB; "
         f"target growth < {upload_goal // 1024} KiB   {verdict(received.upload_growth < upload_goal)}"
+    )
+    print(
+        f"  outbound worker RSS around a {VIDEO_BYTES // MIB} MB video sent to WAHA as base64: "
+        f"idle {waha_idle / MIB:.1f} MiB, peak {waha_peak / MIB:.1f} MiB, "
+        f"growth {(waha_peak - waha_idle) / 1024:.0f} KiB (the file: {VIDEO_BYTES // 1024} KiB, "
+        f"its base64 {4 * -(-VIDEO_BYTES // 3) // 1024} KiB); "
+        f"target growth < {waha_goal // 1024} KiB   {verdict(waha_peak - waha_idle < waha_goal)}"
     )
     return figures
 
