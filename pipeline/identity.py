@@ -203,15 +203,16 @@ def _try_create(session: Session, sighting: Sighting, identities: list[Identity]
     try:
         with session.begin_nested():
             contact = Contact(name=sighting.name)
+            _update_profile(contact, sighting)  # written with the INSERT, not an UPDATE after it
             session.add(contact)
             session.flush()
             _insert_identities(session, contact, identities)
     except IntegrityError:
         return None
-    # Lock it like any found contact, so that later work on it in this transaction is serialised.
-    return session.scalars(
-        select(Contact).where(Contact.id == contact.id).with_for_update(key_share=True)
-    ).one()
+    # No lock to take: a row this transaction inserted is invisible to every other until the
+    # commit, and a worker inserting one of its identities waits on the unique index until then,
+    # so later work on it in this transaction is serialised as for a found, locked contact.
+    return contact
 
 
 def _try_attach(session: Session, contact: Contact, identities: list[Identity]) -> bool:

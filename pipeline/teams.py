@@ -12,6 +12,7 @@ from collections.abc import Collection
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from models import Channel, Conversation
 from settings import settings
@@ -19,6 +20,11 @@ from settings import settings
 
 def conversation_team(session: Session, conversation_id: int) -> str:
     """The team whose agents see and answer this conversation."""
+    loaded = session.identity_map.get(identity_key(Conversation, conversation_id))
+    if loaded is not None and loaded.channel_id is None:
+        # The settings channel has no row to name a team: no query (every inbound message's
+        # live event asks, pipeline/live.py).
+        return settings.default_team
     team = session.scalar(
         select(Channel.team)
         .join(Conversation, Conversation.channel_id == Channel.id)
