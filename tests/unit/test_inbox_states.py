@@ -40,4 +40,3 @@ def test_and_in_english():
     html = panel("en")
     assert '<span class="sync-state">waiting to sync</span>' in html
     assert "shipped" in html and "not sent: the reply window is closed" in html
-
