@@ -176,9 +176,7 @@ def translate(text: str, gettext: Callable[[str], str], locale: str = "en") -> s
     for message, regex in _compiled():
         found = regex.fullmatch(text)
         if found is not None:
-            values = {
-                name: _value(name, value, gettext, locale) for name, value in found.groupdict().items()
-            }
+            values = {name: _value(name, value, gettext, locale) for name, value in found.groupdict().items()}
             return gettext(message) % values if values else gettext(message)
     return text
 
