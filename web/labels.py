@@ -30,6 +30,7 @@ router = APIRouter(prefix="/inbox", include_in_schema=False)
 PERIODS = (7, 30, 90)
 DEFAULT_PERIOD = 30
 PAGE_SIZE = 50  # contacts listed at a time: a page to read, not every member at once
+MAX_PAGE_SIZE = 500
 FLOW_HEIGHT = 100  # the flow chart's drawing units: entered above the middle, left below
 
 
@@ -68,6 +69,7 @@ def labels_page(
     label: Annotated[str | None, Query(max_length=255)] = None,
     q: Annotated[str, Query(max_length=100)] = "",
     after: Annotated[int, Query(ge=0)] = 0,  # the contact list's page: ids above this one
+    size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = PAGE_SIZE,  # contacts per page
 ) -> Response:
     language = language_of(request, caller)
     target: str = request.app.state.settings.target_label
@@ -84,9 +86,7 @@ def labels_page(
         chosen = label or (target if target in names else (names[0] if names else None))
         search = q.strip().lower()
         # One more than is shown, to know whether there are more.
-        members = (
-            data.segment(session, chosen, after=after, limit=PAGE_SIZE + 1, search=search) if chosen else []
-        )
+        members = data.segment(session, chosen, after=after, limit=size + 1, search=search) if chosen else []
         total = data.segment_size(session, chosen, search) if chosen else 0
     return page(
         "labels.html",
@@ -108,26 +108,24 @@ def labels_page(
         names=names,
         chosen=chosen,
         q=q,
-        members=members[:PAGE_SIZE],
+        members=members[:size],
         total=total,
         paged=after > 0,
         more_url=(
-            contacts_url(period, chosen, q, members[PAGE_SIZE - 1].id) if len(members) > PAGE_SIZE else None
+            contacts_url(period, chosen, q, members[size - 1].id, size) if len(members) > size else None
         ),
-        first_url=contacts_url(period, chosen, q, 0),
+        first_url=contacts_url(period, chosen, q, 0, size),
         csv_url=f"/dashboard/contacts.csv?{urlencode({'label': chosen or ''})}",
         period_url=lambda p: "/inbox/labels?" + urlencode({"days": p, **({"label": label} if label else {})}),
     )
 
 
-def contacts_url(days: int, label: str | None, q: str, after: int) -> str:
+def contacts_url(days: int, label: str | None, q: str, after: int, size: int = PAGE_SIZE) -> str:
     """The contact list's page of the contacts above ``after`` (0: the first page)."""
-    query = {
-        "days": days,
-        "label": label or "",
-        **({"q": q} if q else {}),
-        **({"after": after} if after else {}),
-    }
+    query: dict[str, str | int] = {"days": days, "label": label or ""}
+    query |= {"q": q} if q else {}
+    query |= {"after": after} if after else {}
+    query |= {"size": size} if size != PAGE_SIZE else {}
     return f"/inbox/labels?{urlencode(query)}#contacts"
 
 
