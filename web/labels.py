@@ -87,7 +87,9 @@ def labels_page(
         search = q.strip().lower()
         # One more than is shown, to know whether there are more.
         members = data.segment(session, chosen, after=after, limit=size + 1, search=search) if chosen else []
-        total = data.segment_size(session, chosen, search) if chosen else 0
+        # The whole list on its first page: its length is the total, no count needed.
+        whole = after == 0 and len(members) <= size
+        total = len(members) if whole else data.segment_size(session, chosen, search) if chosen else 0
     return page(
         "labels.html",
         language,
