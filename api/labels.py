@@ -19,8 +19,9 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import String, cast, func, literal, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from models import Contact, ContactLabel, Label, LabelChange, LabelFlowDay
 from models.campaigns import AD, Touch
@@ -86,7 +87,9 @@ def export_segment(label: Annotated[str, Query(min_length=1, max_length=255)]) -
     )
 
 
-def label_counts(session: Session) -> list[LabelOut]:
+def label_counts(session: Session, *, by_staff: bool = True) -> list[LabelOut]:
+    """Every live label with its contacts now; ``by_staff=False`` leaves ``by_staff`` empty (the
+    labels page shows only the totals, which the active rows' index counts alone)."""
     labels = session.execute(
         select(Label.id, LABEL_NAME, Label.session, Label.color_hex)
         .where(Label.deleted_at.is_(None))
@@ -99,10 +102,11 @@ def label_counts(session: Session) -> list[LabelOut]:
     name_of = {label_id: name for label_id, name, _, _ in labels}
     totals: dict[str, int] = defaultdict(int)
     per_staff: dict[str, dict[str | None, int]] = defaultdict(lambda: defaultdict(int))
+    staff_column = ContactLabel.changed_by_staff if by_staff else literal(None, String)
     staff_rows = session.execute(
-        select(ContactLabel.label_id, ContactLabel.changed_by_staff, func.count())
+        select(ContactLabel.label_id, staff_column, func.count())
         .where(ContactLabel.active)
-        .group_by(ContactLabel.label_id, ContactLabel.changed_by_staff)
+        .group_by(ContactLabel.label_id, *([staff_column] if by_staff else []))
     )
     for label_id, staff, count in staff_rows:
         name = name_of.get(label_id)
@@ -121,6 +125,7 @@ def label_counts(session: Session) -> list[LabelOut]:
                     (
                         StaffCount(staff=staff or "unknown", contacts=count)
                         for staff, count in per_staff.get(name, {}).items()
+                        if by_staff
                     ),
                     key=lambda s: (-s.contacts, s.staff),
                 ),
@@ -292,19 +297,34 @@ class SegmentMember:
     opted_out_at: datetime | None
 
 
-def segment(
-    session: Session, label: str, *, after: int = 0, limit: int | None = None, search: str = ""
-) -> list[SegmentMember]:
-    """Contacts with ``label`` now, by id, with when and by whom it was given: at most ``limit``
-    contacts, those whose "name phone" contains ``search`` (lower case) if given."""
-    label_ids = label_ids_named(label)
-    wanted = select(ContactLabel.contact_id).where(ContactLabel.active, ContactLabel.label_id.in_(label_ids))
+def _segment_ids(label: str, search: str, after: int = 0) -> Select:
+    """The ids of the contacts with ``label`` now (above ``after``), those whose "name phone"
+    contains ``search`` (lower case) if given."""
+    wanted = select(ContactLabel.contact_id).where(
+        ContactLabel.active, ContactLabel.label_id.in_(label_ids_named(label))
+    )
     ids = select(Contact.id).where(
         Contact.id.in_(wanted), Contact.merged_into_id.is_(None), Contact.id > after
     )
     if search:
         text = func.lower(func.coalesce(Contact.name, "") + " " + func.coalesce(Contact.phone_e164, ""))
         ids = ids.where(text.contains(search, autoescape=True))
+    return ids
+
+
+def segment_size(session: Session, label: str, search: str = "") -> int:
+    """How many contacts ``segment`` lists in all (every page)."""
+    return session.scalar(select(func.count()).select_from(_segment_ids(label, search).subquery())) or 0
+
+
+def segment(
+    session: Session, label: str, *, after: int = 0, limit: int | None = None, search: str = ""
+) -> list[SegmentMember]:
+    """Contacts with ``label`` now, by id, with when and by whom it was given: at most ``limit``
+    contacts with an id above ``after``, those whose "name phone" contains ``search`` (lower
+    case) if given."""
+    label_ids = label_ids_named(label)
+    ids = _segment_ids(label, search, after)
     if limit is not None:
         # A contact may hold two same-named labels (two sessions): limit contacts, not rows.
         ids = ids.order_by(Contact.id).limit(limit)

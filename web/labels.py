@@ -2,8 +2,10 @@
 
 Contacts per label, how contacts entered and left each label over the last 7, 30 or 90 days (an
 inline SVG drawn here, no script), labels given per staff member and the share that reached the
-target label, lead sources by the ad's headline, and the contacts of one label with the CSV.
-The numbers come from ``api/labels.py``, the queries the API's ``/api/labels`` uses too.
+target label, lead sources by the ad's headline, and the contacts of one label with the CSV,
+a page of PAGE_SIZE at a time (by contact id, "more" for the next; the total is counted, so the
+figure shown is every contact, not the page's). The numbers come from ``api/labels.py``, the
+queries the API's ``/api/labels`` uses too.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ router = APIRouter(prefix="/inbox", include_in_schema=False)
 
 PERIODS = (7, 30, 90)
 DEFAULT_PERIOD = 30
-CONTACT_LIST_LIMIT = 500
+PAGE_SIZE = 50  # contacts listed at a time: a page to read, not every member at once
+MAX_PAGE_SIZE = 500
 FLOW_HEIGHT = 100  # the flow chart's drawing units: entered above the middle, left below
 
 
@@ -65,6 +68,8 @@ def labels_page(
     days: str = str(DEFAULT_PERIOD),  # any other value than 7, 30, 90: the page says so (422)
     label: Annotated[str | None, Query(max_length=255)] = None,
     q: Annotated[str, Query(max_length=100)] = "",
+    after: Annotated[int, Query(ge=0)] = 0,  # the contact list's page: ids above this one
+    size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = PAGE_SIZE,  # contacts per page
 ) -> Response:
     language = language_of(request, caller)
     target: str = request.app.state.settings.target_label
@@ -72,19 +77,19 @@ def labels_page(
         return page("labels.html", language, 422, user=caller, period_wrong=True, periods=PERIODS, days=None)
     period, formats = int(days), Formats(language)
     with session_scope() as session:
-        counts = data.label_counts(session)
+        counts = data.label_counts(session, by_staff=False)
         dates, flow = data.label_flow(session, period)
         staff = data.staff_quality(session, target, period)
         sources = data.lead_sources(session, target)
         headlines = data.ad_headlines(session, [s.source for s in sources])
         names = [item.name for item in counts]
         chosen = label or (target if target in names else (names[0] if names else None))
+        search = q.strip().lower()
         # One more than is shown, to know whether there are more.
-        members = (
-            data.segment(session, chosen, limit=CONTACT_LIST_LIMIT + 1, search=q.strip().lower())
-            if chosen
-            else []
-        )
+        members = data.segment(session, chosen, after=after, limit=size + 1, search=search) if chosen else []
+        # The whole list on its first page: its length is the total, no count needed.
+        whole = after == 0 and len(members) <= size
+        total = len(members) if whole else data.segment_size(session, chosen, search) if chosen else 0
     return page(
         "labels.html",
         language,
@@ -105,12 +110,25 @@ def labels_page(
         names=names,
         chosen=chosen,
         q=q,
-        members=members[:CONTACT_LIST_LIMIT],
-        more=len(members) > CONTACT_LIST_LIMIT,
-        limit=CONTACT_LIST_LIMIT,
+        members=members[:size],
+        total=total,
+        paged=after > 0,
+        more_url=(
+            contacts_url(period, chosen, q, members[size - 1].id, size) if len(members) > size else None
+        ),
+        first_url=contacts_url(period, chosen, q, 0, size),
         csv_url=f"/dashboard/contacts.csv?{urlencode({'label': chosen or ''})}",
         period_url=lambda p: "/inbox/labels?" + urlencode({"days": p, **({"label": label} if label else {})}),
     )
+
+
+def contacts_url(days: int, label: str | None, q: str, after: int, size: int = PAGE_SIZE) -> str:
+    """The contact list's page of the contacts above ``after`` (0: the first page)."""
+    query: dict[str, str | int] = {"days": days, "label": label or ""}
+    query |= {"q": q} if q else {}
+    query |= {"after": after} if after else {}
+    query |= {"size": size} if size != PAGE_SIZE else {}
+    return f"/inbox/labels?{urlencode(query)}#contacts"
 
 
 def bars(rows: list[tuple[str, int, str | None]]) -> list[Bar]:

@@ -7,8 +7,10 @@ pattern is the reason's stable code: each one is written here once as a catalogu
 (``%(name)s`` where the sentence has a value), a stored sentence is matched against them, and
 the page shows the message of the reader's language with the values put back. A value that is
 itself a reason (the "why" of "needs a reply: …", the parts of "lead is hot (…): a; b") is read
-the same way; names, labels, FAQ keys and the customer's own words are shown as they are. A
-sentence no pattern matches (an older or a new wording) is shown as it was stored, never lost.
+the same way; numbers (points, scores, confidences) are written as the reader's locale writes
+them (0,75 in Indonesian, 0.75 in English), with as many decimals as stored; names, labels, FAQ
+keys and the customer's own words are shown as they are. A sentence no pattern matches (an older
+or a new wording) is shown as it was stored, never lost.
 ``tests/unit/test_reasons.py`` checks that what the producers write is matched.
 """
 
@@ -16,7 +18,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from functools import cache
+
+from babel.numbers import format_decimal
 
 
 def _(message: str) -> str:
@@ -47,12 +52,16 @@ _VALUES = {
     "count": r"\d+",
     "score": r"\d+",
     "rating": r"\d+",
-    "percent": r"\d+%",
+    "percent": r"\d+(?:\.\d+)?%",
+    "confidence": r"\d+(?:\.\d+)?",
+    "minimum": r"\d+(?:\.\d+)?",
     "intent": "|".join(re.escape(i) for i in INTENTS),
     "lead_class": "hot|warm|cold",
 }
 # Values that are reasons themselves (read again); "reasons" is a list joined by "; ".
 _NESTED = {"reason", "why", "intent", "scored", "failure", "responder"}
+# Values that are numbers, written in the reader's locale.
+_NUMBERS = {"points", "count", "score", "rating", "percent", "confidence", "minimum"}
 
 PATTERNS = (
     # A lead score's parts, with their points (fixed weights) or log-odds (the learned score).
@@ -161,12 +170,13 @@ def _compiled() -> tuple[tuple[str, re.Pattern[str]], ...]:
     return tuple(out)
 
 
-def translate(text: str, gettext: Callable[[str], str]) -> str:
-    """A stored reason in the language of ``gettext``; as stored when no pattern matches."""
+def translate(text: str, gettext: Callable[[str], str], locale: str = "en") -> str:
+    """A stored reason in the language of ``gettext`` (numbers as ``locale`` writes them); as
+    stored when no pattern matches."""
     for message, regex in _compiled():
         found = regex.fullmatch(text)
         if found is not None:
-            values = {name: _value(name, value, gettext) for name, value in found.groupdict().items()}
+            values = {name: _value(name, value, gettext, locale) for name, value in found.groupdict().items()}
             return gettext(message) % values if values else gettext(message)
     return text
 
@@ -176,11 +186,28 @@ def responder(name: str, gettext: Callable[[str], str]) -> str:
     return gettext(RESPONDERS[name]) if name in RESPONDERS else name
 
 
-def _value(name: str, value: str, gettext: Callable[[str], str]) -> str:
+def number(value: str, locale: str) -> str:
+    """A stored number ("+0.75", "72%", "0.80") as ``locale`` writes it ("+0,75", "72%", "0,80"
+    in Indonesian): its sign, its decimals and its percent sign kept, no thousands separator (a
+    model's number is no amount)."""
+    sign = value[:1] if value[:1] in "+-" else ""
+    digits, percent = value[len(sign) :].removesuffix("%"), "%" if value.endswith("%") else ""
+    try:
+        parsed = Decimal(digits)
+    except InvalidOperation:
+        return value
+    decimals = max(0, -int(parsed.as_tuple().exponent))
+    pattern = "0." + "0" * decimals if decimals else "0"
+    return sign + format_decimal(parsed, format=pattern, locale=locale) + percent
+
+
+def _value(name: str, value: str, gettext: Callable[[str], str], locale: str) -> str:
     if name == "reasons":
-        return "; ".join(translate(part, gettext) for part in value.split("; "))
+        return "; ".join(translate(part, gettext, locale) for part in value.split("; "))
     if name == "lead_class":
         return gettext(CLASSES[value])
     if name == "responder":
         return responder(value, gettext)
-    return translate(value, gettext) if name in _NESTED else value
+    if name in _NUMBERS:
+        return number(value, locale)
+    return translate(value, gettext, locale) if name in _NESTED else value

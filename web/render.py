@@ -49,7 +49,7 @@ def environment(language: str) -> Environment:
     env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
     # A stored routing reason, and who answers, in the page's language (web/reasons.py).
     plain = translations(language).gettext
-    env.filters["reason"] = lambda text: reasons.translate(str(text), plain)
+    env.filters["reason"] = lambda text: reasons.translate(str(text), plain, language)
     env.filters["responder"] = lambda name: reasons.responder(str(name), plain)
     env.globals.update(
         static=STATIC_URL,

@@ -275,3 +275,30 @@ def test_the_labels_page_is_closed_without_a_session_and_refuses_another_period(
         wrong = client.get("/inbox/labels", params={"days": days})
         assert wrong.status_code == 422 and 'id="period-error"' in wrong.text, days
         assert "7, 30 atau 90 hari" in wrong.text
+
+
+def test_the_contact_list_is_paged_with_more_and_the_total_counts_every_page(make_client, drained):
+    import re
+
+    client = make_client(admin_token=TOKEN)
+    assert client.post("/dashboard/login", data={"token": TOKEN}, follow_redirects=False).status_code == 303
+    seed(client, drained)  # Lead: four contacts now (one was taken away)
+
+    def listed(page) -> list[str]:
+        return re.findall(r'class="contact-row" data-id="(\d+)"', page.text)
+
+    def shown(page) -> str:
+        return re.search(r'<p id="shown">([^<]*)</p>', page.text).group(1)
+
+    first = client.get("/inbox/labels", params={"label": "Lead", "size": 3})
+    assert first.status_code == 200
+    assert shown(first) == "4 kontak dengan Lead" and len(listed(first)) == 3
+    more = re.search(r'<a id="more" class="more" href="([^"]+)"', first.text)
+    assert more is not None and 'id="first-page"' not in first.text
+    second = client.get(more.group(1).replace("&amp;", "&").split("#")[0])
+    assert shown(second) == "4 kontak dengan Lead"  # the total, not the page's
+    assert len(listed(second)) == 1 and not set(listed(second)) & set(listed(first))
+    assert 'id="more"' not in second.text and 'id="first-page"' in second.text
+    # The whole list on one page: no More, no page note.
+    whole = client.get("/inbox/labels", params={"label": "Lead"})
+    assert len(listed(whole)) == 4 and 'id="more"' not in whole.text and 'id="page-note"' not in whole.text

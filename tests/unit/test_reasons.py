@@ -90,3 +90,19 @@ def test_every_pattern_matches_its_own_english():
     for message in PATTERNS:
         if "%(" not in message:
             assert english(message) == message
+
+
+def test_numbers_in_a_reason_are_written_as_the_readers_locale_writes_them():
+    def shown(text: str, language: str) -> str:
+        return translate(text, translations(language).gettext, language)
+
+    learned = lead_features.Contribution("intent:price", 0.75).reads()
+    assert shown(learned, "id") == "menanyakan harga +0,75"
+    assert shown(learned, "en") == "asks about price +0.75"
+    assert shown("the AI agent answered (confidence 0.80)", "id").endswith("(keyakinan 0,80)")
+    below = shown("confidence 0.42 is below 0.60", "id")
+    assert "0,42" in below and "0,60" in below and "0.6" not in below
+    assert shown("chance of an order 12.5%", "id").endswith(" 12,5%")
+    # Whole numbers and the customer's own words are left alone.
+    lead = shown("lead is hot (score 42): asks about price (2.5 kg)", "id")
+    assert lead.startswith("prospek panas (skor 42)") and "(2.5 kg)" in lead
