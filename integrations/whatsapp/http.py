@@ -112,8 +112,14 @@ def post_stream(
             timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
             allow_redirects=False,
         )
-    except requests.RequestException as exc:
-        raise network_error(exc, gateway) from exc
+    except Exception as exc:
+        store_error = getattr(body, "store_error", None)
+        if store_error is not None:  # our file could not be read: the body was cut short, not sent
+            detail = f"{gateway}: reading the stored file failed: {store_error}"
+            raise TransientError(detail, error={"message": detail}) from exc
+        if isinstance(exc, requests.RequestException):
+            raise network_error(exc, gateway) from exc
+        raise
 
 
 def retry_after(response: requests.Response) -> float | None:

@@ -88,8 +88,13 @@ class WahaGateway:
                 timeout=self.timeout,
                 gateway=self.name,
             )
+        # WAHA downloads a file's url before it answers, for up to FILE_FETCH_SECONDS: wait for
+        # its answer past that, so a link it cannot fetch ends in its error (sent inline, below)
+        # rather than in our read timeout (unconfirmed, never re-sent).
+        fetches = isinstance(file, dict) and "url" in file
+        timeout = max(self.timeout, FILE_FETCH_SECONDS + 5) if fetches else self.timeout
         return post_json(
-            self._session, url, body, headers=self._headers, timeout=self.timeout, gateway=self.name
+            self._session, url, body, headers=self._headers, timeout=timeout, gateway=self.name
         )
 
     # Labels (WhatsApp Business app labels, docs/formats.md "WAHA"): the catalogue of the
@@ -195,6 +200,9 @@ def _inline(file: dict[str, Any], attachment: Attachment) -> dict[str, Any]:
     """The same file as BinaryFile: ``data`` in place of ``url``, read from the store when sent."""
     return {**{k: v for k, v in file.items() if k != "url"}, "data": Base64Data(attachment)}
 
+
+# How long WAHA waits for a file's url (utils/fetch.ts ``fetchBuffer``'s axios timeout).
+FILE_FETCH_SECONDS = 30
 
 # What WAHA answers when it cannot fetch a file's URL, before anything is sent: HTTP 500 from its
 # exception filter with the error its download threw (utils/fetch.ts ``fetchBuffer``): axios's

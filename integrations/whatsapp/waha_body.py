@@ -49,6 +49,9 @@ class StreamedBody:
         self.len = len(prefix.encode()) + 2 + len(data) + len(suffix.encode())
         self._pieces = _pieces(prefix.encode() + b'"', data.attachment, b'"' + suffix.encode())
         self._piece, self._at = b"", 0  # the piece being read and how far: no copy of its tail
+        # Why reading the store failed, if it did: urllib3 reports it as a dropped connection,
+        # but WAHA got a body shorter than its Content-Length, so nothing can have been sent.
+        self.store_error: Exception | None = None
 
     def read(self, size: int = -1) -> bytes:
         parts: list[bytes] = []
@@ -56,7 +59,11 @@ class StreamedBody:
         while wanted > 0:
             if self._at >= len(self._piece):
                 self._piece = b""  # dropped before the next is encoded: one piece in memory
-                self._piece, self._at = next(self._pieces, b""), 0
+                try:
+                    self._piece, self._at = next(self._pieces, b""), 0
+                except Exception as exc:  # OSError from the directory, botocore's from S3
+                    self.store_error = exc
+                    raise
                 if not self._piece:
                     break
             part = self._piece[self._at : self._at + wanted]

@@ -484,6 +484,45 @@ def test_waha_unable_to_fetch_our_link_gets_the_same_message_once_more_as_base64
     assert "PUBLIC_URL" in sent.warning["message"]
 
 
+def test_waha_slow_to_fail_fetching_our_link_is_waited_for_past_our_own_timeout():
+    import http.server
+    import threading
+    import time
+
+    class Slow(http.server.BaseHTTPRequestHandler):  # PUBLIC_URL behind a proxy that gives up
+        def do_GET(self) -> None:
+            time.sleep(2)
+            self.send_error(503)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    data = b"video bytes" * 100
+    try:
+        with FakeWaha(fetch_files=True) as waha:
+            gateway = WahaGateway(waha.url, waha.api_key, None, timeout=1)  # shorter than WAHA's wait
+            link = f"http://127.0.0.1:{server.server_port}/f/ours?expires=1&signature=x"
+
+            sent = gateway.send(_video(_attachment(data, url=link)), window_open=True)
+
+            assert len(waha.accepted) == 1 and waha.files_received == [data]  # not "unconfirmed"
+    finally:
+        server.shutdown()
+    assert sent.warning is not None and "503" in sent.warning["message"]
+
+
+def test_waha_given_a_file_the_store_cannot_read_whole_sent_nothing_and_may_be_tried_again(waha: FakeWaha):
+    gateway = WahaGateway(waha.url, waha.api_key, None, timeout=2)
+    data = bytes(range(256)) * 4000
+    short = Attachment("video/mp4", "v.mp4", len(data) + 10, lambda: ChunkReader(iter([data]), len(data) + 10))
+
+    with pytest.raises(TransientError, match="reading the stored file failed"):
+        gateway.send(_video(short), window_open=True)
+    assert waha.accepted == []  # WAHA got a body cut short of its Content-Length: nothing sent
+
+
 def test_waha_fetching_our_link_is_not_tried_again_after_any_other_error(waha: FakeWaha):
     gateway = WahaGateway(waha.url, waha.api_key, None, timeout=2)
     link = "https://crm.example.id/f/ours?expires=1&signature=x"
