@@ -93,9 +93,7 @@ class WahaGateway:
         # rather than in our read timeout (unconfirmed, never re-sent).
         fetches = isinstance(file, dict) and "url" in file
         timeout = max(self.timeout, FILE_FETCH_SECONDS + 5) if fetches else self.timeout
-        return post_json(
-            self._session, url, body, headers=self._headers, timeout=timeout, gateway=self.name
-        )
+        return post_json(self._session, url, body, headers=self._headers, timeout=timeout, gateway=self.name)
 
     # Labels (WhatsApp Business app labels, docs/formats.md "WAHA"): the catalogue of the
     # session, creating one, and a chat's labels, always set as the full list.

@@ -516,7 +516,9 @@ def test_waha_slow_to_fail_fetching_our_link_is_waited_for_past_our_own_timeout(
 def test_waha_given_a_file_the_store_cannot_read_whole_sent_nothing_and_may_be_tried_again(waha: FakeWaha):
     gateway = WahaGateway(waha.url, waha.api_key, None, timeout=2)
     data = bytes(range(256)) * 4000
-    short = Attachment("video/mp4", "v.mp4", len(data) + 10, lambda: ChunkReader(iter([data]), len(data) + 10))
+    short = Attachment(
+        "video/mp4", "v.mp4", len(data) + 10, lambda: ChunkReader(iter([data]), len(data) + 10)
+    )
 
     with pytest.raises(TransientError, match="reading the stored file failed"):
         gateway.send(_video(short), window_open=True)
