@@ -68,7 +68,7 @@ def labels_page(
     days: str = str(DEFAULT_PERIOD),  # any other value than 7, 30, 90: the page says so (422)
     label: Annotated[str | None, Query(max_length=255)] = None,
     q: Annotated[str, Query(max_length=100)] = "",
-    after: Annotated[int, Query(ge=0)] = 0,  # the contact list's page: ids above this one
+    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # the contact list's page: ids above this one
     size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = PAGE_SIZE,  # contacts per page
 ) -> Response:
     language = language_of(request, caller)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from models import InboxEvent, Message
+from models import Contact, InboxEvent, Message
+from models.base import utcnow
 from models.db import session_scope
-from producers.inbox import store_and_enqueue
 from producers.whatsapp import Envelope, inbox_events
 from testkit import samples
 from tests.system.test_send_cost import counted
@@ -34,9 +34,29 @@ KNOWN_CONTACT_STATEMENTS = 14
 
 
 def stored(payloads: list[dict]) -> list[int]:
-    store_and_enqueue([event for p in payloads for event in inbox_events(Envelope.model_validate(p))])
+    """The events stored as the producer stores them, but not published: a worker another test
+    left running must not take them before this test's own task body does."""
+    events = [event for p in payloads for event in inbox_events(Envelope.model_validate(p))]
+    now = utcnow()
     with session_scope() as session:
-        return list(session.scalars(select(InboxEvent.id).order_by(InboxEvent.id)))
+        rows = [
+            InboxEvent(
+                source=e.source,
+                kind=e.kind,
+                dedupe_key=e.dedupe_key,
+                payload=e.payload,
+                occurred_at=e.occurred_at,
+                received_at=now,
+                enqueued_at=now,
+                state=e.state,
+                attempts=0,
+            )
+            for e in events
+        ]
+        session.add_all(rows)
+        session.flush()
+        ids = [row.id for row in rows]
+    return ids
 
 
 def per_event(event_ids: list[int]) -> float:
@@ -63,7 +83,20 @@ def test_an_inbound_text_costs_at_most_its_statements():
             for n, wa_id in enumerate(customers)
         ]
     )
-    assert per_event(again[len(first) :]) <= KNOWN_CONTACT_STATEMENTS
+    assert per_event(again) <= KNOWN_CONTACT_STATEMENTS
     with session_scope() as session:  # every message stored once, each in its contact's conversation
-        rows = session.execute(select(Message.contact_id, Message.conversation_id)).all()
+        contacts = session.execute(
+            select(Contact.id, Contact.name, Contact.phone_e164).where(
+                Contact.phone_e164.in_([f"+{wa_id}" for wa_id in customers])
+            )
+        ).all()
+        rows = session.execute(
+            select(Message.contact_id, Message.conversation_id).where(
+                Message.contact_id.in_([c.id for c in contacts])
+            )
+        ).all()
+    # each new contact written whole by its INSERT: the profile's name and the wa_id's phone
+    assert sorted((c.name, c.phone_e164) for c in contacts) == [
+        (f"Pelanggan {n}", f"+{wa_id}") for n, wa_id in enumerate(customers)
+    ]
     assert len(rows) == 12 and len({c for c, _ in rows}) == 6 and len({v for _, v in rows}) == 6
