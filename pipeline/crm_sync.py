@@ -6,24 +6,33 @@ change), ``queue_log`` (new messages to post), ``queue_order_event`` and
 sync commits or rolls back with the change that needs it. They do nothing while ``ODOO_URL`` is
 unset. "Bring it up to date" jobs (lead, log) are coalesced: at most one waits per contact and
 kind, however many changes arrive; jobs with a cause (an order event's note, a follow-up's
-activity) are unique on that cause. The task is published after the commit; if that publish is
-lost, the sweeper (schedules/crm.py) publishes it again.
+activity) are unique on that cause.
+
+**Wake-ups.** After the commit a task is published only for the earliest due of the
+transaction's new jobs, and not even that when an older job due no later waits at the head of
+its contact: the task that takes that one loops while jobs are due and, when done, wakes the
+next waiting one (workers/crm.py), and our job was committed before we looked. So a burst of
+conversations starts one task, not two per conversation that nearly all find nothing to do. A
+lost publish, or a task that died, is the sweeper's (schedules/crm.py): it publishes again any
+job overdue by INBOX_SWEEP_AFTER_SECONDS.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, exists, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, aliased
 
 from domain.order_events import CRM_NOTE_PREFIX
 from models import Contact, Order
 from models.base import utcnow
-from models.crm import ACTIVITY, ACTIVITY_DONE, LEAD, LOG, ORDER, QUEUED, CrmSyncJob
-from models.db import dialect_insert
+from models.crm import ACTIVITY, ACTIVITY_DONE, LEAD, LOG, ORDER, QUEUED, RUNNING, CrmSyncJob
+from models.db import dialect_insert, session_scope
 from pipeline.crm_jobs import order_note
 from queueing import publish
 from queueing.after_commit import publish_after_commit
@@ -33,6 +42,8 @@ from settings import settings
 # often send three or four in a row) goes to the CRM as one post.
 LOG_BATCH_SECONDS = 5.0
 _PENDING_KEY = "crm_to_publish"
+
+log = logging.getLogger(__name__)
 
 
 def queue_sync(session: Session, contact_id: int, reason: str) -> None:
@@ -154,10 +165,41 @@ def _queue(
     )
     if dedupe_key is not None:
         statement = statement.on_conflict_do_nothing(index_elements=["dedupe_key"])
-    if session.scalar(statement.returning(CrmSyncJob.id)) is not None:
-        publish_after_commit(session, _PENDING_KEY, (contact_id, delay), _publish_each)
+    job_id = session.scalar(statement.returning(CrmSyncJob.id))
+    if job_id is not None:
+        publish_after_commit(session, _PENDING_KEY, (job_id, contact_id, delay), _publish_first)
 
 
-def _publish_each(pending: list[tuple[int, float]]) -> None:
-    for contact_id, delay in pending:
-        publish.sync_contacts([contact_id], delay)
+def _publish_first(pending: list[tuple[int, int, float]]) -> None:
+    """One wake-up for the transaction's new jobs, at the earliest one's due time, unless an
+    older job due no later already waits (see the module's doc)."""
+    _, contact_id, delay = min(pending, key=lambda item: item[2])
+    try:
+        if _covered(min(job_id for job_id, _, _ in pending), utcnow() + timedelta(seconds=delay)):
+            return
+    except OperationalError:
+        log.warning("could not look for an earlier CRM sync job; publishing", exc_info=True)
+    publish.sync_contacts([contact_id], delay)
+
+
+def covered_query(before_id: int | None, due: datetime) -> Select[tuple[int, datetime]]:
+    """Queued jobs at the head of their contact (no older job of it queued or running), due by
+    ``due`` (and older than job ``before_id``): whoever runs one goes on to the others."""
+    earlier = aliased(CrmSyncJob)
+    query = select(CrmSyncJob.contact_id, CrmSyncJob.next_attempt_at).where(
+        CrmSyncJob.state == QUEUED,
+        CrmSyncJob.next_attempt_at <= due,
+        ~exists().where(
+            earlier.contact_id == CrmSyncJob.contact_id,
+            earlier.state.in_((QUEUED, RUNNING)),
+            earlier.id < CrmSyncJob.id,
+        ),
+    )
+    return query if before_id is None else query.where(CrmSyncJob.id < before_id)
+
+
+def _covered(before_id: int, due: datetime) -> bool:
+    """An older job, due no later, waits at the head of its contact: its task will reach ours.
+    (Older only: two new jobs must not each count on the other.)"""
+    with session_scope() as session:
+        return session.execute(covered_query(before_id, due).limit(1)).first() is not None

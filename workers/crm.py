@@ -40,7 +40,7 @@ from models.base import utcnow
 from models.crm import DONE, FAILED, QUEUED, RUNNING, CrmCursor, CrmSyncJob
 from models.db import dialect_insert, session_scope
 from observability.metrics import CRM_MISSING, CRM_SYNC_JOBS
-from pipeline import crm_back, crm_jobs, locks, odoo_orders
+from pipeline import crm_back, crm_jobs, crm_sync, locks, odoo_orders
 from pipeline.crm_jobs import Job
 from queueing import names, publish
 from queueing.app import app
@@ -54,6 +54,8 @@ BATCH_CONTACTS = 50  # contacts one task syncs together
 RUN_SECONDS = 60.0  # then the task hands over to a fresh one, so no task nears the time limit
 LEASE_SECONDS = float(app.conf.task_time_limit or 300) + 30.0  # outlives any task
 RETRY_BASE_SECONDS = 1.0
+# New jobs are due in at most a log's LOG_BATCH_SECONDS (pipeline/crm_sync.py); later ones are retries.
+WAKE_AHEAD_SECONDS = 2 * crm_sync.LOG_BATCH_SECONDS
 LEAD_CURSOR = "odoo:crm.lead"
 # Rows of crm_cursors that say what the sync found in Odoo, for GET /api/crm (api/crm.py).
 CONNECTION_ROW = "odoo:connection"
@@ -84,14 +86,29 @@ def _sync_batch(crm: Crm, contact_id: int) -> str:
         # Done already, most often by a batch another task took it into: nothing to claim and no
         # batch to start (each due job has a task of its own coming, or the sweeper's).
         return "idle"
-    started, outcome = time.monotonic(), "idle"
-    batch = [contact_id]
+    took: list[bool] = []
+    try:
+        return _sync_rounds(crm, contact_id, took)
+    finally:
+        if took:
+            _wake_next()
+
+
+def _sync_rounds(crm: Crm, contact_id: int, took: list[bool]) -> str:
+    """Claim and run batches while jobs are due (``took`` gets an entry once any were claimed)."""
+    started, outcome, batch = time.monotonic(), "idle", [contact_id]
     while True:
-        claimed, own_busy = _claim_batch(contact_id, batch)
+        claimed, own_busy, spare = _claim_batch(contact_id, batch)
         if own_busy and outcome == "idle":
             outcome = "busy"
         if not claimed:
             return outcome
+        first = not took
+        took.append(True)
+        if first and spare is not None:
+            # More contacts are due than one batch takes: a second task takes the next batch,
+            # so that both pool processes work (each wake-up now serves many jobs).
+            publish.sync_contacts([spare])
         # Each contact's data is read once per round, after its jobs were claimed, and shared by
         # the batch calls and by its jobs (which keep it up to date as they write).
         loaded: dict[int, crm_jobs.Local | None] = {}
@@ -123,6 +140,26 @@ def _sync_batch(crm: Crm, contact_id: int) -> str:
         if time.monotonic() - started > RUN_SECONDS:
             publish.sync_contacts(batch)  # more may be due: fresh tasks go on from here
             return outcome
+
+
+def _wake_next() -> None:
+    """A task that claimed jobs wakes, as it ends, the next job waiting at the head of its
+    contact (now if due, else when due): jobs queued while it ran published no wake-up when an
+    older one was waiting (pipeline/crm_sync.py), and this task took that one. The sweeper
+    publishes again whatever this misses (the broker away, the worker killed). Only within
+    WAKE_AHEAD_SECONDS: a job due later waits for a retry, whose task is published already."""
+    try:
+        with session_scope() as session:
+            row = session.execute(
+                crm_sync.covered_query(None, utcnow() + timedelta(seconds=WAKE_AHEAD_SECONDS))
+                .order_by(CrmSyncJob.next_attempt_at)
+                .limit(1)
+            ).first()
+        if row is not None:
+            delay = max(0.0, (row.next_attempt_at - utcnow()).total_seconds())
+            publish.sync_contacts([row.contact_id], delay)
+    except Exception:
+        log.warning("could not wake the next CRM sync job; the sweeper will", exc_info=True)
 
 
 POLL_BATCH = 500  # leads read back per call
@@ -290,18 +327,19 @@ def _claimable(contact_id: int) -> bool:
         )
 
 
-def _claim_batch(own: int, batch: list[int]) -> tuple[dict[int, list[Job]], bool]:
+def _claim_batch(own: int, batch: list[int]) -> tuple[dict[int, list[Job]], bool, int | None]:
     """The due jobs of the task's own contact and of up to BATCH_CONTACTS - 1 others (the
     batch's, then those due longest), each contact's oldest first, now ``running`` under a lease;
     and whether the own contact was busy (another worker holds a live lease on it). One short
     transaction: the own contact's claim lock waited for, the others' only taken if free at once
     (another worker claiming one this moment takes it); a contact with a live lease is left
     alone. The oldest job not yet due stops a contact's claim, so jobs never overtake one that
-    waits for a retry."""
+    waits for a retry. Third: a due contact left for another batch, if any."""
     with session_scope() as session:
         locks.crm_contact(session, own)
         others = [c for c in dict.fromkeys(batch + _due_contacts(session, BATCH_CONTACTS * 2)) if c != own]
         candidates = [own, *locks.crm_contacts_if_free(session, others[: BATCH_CONTACTS - 1])]
+        spare = others[BATCH_CONTACTS - 1] if len(others) >= BATCH_CONTACTS else None
         now = utcnow()
         busy = set(
             session.scalars(
@@ -316,7 +354,7 @@ def _claim_batch(own: int, batch: list[int]) -> tuple[dict[int, list[Job]], bool
         )
         free = [c for c in candidates if c not in busy]
         if not free:
-            return {}, own in busy
+            return {}, own in busy, None
         ranked = (
             select(
                 CrmSyncJob.id,
@@ -372,7 +410,7 @@ def _claim_batch(own: int, batch: list[int]) -> tuple[dict[int, list[Job]], bool
                 .values(state=RUNNING, lease_until=now + timedelta(seconds=LEASE_SECONDS), updated_at=now)
             )
         # The own contact first, then the others in the order they were chosen.
-        return {c: claimed[c] for c in free if c in claimed}, own in busy
+        return {c: claimed[c] for c in free if c in claimed}, own in busy, spare
 
 
 class Finished:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+import redis
 from sqlalchemy import select, text
 
 from integrations.crm import CrmTransientError, OdooCrm, OdooRpc, PartnerIn
@@ -24,6 +25,7 @@ from models.base import utcnow
 from models.crm import DONE, FAILED, LEAD, LOG, NOTE, QUEUED
 from models.db import session_scope
 from pipeline import crm_sync
+from queueing import names
 from queueing.publish import sync_contacts
 from schedules.crm import sweep_sync_jobs
 from testkit.processes import CeleryProcess, wait_for
@@ -296,3 +298,25 @@ def test_a_backlog_whose_worker_is_killed_mid_batch_is_synced_once(odoo, crm_wor
         [log] = logs(contact_id)
         assert f"antrian {contact_id} pesan 1" in log
         assert notes_on(odoo, "crm.lead", lead["id"], f"antrian {contact_id} pesan 0") == [log]
+
+
+def test_a_burst_of_new_jobs_publishes_one_wake_up_and_all_are_synced(odoo, crm_worker, redis_server):
+    """Five customers' lead and log jobs, queued one transaction each while the worker is away,
+    publish one sync task in all (the later jobs wait behind the first, whose task goes on to
+    them), and every job is synced once the worker is back."""
+    crm_worker.stop()
+    broker = redis.Redis.from_url(redis_server.url)
+    broker.delete("crm")  # whatever earlier tests left
+    contacts = [new_contact(f"Serbu {n}", f"+628578888{n:04d}", deal=True) for n in range(5)]
+    for contact_id in contacts:
+        with session_scope() as session:
+            crm_sync.queue_sync(session, contact_id, "test")
+            crm_sync.queue_log(session, contact_id)
+    published = [m for m in broker.lrange("crm", 0, -1) if names.SYNC_CONTACT.encode() in m]
+    assert len(published) == 1  # was one per job: ten
+    crm_worker.restart().wait_ready()
+    for contact_id in contacts:
+        synced(contact_id)
+    for contact_id in contacts:
+        [partner] = [p for p in odoo.records("res.partner") if p["ref"] == f"wacrm-contact:{contact_id}"]
+        assert len([lead for lead in odoo.records("crm.lead") if lead["partner_id"] == partner["id"]]) == 1
