@@ -33,8 +33,10 @@ import itertools
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from sqlalchemy import text
@@ -123,13 +125,16 @@ def _baseline_worker(
 
 def baseline(odoo: FakeOdoo, calls: int) -> float:
     """JSON-RPC calls per second that BASELINE_PROCESSES processes get from the fake, together."""
+    return _together(_baseline_worker, odoo, [calls] * BASELINE_PROCESSES)
+
+
+def _together(worker: Callable[..., None], odoo: FakeOdoo, shares: list[Any]) -> float:
+    """The summed rate of one forked process per share, each running ``worker`` on the fake."""
     results: multiprocessing.Queue = multiprocessing.Queue()
     context = multiprocessing.get_context("fork")
     processes = [
-        context.Process(
-            target=_baseline_worker, args=(odoo.url, odoo.db, odoo.login, odoo.api_key, calls, results)
-        )
-        for _ in range(BASELINE_PROCESSES)
+        context.Process(target=worker, args=(odoo.url, odoo.db, odoo.login, odoo.api_key, share, results))
+        for share in shares
     ]
     for process in processes:
         process.start()
@@ -171,21 +176,7 @@ def replay(odoo: FakeOdoo) -> float:
     posts = [
         (str(row["model"]), int(row["res_id"]), str(row["body"])) for row in odoo.records("mail.message")
     ]
-    results: multiprocessing.Queue = multiprocessing.Queue()
-    context = multiprocessing.get_context("fork")
-    processes = [
-        context.Process(
-            target=_replay_worker,
-            args=(odoo.url, odoo.db, odoo.login, odoo.api_key, posts[n::BASELINE_PROCESSES], results),
-        )
-        for n in range(BASELINE_PROCESSES)
-    ]
-    for process in processes:
-        process.start()
-    rates = [results.get(timeout=600) for _ in processes]
-    for process in processes:
-        process.join()
-    return sum(rates)
+    return _together(_replay_worker, odoo, [posts[n::BASELINE_PROCESSES] for n in range(BASELINE_PROCESSES)])
 
 
 def measure(quick: bool, figures: list[Figure] | None = None) -> list[Figure]:
