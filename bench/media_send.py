@@ -173,26 +173,35 @@ def memory_of(process: CeleryProcess, work: Callable[[], object]) -> tuple[int, 
     return idle, peak
 
 
+def video_send_memory(first_contact: int, env: dict[str, str], warm_up: str, video: str) -> tuple[int, int]:
+    """One outbound worker (-c 1) sends a warm-up image (the send's code loaded), then one 16 MB
+    video: its idle and peak RSS around the video's send. ``warm_up`` and ``video`` name the phases."""
+    from queueing.publish import send_outbound
+
+    with celery_workers(1, 1, "outbound", env) as processes:
+
+        def send(load: Callable[[int, int], list[int]]) -> None:
+            send_outbound(load(first_contact, 1))
+            wait_until(lambda: unfinished_outbox() == 0, processes, DRAIN_TIMEOUT, "the send")
+
+        phase(warm_up)
+        send(media_loader("image", "image/jpeg", WARM_UP_BYTES))
+        phase(video)
+        return memory_of(processes[0], lambda: send(media_loader("video", "video/mp4", VIDEO_BYTES)))
+
+
 def upload_memory(first_contact: int, media_env: dict[str, str]) -> tuple[int, int]:
     """One outbound worker (-c 1) sends one image of a small file (warm-up: the upload's code is
     loaded), then one 16 MB video: its idle and peak RSS around the video's upload and send."""
-    from queueing.publish import send_outbound
 
     with FakeCloudApi() as fake:
         env = {**cloud_env(fake), **media_env}
-        with celery_workers(1, 1, "outbound", env) as processes:
-
-            def send(load: Callable[[int, int], list[int]]) -> None:
-                ids = load(first_contact, 1)
-                send_outbound(ids)
-                wait_until(lambda: unfinished_outbox() == 0, processes, DRAIN_TIMEOUT, "the send")
-
-            phase("outbound upload: a warm-up image, celery worker -c 1 -Q outbound")
-            send(media_loader("image", "image/jpeg", WARM_UP_BYTES))
-            phase(f"outbound upload: one {VIDEO_BYTES // MIB} MB video, uploaded to the fake and sent")
-            idle, peak = memory_of(
-                processes[0], lambda: send(media_loader("video", "video/mp4", VIDEO_BYTES))
-            )
+        idle, peak = video_send_memory(
+            first_contact,
+            env,
+            "outbound upload: a warm-up image, celery worker -c 1 -Q outbound",
+            f"outbound upload: one {VIDEO_BYTES // MIB} MB video, uploaded to the fake and sent",
+        )
         uploaded = [data for data in fake.media.values() if len(data.data) == VIDEO_BYTES]
         if len(uploaded) != 1 or len(fake.accepted) != 2:
             raise RuntimeError(f"{len(uploaded)} videos uploaded, {len(fake.accepted)} messages accepted")
@@ -202,7 +211,6 @@ def upload_memory(first_contact: int, media_env: dict[str, str]) -> tuple[int, i
 def waha_inline_memory(first_contact: int, media_env: dict[str, str]) -> tuple[int, int]:
     """One outbound worker (-c 1) on WAHA without PUBLIC_URL sends a warm-up image, then one
     16 MB video as base64 ``file.data`` (streamed into the JSON body): its idle and peak RSS."""
-    from queueing.publish import send_outbound
     from testkit.fakes.waha import FakeWaha
 
     with FakeWaha(api_key="bench-waha-key") as fake:
@@ -213,19 +221,12 @@ def waha_inline_memory(first_contact: int, media_env: dict[str, str]) -> tuple[i
             "WAHA_API_KEY": "bench-waha-key",
             "PUBLIC_URL": "",  # no link can be made: the file goes inline
         }
-        with celery_workers(1, 1, "outbound", env) as processes:
-
-            def send(load: Callable[[int, int], list[int]]) -> None:
-                ids = load(first_contact, 1)
-                send_outbound(ids)
-                wait_until(lambda: unfinished_outbox() == 0, processes, DRAIN_TIMEOUT, "the send")
-
-            phase("WAHA inline: a warm-up image, celery worker -c 1 -Q outbound, no PUBLIC_URL")
-            send(media_loader("image", "image/jpeg", WARM_UP_BYTES))
-            phase(f"WAHA inline: one {VIDEO_BYTES // MIB} MB video as streamed base64")
-            idle, peak = memory_of(
-                processes[0], lambda: send(media_loader("video", "video/mp4", VIDEO_BYTES))
-            )
+        idle, peak = video_send_memory(
+            first_contact,
+            env,
+            "WAHA inline: a warm-up image, celery worker -c 1 -Q outbound, no PUBLIC_URL",
+            f"WAHA inline: one {VIDEO_BYTES // MIB} MB video as streamed base64",
+        )
         sizes = [len(data) for data in fake.files_received]
         if sizes != [WARM_UP_BYTES, VIDEO_BYTES]:
             raise RuntimeError(f"WAHA received files of {sizes} bytes, not the warm-up and the video")
