@@ -68,25 +68,27 @@ def _insert_new(dialect: str) -> Insert:
     )
 
 
+def row_of(event: NewEvent, now: datetime) -> dict[str, Any]:
+    """The inbox row of an event received (and about to be published) at ``now``."""
+    return {
+        "source": event.source,
+        "kind": event.kind,
+        "dedupe_key": event.dedupe_key,
+        "payload": event.payload,
+        "occurred_at": event.occurred_at,
+        "received_at": now,
+        "enqueued_at": now,
+        "state": event.state,
+        "attempts": 0,
+    }
+
+
 def store_and_enqueue(events: list[NewEvent]) -> Stored:
     """Insert every event in one transaction, skipping replays; publish the new ones."""
     if not events:
         return Stored(0, 0)
     now = utcnow()
-    rows = [
-        {
-            "source": e.source,
-            "kind": e.kind,
-            "dedupe_key": e.dedupe_key,
-            "payload": e.payload,
-            "occurred_at": e.occurred_at,
-            "received_at": now,
-            "enqueued_at": now,
-            "state": e.state,
-            "attempts": 0,
-        }
-        for e in events
-    ]
+    rows = [row_of(e, now) for e in events]
     with session_scope() as session:
         new = session.execute(_insert_new(session.get_bind().dialect.name), rows).all()
 

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from models import Contact, InboxEvent, Message
 from models.base import utcnow
 from models.db import session_scope
+from producers.inbox import row_of
 from producers.whatsapp import Envelope, inbox_events
 from testkit import samples
 from tests.system.test_send_cost import counted
@@ -41,20 +42,7 @@ def stored(payloads: list[dict]) -> list[int]:
     events = [event for p in payloads for event in inbox_events(Envelope.model_validate(p))]
     now = utcnow()
     with session_scope() as session:
-        rows = [
-            InboxEvent(
-                source=e.source,
-                kind=e.kind,
-                dedupe_key=e.dedupe_key,
-                payload=e.payload,
-                occurred_at=e.occurred_at,
-                received_at=now,
-                enqueued_at=now,
-                state=e.state,
-                attempts=0,
-            )
-            for e in events
-        ]
+        rows = [InboxEvent(**row_of(e, now)) for e in events]
         session.add_all(rows)
         session.flush()
         ids = [row.id for row in rows]
